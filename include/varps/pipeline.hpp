@@ -1,0 +1,100 @@
+#pragma once
+// The public entry point: a VAR transformer and its VQVAE tokenizer on one
+// backend. `generate` turns class labels into images (tokens to pixels);
+// the lower-level calls expose each stage for tools and tests.
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "varps/config.hpp"
+#include "varps/sampling.hpp"
+#include "varps/tensor.hpp"
+
+namespace varps {
+
+struct ImageRequest {
+  int class_id = 0;  // num_classes means unconditional
+  uint64_t seed = 0;
+  SamplingParams sampling;
+};
+
+// token maps of one image: [scale][pn·pn], row-major
+using TokenMaps = std::vector<std::vector<int32_t>>;
+
+struct StageTimings {
+  std::vector<double> transformer_ms;  // per scale
+  double setup_ms = 0;     // class embedding, AdaLN modulation, KV cache
+  double sampling_ms = 0;  // guidance + top-k/top-p + draw
+  double residual_ms = 0;  // bicubic up, Phi, area down, next input
+  double decode_ms = 0;    // VQVAE decoder
+  double total_ms = 0;
+};
+
+struct GenerateOptions {
+  // Called after each scale with (scale index, number of scales).
+  std::function<void(int, int)> progress;
+  // Called with the guided logits [B, l, V] handed to the sampler (host
+  // copy); for inspection and tests.
+  std::function<void(int scale, const float* logits, int64_t B, int64_t l, int64_t V)> on_logits;
+  // Teacher forcing: use these token maps ([scale][B·pn²]) instead of sampling.
+  const std::vector<std::vector<int32_t>>* forced_tokens = nullptr;
+  bool keep_f_hat = false;
+  bool decode = true;
+};
+
+struct GeneratedImages {
+  int64_t count = 0, height = 0, width = 0;
+  std::vector<float> pixels;      // [count, 3, H, W] in [0, 1]
+  std::vector<TokenMaps> tokens;  // per image
+  Tensor f_hat;                   // [count, Cvae, h, w] when keep_f_hat
+  StageTimings timings;
+};
+
+struct PipelineOptions {
+  int threads = 0;  // 0: all cores
+};
+
+class Pipeline {
+ public:
+  // Official checkpoints (.pth or .safetensors). Throws varps::Error naming
+  // the file and every missing, unexpected or mis-shaped tensor.
+  static Pipeline from_files(const std::filesystem::path& var, const std::filesystem::path& vae,
+                             const PipelineOptions& opts = {});
+  // Deterministic random weights of a preset size ("tiny", "d16", ...).
+  static Pipeline from_preset(const std::string& name, const PipelineOptions& opts = {}, uint64_t weight_seed = 0);
+  // VQVAE only (for reconstruction); patch_nums default to the released ones.
+  static Pipeline vae_only(const std::filesystem::path& vae, const PipelineOptions& opts = {});
+
+  Pipeline(Pipeline&&) noexcept;
+  Pipeline& operator=(Pipeline&&) noexcept;
+  ~Pipeline();
+
+  const VarConfig& var_config() const;  // throws for a VQVAE-only pipeline
+  const VaeConfig& vae_config() const;
+  std::string weights_origin() const;
+  int threads() const;
+
+  GeneratedImages generate(const std::vector<ImageRequest>& requests, const GenerateOptions& opts = {}) const;
+
+  // ---- stages ----
+  // f_hat after each scale for token maps [scale][B·pn²]: [scale] → [B, Cvae, h, w]
+  std::vector<Tensor> tokens_to_f_hats(const std::vector<std::vector<int32_t>>& tokens, int64_t images,
+                                       const std::vector<int>& patch_nums) const;
+  // clamp(decoder(post_quant_conv(f_hat)), -1, 1): [B, Cvae, h, w] → [B, 3, H, W]
+  Tensor decode(const Tensor& f_hat) const;
+  // quant_conv(encoder(img)): [B, 3, H, W] in [-1, 1] → [B, Cvae, h, w]
+  Tensor encode(const Tensor& img) const;
+  // Multi-scale token maps of f ([scale][B·pn²]), and the final f_hat.
+  std::vector<std::vector<int32_t>> quantize(const Tensor& f, const std::vector<int>& patch_nums,
+                                             Tensor* f_hat = nullptr) const;
+
+ private:
+  struct Impl;
+  explicit Pipeline(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace varps

@@ -1,0 +1,130 @@
+#pragma once
+// The op interface the model code is written against. The CPU backend is the
+// readable float32 reference; a device backend implements the same ops on
+// device memory, so `VarTransformer`, `Vqvae` and the generation loop do not
+// change. Every op takes raw pointers into backend-owned arrays; shapes are
+// spelled out per argument (row-major, last index fastest).
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "varps/sampling.hpp"
+#include "varps/tensor.hpp"
+
+namespace varps {
+
+// An owning handle to backend memory.
+template <typename T>
+class Array {
+ public:
+  Array() = default;
+  Array(std::shared_ptr<T> p, size_t n) : p_(std::move(p)), n_(n) {}
+  T* data() const { return p_.get(); }
+  size_t size() const { return n_; }
+  bool empty() const { return n_ == 0; }
+
+ private:
+  std::shared_ptr<T> p_;
+  size_t n_ = 0;
+};
+
+// One sampled token map's worth of requests: the random stream of token t at
+// scale si of an image is keyed by (seed, si, t) only.
+struct SampleJob {
+  uint64_t seed = 0;
+  SamplingParams params;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  virtual int threads() const = 0;
+
+  virtual Array<float> alloc(size_t n) = 0;  // contents undefined
+  virtual Array<float> zeros(size_t n) = 0;
+  virtual Array<int32_t> alloc_i32(size_t n) = 0;
+  virtual Array<float> upload(const Tensor& t) = 0;
+  virtual void upload_into(const float* host, size_t n, float* dst) = 0;
+  virtual void upload_into_i32(const int32_t* host, size_t n, int32_t* dst) = 0;
+  virtual void download(const float* src, size_t n, float* host) = 0;
+  virtual void download_i32(const int32_t* src, size_t n, int32_t* host) = 0;
+  virtual void copy(const float* src, size_t n, float* dst) = 0;
+  virtual void synchronize() = 0;
+
+  // ---- dense algebra ----
+  // y[M,N] = x[M,K] · w[N,K]ᵀ (+ b[N])
+  virtual void linear(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N,
+                      float* y) = 0;
+  // C[M,N] = alpha · op(A) · op(B) + beta · C, with leading dimensions.
+  virtual void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                    int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) = 0;
+
+  // ---- elementwise ----
+  virtual void silu(const float* x, size_t n, float* y) = 0;
+  virtual void gelu_tanh_inplace(float* x, size_t n) = 0;
+  virtual void add_inplace(float* y, const float* x, size_t n) = 0;
+  // y = a·y + b·x
+  virtual void axpby_inplace(float* y, float a, const float* x, float b, size_t n) = 0;
+  // y[r, i, :] += x[r, i, :] · v[r, :] for rows r, tokens i; v has row stride v_stride.
+  virtual void add_scaled_rows(float* y, const float* x, const float* v, int64_t v_stride, int64_t rows,
+                               int64_t tokens, int64_t C) = 0;
+  // y[r, i, :] += v[i, :] (the same [tokens, C] block added to every row)
+  virtual void add_broadcast_rows(float* y, const float* v, int64_t rows, int64_t tokens, int64_t C) = 0;
+  // softmax over the last axis, in place: x[n, len]
+  virtual void softmax_rows(float* x, int64_t n, int64_t len) = 0;
+
+  // ---- transformer ----
+  // out[r, i, :] = LN(x[r, i, :]) · (1 + scale[r, :]) + shift[r, :]; LN without affine.
+  virtual void adaln_modulate(const float* x, int64_t rows, int64_t tokens, int64_t C, const float* scale,
+                              const float* shift, int64_t mod_stride, float eps, float* out) = 0;
+  // Splits qkv[r, i, 3, H, hd] into queries q[r, H, i, hd] and appends keys and
+  // values to the caches k_cache/v_cache[r, H, capacity, hd] at position `pos`.
+  // With l2norm, q and k are L2-normalised (norm floored at 1e-12) and q is
+  // multiplied by q_scale[h].
+  virtual void split_qkv_to_cache(const float* qkv, int64_t rows, int64_t tokens, int64_t H, int64_t hd,
+                                  bool l2norm, const float* q_scale_host, float* q, float* k_cache, float* v_cache,
+                                  int64_t capacity, int64_t pos) = 0;
+  // out[r, i, h·hd + d] = softmax(scale · q[r,h,i,:] · K[r,h,:len,:]ᵀ) · V[r,h,:len,:]
+  virtual void attention(const float* q, const float* k_cache, const float* v_cache, int64_t rows, int64_t H,
+                         int64_t tokens, int64_t hd, int64_t capacity, int64_t len, float scale, float* out) = 0;
+
+  // ---- guidance and sampling ----
+  // logits: [2·B, l, V] (conditional rows first) → out[B, l, V] = a_b·cond − t_b·uncond
+  // with a_b = float(1 + t_b) as the reference rounds it.
+  virtual void guidance(const float* logits, int64_t B, int64_t lV, const std::vector<double>& t, float* out) = 0;
+  // logits[B, l, V] (clobbered) → idx[B, l]
+  virtual void sample(float* logits, int64_t B, int64_t l, int64_t V, const std::vector<SampleJob>& jobs,
+                      int scale_index, int32_t* idx) = 0;
+
+  // ---- image-space ops, NCHW ----
+  // out[N, Co, Ho, Wo]; w[Co, Ci, k, k]; zero padding (top, left, bottom, right).
+  virtual void conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const float* w, const float* b,
+                      int64_t Co, int k, int stride, int pad_t, int pad_l, int pad_b, int pad_r, float* out) = 0;
+  virtual void group_norm(const float* x, int64_t N, int64_t C, int64_t HW, int groups, const float* gamma,
+                          const float* beta, float eps, bool then_silu, float* out) = 0;
+  virtual void upsample_nearest2x(const float* x, int64_t NC, int64_t H, int64_t W, float* out) = 0;
+  // PyTorch bicubic (align_corners=False, A = -0.75, clamped borders).
+  virtual void upsample_bicubic(const float* x, int64_t NC, int64_t h, int64_t w, int64_t H, int64_t W,
+                                float* out) = 0;
+  // PyTorch area (adaptive average pooling).
+  virtual void downsample_area(const float* x, int64_t NC, int64_t H, int64_t W, int64_t h, int64_t w,
+                               float* out) = 0;
+  // tokens[n, p, c] = x[n, c, p] (and back)
+  virtual void chw_to_tokens(const float* x, int64_t N, int64_t C, int64_t P, float* out) = 0;
+  // out[n, c, p] = table[idx[n, p], c]
+  virtual void embed_chw(const float* table, int64_t C, const int32_t* idx, int64_t N, int64_t P, float* out) = 0;
+  // out[r, :] = table[idx[r], :]
+  virtual void gather_rows(const float* table, int64_t C, const int32_t* idx, int64_t n, float* out) = 0;
+  // idx[n] = argmin_v ‖z[n] − e[v]‖² computed as |z|² + |e|² − 2 z·e (first on ties)
+  virtual void nearest_code(const float* z, int64_t n, const float* codebook, int64_t V, int64_t C,
+                            int32_t* idx) = 0;
+  virtual void clamp(float* x, size_t n, float lo, float hi) = 0;
+};
+
+std::unique_ptr<Backend> make_cpu_backend(int threads);
+
+}  // namespace varps

@@ -1,0 +1,217 @@
+// Image-space ops of the CPU backend (NCHW): convolution, GroupNorm and the
+// PyTorch resampling modes the tokenizer uses.
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "cpu/cpu_backend.hpp"
+
+namespace varps {
+
+void CpuBackend::conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const float* w, const float* b,
+                        int64_t Co, int k, int stride, int pad_t, int pad_l, int pad_b, int pad_r, float* out) {
+  const int64_t Ho = (H + pad_t + pad_b - k) / stride + 1;
+  const int64_t Wo = (W + pad_l + pad_r - k) / stride + 1;
+  const int64_t P = Ho * Wo;
+  const int64_t Kdim = Ci * k * k;
+  for (int64_t n = 0; n < N; ++n) {
+    const float* xn = x + n * Ci * H * W;
+    float* on = out + n * Co * P;
+    if (b) {
+      for (int64_t co = 0; co < Co; ++co) std::fill(on + co * P, on + (co + 1) * P, b[co]);
+    }
+    const float beta = b ? 1.0f : 0.0f;
+    if (k == 1 && stride == 1 && pad_t == 0 && pad_l == 0 && pad_b == 0 && pad_r == 0) {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(Co), static_cast<int>(P),
+                  static_cast<int>(Ci), 1.0f, w, static_cast<int>(Ci), xn, static_cast<int>(P), beta, on,
+                  static_cast<int>(P));
+      continue;
+    }
+    // im2col over bands of output rows keeps the column buffer near 16 MB
+    // (the 256x256x160 decoder level would need 377 MB at once).
+    const int64_t max_cols = std::max<int64_t>(Wo, (int64_t{4} << 20) / std::max<int64_t>(Kdim, 1));
+    const int64_t band_rows = std::max<int64_t>(1, std::min<int64_t>(Ho, max_cols / Wo));
+    std::vector<float> col(static_cast<size_t>(Kdim * band_rows * Wo));
+    for (int64_t oy0 = 0; oy0 < Ho; oy0 += band_rows) {
+      const int64_t rows = std::min(band_rows, Ho - oy0);
+      const int64_t cols = rows * Wo;
+#pragma omp parallel for collapse(2) schedule(static)
+      for (int64_t ci = 0; ci < Ci; ++ci)
+        for (int64_t kk = 0; kk < k * k; ++kk) {
+          const int64_t ky = kk / k, kx = kk % k;
+          float* dst = col.data() + (ci * k * k + kk) * cols;
+          const float* src = xn + ci * H * W;
+          for (int64_t oy = 0; oy < rows; ++oy) {
+            const int64_t iy = (oy0 + oy) * stride + ky - pad_t;
+            float* d = dst + oy * Wo;
+            if (iy < 0 || iy >= H) {
+              std::fill(d, d + Wo, 0.0f);
+              continue;
+            }
+            const float* s = src + iy * W;
+            for (int64_t ox = 0; ox < Wo; ++ox) {
+              const int64_t ix = ox * stride + kx - pad_l;
+              d[ox] = (ix >= 0 && ix < W) ? s[ix] : 0.0f;
+            }
+          }
+        }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(Co), static_cast<int>(cols),
+                  static_cast<int>(Kdim), 1.0f, w, static_cast<int>(Kdim), col.data(), static_cast<int>(cols), beta,
+                  on + oy0 * Wo, static_cast<int>(P));
+    }
+  }
+}
+
+void CpuBackend::group_norm(const float* x, int64_t N, int64_t C, int64_t HW, int groups, const float* gamma,
+                            const float* beta, float eps, bool then_silu, float* out) {
+  const int64_t cpg = C / groups;
+#pragma omp parallel for collapse(2) schedule(dynamic)
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t g = 0; g < groups; ++g) {
+      const float* xs = x + (n * C + g * cpg) * HW;
+      float* os = out + (n * C + g * cpg) * HW;
+      const int64_t cnt = cpg * HW;
+      double mean = 0.0;
+      for (int64_t i = 0; i < cnt; ++i) mean += xs[i];
+      mean /= static_cast<double>(cnt);
+      double var = 0.0;
+      for (int64_t i = 0; i < cnt; ++i) {
+        const double d = xs[i] - mean;
+        var += d * d;
+      }
+      var /= static_cast<double>(cnt);
+      const float m = static_cast<float>(mean);
+      const float rstd = static_cast<float>(1.0 / std::sqrt(var + static_cast<double>(eps)));
+      for (int64_t c = 0; c < cpg; ++c) {
+        const float ga = gamma[g * cpg + c] * rstd;
+        const float be = beta[g * cpg + c];
+        const float* xc = xs + c * HW;
+        float* oc = os + c * HW;
+        for (int64_t i = 0; i < HW; ++i) {
+          const float v = (xc[i] - m) * ga + be;
+          oc[i] = then_silu ? v / (1.0f + std::exp(-v)) : v;
+        }
+      }
+    }
+}
+
+void CpuBackend::upsample_nearest2x(const float* x, int64_t NC, int64_t H, int64_t W, float* out) {
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < NC; ++c)
+    for (int64_t y = 0; y < 2 * H; ++y) {
+      const float* s = x + (c * H + y / 2) * W;
+      float* d = out + (c * 2 * H + y) * 2 * W;
+      for (int64_t xx = 0; xx < 2 * W; ++xx) d[xx] = s[xx / 2];
+    }
+}
+
+namespace {
+
+// PyTorch's cubic convolution weights (A = -0.75) for fractional offset t.
+void cubic_coefficients(float t, float coeffs[4]) {
+  constexpr float A = -0.75f;
+  auto cc1 = [](float x) { return ((A + 2) * x - (A + 3)) * x * x + 1; };
+  auto cc2 = [](float x) { return ((A * x - 5 * A) * x + 8 * A) * x - 4 * A; };
+  coeffs[0] = cc2(t + 1.0f);
+  coeffs[1] = cc1(t);
+  const float t2 = 1.0f - t;
+  coeffs[2] = cc1(t2);
+  coeffs[3] = cc2(t2 + 1.0f);
+}
+
+struct CubicTaps {
+  std::vector<int64_t> index;  // 4 per output position, clamped
+  std::vector<float> weight;
+};
+
+CubicTaps cubic_taps(int64_t in, int64_t out) {
+  CubicTaps taps{std::vector<int64_t>(static_cast<size_t>(4 * out)), std::vector<float>(static_cast<size_t>(4 * out))};
+  const float scale = static_cast<float>(in) / static_cast<float>(out);
+  for (int64_t o = 0; o < out; ++o) {
+    const float real = scale * (static_cast<float>(o) + 0.5f) - 0.5f;  // not clamped for cubic
+    const int64_t base = static_cast<int64_t>(std::floor(real));
+    cubic_coefficients(real - static_cast<float>(base), &taps.weight[4 * o]);
+    for (int j = 0; j < 4; ++j) taps.index[4 * o + j] = std::clamp<int64_t>(base - 1 + j, 0, in - 1);
+  }
+  return taps;
+}
+
+}  // namespace
+
+void CpuBackend::upsample_bicubic(const float* x, int64_t NC, int64_t h, int64_t w, int64_t H, int64_t W,
+                                  float* out) {
+  const CubicTaps ty = cubic_taps(h, H), tx = cubic_taps(w, W);
+#pragma omp parallel for schedule(static) if (NC * H * W > 16384)
+  for (int64_t c = 0; c < NC; ++c) {
+    const float* src = x + c * h * w;
+    for (int64_t oy = 0; oy < H; ++oy)
+      for (int64_t ox = 0; ox < W; ++ox) {
+        // Same order as ATen's separable loop: rows first, then columns.
+        float acc = 0.0f;
+        for (int j = 0; j < 4; ++j) {
+          const float* row = src + ty.index[4 * oy + j] * w;
+          float t = row[tx.index[4 * ox]] * tx.weight[4 * ox];
+          for (int i = 1; i < 4; ++i) t += row[tx.index[4 * ox + i]] * tx.weight[4 * ox + i];
+          if (j == 0)
+            acc = t * ty.weight[4 * oy];
+          else
+            acc += t * ty.weight[4 * oy + j];
+        }
+        out[(c * H + oy) * W + ox] = acc;
+      }
+  }
+}
+
+void CpuBackend::downsample_area(const float* x, int64_t NC, int64_t H, int64_t W, int64_t h, int64_t w,
+                                 float* out) {
+  auto start = [](int64_t a, int64_t b, int64_t c) {
+    return static_cast<int64_t>(std::floor(static_cast<float>(a * c) / static_cast<float>(b)));
+  };
+  auto end = [](int64_t a, int64_t b, int64_t c) {
+    return static_cast<int64_t>(std::ceil(static_cast<float>((a + 1) * c) / static_cast<float>(b)));
+  };
+  for (int64_t c = 0; c < NC; ++c)
+    for (int64_t oy = 0; oy < h; ++oy) {
+      const int64_t y0 = start(oy, h, H), y1 = end(oy, h, H);
+      for (int64_t ox = 0; ox < w; ++ox) {
+        const int64_t x0 = start(ox, w, W), x1 = end(ox, w, W);
+        float sum = 0.0f;
+        for (int64_t y = y0; y < y1; ++y)
+          for (int64_t xx = x0; xx < x1; ++xx) sum += x[(c * H + y) * W + xx];
+        out[(c * h + oy) * w + ox] = sum / static_cast<float>(y1 - y0) / static_cast<float>(x1 - x0);
+      }
+    }
+}
+
+void CpuBackend::nearest_code(const float* z, int64_t n, const float* codebook, int64_t V, int64_t C, int32_t* idx) {
+  std::vector<float> e2(static_cast<size_t>(V));
+  for (int64_t v = 0; v < V; ++v) {
+    float s = 0.0f;
+    for (int64_t c = 0; c < C; ++c) s += codebook[v * C + c] * codebook[v * C + c];
+    e2[v] = s;
+  }
+  std::vector<float> dots(static_cast<size_t>(n * V));
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), static_cast<int>(V), static_cast<int>(C),
+              1.0f, z, static_cast<int>(C), codebook, static_cast<int>(C), 0.0f, dots.data(), static_cast<int>(V));
+#pragma omp parallel for schedule(static) if (n * V > 65536)
+  for (int64_t i = 0; i < n; ++i) {
+    float z2 = 0.0f;
+    for (int64_t c = 0; c < C; ++c) z2 += z[i * C + c] * z[i * C + c];
+    float best = std::numeric_limits<float>::infinity();
+    int32_t arg = 0;
+    for (int64_t v = 0; v < V; ++v) {
+      const float d = (z2 + e2[v]) - 2.0f * dots[i * V + v];
+      if (d < best) {
+        best = d;
+        arg = static_cast<int32_t>(v);
+      }
+    }
+    idx[i] = arg;
+  }
+}
+
+}  // namespace varps

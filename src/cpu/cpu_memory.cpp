@@ -1,0 +1,156 @@
+// Memory and elementwise ops of the CPU backend.
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "cpu/cpu_backend.hpp"
+#include "varps/error.hpp"
+
+namespace varps {
+
+namespace {
+
+template <typename T>
+Array<T> aligned_array(size_t n) {
+  // 64-byte alignment keeps AVX loads and OpenBLAS packing on cache lines.
+  size_t bytes = std::max<size_t>(64, ((n * sizeof(T) + 63) / 64) * 64);
+  void* p = std::aligned_alloc(64, bytes);
+  if (!p) throw Error("out of memory allocating " + std::to_string(bytes) + " bytes");
+  return Array<T>(std::shared_ptr<T>(static_cast<T*>(p), [](T* q) { std::free(q); }), n);
+}
+
+}  // namespace
+
+CpuBackend::CpuBackend(int threads) : threads_(threads > 0 ? threads : omp_get_num_procs()) {
+  // One thread count for both pools; OpenBLAS (OpenMP build) runs
+  // single-threaded when called inside one of our parallel regions.
+  omp_set_num_threads(threads_);
+  openblas_set_num_threads(threads_);
+}
+
+std::unique_ptr<Backend> make_cpu_backend(int threads) { return std::make_unique<CpuBackend>(threads); }
+
+Array<float> CpuBackend::alloc(size_t n) { return aligned_array<float>(n); }
+Array<float> CpuBackend::zeros(size_t n) {
+  auto a = aligned_array<float>(n);
+  std::memset(a.data(), 0, n * sizeof(float));
+  return a;
+}
+Array<int32_t> CpuBackend::alloc_i32(size_t n) { return aligned_array<int32_t>(n); }
+Array<float> CpuBackend::upload(const Tensor& t) {
+  auto a = aligned_array<float>(t.data.size());
+  std::memcpy(a.data(), t.data.data(), t.data.size() * sizeof(float));
+  return a;
+}
+void CpuBackend::upload_into(const float* host, size_t n, float* dst) { std::memcpy(dst, host, n * sizeof(float)); }
+void CpuBackend::upload_into_i32(const int32_t* host, size_t n, int32_t* dst) {
+  std::memcpy(dst, host, n * sizeof(int32_t));
+}
+void CpuBackend::download(const float* src, size_t n, float* host) { std::memcpy(host, src, n * sizeof(float)); }
+void CpuBackend::download_i32(const int32_t* src, size_t n, int32_t* host) {
+  std::memcpy(host, src, n * sizeof(int32_t));
+}
+void CpuBackend::copy(const float* src, size_t n, float* dst) { std::memcpy(dst, src, n * sizeof(float)); }
+
+void CpuBackend::silu(const float* x, size_t n, float* y) {
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+  for (size_t i = 0; i < n; ++i) y[i] = x[i] / (1.0f + std::exp(-x[i]));
+}
+
+void CpuBackend::gelu_tanh_inplace(float* x, size_t n) {
+  const float k = 0.7978845608028654f;  // sqrt(2/pi)
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+  for (size_t i = 0; i < n; ++i) {
+    float v = x[i];
+    x[i] = 0.5f * v * (1.0f + std::tanh(k * (v + 0.044715f * v * v * v)));
+  }
+}
+
+void CpuBackend::add_inplace(float* y, const float* x, size_t n) {
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+  for (size_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
+void CpuBackend::axpby_inplace(float* y, float a, const float* x, float b, size_t n) {
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+  for (size_t i = 0; i < n; ++i) y[i] = y[i] * a + x[i] * b;
+}
+
+void CpuBackend::add_scaled_rows(float* y, const float* x, const float* v, int64_t v_stride, int64_t rows,
+                                 int64_t tokens, int64_t C) {
+#pragma omp parallel for collapse(2) schedule(static) if (rows * tokens * C > 65536)
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < tokens; ++i) {
+      float* yy = y + (r * tokens + i) * C;
+      const float* xx = x + (r * tokens + i) * C;
+      const float* vv = v + r * v_stride;
+      for (int64_t c = 0; c < C; ++c) yy[c] += xx[c] * vv[c];
+    }
+}
+
+void CpuBackend::add_broadcast_rows(float* y, const float* v, int64_t rows, int64_t tokens, int64_t C) {
+  for (int64_t r = 0; r < rows; ++r) add_inplace(y + r * tokens * C, v, static_cast<size_t>(tokens * C));
+}
+
+void CpuBackend::softmax_rows(float* x, int64_t n, int64_t len) {
+#pragma omp parallel for schedule(static) if (n * len > 16384)
+  for (int64_t r = 0; r < n; ++r) {
+    float* row = x + r * len;
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < len; ++j) mx = std::max(mx, row[j]);
+    float sum = 0.0f;
+    for (int64_t j = 0; j < len; ++j) {
+      row[j] = std::exp(row[j] - mx);
+      sum += row[j];
+    }
+    const float inv = 1.0f / sum;
+    for (int64_t j = 0; j < len; ++j) row[j] *= inv;
+  }
+}
+
+void CpuBackend::clamp(float* x, size_t n, float lo, float hi) {
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+  for (size_t i = 0; i < n; ++i) x[i] = std::min(std::max(x[i], lo), hi);
+}
+
+void CpuBackend::linear(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N, float* y) {
+  if (M == 0) return;
+  if (b) {
+#pragma omp parallel for schedule(static) if (M * N > 65536)
+    for (int64_t m = 0; m < M; ++m) std::memcpy(y + m * N, b, N * sizeof(float));
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(M), static_cast<int>(N), static_cast<int>(K),
+              1.0f, x, static_cast<int>(K), w, static_cast<int>(K), b ? 1.0f : 0.0f, y, static_cast<int>(N));
+}
+
+void CpuBackend::gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                      int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+              static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), alpha, A, static_cast<int>(lda), B,
+              static_cast<int>(ldb), beta, C, static_cast<int>(ldc));
+}
+
+void CpuBackend::gather_rows(const float* table, int64_t C, const int32_t* idx, int64_t n, float* out) {
+  for (int64_t r = 0; r < n; ++r) std::memcpy(out + r * C, table + static_cast<int64_t>(idx[r]) * C, C * sizeof(float));
+}
+
+void CpuBackend::embed_chw(const float* table, int64_t C, const int32_t* idx, int64_t N, int64_t P, float* out) {
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t p = 0; p < P; ++p) {
+      const float* e = table + static_cast<int64_t>(idx[n * P + p]) * C;
+      for (int64_t c = 0; c < C; ++c) out[(n * C + c) * P + p] = e[c];
+    }
+}
+
+void CpuBackend::chw_to_tokens(const float* x, int64_t N, int64_t C, int64_t P, float* out) {
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t p = 0; p < P; ++p) out[(n * P + p) * C + c] = x[(n * C + c) * P + p];
+}
+
+}  // namespace varps

@@ -1,0 +1,141 @@
+// Transformer ops of the CPU backend: AdaLN, the attention with its KV cache,
+// guidance and sampling.
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "cpu/cpu_backend.hpp"
+#include "model/sampler.hpp"
+
+namespace varps {
+
+void CpuBackend::adaln_modulate(const float* x, int64_t rows, int64_t tokens, int64_t C, const float* scale,
+                                const float* shift, int64_t mod_stride, float eps, float* out) {
+#pragma omp parallel for collapse(2) schedule(static) if (rows * tokens > 16)
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < tokens; ++i) {
+      const float* xx = x + (r * tokens + i) * C;
+      float* yy = out + (r * tokens + i) * C;
+      const float* sc = scale + r * mod_stride;
+      const float* sh = shift + r * mod_stride;
+      // Two passes in double: the mean is exact enough that the variance
+      // does not lose digits to cancellation.
+      double mean = 0.0;
+      for (int64_t c = 0; c < C; ++c) mean += xx[c];
+      mean /= static_cast<double>(C);
+      double var = 0.0;
+      for (int64_t c = 0; c < C; ++c) {
+        double d = xx[c] - mean;
+        var += d * d;
+      }
+      var /= static_cast<double>(C);
+      const float m = static_cast<float>(mean);
+      const float rstd = static_cast<float>(1.0 / std::sqrt(var + static_cast<double>(eps)));
+      for (int64_t c = 0; c < C; ++c) yy[c] = ((xx[c] - m) * rstd) * (1.0f + sc[c]) + sh[c];
+    }
+}
+
+void CpuBackend::split_qkv_to_cache(const float* qkv, int64_t rows, int64_t tokens, int64_t H, int64_t hd,
+                                    bool l2norm, const float* q_scale_host, float* q, float* k_cache,
+                                    float* v_cache, int64_t capacity, int64_t pos) {
+  const int64_t C = H * hd;
+#pragma omp parallel for collapse(3) schedule(static) if (rows * tokens * H > 64)
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < tokens; ++i)
+      for (int64_t h = 0; h < H; ++h) {
+        const float* src = qkv + (r * tokens + i) * 3 * C + h * hd;
+        float* qd = q + ((r * H + h) * tokens + i) * hd;
+        float* kd = k_cache + ((r * H + h) * capacity + pos + i) * hd;
+        float* vd = v_cache + ((r * H + h) * capacity + pos + i) * hd;
+        const float* qs = src;
+        const float* ks = src + C;
+        const float* vs = src + 2 * C;
+        if (l2norm) {
+          // F.normalize: x / max(‖x‖, 1e-12)
+          float nq = 0.0f, nk = 0.0f;
+          for (int64_t d = 0; d < hd; ++d) {
+            nq += qs[d] * qs[d];
+            nk += ks[d] * ks[d];
+          }
+          const float dq = std::max(std::sqrt(nq), 1e-12f);
+          const float dk = std::max(std::sqrt(nk), 1e-12f);
+          const float mul = q_scale_host[h];
+          for (int64_t d = 0; d < hd; ++d) {
+            qd[d] = (qs[d] / dq) * mul;
+            kd[d] = ks[d] / dk;
+          }
+        } else {
+          std::memcpy(qd, qs, hd * sizeof(float));
+          std::memcpy(kd, ks, hd * sizeof(float));
+        }
+        std::memcpy(vd, vs, hd * sizeof(float));
+      }
+}
+
+void CpuBackend::attention(const float* q, const float* k_cache, const float* v_cache, int64_t rows, int64_t H,
+                           int64_t tokens, int64_t hd, int64_t capacity, int64_t len, float scale, float* out) {
+  const int64_t C = H * hd;
+  // One (row, head) pair per task; OpenBLAS runs single-threaded inside.
+#pragma omp parallel
+  {
+    std::vector<float> scores(static_cast<size_t>(tokens * len));
+#pragma omp for collapse(2) schedule(dynamic)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t h = 0; h < H; ++h) {
+        const float* qq = q + (r * H + h) * tokens * hd;
+        const float* kk = k_cache + (r * H + h) * capacity * hd;
+        const float* vv = v_cache + (r * H + h) * capacity * hd;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(tokens), static_cast<int>(len),
+                    static_cast<int>(hd), scale, qq, static_cast<int>(hd), kk, static_cast<int>(hd), 0.0f,
+                    scores.data(), static_cast<int>(len));
+        for (int64_t i = 0; i < tokens; ++i) {
+          float* row = scores.data() + i * len;
+          float mx = -INFINITY;
+          for (int64_t j = 0; j < len; ++j) mx = std::max(mx, row[j]);
+          float sum = 0.0f;
+          for (int64_t j = 0; j < len; ++j) {
+            row[j] = std::exp(row[j] - mx);
+            sum += row[j];
+          }
+          const float inv = 1.0f / sum;
+          for (int64_t j = 0; j < len; ++j) row[j] *= inv;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(tokens), static_cast<int>(hd),
+                    static_cast<int>(len), 1.0f, scores.data(), static_cast<int>(len), vv, static_cast<int>(hd), 0.0f,
+                    out + r * tokens * C + h * hd, static_cast<int>(C));
+      }
+  }
+}
+
+void CpuBackend::guidance(const float* logits, int64_t B, int64_t lV, const std::vector<double>& t, float* out) {
+  for (int64_t b = 0; b < B; ++b) {
+    // The reference multiplies float32 tensors by Python floats: each scalar
+    // is rounded to float32, then two products and a difference in float32.
+    const float a = static_cast<float>(1.0 + t[b]);
+    const float tt = static_cast<float>(t[b]);
+    const float* c = logits + b * lV;
+    const float* u = logits + (B + b) * lV;
+    float* o = out + b * lV;
+    for (int64_t i = 0; i < lV; ++i) {
+      const float pc = a * c[i];
+      const float pu = tt * u[i];
+      o[i] = pc - pu;
+    }
+  }
+}
+
+void CpuBackend::sample(float* logits, int64_t B, int64_t l, int64_t V, const std::vector<SampleJob>& jobs,
+                        int scale_index, int32_t* idx) {
+#pragma omp parallel for collapse(2) schedule(dynamic, 4)
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < l; ++i) {
+      const SampleJob& job = jobs[b];
+      idx[b * l + i] = sample_token(logits + (b * l + i) * V, V, job.params.top_k, job.params.top_p,
+                                    token_uniform(job.seed, scale_index, i));
+    }
+}
+
+}  // namespace varps

@@ -1,0 +1,129 @@
+// Building a pipeline from checkpoints or presets, and its stage calls.
+#include <set>
+
+#include "model/pipeline_impl.hpp"
+#include "varps/checkpoint.hpp"
+#include "varps/error.hpp"
+
+namespace varps {
+
+namespace {
+
+// Buffers of the official modules that inference derives or never reads.
+const std::set<std::string> kVarIgnorable = {"lvl_1L", "attn_bias_for_masking"};
+const std::set<std::string> kVaeIgnorable = {"quantize.ema_vocab_hit_SV"};
+
+}  // namespace
+
+Pipeline::Pipeline(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Pipeline::Pipeline(Pipeline&&) noexcept = default;
+Pipeline& Pipeline::operator=(Pipeline&&) noexcept = default;
+Pipeline::~Pipeline() = default;
+
+Pipeline Pipeline::from_files(const std::filesystem::path& var_path, const std::filesystem::path& vae_path,
+                              const PipelineOptions& opts) {
+  auto impl = std::make_unique<Impl>();
+  impl->backend = make_cpu_backend(opts.threads);
+  const Checkpoint var_ckpt = Checkpoint::open(var_path);
+  const Checkpoint vae_ckpt = Checkpoint::open(vae_path);
+  const VarConfig vc = infer_var_config(var_ckpt);
+  const VaeConfig ac = infer_vae_config(vae_ckpt);
+  if (vc.cvae != ac.cvae || vc.vocab_size != ac.vocab_size)
+    throw Error("VAR " + var_path.string() + " (vocab " + std::to_string(vc.vocab_size) + ", Cvae " +
+                std::to_string(vc.cvae) + ") does not fit VQVAE " + vae_path.string() + " (vocab " +
+                std::to_string(ac.vocab_size) + ", Cvae " + std::to_string(ac.cvae) + ")");
+  auto vw = checkpoint_weights(var_ckpt);
+  impl->var.emplace(*impl->backend, vc, *vw);
+  vw->finish(kVarIgnorable);
+  auto aw = checkpoint_weights(vae_ckpt);
+  impl->vae.emplace(*impl->backend, ac, *aw);
+  aw->finish(kVaeIgnorable);
+  impl->origin = var_path.string() + " + " + vae_path.string();
+  return Pipeline(std::move(impl));
+}
+
+Pipeline Pipeline::from_preset(const std::string& name, const PipelineOptions& opts, uint64_t weight_seed) {
+  auto impl = std::make_unique<Impl>();
+  impl->backend = make_cpu_backend(opts.threads);
+  const VarConfig vc = preset_var_config(name);
+  const VaeConfig ac = preset_vae_config(name);
+  const std::string label = "random weights (preset " + name + ", seed " + std::to_string(weight_seed) + ")";
+  auto w = random_weights(weight_seed, label);
+  impl->var.emplace(*impl->backend, vc, *w);
+  impl->vae.emplace(*impl->backend, ac, *w);
+  impl->origin = label;
+  return Pipeline(std::move(impl));
+}
+
+Pipeline Pipeline::vae_only(const std::filesystem::path& vae_path, const PipelineOptions& opts) {
+  auto impl = std::make_unique<Impl>();
+  impl->backend = make_cpu_backend(opts.threads);
+  const Checkpoint ckpt = Checkpoint::open(vae_path);
+  auto w = checkpoint_weights(ckpt);
+  impl->vae.emplace(*impl->backend, infer_vae_config(ckpt), *w);
+  w->finish(kVaeIgnorable);
+  impl->origin = vae_path.string();
+  return Pipeline(std::move(impl));
+}
+
+const VarConfig& Pipeline::var_config() const {
+  if (!impl_->var) throw Error("this pipeline has no VAR transformer");
+  return impl_->var->config();
+}
+const VaeConfig& Pipeline::vae_config() const { return impl_->vae->config(); }
+std::string Pipeline::weights_origin() const { return impl_->origin; }
+int Pipeline::threads() const { return impl_->backend->threads(); }
+
+FeatureMap Pipeline::Impl::upload_map(const Tensor& t) const {
+  if (t.shape.size() != 4) throw Error("expected a [N, C, H, W] tensor, got " + shape_str(t.shape));
+  FeatureMap m{backend->upload(t), t.shape[0], t.shape[1], t.shape[2], t.shape[3]};
+  return m;
+}
+
+Tensor Pipeline::Impl::download_map(const FeatureMap& m) const {
+  Tensor t({m.n, m.c, m.h, m.w});
+  backend->download(m.data.data(), m.size(), t.ptr());
+  return t;
+}
+
+std::vector<Tensor> Pipeline::tokens_to_f_hats(const std::vector<std::vector<int32_t>>& tokens, int64_t images,
+                                               const std::vector<int>& patch_nums) const {
+  const Vqvae& vae = *impl_->vae;
+  if (tokens.size() != patch_nums.size())
+    throw Error("expected " + std::to_string(patch_nums.size()) + " token maps, got " + std::to_string(tokens.size()));
+  const int64_t S = patch_nums.back();
+  FeatureMap f_hat = vae.zero_map(images, vae.config().cvae, S, S);
+  std::vector<Tensor> out;
+  for (size_t si = 0; si < tokens.size(); ++si) {
+    const int64_t n = images * patch_nums[si] * patch_nums[si];
+    if (static_cast<int64_t>(tokens[si].size()) != n)
+      throw Error("token map of scale " + std::to_string(si) + " has " + std::to_string(tokens[si].size()) +
+                  " entries, expected " + std::to_string(n));
+    for (int32_t t : tokens[si])
+      if (t < 0 || t >= vae.config().vocab_size)
+        throw Error("token " + std::to_string(t) + " at scale " + std::to_string(si) + " is outside the codebook");
+    Array<int32_t> idx = impl_->backend->alloc_i32(static_cast<size_t>(n));
+    impl_->backend->upload_into_i32(tokens[si].data(), tokens[si].size(), idx.data());
+    vae.add_scale(static_cast<int>(si), patch_nums, idx.data(), f_hat);
+    out.push_back(impl_->download_map(f_hat));
+  }
+  return out;
+}
+
+Tensor Pipeline::decode(const Tensor& f_hat) const {
+  return impl_->download_map(impl_->vae->decode(impl_->upload_map(f_hat)));
+}
+
+Tensor Pipeline::encode(const Tensor& img) const {
+  return impl_->download_map(impl_->vae->encode(impl_->upload_map(img)));
+}
+
+std::vector<std::vector<int32_t>> Pipeline::quantize(const Tensor& f, const std::vector<int>& patch_nums,
+                                                     Tensor* f_hat) const {
+  FeatureMap fh;
+  auto idx = impl_->vae->quantize(impl_->upload_map(f), patch_nums, f_hat ? &fh : nullptr);
+  if (f_hat) *f_hat = impl_->download_map(fh);
+  return idx;
+}
+
+}  // namespace varps

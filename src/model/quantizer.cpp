@@ -1,0 +1,94 @@
+// The multi-scale residual path of the VQVAE quantiser: token maps to f_hat
+// (bicubic up, Phi, accumulate), f_hat to the next scale's input (area down),
+// and the encoder's scale-by-scale nearest-code quantisation.
+#include <cmath>
+#include <limits>
+
+#include "model/vqvae.hpp"
+#include "varps/error.hpp"
+
+namespace varps {
+
+int Vqvae::phi_index(int si, int num_scales) const {
+  const int K = static_cast<int>(phi_.size());
+  if (K <= 1) return 0;
+  // As the reference: float64 ticks from np.linspace, argmin |tick - ratio|,
+  // first on ties.
+  const bool partially_shared = cfg_.phi_layout == PhiLayout::PartiallyShared;
+  const double edge = (partially_shared && K == 4) ? 1.0 / 3.0 / K : 1.0 / 2.0 / K;
+  const double start = edge, stop = 1.0 - edge, step = (stop - start) / (K - 1);
+  const double ratio = num_scales > 1 ? static_cast<double>(si) / (num_scales - 1) : 0.0;
+  int best = 0;
+  double best_d = std::numeric_limits<double>::infinity();
+  for (int i = 0; i < K; ++i) {
+    const double tick = i == K - 1 ? stop : i * step + start;
+    const double d = std::fabs(tick - ratio);
+    if (d < best_d) {
+      best_d = d;
+      best = i;
+    }
+  }
+  return best;
+}
+
+// h = (1 - r)·h + r·conv(h)
+void Vqvae::apply_phi(int phi, FeatureMap& h) const {
+  if (phi_.empty()) return;
+  const FeatureMap c = conv(h, phi_[phi]);
+  const float r = std::fabs(cfg_.quant_resi);
+  be_.axpby_inplace(h.data.data(), 1.0f - r, c.data.data(), r, h.size());
+}
+
+void Vqvae::add_scale(int si, const std::vector<int>& patch_nums, const int32_t* idx, FeatureMap& f_hat,
+                      FeatureMap* residual) const {
+  const int K = static_cast<int>(patch_nums.size());
+  const int64_t pn = patch_nums[si], S = f_hat.h, C = cfg_.cvae;
+  FeatureMap h = new_map(f_hat.n, C, pn, pn);
+  be_.embed_chw(codebook_.data(), C, idx, f_hat.n, pn * pn, h.data.data());
+  if (si != K - 1) {
+    FeatureMap up = new_map(f_hat.n, C, S, S);
+    be_.upsample_bicubic(h.data.data(), f_hat.n * C, pn, pn, S, S, up.data.data());
+    h = std::move(up);
+  }
+  VARPS_CHECK(h.h == S && h.w == f_hat.w, "last patch size must equal the latent size");
+  apply_phi(phi_index(si, K), h);
+  be_.add_inplace(f_hat.data.data(), h.data.data(), f_hat.size());
+  if (residual) be_.axpby_inplace(residual->data.data(), 1.0f, h.data.data(), -1.0f, residual->size());
+}
+
+void Vqvae::next_scale_tokens(const FeatureMap& f_hat, int pn, float* tokens) const {
+  Array<float> small = be_.alloc(static_cast<size_t>(f_hat.n * f_hat.c * pn * pn));
+  be_.downsample_area(f_hat.data.data(), f_hat.n * f_hat.c, f_hat.h, f_hat.w, pn, pn, small.data());
+  be_.chw_to_tokens(small.data(), f_hat.n, f_hat.c, int64_t{pn} * pn, tokens);
+}
+
+std::vector<std::vector<int32_t>> Vqvae::quantize(const FeatureMap& f, const std::vector<int>& patch_nums,
+                                                  FeatureMap* f_hat_out) const {
+  const int K = static_cast<int>(patch_nums.size());
+  if (K == 0 || patch_nums.back() != f.h || f.h != f.w)
+    throw Error("patch_nums must end at the latent size " + std::to_string(f.h) + "x" + std::to_string(f.w));
+  const int64_t C = cfg_.cvae;
+  FeatureMap rest = new_map(f.n, f.c, f.h, f.w);
+  be_.copy(f.data.data(), f.size(), rest.data.data());
+  FeatureMap f_hat = zero_map(f.n, f.c, f.h, f.w);
+  std::vector<std::vector<int32_t>> out;
+  for (int si = 0; si < K; ++si) {
+    const int64_t pn = patch_nums[si], n = f.n * pn * pn;
+    Array<float> z = be_.alloc(static_cast<size_t>(n * C));
+    if (si != K - 1) {
+      next_scale_tokens(rest, static_cast<int>(pn), z.data());
+    } else {
+      be_.chw_to_tokens(rest.data.data(), f.n, C, pn * pn, z.data());
+    }
+    Array<int32_t> idx = be_.alloc_i32(static_cast<size_t>(n));
+    be_.nearest_code(z.data(), n, codebook_.data(), cfg_.vocab_size, C, idx.data());
+    add_scale(si, patch_nums, idx.data(), f_hat, &rest);
+    std::vector<int32_t> host(static_cast<size_t>(n));
+    be_.download_i32(idx.data(), host.size(), host.data());
+    out.push_back(std::move(host));
+  }
+  if (f_hat_out) *f_hat_out = std::move(f_hat);
+  return out;
+}
+
+}  // namespace varps

@@ -1,0 +1,195 @@
+#include "model/var_transformer.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "varps/error.hpp"
+
+namespace varps {
+
+namespace {
+
+int64_t max_scale_tokens(const VarConfig& c) {
+  int64_t m = 0;
+  for (int p : c.patch_nums) m = std::max<int64_t>(m, int64_t{p} * p);
+  return m;
+}
+
+}  // namespace
+
+VarTransformer::VarTransformer(Backend& be, const VarConfig& c, WeightSource& w) : be_(be), cfg_(c) {
+  const int64_t C = c.embed_dim, L = c.total_tokens(), H = c.num_heads, hid = c.mlp_hidden;
+  auto up = [&](const std::string& name, const Shape& shape) { return be_.upload(w.take(name, shape)); };
+  word_embed_w_ = up("word_embed.weight", {C, c.cvae});
+  word_embed_b_ = up("word_embed.bias", {C});
+  class_emb_ = up("class_emb.weight", {c.num_classes + 1, C});
+  pos_start_ = up("pos_start", {1, 1, C});
+  {
+    Tensor pos = w.take("pos_1LC", {1, L, C});
+    Tensor lvl = w.take("lvl_embed.weight", {c.num_scales(), C});
+    for (int si = 0; si < c.num_scales(); ++si) {
+      const int64_t begin = c.first_token_of_scale(si), end = c.first_token_of_scale(si + 1);
+      for (int64_t p = begin; p < end; ++p)
+        for (int64_t k = 0; k < C; ++k) pos.data[p * C + k] = lvl.data[si * C + k] + pos.data[p * C + k];
+    }
+    lvl_pos_ = be_.upload(pos);
+  }
+  if (c.shared_aln) {
+    shared_ada_w_ = up("shared_ada_lin.1.weight", {6 * C, C});
+    shared_ada_b_ = up("shared_ada_lin.1.bias", {6 * C});
+  }
+  const float max_scale_mul = std::log(100.0f);  // float32, as torch.log(torch.tensor(100)).item()
+  for (int i = 0; i < c.depth; ++i) {
+    const std::string p = "blocks." + std::to_string(i) + ".";
+    VarBlock b;
+    if (c.shared_aln) {
+      b.ada_gss = up(p + "ada_gss", {1, 1, 6, C});
+    } else {
+      b.ada_lin_w = up(p + "ada_lin.1.weight", {6 * C, C});
+      b.ada_lin_b = up(p + "ada_lin.1.bias", {6 * C});
+    }
+    b.mat_qkv_w = up(p + "attn.mat_qkv.weight", {3 * C, C});
+    Tensor qkv_bias({3 * C});
+    const Tensor qb = w.take(p + "attn.q_bias", {C});
+    const Tensor kb = w.take(p + "attn.zero_k_bias", {C});
+    const Tensor vb = w.take(p + "attn.v_bias", {C});
+    std::copy(qb.data.begin(), qb.data.end(), qkv_bias.data.begin());
+    std::copy(kb.data.begin(), kb.data.end(), qkv_bias.data.begin() + C);
+    std::copy(vb.data.begin(), vb.data.end(), qkv_bias.data.begin() + 2 * C);
+    b.qkv_bias = be_.upload(qkv_bias);
+    if (c.attn_l2_norm) {
+      const Tensor sm = w.take(p + "attn.scale_mul_1H11", {1, H, 1, 1});
+      for (float v : sm.data) b.q_scale.push_back(std::exp(std::min(v, max_scale_mul)));
+    } else {
+      b.q_scale.assign(static_cast<size_t>(H), 1.0f);
+    }
+    b.proj_w = up(p + "attn.proj.weight", {C, C});
+    b.proj_b = up(p + "attn.proj.bias", {C});
+    b.fc1_w = up(p + "ffn.fc1.weight", {hid, C});
+    b.fc1_b = up(p + "ffn.fc1.bias", {hid});
+    b.fc2_w = up(p + "ffn.fc2.weight", {C, hid});
+    b.fc2_b = up(p + "ffn.fc2.bias", {C});
+    blocks_.push_back(std::move(b));
+  }
+  head_nm_w_ = up("head_nm.ada_lin.1.weight", {2 * C, C});
+  head_nm_b_ = up("head_nm.ada_lin.1.bias", {2 * C});
+  head_w_ = up("head.weight", {c.vocab_size, C});
+  head_b_ = up("head.bias", {c.vocab_size});
+}
+
+size_t VarTransformer::kv_cache_floats(const VarConfig& c, int64_t rows) {
+  return static_cast<size_t>(2 * c.depth * rows * c.total_tokens() * c.embed_dim);
+}
+
+size_t VarTransformer::workspace_floats(const VarConfig& c, int64_t rows) {
+  const int64_t n = rows * max_scale_tokens(c);
+  return static_cast<size_t>(n * (c.embed_dim * 4 + 3 * c.embed_dim + c.mlp_hidden));
+}
+
+VarSession VarTransformer::start(const std::vector<int32_t>& row_classes) const {
+  const int64_t R = static_cast<int64_t>(row_classes.size()), C = cfg_.embed_dim;
+  for (int32_t cls : row_classes)
+    if (cls < 0 || cls > cfg_.num_classes)
+      throw Error("class " + std::to_string(cls) + " is out of range: the model has classes 0.." +
+                  std::to_string(cfg_.num_classes - 1) + " and " + std::to_string(cfg_.num_classes) +
+                  " (unconditional)");
+  VarSession s;
+  s.rows = R;
+  s.cond = be_.alloc(static_cast<size_t>(R * C));
+  Array<int32_t> ids = be_.alloc_i32(row_classes.size());
+  be_.upload_into_i32(row_classes.data(), row_classes.size(), ids.data());
+  be_.gather_rows(class_emb_.data(), C, ids.data(), R, s.cond.data());
+
+  Array<float> act = be_.alloc(static_cast<size_t>(R * C));
+  be_.silu(s.cond.data(), static_cast<size_t>(R * C), act.data());
+  Array<float> shared;
+  if (cfg_.shared_aln) {
+    shared = be_.alloc(static_cast<size_t>(R * 6 * C));
+    be_.linear(act.data(), R, C, shared_ada_w_.data(), shared_ada_b_.data(), 6 * C, shared.data());
+  }
+  for (const VarBlock& b : blocks_) {
+    Array<float> mod = be_.alloc(static_cast<size_t>(R * 6 * C));
+    if (cfg_.shared_aln) {
+      be_.copy(shared.data(), mod.size(), mod.data());
+      be_.add_broadcast_rows(mod.data(), b.ada_gss.data(), R, 1, 6 * C);
+    } else {
+      be_.linear(act.data(), R, C, b.ada_lin_w.data(), b.ada_lin_b.data(), 6 * C, mod.data());
+    }
+    s.block_mod.push_back(std::move(mod));
+  }
+  s.head_mod = be_.alloc(static_cast<size_t>(R * 2 * C));
+  be_.linear(act.data(), R, C, head_nm_w_.data(), head_nm_b_.data(), 2 * C, s.head_mod.data());
+
+  const size_t cache = static_cast<size_t>(R * cfg_.total_tokens() * C);
+  for (int i = 0; i < cfg_.depth; ++i) {
+    s.k_cache.push_back(be_.alloc(cache));
+    s.v_cache.push_back(be_.alloc(cache));
+  }
+  const size_t n = static_cast<size_t>(R * max_scale_tokens(cfg_));
+  s.ln = be_.alloc(n * C);
+  s.qkv = be_.alloc(n * 3 * C);
+  s.q = be_.alloc(n * C);
+  s.attn = be_.alloc(n * C);
+  s.proj = be_.alloc(n * C);
+  s.hidden = be_.alloc(n * cfg_.mlp_hidden);
+  return s;
+}
+
+void VarTransformer::first_scale_input(const VarSession& s, float* x) const {
+  const int64_t C = cfg_.embed_dim;
+  be_.copy(s.cond.data(), static_cast<size_t>(s.rows * C), x);
+  be_.add_broadcast_rows(x, pos_start_.data(), s.rows, 1, C);
+  be_.add_broadcast_rows(x, lvl_pos_.data(), s.rows, 1, C);
+}
+
+void VarTransformer::scale_input(const float* f_tokens, int64_t images, int si, int64_t rows, float* x) const {
+  const int64_t C = cfg_.embed_dim, l = int64_t{cfg_.patch_nums[si]} * cfg_.patch_nums[si];
+  VARPS_CHECK(rows % images == 0, "rows must be a multiple of images");
+  be_.linear(f_tokens, images * l, cfg_.cvae, word_embed_w_.data(), word_embed_b_.data(), C, x);
+  be_.add_broadcast_rows(x, lvl_pos_.data() + cfg_.first_token_of_scale(si) * C, images, l, C);
+  for (int64_t r = images; r < rows; r += images) be_.copy(x, static_cast<size_t>(images * l * C), x + r * l * C);
+}
+
+void VarTransformer::block_forward(VarSession& s, int bi, float* x, int64_t l) const {
+  const VarBlock& b = blocks_[bi];
+  const int64_t R = s.rows, C = cfg_.embed_dim, H = cfg_.num_heads, hd = cfg_.head_dim, hid = cfg_.mlp_hidden;
+  const int64_t M = R * l, L = cfg_.total_tokens();
+  const float* mod = s.block_mod[bi].data();
+  const float* gamma1 = mod;
+  const float* gamma2 = mod + C;
+  const float* scale1 = mod + 2 * C;
+  const float* scale2 = mod + 3 * C;
+  const float* shift1 = mod + 4 * C;
+  const float* shift2 = mod + 5 * C;
+  const float eps = cfg_.norm_eps;
+
+  // x = x + proj(attn(LN(x)·(1+scale1) + shift1))·gamma1
+  be_.adaln_modulate(x, R, l, C, scale1, shift1, 6 * C, eps, s.ln.data());
+  be_.linear(s.ln.data(), M, C, b.mat_qkv_w.data(), b.qkv_bias.data(), 3 * C, s.qkv.data());
+  be_.split_qkv_to_cache(s.qkv.data(), R, l, H, hd, cfg_.attn_l2_norm, b.q_scale.data(), s.q.data(),
+                         s.k_cache[bi].data(), s.v_cache[bi].data(), L, s.cached);
+  const float scale = cfg_.attn_l2_norm ? 1.0f : 0.25f / std::sqrt(static_cast<float>(hd));
+  be_.attention(s.q.data(), s.k_cache[bi].data(), s.v_cache[bi].data(), R, H, l, hd, L, s.cached + l, scale,
+                s.attn.data());
+  be_.linear(s.attn.data(), M, C, b.proj_w.data(), b.proj_b.data(), C, s.proj.data());
+  be_.add_scaled_rows(x, s.proj.data(), gamma1, 6 * C, R, l, C);
+
+  // x = x + fc2(GELU(fc1(LN(x)·(1+scale2) + shift2)))·gamma2
+  be_.adaln_modulate(x, R, l, C, scale2, shift2, 6 * C, eps, s.ln.data());
+  be_.linear(s.ln.data(), M, C, b.fc1_w.data(), b.fc1_b.data(), hid, s.hidden.data());
+  be_.gelu_tanh_inplace(s.hidden.data(), static_cast<size_t>(M * hid));
+  be_.linear(s.hidden.data(), M, hid, b.fc2_w.data(), b.fc2_b.data(), C, s.proj.data());
+  be_.add_scaled_rows(x, s.proj.data(), gamma2, 6 * C, R, l, C);
+}
+
+void VarTransformer::forward_scale(VarSession& s, float* x, int si, float* logits) const {
+  const int64_t C = cfg_.embed_dim, l = int64_t{cfg_.patch_nums[si]} * cfg_.patch_nums[si];
+  VARPS_CHECK(s.cached == cfg_.first_token_of_scale(si), "scales must run in order");
+  for (int bi = 0; bi < cfg_.depth; ++bi) block_forward(s, bi, x, l);
+  s.cached += l;
+  // head(LN(x)·(1+scale) + shift), modulation from the raw class embedding
+  be_.adaln_modulate(x, s.rows, l, C, s.head_mod.data(), s.head_mod.data() + C, 2 * C, cfg_.norm_eps, s.ln.data());
+  be_.linear(s.ln.data(), s.rows * l, C, head_w_.data(), head_b_.data(), cfg_.vocab_size, logits);
+}
+
+}  // namespace varps

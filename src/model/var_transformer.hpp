@@ -1,0 +1,72 @@
+#pragma once
+// The VAR transformer, mirroring the checkpoint's names: class embedding,
+// AdaLN blocks with L2-normalised attention over a per-row KV cache, and the
+// AdaLN head. One call of `forward_scale` runs every block on the new tokens
+// of one scale for all rows at once.
+#include <vector>
+
+#include "backend.hpp"
+#include "model/weights.hpp"
+#include "varps/config.hpp"
+
+namespace varps {
+
+struct VarBlock {
+  Array<float> ada_lin_w, ada_lin_b;  // [6C, C], [6C] (absent with shared AdaLN)
+  Array<float> ada_gss;               // [6C] (shared AdaLN only)
+  Array<float> mat_qkv_w;             // [3C, C]
+  Array<float> qkv_bias;              // [3C] = cat(q_bias, zero_k_bias, v_bias)
+  std::vector<float> q_scale;         // [H] exp(min(scale_mul_1H11, log 100)), host
+  Array<float> proj_w, proj_b;        // [C, C], [C]
+  Array<float> fc1_w, fc1_b;          // [hidden, C], [hidden]
+  Array<float> fc2_w, fc2_b;          // [C, hidden], [C]
+};
+
+// The state of one generation: R rows (conditional rows first, then the
+// unconditional ones), their AdaLN modulation (computed once, it depends only
+// on the class), the KV cache for all scales (allocated once) and the
+// activation workspace sized for the largest scale.
+struct VarSession {
+  int64_t rows = 0;
+  int64_t cached = 0;  // tokens already in the KV cache
+  Array<float> cond;                    // [R, C] class embeddings
+  std::vector<Array<float>> block_mod;  // per block [R, 6C]: gamma1, gamma2, scale1, scale2, shift1, shift2
+  Array<float> head_mod;                // [R, 2C]: scale, shift
+  std::vector<Array<float>> k_cache, v_cache;  // per block [R, H, L, hd]
+  Array<float> ln, qkv, q, attn, proj, hidden;  // workspace for the largest scale
+};
+
+class VarTransformer {
+ public:
+  VarTransformer(Backend& backend, const VarConfig& config, WeightSource& weights);
+  const VarConfig& config() const { return cfg_; }
+
+  // Rows of classes `row_classes` (num_classes = unconditional).
+  VarSession start(const std::vector<int32_t>& row_classes) const;
+  // x[R, 1, C] = cond + pos_start + lvl_embed[0] + pos_1LC[0]
+  void first_scale_input(const VarSession& s, float* x) const;
+  // x[R, l, C] for scale si from the previous f_hat's tokens f[images, l, Cvae];
+  // row r reads image r mod images.
+  void scale_input(const float* f_tokens, int64_t images, int si, int64_t rows, float* x) const;
+  // Every block on x[R, l, C] (in place) for scale si; logits[R, l, V].
+  void forward_scale(VarSession& s, float* x, int si, float* logits) const;
+
+  static size_t kv_cache_floats(const VarConfig& c, int64_t rows);
+  static size_t workspace_floats(const VarConfig& c, int64_t rows);
+
+ private:
+  void block_forward(VarSession& s, int b, float* x, int64_t l) const;
+
+  Backend& be_;
+  VarConfig cfg_;
+  Array<float> word_embed_w_, word_embed_b_;  // [C, Cvae], [C]
+  Array<float> class_emb_;                    // [num_classes + 1, C]
+  Array<float> pos_start_;                    // [C]
+  Array<float> lvl_pos_;                      // [L, C] = lvl_embed[scale of position] + pos_1LC
+  Array<float> shared_ada_w_, shared_ada_b_;  // [6C, C] (shared AdaLN only)
+  std::vector<VarBlock> blocks_;
+  Array<float> head_nm_w_, head_nm_b_;  // [2C, C], [2C]
+  Array<float> head_w_, head_b_;        // [V, C], [V]
+};
+
+}  // namespace varps

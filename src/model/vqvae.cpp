@@ -1,0 +1,145 @@
+// VQVAE weights binding, decoder and encoder.
+#include "model/vqvae.hpp"
+
+#include "varps/error.hpp"
+
+namespace varps {
+
+namespace {
+
+struct Binder {
+  Backend& be;
+  WeightSource& w;
+
+  Conv2dWeights conv(const std::string& p, int64_t co, int64_t ci, int k) {
+    Conv2dWeights c;
+    c.co = co;
+    c.ci = ci;
+    c.k = k;
+    c.w = be.upload(w.take(p + ".weight", {co, ci, k, k}));
+    c.b = be.upload(w.take(p + ".bias", {co}));
+    return c;
+  }
+  GroupNormWeights norm(const std::string& p, int64_t ch) {
+    GroupNormWeights g;
+    g.channels = ch;
+    g.gamma = be.upload(w.take(p + ".weight", {ch}));
+    g.beta = be.upload(w.take(p + ".bias", {ch}));
+    return g;
+  }
+  ResBlock res(const std::string& p, int64_t in, int64_t out) {
+    ResBlock r;
+    r.norm1 = norm(p + ".norm1", in);
+    r.conv1 = conv(p + ".conv1", out, in, 3);
+    r.norm2 = norm(p + ".norm2", out);
+    r.conv2 = conv(p + ".conv2", out, out, 3);
+    if (in != out) r.nin_shortcut = conv(p + ".nin_shortcut", out, in, 1);
+    return r;
+  }
+  AttnBlock attn(const std::string& p, int64_t ch) {
+    AttnBlock a;
+    a.norm = norm(p + ".norm", ch);
+    a.qkv = conv(p + ".qkv", 3 * ch, ch, 1);
+    a.proj_out = conv(p + ".proj_out", ch, ch, 1);
+    return a;
+  }
+};
+
+}  // namespace
+
+Vqvae::Vqvae(Backend& be, const VaeConfig& c, WeightSource& w) : be_(be), cfg_(c) {
+  if (c.ch_mult.empty() || c.ch <= 0 || c.cvae <= 0 || c.vocab_size <= 0)
+    throw Error(w.origin() + ": incomplete VQVAE configuration");
+  for (int m : c.ch_mult)
+    if ((c.ch * m) % 32 != 0)
+      throw Error(w.origin() + ": VQVAE level width " + std::to_string(c.ch * m) +
+                  " is not divisible by GroupNorm's 32 groups");
+  Binder bind{be, w};
+  const int64_t levels = static_cast<int64_t>(c.ch_mult.size());
+  codebook_ = be.upload(w.take("quantize.embedding.weight", {c.vocab_size, c.cvae}));
+  quant_conv_ = bind.conv("quant_conv", c.cvae, c.cvae, c.quant_conv_ks);
+  post_quant_conv_ = bind.conv("post_quant_conv", c.cvae, c.cvae, c.quant_conv_ks);
+  for (int i = 0; i < c.num_phi; ++i) {
+    const std::string name = c.phi_layout == PhiLayout::PartiallyShared ? "quantize.quant_resi.qresi_ls." + std::to_string(i)
+                             : c.phi_layout == PhiLayout::Shared        ? std::string("quantize.quant_resi.qresi")
+                                                                        : "quantize.quant_resi." + std::to_string(i);
+    phi_.push_back(bind.conv(name, c.cvae, c.cvae, 3));
+  }
+
+  // Decoder: lowest resolution first, as it runs.
+  int64_t block_in = int64_t{c.ch} * c.ch_mult.back();
+  dec_conv_in_ = bind.conv("decoder.conv_in", block_in, c.cvae, 3);
+  dec_mid_1_ = bind.res("decoder.mid.block_1", block_in, block_in);
+  if (c.using_mid_sa) dec_mid_attn_.push_back(bind.attn("decoder.mid.attn_1", block_in));
+  dec_mid_2_ = bind.res("decoder.mid.block_2", block_in, block_in);
+  dec_up_.resize(static_cast<size_t>(levels));
+  for (int64_t lvl = levels - 1; lvl >= 0; --lvl) {
+    const std::string p = "decoder.up." + std::to_string(lvl);
+    const int64_t block_out = int64_t{c.ch} * c.ch_mult[lvl];
+    ResLevel& L = dec_up_[lvl];
+    for (int j = 0; j < c.decoder_res_blocks; ++j) {
+      L.block.push_back(bind.res(p + ".block." + std::to_string(j), block_in, block_out));
+      block_in = block_out;
+      if (lvl == levels - 1 && c.using_sa) L.attn.push_back(bind.attn(p + ".attn." + std::to_string(j), block_in));
+    }
+    if (lvl != 0) L.resample = bind.conv(p + ".upsample.conv", block_in, block_in, 3);
+  }
+  dec_norm_out_ = bind.norm("decoder.norm_out", block_in);
+  dec_conv_out_ = bind.conv("decoder.conv_out", 3, block_in, 3);
+
+  if (!c.has_encoder()) return;
+  enc_conv_in_ = bind.conv("encoder.conv_in", c.ch, 3, 3);
+  block_in = c.ch;
+  enc_down_.resize(static_cast<size_t>(levels));
+  for (int64_t lvl = 0; lvl < levels; ++lvl) {
+    const std::string p = "encoder.down." + std::to_string(lvl);
+    const int64_t block_out = int64_t{c.ch} * c.ch_mult[lvl];
+    ResLevel& L = enc_down_[lvl];
+    for (int j = 0; j < c.encoder_res_blocks; ++j) {
+      L.block.push_back(bind.res(p + ".block." + std::to_string(j), block_in, block_out));
+      block_in = block_out;
+      if (lvl == levels - 1 && c.using_sa) L.attn.push_back(bind.attn(p + ".attn." + std::to_string(j), block_in));
+    }
+    if (lvl != levels - 1) L.resample = bind.conv(p + ".downsample.conv", block_in, block_in, 3);
+  }
+  enc_mid_1_ = bind.res("encoder.mid.block_1", block_in, block_in);
+  if (c.using_mid_sa) enc_mid_attn_.push_back(bind.attn("encoder.mid.attn_1", block_in));
+  enc_mid_2_ = bind.res("encoder.mid.block_2", block_in, block_in);
+  enc_norm_out_ = bind.norm("encoder.norm_out", block_in);
+  enc_conv_out_ = bind.conv("encoder.conv_out", c.cvae, block_in, 3);
+}
+
+FeatureMap Vqvae::decode(const FeatureMap& f_hat) const {
+  FeatureMap h = conv(conv(f_hat, post_quant_conv_), dec_conv_in_);
+  h = res_block(h, dec_mid_1_);
+  for (const auto& a : dec_mid_attn_) h = attn_block(h, a);
+  h = res_block(h, dec_mid_2_);
+  for (int64_t lvl = static_cast<int64_t>(dec_up_.size()) - 1; lvl >= 0; --lvl) {
+    h = run_level(std::move(h), dec_up_[lvl]);
+    if (lvl != 0) {
+      FeatureMap up = new_map(h.n, h.c, 2 * h.h, 2 * h.w);
+      be_.upsample_nearest2x(h.data.data(), h.n * h.c, h.h, h.w, up.data.data());
+      h = conv(up, dec_up_[lvl].resample);
+    }
+  }
+  FeatureMap img = conv(group_norm(h, dec_norm_out_, true), dec_conv_out_);
+  be_.clamp(img.data.data(), img.size(), -1.0f, 1.0f);
+  return img;
+}
+
+FeatureMap Vqvae::encode(const FeatureMap& img) const {
+  if (!cfg_.has_encoder()) throw Error("this VQVAE checkpoint has no encoder");
+  FeatureMap h = conv(img, enc_conv_in_);
+  for (size_t lvl = 0; lvl < enc_down_.size(); ++lvl) {
+    h = run_level(std::move(h), enc_down_[lvl]);
+    // Downsample: zero pad right and bottom by one, 3x3 conv, stride 2.
+    if (lvl + 1 != enc_down_.size()) h = conv(h, enc_down_[lvl].resample, 2, 0, 0, 1, 1);
+  }
+  h = res_block(h, enc_mid_1_);
+  for (const auto& a : enc_mid_attn_) h = attn_block(h, a);
+  h = res_block(h, enc_mid_2_);
+  h = conv(group_norm(h, enc_norm_out_, true), enc_conv_out_);
+  return conv(h, quant_conv_);
+}
+
+}  // namespace varps

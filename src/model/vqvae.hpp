@@ -1,0 +1,105 @@
+#pragma once
+// The VQVAE tokenizer: decoder (f_hat → image), encoder (image → f), and the
+// multi-scale quantiser with its Phi convolutions, mirroring the checkpoint's
+// names (`decoder.up.3.block.1.conv2.weight`, `quantize.quant_resi.qresi_ls.2`).
+#include <string>
+#include <vector>
+
+#include "backend.hpp"
+#include "model/weights.hpp"
+#include "varps/config.hpp"
+
+namespace varps {
+
+struct Conv2dWeights {
+  Array<float> w, b;
+  int64_t co = 0, ci = 0;
+  int k = 0;
+};
+
+struct GroupNormWeights {
+  Array<float> gamma, beta;
+  int64_t channels = 0;
+};
+
+struct ResBlock {
+  GroupNormWeights norm1, norm2;
+  Conv2dWeights conv1, conv2;
+  Conv2dWeights nin_shortcut;  // k == 0 when in == out
+};
+
+struct AttnBlock {
+  GroupNormWeights norm;
+  Conv2dWeights qkv, proj_out;
+};
+
+struct ResLevel {
+  std::vector<ResBlock> block;
+  std::vector<AttnBlock> attn;  // empty, or one after each block
+  Conv2dWeights resample;       // upsample/downsample conv; k == 0 when absent
+};
+
+// A feature map in backend memory: [N, C, H, W].
+struct FeatureMap {
+  Array<float> data;
+  int64_t n = 0, c = 0, h = 0, w = 0;
+  size_t size() const { return static_cast<size_t>(n * c * h * w); }
+};
+
+class Vqvae {
+ public:
+  Vqvae(Backend& backend, const VaeConfig& config, WeightSource& weights);
+  const VaeConfig& config() const { return cfg_; }
+
+  // clamp(decoder(post_quant_conv(f_hat)), -1, 1): [N, Cvae, h, w] → [N, 3, H, W]
+  FeatureMap decode(const FeatureMap& f_hat) const;
+  // quant_conv(encoder(img)): [N, 3, H, W] in [-1, 1] → [N, Cvae, h, w]
+  FeatureMap encode(const FeatureMap& img) const;
+
+  // ---- multi-scale residual path ----
+  // Index of the Phi convolution used at scale si of `num_scales`.
+  int phi_index(int si, int num_scales) const;
+  // f_hat[N, Cvae, S, S] += Phi(upsample(codebook[idx])) for scale si with
+  // token map idx[N, pn, pn] (no upsampling at the last scale). When
+  // `residual` is given, it is reduced by the same amount.
+  void add_scale(int si, const std::vector<int>& patch_nums, const int32_t* idx, FeatureMap& f_hat,
+                 FeatureMap* residual = nullptr) const;
+  // Next scale's input tokens [N, pn², Cvae] = area-downsampled f_hat.
+  void next_scale_tokens(const FeatureMap& f_hat, int pn, float* tokens) const;
+  // Multi-scale quantisation of f[N, Cvae, S, S]: token maps per scale
+  // ([N, pn²] each) and the final f_hat.
+  std::vector<std::vector<int32_t>> quantize(const FeatureMap& f, const std::vector<int>& patch_nums,
+                                             FeatureMap* f_hat_out = nullptr) const;
+
+  FeatureMap new_map(int64_t n, int64_t c, int64_t h, int64_t w) const;  // contents undefined
+  FeatureMap zero_map(int64_t n, int64_t c, int64_t h, int64_t w) const;
+
+ private:
+  FeatureMap conv(const FeatureMap& x, const Conv2dWeights& cw, int stride = 1, int pad_t = -1, int pad_l = -1,
+                  int pad_b = -1, int pad_r = -1) const;
+  FeatureMap group_norm(const FeatureMap& x, const GroupNormWeights& gn, bool then_silu) const;
+  FeatureMap res_block(const FeatureMap& x, const ResBlock& rb) const;
+  FeatureMap attn_block(const FeatureMap& x, const AttnBlock& ab) const;
+  FeatureMap run_level(FeatureMap h, const ResLevel& level) const;
+  void apply_phi(int phi, FeatureMap& h) const;
+
+  Backend& be_;
+  VaeConfig cfg_;
+  Conv2dWeights quant_conv_, post_quant_conv_;
+  Array<float> codebook_;  // [V, Cvae]
+  std::vector<Conv2dWeights> phi_;
+  // decoder
+  Conv2dWeights dec_conv_in_, dec_conv_out_;
+  ResBlock dec_mid_1_, dec_mid_2_;
+  std::vector<AttnBlock> dec_mid_attn_;  // zero or one
+  std::vector<ResLevel> dec_up_;         // indexed by level (0 = full resolution)
+  GroupNormWeights dec_norm_out_;
+  // encoder
+  Conv2dWeights enc_conv_in_, enc_conv_out_;
+  ResBlock enc_mid_1_, enc_mid_2_;
+  std::vector<AttnBlock> enc_mid_attn_;
+  std::vector<ResLevel> enc_down_;
+  GroupNormWeights enc_norm_out_;
+};
+
+}  // namespace varps
