@@ -6,6 +6,8 @@
 
 namespace varps {
 
+struct CpuBufferPool;
+
 class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(int threads);
@@ -62,7 +64,11 @@ class CpuBackend final : public Backend {
   void clamp(float* x, size_t n, float lo, float hi) override;
 
  private:
+  template <typename T>
+  Array<T> pooled(size_t n);
+
   int threads_;
+  std::shared_ptr<CpuBufferPool> pool_;
 };
 
 }  // namespace varps

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cpu/cpu_backend.hpp"
+#include "cpu/vector_math.hpp"
 
 namespace varps {
 
@@ -91,10 +92,8 @@ void CpuBackend::group_norm(const float* x, int64_t N, int64_t C, int64_t HW, in
         const float be = beta[g * cpg + c];
         const float* xc = xs + c * HW;
         float* oc = os + c * HW;
-        for (int64_t i = 0; i < HW; ++i) {
-          const float v = (xc[i] - m) * ga + be;
-          oc[i] = then_silu ? v / (1.0f + std::exp(-v)) : v;
-        }
+        for (int64_t i = 0; i < HW; ++i) oc[i] = (xc[i] - m) * ga + be;
+        if (then_silu) cpu::silu_span(oc, oc, static_cast<size_t>(HW));
       }
     }
 }

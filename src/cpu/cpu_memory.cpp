@@ -6,27 +6,70 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <new>
+#include <map>
+#include <mutex>
 
 #include "cpu/cpu_backend.hpp"
+#include "cpu/vector_math.hpp"
 #include "varps/error.hpp"
 
 namespace varps {
 
 namespace {
 
-template <typename T>
-Array<T> aligned_array(size_t n) {
-  // 64-byte alignment keeps AVX loads and OpenBLAS packing on cache lines.
-  size_t bytes = std::max<size_t>(64, ((n * sizeof(T) + 63) / 64) * 64);
-  void* p = std::aligned_alloc(64, bytes);
-  if (!p) throw Error("out of memory allocating " + std::to_string(bytes) + " bytes");
-  return Array<T>(std::shared_ptr<T>(static_cast<T*>(p), [](T* q) { std::free(q); }), n);
-}
+size_t padded_bytes(size_t n, size_t elem) { return std::max<size_t>(64, ((n * elem + 63) / 64) * 64); }
 
 }  // namespace
 
-CpuBackend::CpuBackend(int threads) : threads_(threads > 0 ? threads : omp_get_num_procs()) {
+// Freed buffers are kept by exact size and handed out again: a generation
+// allocates the same activation sizes every time, and fresh pages from the
+// kernel cost a page fault and a clear each.
+struct CpuBufferPool {
+  std::mutex mutex;
+  std::multimap<size_t, void*> free;
+  size_t cached_bytes = 0;
+  static constexpr size_t kMaxCachedBytes = size_t{4} << 30;
+
+  void* get(size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      auto it = free.find(bytes);
+      if (it != free.end()) {
+        void* p = it->second;
+        free.erase(it);
+        cached_bytes -= bytes;
+        return p;
+      }
+    }
+    void* p = std::aligned_alloc(64, bytes);
+    if (!p) throw Error("out of memory allocating " + std::to_string(bytes) + " bytes");
+    return p;
+  }
+  void put(size_t bytes, void* p) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (cached_bytes + bytes > kMaxCachedBytes) {
+      std::free(p);
+      return;
+    }
+    free.emplace(bytes, p);
+    cached_bytes += bytes;
+  }
+  ~CpuBufferPool() {
+    for (auto& [bytes, p] : free) std::free(p);
+  }
+};
+
+template <typename T>
+Array<T> CpuBackend::pooled(size_t n) {
+  // 64-byte alignment keeps AVX loads and OpenBLAS packing on cache lines.
+  const size_t bytes = padded_bytes(n, sizeof(T));
+  std::shared_ptr<CpuBufferPool> pool = pool_;
+  T* p = static_cast<T*>(pool->get(bytes));
+  return Array<T>(std::shared_ptr<T>(p, [pool, bytes](T* q) { pool->put(bytes, q); }), n);
+}
+
+CpuBackend::CpuBackend(int threads)
+    : threads_(threads > 0 ? threads : omp_get_num_procs()), pool_(std::make_shared<CpuBufferPool>()) {
   // One thread count for both pools; OpenBLAS (OpenMP build) runs
   // single-threaded when called inside one of our parallel regions.
   omp_set_num_threads(threads_);
@@ -35,15 +78,15 @@ CpuBackend::CpuBackend(int threads) : threads_(threads > 0 ? threads : omp_get_n
 
 std::unique_ptr<Backend> make_cpu_backend(int threads) { return std::make_unique<CpuBackend>(threads); }
 
-Array<float> CpuBackend::alloc(size_t n) { return aligned_array<float>(n); }
+Array<float> CpuBackend::alloc(size_t n) { return pooled<float>(n); }
 Array<float> CpuBackend::zeros(size_t n) {
-  auto a = aligned_array<float>(n);
+  auto a = pooled<float>(n);
   std::memset(a.data(), 0, n * sizeof(float));
   return a;
 }
-Array<int32_t> CpuBackend::alloc_i32(size_t n) { return aligned_array<int32_t>(n); }
+Array<int32_t> CpuBackend::alloc_i32(size_t n) { return pooled<int32_t>(n); }
 Array<float> CpuBackend::upload(const Tensor& t) {
-  auto a = aligned_array<float>(t.data.size());
+  auto a = pooled<float>(t.data.size());
   std::memcpy(a.data(), t.data.data(), t.data.size() * sizeof(float));
   return a;
 }
@@ -58,17 +101,15 @@ void CpuBackend::download_i32(const int32_t* src, size_t n, int32_t* host) {
 void CpuBackend::copy(const float* src, size_t n, float* dst) { std::memcpy(dst, src, n * sizeof(float)); }
 
 void CpuBackend::silu(const float* x, size_t n, float* y) {
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-  for (size_t i = 0; i < n; ++i) y[i] = x[i] / (1.0f + std::exp(-x[i]));
+  const size_t chunk = 1 << 14;
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (size_t i = 0; i < n; i += chunk) cpu::silu_span(x + i, y + i, std::min(chunk, n - i));
 }
 
 void CpuBackend::gelu_tanh_inplace(float* x, size_t n) {
-  const float k = 0.7978845608028654f;  // sqrt(2/pi)
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-  for (size_t i = 0; i < n; ++i) {
-    float v = x[i];
-    x[i] = 0.5f * v * (1.0f + std::tanh(k * (v + 0.044715f * v * v * v)));
-  }
+  const size_t chunk = 1 << 14;
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (size_t i = 0; i < n; i += chunk) cpu::gelu_tanh_span(x + i, std::min(chunk, n - i));
 }
 
 void CpuBackend::add_inplace(float* y, const float* x, size_t n) {

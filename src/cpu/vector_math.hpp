@@ -1,0 +1,46 @@
+#pragma once
+// Elementwise activations over arrays, 8 lanes at a time through glibc's
+// vector math library (libmvec, AVX2 variants); the scalar tail uses libm.
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstddef>
+
+extern "C" __m256 _ZGVdN8v_expf(__m256);
+extern "C" __m256 _ZGVdN8v_tanhf(__m256);
+
+namespace varps::cpu {
+
+// y = x / (1 + exp(-x))
+inline void silu_span(const float* x, float* y, size_t n) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  const __m256 neg = _mm256_set1_ps(-0.0f);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    const __m256 e = _ZGVdN8v_expf(_mm256_xor_ps(v, neg));
+    _mm256_storeu_ps(y + i, _mm256_div_ps(v, _mm256_add_ps(one, e)));
+  }
+  for (; i < n; ++i) y[i] = x[i] / (1.0f + std::exp(-x[i]));
+}
+
+// x = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
+inline void gelu_tanh_span(float* x, size_t n) {
+  const float k = 0.7978845608028654f;
+  const __m256 vk = _mm256_set1_ps(k), vc = _mm256_set1_ps(0.044715f), half = _mm256_set1_ps(0.5f),
+               one = _mm256_set1_ps(1.0f);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    const __m256 cube = _mm256_mul_ps(_mm256_mul_ps(v, v), v);
+    const __m256 inner = _mm256_mul_ps(vk, _mm256_add_ps(v, _mm256_mul_ps(vc, cube)));
+    const __m256 t = _ZGVdN8v_tanhf(inner);
+    _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, t)));
+  }
+  for (; i < n; ++i) {
+    const float v = x[i];
+    x[i] = 0.5f * v * (1.0f + std::tanh(k * (v + 0.044715f * (v * v * v))));
+  }
+}
+
+}  // namespace varps::cpu
