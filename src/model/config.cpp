@@ -13,7 +13,10 @@ namespace {
 
 std::string join(const std::vector<int>& v) {
   std::string s;
-  for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) s += ',';
+    s += std::to_string(v[i]);
+  }
   return s;
 }
 
@@ -195,7 +198,10 @@ VarConfig preset_var_config(const std::string& name) {
     if (name == "d36") depth = 36;
     if (depth == 0) {
       std::string known;
-      for (const auto& n : preset_names()) known += (known.empty() ? "" : ", ") + n;
+      for (const auto& n : preset_names()) {
+        if (!known.empty()) known += ", ";
+        known += n;
+      }
       throw Error("unknown preset '" + name + "' (known: " + known + ")");
     }
     c.depth = depth;

@@ -1,0 +1,123 @@
+#pragma once
+// The `varps` command-line program: a thin layer over the public library API
+// (include/varps). Each subcommand registers its flags on a CLI11 sub-app and
+// runs from the parsed values; main() owns error reporting.
+//
+// Exit status: 0 success; 1 runtime error (files, checkpoints, values that
+// only the model can judge, such as a class id or an image size); 2 usage
+// error (unknown, missing, malformed or conflicting flags). Every error is
+// one line on stderr: "varps: error: <message>".
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "varps/pipeline.hpp"
+
+namespace CLI {
+class App;
+}
+
+namespace varps::cli {
+
+// Keep in step with project(VERSION) in the top-level CMakeLists.txt (a test
+// checks that they agree).
+inline constexpr const char* kVersion = "0.1.0";
+
+// A command-line mistake: reported like every error, but exits with status 2.
+class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The exit-status paragraph of the subcommands' --help.
+inline constexpr const char* kExitStatusHelp =
+    "Exit status: 0 on success, 1 when the command fails, 2 for a usage error; errors are one line on stderr, "
+    "'varps: error: <message>'.";
+
+// ---- subcommands ----
+
+struct GenerateArgs {
+  std::string var, vae, preset;
+  std::vector<std::string> classes;
+  std::string cfg = "4", top_k = "900", top_p = "0.95", seed = "0", threads = "0";
+  std::string out, tokens_out;
+  bool verbose = false, quiet = false;
+};
+void add_generate(CLI::App& app, GenerateArgs& args);
+int run_generate(const GenerateArgs& args);
+
+struct ReconstructArgs {
+  std::string vae, image, out, tokens_out, patch_nums, threads = "0";
+  bool verbose = false;
+};
+void add_reconstruct(CLI::App& app, ReconstructArgs& args);
+int run_reconstruct(const ReconstructArgs& args);
+
+struct InspectArgs {
+  std::string file;
+};
+void add_inspect(CLI::App& app, InspectArgs& args);
+int run_inspect(const InspectArgs& args);
+
+// ---- shared helpers (common.cpp) ----
+
+// Strict flag parsers: the whole text must be a number in range; otherwise a
+// UsageError naming the flag and the accepted values.
+uint64_t parse_u64(const std::string& flag, const std::string& text);
+int parse_int(const std::string& flag, const std::string& text, int min_value);
+double parse_double(const std::string& flag, const std::string& text, double min_value, double max_value);
+// "1,2,3" → {1, 2, 3}; each entry a positive integer.
+std::vector<int> parse_int_list(const std::string& flag, const std::string& text);
+
+// Shortest text that reads back as the same double ("4", "0.95").
+std::string format_double(double v);
+std::string join_ints(const std::vector<int>& v, const char* sep = ",");
+std::string format_bytes(uint64_t bytes);  // "1234567 B (1.2 MiB)"
+
+// Creates `dir` (and parents) if missing; throws varps::Error naming it when
+// it cannot be created or is not a writable directory.
+void prepare_output_dir(const std::filesystem::path& dir);
+// Throws varps::Error naming `file` when its parent directory is missing.
+void check_output_file_dir(const std::filesystem::path& file, const char* flag);
+
+// Token maps as JSON: {"patch_nums": [...], "images": [{"class", "seed",
+// "tokens": [[scale 0, row-major], ...]}]}. class/seed are null when absent.
+struct TokenRecord {
+  std::optional<int64_t> class_id;
+  std::optional<uint64_t> seed;
+  const TokenMaps* tokens = nullptr;
+};
+void write_tokens_json(const std::filesystem::path& path, const std::vector<int>& patch_nums,
+                       const std::vector<TokenRecord>& images);
+
+// Notes and progress on stderr.
+class Console {
+ public:
+  Console(bool verbose, bool quiet);
+  bool verbose() const { return verbose_; }
+  // "varps: note: ..." unless quiet.
+  void note(const std::string& msg) const;
+  // "varps: ..." unless quiet.
+  void status(const std::string& msg) const;
+  // "varps: ..." only with --verbose.
+  void info(const std::string& msg) const;
+  // Progress "scale i/n": shown when stderr is a terminal or with --verbose,
+  // never with --quiet, and only once the task has run for over a second.
+  // `next` names the step that follows, if any ("decoding").
+  void start_task();
+  void progress(const std::string& what, int done, int total, const std::string& next = "");
+  void end_task();
+
+ private:
+  bool verbose_, quiet_, tty_;
+  bool shown_ = false;
+  std::chrono::steady_clock::time_point t0_;
+};
+
+double ms_since(std::chrono::steady_clock::time_point t0);
+
+}  // namespace varps::cli

@@ -1,0 +1,200 @@
+// Helpers shared by the subcommands: strict flag parsing, output paths, the
+// token-map JSON file, and stderr notes / progress.
+#include <unistd.h>
+
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <system_error>
+
+#include "cli/commands.hpp"
+#include "varps/error.hpp"
+
+namespace varps::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+[[noreturn]] void bad_value(const std::string& flag, const std::string& text, const std::string& expected) {
+  throw UsageError("invalid value '" + text + "' for " + flag + ": expected " + expected);
+}
+
+}  // namespace
+
+uint64_t parse_u64(const std::string& flag, const std::string& text) {
+  const std::string expected =
+      "a non-negative integer (0.." + std::to_string(std::numeric_limits<uint64_t>::max()) + ")";
+  uint64_t v = 0;
+  const char* end = text.data() + text.size();
+  // from_chars takes no sign or whitespace, so "-1", "+1", " 1" all fail here.
+  auto [p, ec] = std::from_chars(text.data(), end, v);
+  if (text.empty() || ec != std::errc() || p != end) bad_value(flag, text, expected);
+  return v;
+}
+
+int parse_int(const std::string& flag, const std::string& text, int min_value) {
+  const std::string expected = "an integer >= " + std::to_string(min_value);
+  int64_t v = 0;
+  const char* end = text.data() + text.size();
+  auto [p, ec] = std::from_chars(text.data(), end, v);
+  if (text.empty() || ec != std::errc() || p != end || v < min_value || v > std::numeric_limits<int>::max())
+    bad_value(flag, text, expected);
+  return static_cast<int>(v);
+}
+
+double parse_double(const std::string& flag, const std::string& text, double min_value, double max_value) {
+  const std::string expected =
+      std::isinf(max_value) ? "a finite number >= " + format_double(min_value)
+                            : "a number between " + format_double(min_value) + " and " + format_double(max_value);
+  double v = 0;
+  const char* end = text.data() + text.size();
+  auto [p, ec] = std::from_chars(text.data(), end, v, std::chars_format::general);
+  if (text.empty() || ec != std::errc() || p != end || !std::isfinite(v) || v < min_value || v > max_value)
+    bad_value(flag, text, expected);
+  return v;
+}
+
+std::vector<int> parse_int_list(const std::string& flag, const std::string& text) {
+  std::vector<int> out;
+  size_t start = 0;
+  while (true) {
+    const size_t comma = text.find(',', start);
+    const std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    int v = 0;
+    const char* end = item.data() + item.size();
+    auto [p, ec] = std::from_chars(item.data(), end, v);
+    if (item.empty() || ec != std::errc() || p != end || v <= 0)
+      bad_value(flag, text, "a comma-separated list of positive integers such as 1,2,3,4");
+    out.push_back(v);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+std::string format_double(double v) {
+  char buf[64];
+  auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  return ec == std::errc() ? std::string(buf, p) : std::to_string(v);
+}
+
+std::string join_ints(const std::vector<int>& v, const char* sep) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) s += sep;
+    s += std::to_string(v[i]);
+  }
+  return s;
+}
+
+std::string format_bytes(uint64_t bytes) {
+  static const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1024.0 && u < 4) {
+    v /= 1024.0;
+    ++u;
+  }
+  if (u == 0) return std::to_string(bytes) + " B";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%llu B (%.1f %s)", static_cast<unsigned long long>(bytes), v, units[u]);
+  return buf;
+}
+
+void prepare_output_dir(const fs::path& dir) {
+  std::string name = "'";  // (built in steps: GCC 12 warns falsely on "'" + string)
+  name += dir.string();
+  name += '\'';
+  std::error_code ec;
+  const fs::file_status st = fs::status(dir, ec);
+  if (fs::exists(st)) {
+    if (!fs::is_directory(st))
+      throw Error("cannot use output directory " + name + ": it exists and is not a directory");
+  } else {
+    fs::create_directories(dir, ec);
+    if (ec) throw Error("cannot create output directory " + name + ": " + ec.message());
+  }
+  if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+    const int err = errno;
+    throw Error("cannot write to output directory " + name + ": " + std::generic_category().message(err));
+  }
+}
+
+void check_output_file_dir(const fs::path& file, const char* flag) {
+  const fs::path parent = file.parent_path().empty() ? fs::path(".") : file.parent_path();
+  std::error_code ec;
+  if (!fs::is_directory(parent, ec))
+    throw Error(std::string("cannot write ") + flag + " file '" + file.string() + "': directory '" + parent.string() +
+                "' does not exist");
+  if (fs::is_directory(file, ec))
+    throw Error(std::string("cannot write ") + flag + " file '" + file.string() + "': it is a directory");
+}
+
+void write_tokens_json(const fs::path& path, const std::vector<int>& patch_nums,
+                       const std::vector<TokenRecord>& images) {
+  nlohmann::ordered_json doc;
+  doc["patch_nums"] = patch_nums;
+  doc["images"] = nlohmann::ordered_json::array();
+  for (const TokenRecord& r : images) {
+    nlohmann::ordered_json img;
+    img["class"] = r.class_id ? nlohmann::ordered_json(*r.class_id) : nlohmann::ordered_json(nullptr);
+    img["seed"] = r.seed ? nlohmann::ordered_json(*r.seed) : nlohmann::ordered_json(nullptr);
+    img["tokens"] = r.tokens ? nlohmann::ordered_json(*r.tokens) : nlohmann::ordered_json::array();
+    doc["images"].push_back(std::move(img));
+  }
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) {
+    const int err = errno;
+    throw Error("cannot write tokens file '" + path.string() + "': " + std::generic_category().message(err));
+  }
+  out << doc.dump() << '\n';
+  out.close();
+  if (!out) throw Error("cannot write tokens file '" + path.string() + "': write failed");
+}
+
+Console::Console(bool verbose, bool quiet) : verbose_(verbose), quiet_(quiet), tty_(::isatty(STDERR_FILENO) == 1) {}
+
+void Console::note(const std::string& msg) const {
+  if (!quiet_) std::fprintf(stderr, "varps: note: %s\n", msg.c_str());
+}
+
+void Console::status(const std::string& msg) const {
+  if (!quiet_) std::fprintf(stderr, "varps: %s\n", msg.c_str());
+}
+
+void Console::info(const std::string& msg) const {
+  if (verbose_ && !quiet_) std::fprintf(stderr, "varps: %s\n", msg.c_str());
+}
+
+void Console::start_task() {
+  shown_ = false;
+  t0_ = std::chrono::steady_clock::now();
+}
+
+void Console::progress(const std::string& what, int done, int total, const std::string& next) {
+  if (quiet_ || !(tty_ || verbose_)) return;
+  if (ms_since(t0_) < 1000.0) return;
+  if (tty_) {
+    std::fprintf(stderr, "\rvarps: %s %d/%d%s%s", what.c_str(), done, total, next.empty() ? "" : ", ", next.c_str());
+  } else {
+    std::fprintf(stderr, "varps: %s %d/%d%s%s\n", what.c_str(), done, total, next.empty() ? "" : ", ",
+                 next.c_str());
+  }
+  std::fflush(stderr);
+  shown_ = true;
+}
+
+void Console::end_task() {
+  if (shown_ && tty_) std::fprintf(stderr, "\n");
+  shown_ = false;
+}
+
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace varps::cli
