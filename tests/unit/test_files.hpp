@@ -16,11 +16,29 @@
 #include <utility>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include "io/zip_writer.hpp"
+#include "varps/error.hpp"
 
 namespace varps::test {
 
 namespace fs = std::filesystem;
+
+// The message of the varps::Error that f throws (a test failure if none).
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no varps::Error thrown";
+  return "";
+}
+
+#define EXPECT_CONTAINS(haystack, needle) \
+  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << "'" << (needle) << "' not in: " << (haystack)
 
 // A fresh directory under the system temp dir, removed with its contents.
 class TempDir {

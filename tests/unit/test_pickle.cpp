@@ -16,23 +16,10 @@ namespace {
 
 using test::PickleTensorSpec;
 using test::PickleWriter;
+using test::error_of;
 using test::TempDir;
 namespace fs = std::filesystem;
 using namespace std::string_literals;  // pickles hold NUL bytes
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no varps::Error thrown";
-  return "";
-}
-
-#define EXPECT_CONTAINS(haystack, needle) \
-  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << "'" << (needle) << "' not in: " << (haystack)
 
 std::vector<io::PickledTensor> parse(const std::string& bytes) {
   return io::parse_state_dict_pickle(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()),

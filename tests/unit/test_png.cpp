@@ -11,22 +11,9 @@
 namespace varps {
 namespace {
 
+using test::error_of;
 using test::TempDir;
 namespace fs = std::filesystem;
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no varps::Error thrown";
-  return "";
-}
-
-#define EXPECT_CONTAINS(haystack, needle) \
-  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << "'" << (needle) << "' not in: " << (haystack)
 
 RgbImage gradient(int w, int h) {
   RgbImage img{w, h, std::vector<uint8_t>(static_cast<size_t>(w * h * 3))};

@@ -37,12 +37,7 @@ std::filesystem::path edited_copy(const test::TempDir& dir, const std::string& n
 }
 
 std::string load_error(const std::filesystem::path& var, const std::filesystem::path& vae) {
-  try {
-    Pipeline::from_files(var, vae, PipelineOptions{1});
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
+  return test::error_of([&] { Pipeline::from_files(var, vae, PipelineOptions{1}); });
 }
 
 TEST(WeightValidation, NamesMissingTensors) {
