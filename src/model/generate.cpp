@@ -46,10 +46,6 @@ GeneratedImages Pipeline::generate(const std::vector<ImageRequest>& requests, co
   std::vector<int32_t> row_classes;
   std::vector<SampleJob> jobs;
   for (const auto& r : requests) {
-    if (r.class_id < 0 || r.class_id > cfg.num_classes)
-      throw Error("class " + std::to_string(r.class_id) + " is out of range: the model has classes 0.." +
-                  std::to_string(cfg.num_classes - 1) + " and " + std::to_string(cfg.num_classes) +
-                  " (unconditional)");
     guided = guided || r.sampling.cfg != 0.0;
     row_classes.push_back(r.class_id);
     jobs.push_back({r.seed, r.sampling});
@@ -63,7 +59,7 @@ GeneratedImages Pipeline::generate(const std::vector<ImageRequest>& requests, co
   GeneratedImages out;
   StageClock clock(be);
   const auto t_start = std::chrono::steady_clock::now();
-  VarSession session = var.start(row_classes);
+  VarSession session = var.start(row_classes);  // validates the classes
 
   size_t max_l = 0;
   for (int p : cfg.patch_nums) max_l = std::max<size_t>(max_l, static_cast<size_t>(p) * p);
@@ -99,9 +95,7 @@ GeneratedImages Pipeline::generate(const std::vector<ImageRequest>& requests, co
     std::vector<int32_t> host_idx(static_cast<size_t>(B * l));
     if (opts.forced_tokens) {
       host_idx = (*opts.forced_tokens)[si];
-      if (static_cast<int64_t>(host_idx.size()) != B * l)
-        throw Error("teacher-forcing token map of scale " + std::to_string(si) + " has " +
-                    std::to_string(host_idx.size()) + " entries, expected " + std::to_string(B * l));
+      check_token_map(host_idx, B * l, V, static_cast<int>(si));
       be.upload_into_i32(host_idx.data(), host_idx.size(), idx.data());
     } else {
       be.sample(lg, B, l, V, jobs, si, idx.data());

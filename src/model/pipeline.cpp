@@ -15,6 +15,16 @@ const std::set<std::string> kVaeIgnorable = {"quantize.ema_vocab_hit_SV"};
 
 }  // namespace
 
+void check_token_map(const std::vector<int32_t>& tokens, int64_t expected, int64_t vocab, int scale) {
+  if (static_cast<int64_t>(tokens.size()) != expected)
+    throw Error("token map of scale " + std::to_string(scale) + " has " + std::to_string(tokens.size()) +
+                " entries, expected " + std::to_string(expected));
+  for (int32_t t : tokens)
+    if (t < 0 || t >= vocab)
+      throw Error("token " + std::to_string(t) + " at scale " + std::to_string(scale) + " is outside the codebook of " +
+                  std::to_string(vocab));
+}
+
 Pipeline::Pipeline(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Pipeline::Pipeline(Pipeline&&) noexcept = default;
 Pipeline& Pipeline::operator=(Pipeline&&) noexcept = default;
@@ -96,12 +106,7 @@ std::vector<Tensor> Pipeline::tokens_to_f_hats(const std::vector<std::vector<int
   std::vector<Tensor> out;
   for (size_t si = 0; si < tokens.size(); ++si) {
     const int64_t n = images * patch_nums[si] * patch_nums[si];
-    if (static_cast<int64_t>(tokens[si].size()) != n)
-      throw Error("token map of scale " + std::to_string(si) + " has " + std::to_string(tokens[si].size()) +
-                  " entries, expected " + std::to_string(n));
-    for (int32_t t : tokens[si])
-      if (t < 0 || t >= vae.config().vocab_size)
-        throw Error("token " + std::to_string(t) + " at scale " + std::to_string(si) + " is outside the codebook");
+    check_token_map(tokens[si], n, vae.config().vocab_size, static_cast<int>(si));
     Array<int32_t> idx = impl_->backend->alloc_i32(static_cast<size_t>(n));
     impl_->backend->upload_into_i32(tokens[si].data(), tokens[si].size(), idx.data());
     vae.add_scale(static_cast<int>(si), patch_nums, idx.data(), f_hat);

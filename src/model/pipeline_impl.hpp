@@ -10,6 +10,9 @@
 
 namespace varps {
 
+// Throws unless `tokens` has `expected` entries, each in [0, vocab).
+void check_token_map(const std::vector<int32_t>& tokens, int64_t expected, int64_t vocab, int scale);
+
 struct Pipeline::Impl {
   std::unique_ptr<Backend> backend;
   std::optional<VarTransformer> var;

@@ -70,5 +70,21 @@ TEST(Generation, RejectsAnUnknownClass) {
   EXPECT_THROW(tiny().generate({}), Error);
 }
 
+TEST(Generation, RefusesTokenMapsOutsideTheCodebook) {
+  const auto& pn = tiny().var_config().patch_nums;
+  std::vector<std::vector<int32_t>> maps;
+  for (int p : pn) maps.emplace_back(static_cast<size_t>(p * p), 0);
+  maps[2][4] = tiny().var_config().vocab_size;  // one past the end
+  GenerateOptions opts;
+  opts.forced_tokens = &maps;
+  EXPECT_THROW(tiny().generate({{1, 0, SamplingParams{}}}, opts), Error);
+  EXPECT_THROW(tiny().tokens_to_f_hats(maps, 1, pn), Error);
+  maps[2][4] = 0;
+  maps[3].pop_back();  // wrong size
+  EXPECT_THROW(tiny().tokens_to_f_hats(maps, 1, pn), Error);
+  maps[3].push_back(0);
+  EXPECT_NO_THROW(tiny().tokens_to_f_hats(maps, 1, pn));
+}
+
 }  // namespace
 }  // namespace varps
