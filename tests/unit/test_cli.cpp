@@ -397,6 +397,42 @@ TEST(CliGenerate, TruncatedAndForeignCheckpoints) {
                {"text.pth"});
 }
 
+TEST(CliGenerate, MaliciousPickleIsRefusedByNameAndNeverRun) {
+  TempDir dir;
+  const fs::path marker = dir / "pwned";
+  test::PickleWriter w;
+  w.proto().global("os", "system").str("touch " + marker.string()).op('\x85').reduce().stop();
+  test::write_torch_zip(dir / "evil.pth", w.bytes(), {}, "archive");
+  const std::string vae = (kTiny / "vae.pth").string();
+  expect_error(run_cli(dir, {"generate", "--var", "evil.pth", "--vae", vae, "--class", "1", "--out", "o"}), 1,
+               {"evil.pth", "refused global 'os.system'"});
+  expect_error(run_cli(dir, {"inspect", "evil.pth"}), 1, {"evil.pth", "os.system"});
+  EXPECT_FALSE(fs::exists(marker));
+}
+
+TEST(CliGenerate, CorruptedSafetensorsAndMisShapedTensors) {
+  TempDir dir;
+  std::string bytes = test::read_bytes(kTiny / "var.safetensors");
+  bytes[0] = static_cast<char>(0xff);  // header length far beyond the file
+  test::write_bytes(dir / "corrupt.safetensors", bytes);
+  const std::string vae = (kTiny / "vae.safetensors").string();
+  expect_error(run_cli(dir, {"generate", "--var", "corrupt.safetensors", "--vae", vae, "--class", "1", "--out", "o"}),
+               1, {"corrupt.safetensors"});
+  // A VQVAE whose decoder.conv_out has the wrong shape.
+  const Checkpoint src = Checkpoint::open(kTiny / "vae.safetensors");
+  std::vector<std::pair<std::string, Tensor>> ts;
+  for (const auto& rec : src.tensors()) ts.emplace_back(rec.name, src.read_f32(rec));
+  for (auto& [n, t] : ts)
+    if (n == "decoder.conv_out.weight") t = Tensor({3, 32, 1, 1});
+  std::vector<NamedTensor> named;
+  for (auto& [n, t] : ts) named.push_back({n, &t, nullptr});
+  write_safetensors(dir / "bad_vae.safetensors", named);
+  expect_error(run_cli(dir, {"generate", "--var", (kTiny / "var.safetensors").string(), "--vae",
+                             "bad_vae.safetensors", "--class", "1", "--out", "o"}),
+               1, {"bad_vae.safetensors", "'decoder.conv_out.weight' has shape [3, 32, 1, 1], expected [3, 32, 3, 3]"});
+  EXPECT_FALSE(fs::exists(dir / "o" / "000000.png"));
+}
+
 TEST(CliGenerate, UnwritableOutputs) {
   TempDir dir;
   const std::string proc = "/proc/varps-test-" + std::to_string(::getpid());
