@@ -54,6 +54,8 @@ class Backend {
   virtual void download_i32(const int32_t* src, size_t n, int32_t* host) = 0;
   virtual void copy(const float* src, size_t n, float* dst) = 0;
   virtual void synchronize() = 0;
+  // Frees memory kept for reuse (arrays still in use stay valid).
+  virtual void release_cached() = 0;
 
   // ---- dense algebra ----
   // y[M,N] = x[M,K] · w[N,K]ᵀ (+ b[N])
@@ -93,9 +95,11 @@ class Backend {
                          int64_t tokens, int64_t hd, int64_t capacity, int64_t len, float scale, float* out) = 0;
 
   // ---- guidance and sampling ----
-  // logits: [2·B, l, V] (conditional rows first) → out[B, l, V] = a_b·cond − t_b·uncond
-  // with a_b = float(1 + t_b) as the reference rounds it.
-  virtual void guidance(const float* logits, int64_t B, int64_t lV, const std::vector<double>& t, float* out) = 0;
+  // logits: [R, l, V], row b < B the conditional row of stream b. For a
+  // guided stream (uncond_row[b] >= 0): out[b] = a_b·cond − t_b·uncond with
+  // a_b = float(1 + t_b) as the reference rounds it; otherwise out[b] = cond.
+  virtual void guidance(const float* logits, int64_t B, int64_t lV, const std::vector<double>& t,
+                        const std::vector<int64_t>& uncond_row, float* out) = 0;
   // logits[B, l, V] (clobbered) → idx[B, l]
   virtual void sample(float* logits, int64_t B, int64_t l, int64_t V, const std::vector<SampleJob>& jobs,
                       int scale_index, int32_t* idx) = 0;

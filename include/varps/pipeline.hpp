@@ -33,7 +33,27 @@ struct StageTimings {
   double total_ms = 0;
 };
 
+// How the streams of one request go through the backbone: all in one
+// batched pass per scale, or each stream alone, one after the other (for
+// comparison).
+enum class Schedule { Batched, Sequential };
+
+// What the engine did, counted where it does it.
+struct EngineCounters {
+  std::vector<int64_t> passes_per_scale;  // backbone passes run at each scale
+  std::vector<int64_t> rows_per_scale;    // rows through the backbone at each scale, summed over passes
+};
+
+// The memory a request needs, planned once before it runs.
+struct MemoryPlan {
+  uint64_t weights = 0;      // shared by every stream
+  uint64_t kv_cache = 0;     // per row, all scales
+  uint64_t activations = 0;  // transformer workspace per row at the largest scale, logits, decoder maps
+  uint64_t total() const { return weights + kv_cache + activations; }
+};
+
 struct GenerateOptions {
+  Schedule schedule = Schedule::Batched;
   // Called after each scale with (scale index, number of scales).
   std::function<void(int, int)> progress;
   // Called with the guided logits [B, l, V] handed to the sampler (host
@@ -51,7 +71,13 @@ struct GeneratedImages {
   std::vector<TokenMaps> tokens;  // per image
   Tensor f_hat;                   // [count, Cvae, h, w] when keep_f_hat
   StageTimings timings;
+  EngineCounters counters;
 };
+
+// P streams of each class, class-major: class c's streams get seeds
+// seed, seed + 1, ..., and the next class continues the count.
+std::vector<ImageRequest> expand_streams(const std::vector<int>& classes, int streams, uint64_t seed,
+                                         const SamplingParams& sampling);
 
 struct PipelineOptions {
   int threads = 0;  // 0: all cores
@@ -77,7 +103,17 @@ class Pipeline {
   std::string weights_origin() const;
   int threads() const;
 
+  // One request: every stream through the backbone together (or one by
+  // one with Schedule::Sequential). A stream's tokens and image depend only
+  // on its own class, seed and sampling parameters.
   GeneratedImages generate(const std::vector<ImageRequest>& requests, const GenerateOptions& opts = {}) const;
+  // Rows a request puts through the backbone in one batched pass: one per
+  // stream, plus one unconditional row per stream that uses guidance.
+  int64_t rows_for(const std::vector<ImageRequest>& requests) const;
+  MemoryPlan plan_memory(const std::vector<ImageRequest>& requests, Schedule schedule = Schedule::Batched) const;
+  // Returns memory the backend keeps for reuse to the system (between
+  // benchmark runs, so each run's peak is its own).
+  void release_cached_memory() const;
 
   // ---- stages ----
   // f_hat after each scale for token maps [scale][B·pn²]: [scale] → [B, Cvae, h, w]
@@ -91,8 +127,9 @@ class Pipeline {
   std::vector<std::vector<int32_t>> quantize(const Tensor& f, const std::vector<int>& patch_nums,
                                              Tensor* f_hat = nullptr) const;
 
+  struct Impl;  // opaque: the backend and the models
+
  private:
-  struct Impl;
   explicit Pipeline(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

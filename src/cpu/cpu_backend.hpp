@@ -24,6 +24,7 @@ class CpuBackend final : public Backend {
   void download_i32(const int32_t* src, size_t n, int32_t* host) override;
   void copy(const float* src, size_t n, float* dst) override;
   void synchronize() override {}
+  void release_cached() override;
 
   void linear(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N, float* y) override;
   void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
@@ -46,7 +47,8 @@ class CpuBackend final : public Backend {
   void attention(const float* q, const float* k_cache, const float* v_cache, int64_t rows, int64_t H, int64_t tokens,
                  int64_t hd, int64_t capacity, int64_t len, float scale, float* out) override;
 
-  void guidance(const float* logits, int64_t B, int64_t lV, const std::vector<double>& t, float* out) override;
+  void guidance(const float* logits, int64_t B, int64_t lV, const std::vector<double>& t,
+                const std::vector<int64_t>& uncond_row, float* out) override;
   void sample(float* logits, int64_t B, int64_t l, int64_t V, const std::vector<SampleJob>& jobs, int scale_index,
               int32_t* idx) override;
 

@@ -1,5 +1,6 @@
 // Memory and elementwise ops of the CPU backend.
 #include <cblas.h>
+#include <malloc.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -54,9 +55,13 @@ struct CpuBufferPool {
     free.emplace(bytes, p);
     cached_bytes += bytes;
   }
-  ~CpuBufferPool() {
+  void clear() {
+    std::lock_guard<std::mutex> lock(mutex);
     for (auto& [bytes, p] : free) std::free(p);
+    free.clear();
+    cached_bytes = 0;
   }
+  ~CpuBufferPool() { clear(); }
 };
 
 template <typename T>
@@ -74,6 +79,12 @@ CpuBackend::CpuBackend(int threads)
   // single-threaded when called inside one of our parallel regions.
   omp_set_num_threads(threads_);
   openblas_set_num_threads(threads_);
+}
+
+void CpuBackend::release_cached() {
+  pool_->clear();
+  // Hand freed heap pages back too, so the next run's peak is its own.
+  malloc_trim(0);
 }
 
 std::unique_ptr<Backend> make_cpu_backend(int threads) { return std::make_unique<CpuBackend>(threads); }

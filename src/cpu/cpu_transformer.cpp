@@ -110,14 +110,19 @@ void CpuBackend::attention(const float* q, const float* k_cache, const float* v_
   }
 }
 
-void CpuBackend::guidance(const float* logits, int64_t B, int64_t lV, const std::vector<double>& t, float* out) {
+void CpuBackend::guidance(const float* logits, int64_t B, int64_t lV, const std::vector<double>& t,
+                          const std::vector<int64_t>& uncond_row, float* out) {
   for (int64_t b = 0; b < B; ++b) {
+    if (uncond_row[b] < 0) {
+      std::memcpy(out + b * lV, logits + b * lV, static_cast<size_t>(lV) * sizeof(float));
+      continue;
+    }
     // The reference multiplies float32 tensors by Python floats: each scalar
     // is rounded to float32, then two products and a difference in float32.
     const float a = static_cast<float>(1.0 + t[b]);
     const float tt = static_cast<float>(t[b]);
     const float* c = logits + b * lV;
-    const float* u = logits + (B + b) * lV;
+    const float* u = logits + uncond_row[b] * lV;
     float* o = out + b * lV;
     for (int64_t i = 0; i < lV; ++i) {
       const float pc = a * c[i];
@@ -134,6 +139,7 @@ void CpuBackend::sample(float* logits, int64_t B, int64_t l, int64_t V, const st
     for (int64_t i = 0; i < l; ++i) {
       const SampleJob& job = jobs[b];
       idx[b * l + i] = sample_token(logits + (b * l + i) * V, V, job.params.top_k, job.params.top_p,
+                                    job.params.temperature,
                                     token_uniform(job.seed, scale_index, i));
     }
 }

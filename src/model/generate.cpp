@@ -1,8 +1,11 @@
-// One generation, scale by scale (spec: VAR.md "One generation"): all rows
-// of all images go through the transformer together; guidance combines each
-// image's conditional and unconditional rows; sampled token maps extend
-// f_hat, whose area-downsampled tokens are the next scale's input.
+// One request, scale by scale (spec: VAR.md "One generation"): the rows of
+// all streams go through the transformer in one pass per scale; guidance
+// combines each guided stream's conditional and unconditional rows; sampled
+// token maps extend f_hat, whose area-downsampled tokens are the next
+// scale's input.
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include "model/pipeline_impl.hpp"
 #include "varps/error.hpp"
@@ -28,41 +31,75 @@ class StageClock {
   std::chrono::steady_clock::time_point t0_;
 };
 
-}  // namespace
+// Rows: the conditional row of every stream (row b is stream b), then one
+// unconditional row for each stream that uses guidance, in stream order.
+struct RowLayout {
+  std::vector<int32_t> row_class;
+  std::vector<int64_t> row_stream;  // stream whose input each row reads
+  std::vector<int64_t> uncond_row;  // per stream; -1 without guidance
+};
 
-GeneratedImages Pipeline::generate(const std::vector<ImageRequest>& requests, const GenerateOptions& opts) const {
-  if (!impl_->var) throw Error("this pipeline has no VAR transformer");
-  Backend& be = *impl_->backend;
-  const VarTransformer& var = *impl_->var;
-  const Vqvae& vae = *impl_->vae;
+RowLayout layout_rows(const std::vector<ImageRequest>& requests, int num_classes) {
+  RowLayout L;
+  const int64_t B = static_cast<int64_t>(requests.size());
+  for (int64_t b = 0; b < B; ++b) {
+    L.row_class.push_back(requests[b].class_id);
+    L.row_stream.push_back(b);
+  }
+  for (int64_t b = 0; b < B; ++b) {
+    if (requests[b].sampling.cfg == 0.0) {
+      L.uncond_row.push_back(-1);
+      continue;
+    }
+    L.uncond_row.push_back(static_cast<int64_t>(L.row_class.size()));
+    L.row_class.push_back(num_classes);
+    L.row_stream.push_back(b);
+  }
+  return L;
+}
+
+void check_requests(const std::vector<ImageRequest>& requests) {
+  if (requests.empty()) throw Error("nothing to generate: no images requested");
+  for (const auto& r : requests) {
+    const auto& s = r.sampling;
+    if (!(s.cfg >= 0.0) || !std::isfinite(s.cfg)) throw Error("cfg must be a finite number >= 0");
+    if (s.top_k < 0) throw Error("top_k must be >= 0");
+    if (!(s.top_p >= 0.0 && s.top_p <= 1.0)) throw Error("top_p must be in [0, 1]");
+    if (!(s.temperature > 0.0) || !std::isfinite(s.temperature)) throw Error("temperature must be a finite number > 0");
+  }
+}
+
+size_t max_scale_tokens(const VarConfig& cfg) {
+  size_t m = 0;
+  for (int p : cfg.patch_nums) m = std::max<size_t>(m, static_cast<size_t>(p) * p);
+  return m;
+}
+
+GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<ImageRequest>& requests,
+                                 const GenerateOptions& opts) {
+  Backend& be = *impl.backend;
+  const VarTransformer& var = *impl.var;
+  const Vqvae& vae = *impl.vae;
   const VarConfig& cfg = var.config();
   const int64_t B = static_cast<int64_t>(requests.size());
   const int64_t C = cfg.embed_dim, V = cfg.vocab_size, K = cfg.num_scales(), S = cfg.patch_nums.back();
-  if (B == 0) throw Error("nothing to generate: no images requested");
-
-  // Rows: the conditional rows of all images, then (only when some image
-  // uses guidance) their unconditional rows.
-  bool guided = false;
-  std::vector<int32_t> row_classes;
-  std::vector<SampleJob> jobs;
-  for (const auto& r : requests) {
-    guided = guided || r.sampling.cfg != 0.0;
-    row_classes.push_back(r.class_id);
-    jobs.push_back({r.seed, r.sampling});
-  }
-  if (guided)
-    for (int64_t b = 0; b < B; ++b) row_classes.push_back(cfg.num_classes);
-  const int64_t R = static_cast<int64_t>(row_classes.size());
   if (opts.forced_tokens && static_cast<int64_t>(opts.forced_tokens->size()) != K)
     throw Error("teacher forcing needs " + std::to_string(K) + " token maps");
 
+  const RowLayout rows = layout_rows(requests, cfg.num_classes);
+  const int64_t R = static_cast<int64_t>(rows.row_class.size());
+  const bool guided = R > B;
+  std::vector<SampleJob> jobs;
+  for (const auto& r : requests) jobs.push_back({r.seed, r.sampling});
+
   GeneratedImages out;
+  out.counters.passes_per_scale.assign(static_cast<size_t>(K), 0);
+  out.counters.rows_per_scale.assign(static_cast<size_t>(K), 0);
   StageClock clock(be);
   const auto t_start = std::chrono::steady_clock::now();
-  VarSession session = var.start(row_classes);  // validates the classes
+  VarSession session = var.start(rows.row_class);  // validates the classes
 
-  size_t max_l = 0;
-  for (int p : cfg.patch_nums) max_l = std::max<size_t>(max_l, static_cast<size_t>(p) * p);
+  const size_t max_l = max_scale_tokens(cfg);
   Array<float> x = be.alloc(R * max_l * C);
   Array<float> logits = be.alloc(R * max_l * V);
   Array<float> guided_logits = guided ? be.alloc(B * max_l * V) : Array<float>();
@@ -76,6 +113,8 @@ GeneratedImages Pipeline::generate(const std::vector<ImageRequest>& requests, co
   for (int si = 0; si < K; ++si) {
     const int64_t pn = cfg.patch_nums[si], l = pn * pn;
     var.forward_scale(session, x.data(), si, logits.data());
+    ++out.counters.passes_per_scale[si];
+    out.counters.rows_per_scale[si] += R;
     out.timings.transformer_ms.push_back(clock.lap());
 
     // Guidance: t = cfg · si/(K−1); logits = (1+t)·cond − t·uncond.
@@ -84,7 +123,7 @@ GeneratedImages Pipeline::generate(const std::vector<ImageRequest>& requests, co
       std::vector<double> t;
       const double ratio = K > 1 ? static_cast<double>(si) / static_cast<double>(K - 1) : 0.0;
       for (const auto& r : requests) t.push_back(r.sampling.cfg * ratio);
-      be.guidance(logits.data(), B, l * V, t, guided_logits.data());
+      be.guidance(logits.data(), B, l * V, t, rows.uncond_row, guided_logits.data());
       lg = guided_logits.data();
     }
     if (opts.on_logits) {
@@ -95,7 +134,7 @@ GeneratedImages Pipeline::generate(const std::vector<ImageRequest>& requests, co
     std::vector<int32_t> host_idx(static_cast<size_t>(B * l));
     if (opts.forced_tokens) {
       host_idx = (*opts.forced_tokens)[si];
-      check_token_map(host_idx, B * l, V, static_cast<int>(si));
+      check_token_map(host_idx, B * l, V, si);
       be.upload_into_i32(host_idx.data(), host_idx.size(), idx.data());
     } else {
       be.sample(lg, B, l, V, jobs, si, idx.data());
@@ -108,29 +147,108 @@ GeneratedImages Pipeline::generate(const std::vector<ImageRequest>& requests, co
     vae.add_scale(si, cfg.patch_nums, idx.data(), f_hat);
     if (si + 1 < K) {
       vae.next_scale_tokens(f_hat, cfg.patch_nums[si + 1], next_tokens.data());
-      var.scale_input(next_tokens.data(), B, si + 1, R, x.data());
+      var.scale_input(next_tokens.data(), B, si + 1, rows.row_stream, x.data());
     }
     out.timings.residual_ms += clock.lap();
     if (opts.progress) opts.progress(si, static_cast<int>(K));
   }
 
-  if (opts.keep_f_hat) out.f_hat = impl_->download_map(f_hat);
+  if (opts.keep_f_hat) out.f_hat = impl.download_map(f_hat);
+  out.count = B;
   if (opts.decode) {
     FeatureMap img = vae.decode(f_hat);
     // [-1, 1] → [0, 1]
-    out.count = img.n;
     out.height = img.h;
     out.width = img.w;
     out.pixels.resize(img.size());
     be.download(img.data.data(), img.size(), out.pixels.data());
     for (float& v : out.pixels) v = (v + 1.0f) * 0.5f;
     out.timings.decode_ms = clock.lap();
-  } else {
-    out.count = B;
   }
   out.timings.total_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
   return out;
+}
+
+// Appends one stream's result to a request's result.
+void append(GeneratedImages& all, GeneratedImages&& one) {
+  if (all.count == 0) {
+    all = std::move(one);
+    return;
+  }
+  all.count += one.count;
+  all.pixels.insert(all.pixels.end(), one.pixels.begin(), one.pixels.end());
+  for (auto& t : one.tokens) all.tokens.push_back(std::move(t));
+  if (!one.f_hat.shape.empty()) {
+    all.f_hat.shape.at(0) += one.f_hat.shape[0];
+    all.f_hat.data.insert(all.f_hat.data.end(), one.f_hat.data.begin(), one.f_hat.data.end());
+  }
+  StageTimings& t = all.timings;
+  for (size_t si = 0; si < t.transformer_ms.size(); ++si) t.transformer_ms[si] += one.timings.transformer_ms[si];
+  t.setup_ms += one.timings.setup_ms;
+  t.sampling_ms += one.timings.sampling_ms;
+  t.residual_ms += one.timings.residual_ms;
+  t.decode_ms += one.timings.decode_ms;
+  t.total_ms += one.timings.total_ms;
+  for (size_t si = 0; si < all.counters.passes_per_scale.size(); ++si) {
+    all.counters.passes_per_scale[si] += one.counters.passes_per_scale[si];
+    all.counters.rows_per_scale[si] += one.counters.rows_per_scale[si];
+  }
+}
+
+}  // namespace
+
+std::vector<ImageRequest> expand_streams(const std::vector<int>& classes, int streams, uint64_t seed,
+                                         const SamplingParams& sampling) {
+  if (streams < 1) throw Error("streams must be >= 1, got " + std::to_string(streams));
+  std::vector<ImageRequest> out;
+  for (int c : classes)
+    for (int p = 0; p < streams; ++p) out.push_back({c, seed + out.size(), sampling});
+  return out;
+}
+
+int64_t Pipeline::rows_for(const std::vector<ImageRequest>& requests) const {
+  return static_cast<int64_t>(layout_rows(requests, var_config().num_classes).row_class.size());
+}
+
+MemoryPlan Pipeline::plan_memory(const std::vector<ImageRequest>& requests, Schedule schedule) const {
+  const VarConfig& cfg = var_config();
+  const VaeConfig& vc = vae_config();
+  // A sequential schedule holds one stream's state at a time.
+  int64_t R = 0, B = 0;
+  if (schedule == Schedule::Batched) {
+    R = rows_for(requests);
+    B = static_cast<int64_t>(requests.size());
+  } else {
+    for (const auto& r : requests) R = std::max(R, rows_for({r}));
+    B = 1;
+  }
+  const uint64_t f = sizeof(float);
+  const uint64_t l = max_scale_tokens(cfg), S = cfg.patch_nums.back(), side = S * vc.downsample();
+  MemoryPlan plan;
+  plan.weights = impl_->var->weight_bytes() + impl_->vae->weight_bytes();
+  plan.kv_cache = VarTransformer::kv_cache_floats(cfg, R) * f;
+  const uint64_t transformer = VarTransformer::workspace_floats(cfg, R) * f  // per-block activations
+                               + R * l * (cfg.embed_dim + cfg.vocab_size) * f  // x, logits
+                               + B * l * (cfg.vocab_size + cfg.cvae) * f;      // guided logits, next input
+  // The decoder's largest level: about four maps of ch·ch_mult[0] channels
+  // at full resolution alive at once, plus the im2col band.
+  const uint64_t decoder =
+      4 * B * static_cast<uint64_t>(vc.ch * vc.ch_mult.front()) * side * side * f + (uint64_t{4} << 20) * f;
+  plan.activations = transformer + decoder + B * cfg.cvae * S * S * f;
+  return plan;
+}
+
+void Pipeline::release_cached_memory() const { impl_->backend->release_cached(); }
+
+GeneratedImages Pipeline::generate(const std::vector<ImageRequest>& requests, const GenerateOptions& opts) const {
+  if (!impl_->var) throw Error("this pipeline has no VAR transformer");
+  check_requests(requests);
+  if (opts.schedule == Schedule::Batched) return generate_batched(*impl_, requests, opts);
+  if (opts.forced_tokens) throw Error("teacher forcing runs batched only");
+  GeneratedImages all;
+  for (const ImageRequest& r : requests) append(all, generate_batched(*impl_, {r}, opts));
+  return all;
 }
 
 }  // namespace varps

@@ -29,8 +29,12 @@ double token_uniform(uint64_t seed, int scale_index, int64_t token_index) {
   return static_cast<double>(bits) * 0x1.0p-53;
 }
 
-int32_t sample_token(float* logits, int64_t V, int top_k, double top_p, double u) {
+int32_t sample_token(float* logits, int64_t V, int top_k, double top_p, double temperature, double u) {
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  if (temperature != 1.0) {
+    const float inv = static_cast<float>(1.0 / temperature);
+    for (int64_t i = 0; i < V; ++i) logits[i] *= inv;
+  }
   if (top_k > 0 && top_k < V) {
     // Keep every logit >= the k-th largest (ties with it are kept).
     std::vector<float> tmp(logits, logits + V);

@@ -16,8 +16,9 @@ namespace varps {
 std::array<uint32_t, 4> philox4x32_10(std::array<uint32_t, 4> counter, std::array<uint32_t, 2> key);
 double token_uniform(uint64_t seed, int scale_index, int64_t token_index);
 
-// logits[V] is clobbered (filtered entries become -inf). top_k <= 0 or >= V
-// and top_p <= 0 switch the filters off.
-int32_t sample_token(float* logits, int64_t V, int top_k, double top_p, double u);
+// logits[V] is clobbered (divided by the temperature unless it is 1,
+// filtered entries become -inf). top_k <= 0 or >= V and top_p <= 0 switch
+// the filters off.
+int32_t sample_token(float* logits, int64_t V, int top_k, double top_p, double temperature, double u);
 
 }  // namespace varps

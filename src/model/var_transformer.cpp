@@ -19,7 +19,11 @@ int64_t max_scale_tokens(const VarConfig& c) {
 
 VarTransformer::VarTransformer(Backend& be, const VarConfig& c, WeightSource& w) : be_(be), cfg_(c) {
   const int64_t C = c.embed_dim, L = c.total_tokens(), H = c.num_heads, hid = c.mlp_hidden;
-  auto up = [&](const std::string& name, const Shape& shape) { return be_.upload(w.take(name, shape)); };
+  auto upload = [&](const Tensor& t) {
+    weight_bytes_ += t.data.size() * sizeof(float);
+    return be_.upload(t);
+  };
+  auto up = [&](const std::string& name, const Shape& shape) { return upload(w.take(name, shape)); };
   word_embed_w_ = up("word_embed.weight", {C, c.cvae});
   word_embed_b_ = up("word_embed.bias", {C});
   class_emb_ = up("class_emb.weight", {c.num_classes + 1, C});
@@ -32,7 +36,7 @@ VarTransformer::VarTransformer(Backend& be, const VarConfig& c, WeightSource& w)
       for (int64_t p = begin; p < end; ++p)
         for (int64_t k = 0; k < C; ++k) pos.data[p * C + k] = lvl.data[si * C + k] + pos.data[p * C + k];
     }
-    lvl_pos_ = be_.upload(pos);
+    lvl_pos_ = upload(pos);
   }
   if (c.shared_aln) {
     shared_ada_w_ = up("shared_ada_lin.1.weight", {6 * C, C});
@@ -56,7 +60,7 @@ VarTransformer::VarTransformer(Backend& be, const VarConfig& c, WeightSource& w)
     std::copy(qb.data.begin(), qb.data.end(), qkv_bias.data.begin());
     std::copy(kb.data.begin(), kb.data.end(), qkv_bias.data.begin() + C);
     std::copy(vb.data.begin(), vb.data.end(), qkv_bias.data.begin() + 2 * C);
-    b.qkv_bias = be_.upload(qkv_bias);
+    b.qkv_bias = upload(qkv_bias);
     if (c.attn_l2_norm) {
       const Tensor sm = w.take(p + "attn.scale_mul_1H11", {1, H, 1, 1});
       for (float v : sm.data) b.q_scale.push_back(std::exp(std::min(v, max_scale_mul)));
@@ -142,12 +146,15 @@ void VarTransformer::first_scale_input(const VarSession& s, float* x) const {
   be_.add_broadcast_rows(x, lvl_pos_.data(), s.rows, 1, C);
 }
 
-void VarTransformer::scale_input(const float* f_tokens, int64_t images, int si, int64_t rows, float* x) const {
+void VarTransformer::scale_input(const float* f_tokens, int64_t images, int si, const std::vector<int64_t>& row_image,
+                                 float* x) const {
   const int64_t C = cfg_.embed_dim, l = int64_t{cfg_.patch_nums[si]} * cfg_.patch_nums[si];
-  VARPS_CHECK(rows % images == 0, "rows must be a multiple of images");
   be_.linear(f_tokens, images * l, cfg_.cvae, word_embed_w_.data(), word_embed_b_.data(), C, x);
   be_.add_broadcast_rows(x, lvl_pos_.data() + cfg_.first_token_of_scale(si) * C, images, l, C);
-  for (int64_t r = images; r < rows; r += images) be_.copy(x, static_cast<size_t>(images * l * C), x + r * l * C);
+  for (size_t r = static_cast<size_t>(images); r < row_image.size(); ++r) {
+    VARPS_CHECK(row_image[r] >= 0 && row_image[r] < images, "row maps to an image");
+    be_.copy(x + row_image[r] * l * C, static_cast<size_t>(l * C), x + static_cast<int64_t>(r) * l * C);
+  }
 }
 
 void VarTransformer::block_forward(VarSession& s, int bi, float* x, int64_t l) const {

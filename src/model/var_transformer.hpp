@@ -45,12 +45,14 @@ class VarTransformer {
   VarSession start(const std::vector<int32_t>& row_classes) const;
   // x[R, 1, C] = cond + pos_start + lvl_embed[0] + pos_1LC[0]
   void first_scale_input(const VarSession& s, float* x) const;
-  // x[R, l, C] for scale si from the previous f_hat's tokens f[images, l, Cvae];
-  // row r reads image r mod images.
-  void scale_input(const float* f_tokens, int64_t images, int si, int64_t rows, float* x) const;
+  // x[R, l, C] for scale si from the previous f_hat's tokens f[images, l, Cvae]:
+  // row r < images is image r, every later row r is image row_image[r].
+  void scale_input(const float* f_tokens, int64_t images, int si, const std::vector<int64_t>& row_image,
+                   float* x) const;
   // Every block on x[R, l, C] (in place) for scale si; logits[R, l, V].
   void forward_scale(VarSession& s, float* x, int si, float* logits) const;
 
+  uint64_t weight_bytes() const { return weight_bytes_; }
   static size_t kv_cache_floats(const VarConfig& c, int64_t rows);
   static size_t workspace_floats(const VarConfig& c, int64_t rows);
 
@@ -59,6 +61,7 @@ class VarTransformer {
 
   Backend& be_;
   VarConfig cfg_;
+  uint64_t weight_bytes_ = 0;
   Array<float> word_embed_w_, word_embed_b_;  // [C, Cvae], [C]
   Array<float> class_emb_;                    // [num_classes + 1, C]
   Array<float> pos_start_;                    // [C]

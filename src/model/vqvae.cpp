@@ -10,21 +10,28 @@ namespace {
 struct Binder {
   Backend& be;
   WeightSource& w;
+  uint64_t& bytes;
+
+  Array<float> upload(const std::string& name, const Shape& shape) {
+    const Tensor t = w.take(name, shape);
+    bytes += t.data.size() * sizeof(float);
+    return be.upload(t);
+  }
 
   Conv2dWeights conv(const std::string& p, int64_t co, int64_t ci, int k) {
     Conv2dWeights c;
     c.co = co;
     c.ci = ci;
     c.k = k;
-    c.w = be.upload(w.take(p + ".weight", {co, ci, k, k}));
-    c.b = be.upload(w.take(p + ".bias", {co}));
+    c.w = upload(p + ".weight", {co, ci, k, k});
+    c.b = upload(p + ".bias", {co});
     return c;
   }
   GroupNormWeights norm(const std::string& p, int64_t ch) {
     GroupNormWeights g;
     g.channels = ch;
-    g.gamma = be.upload(w.take(p + ".weight", {ch}));
-    g.beta = be.upload(w.take(p + ".bias", {ch}));
+    g.gamma = upload(p + ".weight", {ch});
+    g.beta = upload(p + ".bias", {ch});
     return g;
   }
   ResBlock res(const std::string& p, int64_t in, int64_t out) {
@@ -54,9 +61,9 @@ Vqvae::Vqvae(Backend& be, const VaeConfig& c, WeightSource& w) : be_(be), cfg_(c
     if ((c.ch * m) % 32 != 0)
       throw Error(w.origin() + ": VQVAE level width " + std::to_string(c.ch * m) +
                   " is not divisible by GroupNorm's 32 groups");
-  Binder bind{be, w};
+  Binder bind{be, w, weight_bytes_};
   const int64_t levels = static_cast<int64_t>(c.ch_mult.size());
-  codebook_ = be.upload(w.take("quantize.embedding.weight", {c.vocab_size, c.cvae}));
+  codebook_ = bind.upload("quantize.embedding.weight", {c.vocab_size, c.cvae});
   quant_conv_ = bind.conv("quant_conv", c.cvae, c.cvae, c.quant_conv_ks);
   post_quant_conv_ = bind.conv("post_quant_conv", c.cvae, c.cvae, c.quant_conv_ks);
   for (int i = 0; i < c.num_phi; ++i) {

@@ -50,6 +50,7 @@ class Vqvae {
  public:
   Vqvae(Backend& backend, const VaeConfig& config, WeightSource& weights);
   const VaeConfig& config() const { return cfg_; }
+  uint64_t weight_bytes() const { return weight_bytes_; }
 
   // clamp(decoder(post_quant_conv(f_hat)), -1, 1): [N, Cvae, h, w] → [N, 3, H, W]
   FeatureMap decode(const FeatureMap& f_hat) const;
@@ -85,6 +86,7 @@ class Vqvae {
 
   Backend& be_;
   VaeConfig cfg_;
+  uint64_t weight_bytes_ = 0;
   Conv2dWeights quant_conv_, post_quant_conv_;
   Array<float> codebook_;  // [V, Cvae]
   std::vector<Conv2dWeights> phi_;

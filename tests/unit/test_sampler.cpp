@@ -51,7 +51,7 @@ std::vector<float> logits_of(const std::vector<double>& probs) {
 }
 
 int32_t draw(std::vector<float> logits, int k, double p, double u) {
-  return sample_token(logits.data(), static_cast<int64_t>(logits.size()), k, p, u);
+  return sample_token(logits.data(), static_cast<int64_t>(logits.size()), k, p, 1.0, u);
 }
 
 TEST(SampleToken, TopOneIsArgmaxWhateverTheDraw) {
@@ -92,6 +92,23 @@ TEST(SampleToken, NoFilterFollowsTheSoftmax) {
   const int n = 4000;
   for (int i = 0; i < n; ++i) ++counts[draw(l, 0, 0.0, (i + 0.5) / n)];
   for (int k = 0; k < 4; ++k) EXPECT_NEAR(counts[k] / double(n), 0.1 * (k + 1), 0.002);
+}
+
+TEST(SampleToken, TemperatureSharpensAndFlattens) {
+  const std::vector<float> l = logits_of({0.2, 0.8});
+  auto share_of_first = [&](double temperature) {
+    int first = 0;
+    const int n = 4000;
+    for (int i = 0; i < n; ++i) {
+      std::vector<float> copy = l;
+      first += sample_token(copy.data(), 2, 0, 0.0, temperature, (i + 0.5) / n) == 0;
+    }
+    return first / double(n);
+  };
+  EXPECT_NEAR(share_of_first(1.0), 0.2, 0.002);
+  // p ∝ q^(1/T): T = 0.5 gives 0.04 / (0.04 + 0.64), T = 2 gives √0.2 / (√0.2 + √0.8).
+  EXPECT_NEAR(share_of_first(0.5), 0.04 / 0.68, 0.002);
+  EXPECT_NEAR(share_of_first(2.0), std::sqrt(0.2) / (std::sqrt(0.2) + std::sqrt(0.8)), 0.002);
 }
 
 }  // namespace

@@ -1,0 +1,26 @@
+#pragma once
+// Number and text formatting shared by the report writers (private to
+// src/bench).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "varps/bench.hpp"
+
+namespace varps::bench::fmt {
+
+std::string shortest(double v);             // round-trip exact, e.g. "0.1", "12.5", "nan"
+std::string fixed(double v, int decimals);  // printf("%.*f")
+std::string ms(double v);                   // fixed with decimals that suit the magnitude
+std::string mib(uint64_t bytes);            // bytes in MiB, fixed decimals
+std::string percent(double fraction);       // 0.05 -> "5%"
+std::string join(const std::vector<int64_t>& v, const std::string& sep);
+// "1 ×10" when all entries are equal (and more than one), else "1,2,3"; "—" when empty.
+std::string compact(const std::vector<int64_t>& v);
+std::string run_label(const RunResult& r);  // "batched P=4"
+
+std::string xml_escape(const std::string& s);
+std::string csv_field(const std::string& s);  // quoted when it holds , " CR or LF
+std::string md_cell(const std::string& s);    // | and line breaks escaped
+
+}  // namespace varps::bench::fmt

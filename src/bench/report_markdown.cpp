@@ -1,0 +1,116 @@
+// bench.md: the machine and model, the main table, the per-stage table, the
+// thresholds and every flag with its reason.
+#include <set>
+#include <string>
+
+#include "bench/format.hpp"
+#include "varps/bench.hpp"
+
+namespace varps::bench {
+namespace {
+
+void key_values(std::string& out, const std::string& title, const std::map<std::string, std::string>& m) {
+  out += "## " + title + "\n\n";
+  if (m.empty()) out += "(none recorded)\n";
+  for (const auto& [k, v] : m) out += "- " + fmt::md_cell(k) + ": " + fmt::md_cell(v) + "\n";
+  out += "\n";
+}
+
+std::string row(const std::vector<std::string>& cells) {
+  std::string s = "|";
+  for (const std::string& c : cells) s += " " + c + " |";
+  return s + "\n";
+}
+
+std::string div3(const Diversity& d) {
+  return fmt::fixed(d.token_disagreement, 4) + " / " + fmt::fixed(d.pixel_mad, 4) + " / " +
+         fmt::fixed(d.cosine_similarity, 6);
+}
+
+}  // namespace
+
+std::string report_markdown(const Report& r) {
+  std::string out = "# VAR-ParScale benchmark\n\n";
+  key_values(out, "Machine", r.machine);
+  key_values(out, "Model", r.model);
+
+  out += "## Runs\n\n";
+  out += "Latency of one whole request (tokens to pixels), median [p10–p90] over the repeats. "
+         "Memory in MiB: measured peak, and the engine's plan (weights / KV cache / activations). "
+         "Diversity is the mean over pairs of streams; the control run gives every stream the same seed "
+         "(token disagreement / pixel MAD / cosine, must be 0 / 0 / 1).\n\n";
+  out += row({"schedule", "P", "median ms [p10–p90]", "images/s", "ms/stream", "peak MiB", "plan MiB (w/kv/act)",
+              "passes/scale", "rows/pass", "token disagreement", "pixel MAD", "cosine", "control (tok/MAD/cos)",
+              "flags"});
+  out += row({"---", "---:", "---:", "---:", "---:", "---:", "---:", "---", "---", "---:", "---:", "---:", "---",
+              "---"});
+  for (const RunResult& run : r.runs) {
+    std::string flags;
+    for (const Flag& f : run.flags) flags += (flags.empty() ? "" : ", ") + f.name;
+    if (flags.empty()) flags = "—";
+    out += row({
+        fmt::md_cell(run.schedule),
+        std::to_string(run.streams),
+        fmt::ms(run.latency_ms.median) + " [" + fmt::ms(run.latency_ms.p10) + "–" + fmt::ms(run.latency_ms.p90) + "]",
+        fmt::fixed(run.images_per_s, run.images_per_s >= 10 ? 2 : 4),
+        fmt::ms(run.ms_per_stream),
+        fmt::mib(run.peak_memory_bytes),
+        fmt::mib(run.planned.total()) + " (" + fmt::mib(run.planned.weights) + "/" + fmt::mib(run.planned.kv_cache) +
+            "/" + fmt::mib(run.planned.activations) + ")",
+        fmt::compact(run.backbone_passes_per_scale),
+        fmt::compact(run.rows_per_pass),
+        fmt::fixed(run.diversity.token_disagreement, 4),
+        fmt::fixed(run.diversity.pixel_mad, 4),
+        fmt::fixed(run.diversity.cosine_similarity, 6),
+        div3(run.control_diversity),
+        fmt::md_cell(flags),
+    });
+  }
+  out += "\n";
+
+  std::set<std::string> stages;
+  for (const RunResult& run : r.runs) {
+    for (const auto& [stage, v] : run.stages_ms) stages.insert(stage);
+  }
+  out += "## Stages\n\nMedian milliseconds per stage.\n\n";
+  if (stages.empty()) {
+    out += "(no stage timings recorded)\n\n";
+  } else {
+    std::vector<std::string> head = {"schedule", "P"}, align = {"---", "---:"};
+    for (const std::string& s : stages) {
+      head.push_back(fmt::md_cell(s));
+      align.push_back("---:");
+    }
+    out += row(head) + row(align);
+    for (const RunResult& run : r.runs) {
+      std::vector<std::string> cells = {fmt::md_cell(run.schedule), std::to_string(run.streams)};
+      for (const std::string& s : stages) {
+        auto it = run.stages_ms.find(s);
+        cells.push_back(it == run.stages_ms.end() ? "—" : fmt::ms(it->second));
+      }
+      out += row(cells);
+    }
+    out += "\n";
+  }
+
+  out += "## Thresholds\n\n";
+  out += "- noise: latency differences below " + fmt::percent(r.thresholds.noise_fraction) +
+         " of the median (or the runs' own (p90 − p10) / median, if larger) count as noise\n";
+  out += "- spread: a run whose (p90 − p10) / median exceeds " + fmt::shortest(r.thresholds.max_relative_spread) +
+         " is too noisy to trust\n";
+  out += "- memory: the measured peak must grow by at least " +
+         fmt::percent(r.thresholds.min_memory_growth_fraction) + " of the planned growth over P = 1\n\n";
+
+  out += "## Flags\n\n";
+  bool any = false;
+  for (const RunResult& run : r.runs) {
+    for (const Flag& f : run.flags) {
+      out += "- **" + fmt::md_cell(fmt::run_label(run)) + "** `" + f.name + "`: " + fmt::md_cell(f.reason) + "\n";
+      any = true;
+    }
+  }
+  if (!any) out += "no flags\n";
+  return out;
+}
+
+}  // namespace varps::bench
