@@ -43,6 +43,8 @@ class Backend {
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
   virtual int threads() const = 0;
+  // The libraries and kernels in use, for benchmark reports.
+  virtual std::string info() const = 0;
 
   virtual Array<float> alloc(size_t n) = 0;  // contents undefined
   virtual Array<float> zeros(size_t n) = 0;

@@ -102,6 +102,8 @@ class Pipeline {
   const VaeConfig& vae_config() const;
   std::string weights_origin() const;
   int threads() const;
+  std::string backend_name() const;  // "cpu"
+  std::string backend_info() const;  // dtype, libraries, kernels
 
   // One request: every stream through the backbone together (or one by
   // one with Schedule::Sequential). A stream's tokens and image depend only

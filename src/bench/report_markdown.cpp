@@ -22,10 +22,11 @@ std::string row(const std::vector<std::string>& cells) {
   return s + "\n";
 }
 
-std::string div3(const Diversity& d) {
-  return fmt::fixed(d.token_disagreement, 4) + " / " + fmt::fixed(d.pixel_mad, 4) + " / " +
-         fmt::fixed(d.cosine_similarity, 6);
-}
+// Diversity needs two streams; with fewer there is no pair to compare.
+std::string div_tok(const Diversity& d) { return d.pairs ? fmt::fixed(d.token_disagreement, 4) : "—"; }
+std::string div_mad(const Diversity& d) { return d.pairs ? fmt::fixed(d.pixel_mad, 4) : "—"; }
+std::string div_cos(const Diversity& d) { return d.pairs ? fmt::fixed(d.cosine_similarity, 6) : "—"; }
+std::string div3(const Diversity& d) { return d.pairs ? div_tok(d) + " / " + div_mad(d) + " / " + div_cos(d) : "—"; }
 
 }  // namespace
 
@@ -38,7 +39,7 @@ std::string report_markdown(const Report& r) {
   out += "Latency of one whole request (tokens to pixels), median [p10–p90] over the repeats. "
          "Memory in MiB: measured peak, and the engine's plan (weights / KV cache / activations). "
          "Diversity is the mean over pairs of streams; the control run gives every stream the same seed "
-         "(token disagreement / pixel MAD / cosine, must be 0 / 0 / 1).\n\n";
+         "(token disagreement / pixel MAD / cosine, must be 0 / 0 / 1); — where P < 2.\n\n";
   out += row({"schedule", "P", "median ms [p10–p90]", "images/s", "ms/stream", "peak MiB", "plan MiB (w/kv/act)",
               "passes/scale", "rows/pass", "token disagreement", "pixel MAD", "cosine", "control (tok/MAD/cos)",
               "flags"});
@@ -59,9 +60,9 @@ std::string report_markdown(const Report& r) {
             "/" + fmt::mib(run.planned.activations) + ")",
         fmt::compact(run.backbone_passes_per_scale),
         fmt::compact(run.rows_per_pass),
-        fmt::fixed(run.diversity.token_disagreement, 4),
-        fmt::fixed(run.diversity.pixel_mad, 4),
-        fmt::fixed(run.diversity.cosine_similarity, 6),
+        div_tok(run.diversity),
+        div_mad(run.diversity),
+        div_cos(run.diversity),
         div3(run.control_diversity),
         fmt::md_cell(flags),
     });

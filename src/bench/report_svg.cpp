@@ -130,7 +130,13 @@ std::string polyline(const std::vector<Pt>& pts, const std::string& colour, bool
   if (pts.size() < 2) return "";
   std::string s = "<polyline fill=\"none\" stroke=\"" + colour + "\" stroke-width=\"2\"" +
                   (dashed ? " stroke-dasharray=\"6 4\"" : "") + " points=\"";
-  for (size_t i = 0; i < pts.size(); ++i) s += (i ? " " : "") + n2(pts[i].x) + "," + n2(pts[i].y);
+  for (size_t i = 0; i < pts.size(); ++i) {
+    // Appended piece by piece: `"x" + std::string&&` trips a GCC 12 -Wrestrict false positive.
+    if (i) s += ' ';
+    s += n2(pts[i].x);
+    s += ',';
+    s += n2(pts[i].y);
+  }
   return s + "\"/>\n";
 }
 

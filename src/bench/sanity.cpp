@@ -36,7 +36,11 @@ std::string num(double v) {
 
 std::string ms(double v) { return num(v) + " ms"; }
 
-std::string bytes(double v) { return num(v) + " bytes (" + num(v / (1024.0 * 1024.0)) + " MiB)"; }
+std::string bytes(double v) {
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%.0f bytes (%.4g MiB)", v, v / (1024.0 * 1024.0));
+  return buf;
+}
 
 // (p90 − p10) / median; 0 for an empty or zero-median run.
 double relative_spread(const LatencyStats& s) { return s.median > 0 ? (s.p90 - s.p10) / s.median : 0.0; }

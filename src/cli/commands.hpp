@@ -43,7 +43,8 @@ inline constexpr const char* kExitStatusHelp =
 struct GenerateArgs {
   std::string var, vae, preset;
   std::vector<std::string> classes;
-  std::string cfg = "4", top_k = "900", top_p = "0.95", seed = "0", threads = "0";
+  std::string cfg = "4", top_k = "900", top_p = "0.95", temperature = "1", seed = "0", threads = "0";
+  std::string streams = "1", stream_params;
   std::string out, tokens_out;
   bool verbose = false, quiet = false;
 };
@@ -56,6 +57,17 @@ struct ReconstructArgs {
 };
 void add_reconstruct(CLI::App& app, ReconstructArgs& args);
 int run_reconstruct(const ReconstructArgs& args);
+
+struct BenchArgs {
+  std::string var, vae, preset;
+  std::string streams = "1,2,4,8", schedules = "batched,sequential", warmup = "1", repeats = "5";
+  std::string class_id = "0", cfg = "4", top_k = "900", top_p = "0.95", temperature = "1", seed = "0",
+              threads = "0";
+  std::string out;
+  bool quiet = false;
+};
+void add_bench(CLI::App& app, BenchArgs& args);
+int run_bench(const BenchArgs& args);
 
 struct InspectArgs {
   std::string file;
@@ -119,5 +131,35 @@ class Console {
 };
 
 double ms_since(std::chrono::steady_clock::time_point t0);
+
+// A --class entry: an integer id, or "uncond" (nullopt). UsageError otherwise.
+std::optional<int64_t> parse_class(const std::string& flag, const std::string& text);
+// Checks a class id against the model (varps::Error naming the valid range).
+int check_class(int64_t id, const VarConfig& vc);
+
+// --stream-params: a JSON list with one object per stream; each may set
+// "class" (id or "uncond"), "seed", "cfg", "top_k", "top_p", "temperature".
+// Unset fields take `defaults` (class: default_class; seed: seed + index).
+std::vector<ImageRequest> read_stream_params(const std::filesystem::path& file, const VarConfig& vc,
+                                             std::optional<int> default_class, uint64_t seed,
+                                             const SamplingParams& defaults);
+
+// ---- which model a command runs (model_choice.cpp) ----
+
+// --var/--vae checkpoints, a --preset of random weights, or (neither) the
+// built-in tiny model.
+struct ModelChoice {
+  bool from_files = false;
+  std::string var, vae;
+  std::string preset;  // when !from_files: "tiny", "d16", ...
+};
+// Checks the flag combination (UsageError otherwise).
+ModelChoice choose_model(const std::string& var, const std::string& vae, const std::string& preset);
+// The VAR configuration from headers only (cheap checks before loading).
+VarConfig peek_var_config(const ModelChoice& m);
+// Loads the model, saying on stderr when the weights are random.
+Pipeline load_model(const ModelChoice& m, int threads, const Console& con);
+// What the weights are, for metadata: checkpoint paths or preset.
+std::vector<std::pair<std::string, std::string>> model_metadata(const ModelChoice& m, const Pipeline& pipe);
 
 }  // namespace varps::cli

@@ -15,26 +15,6 @@ namespace varps::cli {
 
 namespace fs = std::filesystem;
 
-namespace {
-
-// A --class entry: an integer id, or "uncond" (nullopt).
-std::optional<int64_t> parse_class(const std::string& text) {
-  if (text == "uncond") return std::nullopt;
-  int64_t v = 0;
-  const char* end = text.data() + text.size();
-  auto [p, ec] = std::from_chars(text.data(), end, v);
-  if (text.empty() || ec != std::errc() || p != end)
-    throw UsageError("invalid value '" + text + "' for --class: expected a class id (an integer) or 'uncond'");
-  return v;
-}
-
-std::string class_range(const VarConfig& vc) {
-  return "this model has classes 0.." + std::to_string(vc.num_classes - 1) + ", and 'uncond' (= " +
-         std::to_string(vc.num_classes) + ") for unconditional";
-}
-
-}  // namespace
-
 void add_generate(CLI::App& app, GenerateArgs& a) {
   CLI::App* cmd = app.add_subcommand("generate", "Generate images from class labels (one PNG per --class)");
   cmd->add_option("--var", a.var, "VAR transformer checkpoint (.pth or .safetensors), e.g. var_d16.pth")
@@ -49,8 +29,7 @@ void add_generate(CLI::App& app, GenerateArgs& a) {
                   "Class label of one image; repeat the flag or give a comma list (--class 1,2,3). 'uncond' "
                   "(or the number of classes) draws an unconditional image. Images are generated in this order")
       ->type_name("ID")
-      ->delimiter(',')
-      ->required();
+      ->delimiter(',');
   cmd->add_option("--cfg", a.cfg,
                   "Classifier-free guidance weight at the last scale (ramps linearly from 0 at the first); "
                   ">= 0, 0 disables guidance")
@@ -64,9 +43,23 @@ void add_generate(CLI::App& app, GenerateArgs& a) {
                   "switches the filter off")
       ->type_name("P")
       ->capture_default_str();
+  cmd->add_option("--temperature", a.temperature,
+                  "Divides the guided logits before the filters; > 0, 1 leaves them as the official sampler does")
+      ->type_name("T")
+      ->capture_default_str();
   cmd->add_option("--seed", a.seed, "Seed of the first image; image i uses seed + i (a non-negative 64-bit integer)")
       ->type_name("S")
       ->capture_default_str();
+  cmd->add_option("--streams,-P", a.streams,
+                  "Parallel streams per class: P images of each --class, seeds continuing the count, all through "
+                  "the backbone in one batched pass per scale")
+      ->type_name("P")
+      ->capture_default_str();
+  cmd->add_option("--stream-params", a.stream_params,
+                  "JSON list, one object per stream, each optionally setting \"class\", \"seed\", \"cfg\", "
+                  "\"top_k\", \"top_p\", \"temperature\" (parameter-based diversity); unset fields come from the "
+                  "flags (seed: --seed + index, class: the single --class). Replaces --class/--streams")
+      ->type_name("FILE");
   cmd->add_option("--out,-o", a.out, "Output directory (created if missing); writes 000000.png, 000001.png, ...")
       ->type_name("DIR")
       ->required();
@@ -96,79 +89,46 @@ int run_generate(const GenerateArgs& a) {
   sp.cfg = parse_double("--cfg", a.cfg, 0.0, std::numeric_limits<double>::infinity());
   sp.top_k = parse_int("--top-k", a.top_k, 0);
   sp.top_p = parse_double("--top-p", a.top_p, 0.0, 1.0);
+  sp.temperature = parse_double("--temperature", a.temperature, 1e-6, std::numeric_limits<double>::infinity());
   const uint64_t seed = parse_u64("--seed", a.seed);
   const int threads = parse_int("--threads", a.threads, 0);
-  if (a.var.empty() != a.vae.empty())
-    throw UsageError(a.var.empty() ? "--vae was given without --var: a checkpoint run needs both"
-                                   : "--var was given without --vae: a checkpoint run needs both");
-  const bool from_files = !a.var.empty();
-  if (from_files && !a.preset.empty())
-    throw UsageError("--preset cannot be combined with --var/--vae (it replaces the checkpoints by random weights)");
-  if (!a.preset.empty()) {
-    bool known = false;
-    std::string names;
-    for (const std::string& n : preset_names()) {
-      known = known || n == a.preset;
-      if (!names.empty()) names += ", ";
-      names += n;
-    }
-    if (!known) throw UsageError("unknown --preset '" + a.preset + "' (known: " + names + ")");
-  }
+  const int streams = parse_int("--streams", a.streams, 1);
+  const ModelChoice model = choose_model(a.var, a.vae, a.preset);
   std::vector<std::optional<int64_t>> classes;
-  for (const std::string& c : a.classes) classes.push_back(parse_class(c));
-  if (classes.empty()) throw UsageError("--class: give at least one class");
-  if (classes.size() - 1 > std::numeric_limits<uint64_t>::max() - seed)
-    throw UsageError("--seed " + a.seed + " + " + std::to_string(classes.size() - 1) +
-                     " (one seed per image) does not fit in 64 bits");
+  for (const std::string& c : a.classes) classes.push_back(parse_class("--class", c));
+  if (!a.stream_params.empty()) {
+    if (streams != 1) throw UsageError("--stream-params lists the streams itself: drop --streams");
+    if (classes.size() > 1) throw UsageError("--stream-params takes at most one --class (the default class)");
+  } else {
+    if (classes.empty()) throw UsageError("--class: give at least one class (or --stream-params)");
+    const uint64_t images = static_cast<uint64_t>(classes.size()) * static_cast<uint64_t>(streams);
+    if (images - 1 > std::numeric_limits<uint64_t>::max() - seed)
+      throw UsageError("--seed " + a.seed + " + " + std::to_string(images - 1) +
+                       " (one seed per image) does not fit in 64 bits");
+  }
 
   Console con(a.verbose, a.quiet);
-  const std::string preset = from_files ? "" : (a.preset.empty() ? "tiny" : a.preset);
 
   // ---- cheap checks against the model's header (exit 1) ----
-  VarConfig vc;
-  if (from_files) {
-    vc = infer_var_config(Checkpoint::open(a.var));
-    infer_vae_config(Checkpoint::open(a.vae));
-  } else {
-    vc = preset_var_config(preset);
-  }
+  const VarConfig vc = peek_var_config(model);
   std::vector<ImageRequest> requests;
-  for (size_t i = 0; i < classes.size(); ++i) {
-    ImageRequest r;
-    if (classes[i]) {
-      const int64_t c = *classes[i];
-      if (c < 0 || c > vc.num_classes)
-        throw Error("class " + std::to_string(c) + " is out of range: " + class_range(vc));
-      r.class_id = static_cast<int>(c);
-    } else {
-      r.class_id = vc.num_classes;
-    }
-    r.seed = seed + i;
-    r.sampling = sp;
-    requests.push_back(r);
+  if (!a.stream_params.empty()) {
+    std::optional<int> default_class;
+    if (!classes.empty()) default_class = classes[0] ? check_class(*classes[0], vc) : vc.num_classes;
+    requests = read_stream_params(a.stream_params, vc, default_class, seed, sp);
+  } else {
+    std::vector<int> ids;
+    for (const auto& c : classes) ids.push_back(c ? check_class(*c, vc) : vc.num_classes);
+    requests = expand_streams(ids, streams, seed, sp);
   }
   const fs::path out_dir = a.out;
   prepare_output_dir(out_dir);
   if (!a.tokens_out.empty()) check_output_file_dir(a.tokens_out, "--tokens-out");
 
   // ---- load ----
-  if (preset == "tiny")
-    con.note(std::string(a.preset.empty() ? "no --var/--vae given: " : "") +
-             "using the built-in tiny model with deterministic random weights; the images are noise (for smoke "
-             "tests)");
-  else if (!from_files)
-    con.note("--preset " + preset + ": deterministic random weights of the released " + preset +
-             " size, for timing; the images are noise");
-  con.info(from_files ? "loading " + a.var + " and " + a.vae : "building random weights (preset " + preset + ")");
   const auto t_load = std::chrono::steady_clock::now();
-  PipelineOptions po;
-  po.threads = threads;
-  Pipeline pipe = from_files ? Pipeline::from_files(a.var, a.vae, po) : Pipeline::from_preset(preset, po);
+  Pipeline pipe = load_model(model, threads, con);
   const double load_ms = ms_since(t_load);
-  con.info("model: " + pipe.var_config().describe());
-  con.info("tokenizer: " + pipe.vae_config().describe());
-  con.info("weights: " + pipe.weights_origin());
-  con.info("threads: " + std::to_string(pipe.threads()));
 
   // ---- generate ----
   GenerateOptions go;
@@ -190,14 +150,9 @@ int run_generate(const GenerateArgs& a) {
         {"varps:cfg", format_double(r.sampling.cfg)},
         {"varps:top_k", std::to_string(r.sampling.top_k)},
         {"varps:top_p", format_double(r.sampling.top_p)},
+        {"varps:temperature", format_double(r.sampling.temperature)},
     };
-    if (from_files) {
-      text.emplace_back("varps:var", a.var);
-      text.emplace_back("varps:vae", a.vae);
-    } else {
-      text.emplace_back("varps:preset", preset);
-      text.emplace_back("varps:weights", pipe.weights_origin());
-    }
+    for (auto& kv : model_metadata(model, pipe)) text.push_back(std::move(kv));
     text.emplace_back("varps:version", kVersion);
     text.emplace_back("Software", std::string("varps ") + kVersion);
     char name[32];

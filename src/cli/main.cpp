@@ -51,11 +51,13 @@ int run(int argc, char** argv) {
   add_generate(app, gen);
   add_reconstruct(app, rec);
   add_inspect(app, ins);
+  BenchArgs bench;
+  add_bench(app, bench);
 
   std::string hint = "run 'varps --help' for usage";
-  const std::vector<std::string> commands = {"generate", "reconstruct", "inspect"};
+  const std::vector<std::string> commands = {"generate", "reconstruct", "inspect", "bench"};
   if (argc >= 2 && argv[1][0] != '-' && std::find(commands.begin(), commands.end(), argv[1]) == commands.end())
-    throw UsageError(std::string("unknown command '") + argv[1] + "' (commands: generate, reconstruct, inspect; " +
+    throw UsageError(std::string("unknown command '") + argv[1] + "' (commands: generate, reconstruct, inspect, bench; " +
                      hint + ")");
   try {
     app.parse(argc, argv);
@@ -69,6 +71,7 @@ int run(int argc, char** argv) {
   if (app.got_subcommand("generate")) return run_generate(gen);
   if (app.got_subcommand("reconstruct")) return run_reconstruct(rec);
   if (app.got_subcommand("inspect")) return run_inspect(ins);
+  if (app.got_subcommand("bench")) return run_bench(bench);
   throw UsageError("no command given (" + hint + ")");
 }
 

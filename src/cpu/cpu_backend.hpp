@@ -13,6 +13,7 @@ class CpuBackend final : public Backend {
   explicit CpuBackend(int threads);
   std::string name() const override { return "cpu"; }
   int threads() const override { return threads_; }
+  std::string info() const override;
 
   Array<float> alloc(size_t n) override;
   Array<float> zeros(size_t n) override;

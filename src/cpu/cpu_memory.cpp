@@ -81,6 +81,14 @@ CpuBackend::CpuBackend(int threads)
   openblas_set_num_threads(threads_);
 }
 
+std::string CpuBackend::info() const {
+  std::string s = "float32, ";
+  s += openblas_get_config();
+  s += ", kernels ";
+  s += openblas_get_corename();
+  return s;
+}
+
 void CpuBackend::release_cached() {
   pool_->clear();
   // Hand freed heap pages back too, so the next run's peak is its own.

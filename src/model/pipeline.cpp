@@ -83,6 +83,8 @@ const VarConfig& Pipeline::var_config() const {
 const VaeConfig& Pipeline::vae_config() const { return impl_->vae->config(); }
 std::string Pipeline::weights_origin() const { return impl_->origin; }
 int Pipeline::threads() const { return impl_->backend->threads(); }
+std::string Pipeline::backend_name() const { return impl_->backend->name(); }
+std::string Pipeline::backend_info() const { return impl_->backend->info(); }
 
 FeatureMap Pipeline::Impl::upload_map(const Tensor& t) const {
   if (t.shape.size() != 4) throw Error("expected a [N, C, H, W] tensor, got " + shape_str(t.shape));

@@ -1,0 +1,122 @@
+// The benchmark runner: one request of P streams per (schedule, P), timed
+// after warm-up over several repeats, with its own memory peak, the engine's
+// counters and the outputs (plus a control request whose streams share one
+// seed) that diversity is computed from.
+#include <algorithm>
+#include <chrono>
+#include <string>
+
+#include "varps/bench_runner.hpp"
+#include "varps/error.hpp"
+
+namespace varps::bench {
+
+namespace {
+
+StreamOutputs outputs_of(const GeneratedImages& g) {
+  StreamOutputs o;
+  o.tokens = g.tokens;
+  const size_t n = g.count > 0 ? g.pixels.size() / static_cast<size_t>(g.count) : 0;
+  for (int64_t i = 0; i < g.count; ++i)
+    o.images.emplace_back(g.pixels.begin() + i * n, g.pixels.begin() + (i + 1) * n);
+  return o;
+}
+
+double median_of(std::vector<double> v) { return latency_stats(std::move(v)).median; }
+
+std::map<std::string, double> stage_medians(const std::vector<StageTimings>& runs) {
+  std::map<std::string, std::vector<double>> samples;
+  for (const StageTimings& t : runs) {
+    double transformer = 0;
+    for (size_t si = 0; si < t.transformer_ms.size(); ++si) {
+      samples["transformer_s" + std::to_string(si)].push_back(t.transformer_ms[si]);
+      transformer += t.transformer_ms[si];
+    }
+    samples["transformer"].push_back(transformer);
+    samples["setup"].push_back(t.setup_ms);
+    samples["sampling"].push_back(t.sampling_ms);
+    samples["residual"].push_back(t.residual_ms);
+    samples["decode"].push_back(t.decode_ms);
+  }
+  std::map<std::string, double> out;
+  for (auto& [name, v] : samples) out[name] = median_of(v);
+  return out;
+}
+
+RunResult run_one(const Pipeline& pipe, const BenchConfig& cfg, Schedule schedule, int P) {
+  const std::vector<ImageRequest> req = expand_streams({cfg.class_id}, P, cfg.seed, cfg.sampling);
+  GenerateOptions opts;
+  opts.schedule = schedule;
+
+  RunResult r;
+  r.schedule = schedule_name(schedule);
+  r.streams = P;
+  const MemoryPlan plan = pipe.plan_memory(req, schedule);
+  r.planned = {plan.weights, plan.kv_cache, plan.activations};
+  // What one more stream adds to a batched pass: its rows' KV cache.
+  const MemoryPlan one = pipe.plan_memory({req.front()}, Schedule::Batched);
+  r.kv_bytes_per_stream = one.kv_cache;
+
+  // Each run's peak is its own: drop what earlier runs left cached, then
+  // reset the kernel's high-water mark.
+  pipe.release_cached_memory();
+  reset_peak_rss();
+  for (int i = 0; i < cfg.warmup; ++i) pipe.generate(req, opts);
+  std::vector<StageTimings> stages;
+  GeneratedImages last;
+  for (int i = 0; i < cfg.repeats; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    last = pipe.generate(req, opts);
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    r.latency_samples_ms.push_back(ms);
+    stages.push_back(last.timings);
+    if (cfg.progress)
+      cfg.progress(r.schedule + " P=" + std::to_string(P) + " repeat " + std::to_string(i + 1) + "/" +
+                   std::to_string(cfg.repeats) + ": " + std::to_string(ms) + " ms");
+  }
+  r.peak_memory_bytes = peak_rss_bytes();
+
+  r.latency_ms = latency_stats(r.latency_samples_ms);
+  r.images_per_s = r.latency_ms.median > 0 ? P * 1000.0 / r.latency_ms.median : 0;
+  r.ms_per_stream = r.latency_ms.median / P;
+  r.backbone_passes_per_scale = last.counters.passes_per_scale;
+  for (size_t si = 0; si < last.counters.passes_per_scale.size(); ++si) {
+    const int64_t passes = last.counters.passes_per_scale[si];
+    r.rows_per_pass.push_back(passes > 0 ? last.counters.rows_per_scale[si] / passes : 0);
+  }
+  r.stages_ms = stage_medians(stages);
+  r.outputs = outputs_of(last);
+  r.diversity = diversity(r.outputs);
+
+  // Control: every stream with the same class and seed must come out identical.
+  const std::vector<ImageRequest> control(static_cast<size_t>(P), req.front());
+  r.control_outputs = outputs_of(pipe.generate(control, opts));
+  r.control_diversity = diversity(r.control_outputs);
+  return r;
+}
+
+}  // namespace
+
+Report run_bench(const Pipeline& pipe, const BenchConfig& cfg, std::map<std::string, std::string> machine,
+                 std::map<std::string, std::string> model) {
+  if (cfg.streams.empty() || cfg.schedules.empty()) throw Error("bench: no streams or no schedules to run");
+  if (cfg.repeats < 1) throw Error("bench: repeats must be >= 1");
+  if (cfg.warmup < 0) throw Error("bench: warmup must be >= 0");
+  std::vector<int> streams = cfg.streams;
+  std::sort(streams.begin(), streams.end());
+  streams.erase(std::unique(streams.begin(), streams.end()), streams.end());
+  if (streams.front() < 1) throw Error("bench: stream counts must be >= 1");
+
+  Report rep;
+  rep.machine = std::move(machine);
+  rep.model = std::move(model);
+  rep.machine["threads"] = std::to_string(pipe.threads());
+  rep.machine["memory_measure"] = reset_peak_rss() ? "process peak RSS (VmHWM, reset per run)"
+                                                   : "process peak RSS (VmHWM, not resettable: lifetime peak)";
+  for (int P : streams)
+    for (Schedule s : cfg.schedules) rep.runs.push_back(run_one(pipe, cfg, s, P));
+  apply_sanity_checks(rep.runs, rep.thresholds);
+  return rep;
+}
+
+}  // namespace varps::bench

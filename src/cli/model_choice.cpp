@@ -1,0 +1,63 @@
+// Choosing and loading the model of a command: checkpoints, a preset of
+// random weights, or the built-in tiny model.
+#include "cli/commands.hpp"
+#include "varps/checkpoint.hpp"
+#include "varps/config.hpp"
+
+namespace varps::cli {
+
+ModelChoice choose_model(const std::string& var, const std::string& vae, const std::string& preset) {
+  if (var.empty() != vae.empty())
+    throw UsageError(var.empty() ? "--vae was given without --var: a checkpoint run needs both"
+                                 : "--var was given without --vae: a checkpoint run needs both");
+  ModelChoice m;
+  m.from_files = !var.empty();
+  if (m.from_files && !preset.empty())
+    throw UsageError("--preset cannot be combined with --var/--vae (it replaces the checkpoints by random weights)");
+  if (!preset.empty()) {
+    bool known = false;
+    std::string names;
+    for (const std::string& n : preset_names()) {
+      known = known || n == preset;
+      if (!names.empty()) names += ", ";
+      names += n;
+    }
+    if (!known) throw UsageError("unknown --preset '" + preset + "' (known: " + names + ")");
+  }
+  m.var = var;
+  m.vae = vae;
+  m.preset = m.from_files ? "" : (preset.empty() ? "tiny" : preset);
+  return m;
+}
+
+VarConfig peek_var_config(const ModelChoice& m) {
+  if (!m.from_files) return preset_var_config(m.preset);
+  const VarConfig vc = infer_var_config(Checkpoint::open(m.var));
+  infer_vae_config(Checkpoint::open(m.vae));
+  return vc;
+}
+
+Pipeline load_model(const ModelChoice& m, int threads, const Console& con) {
+  if (m.preset == "tiny")
+    con.note("using the built-in tiny model with deterministic random weights; the images are noise (for smoke "
+             "tests)");
+  else if (!m.from_files)
+    con.note("--preset " + m.preset + ": deterministic random weights of the released " + m.preset +
+             " size, for timing; the images are noise");
+  con.info(m.from_files ? "loading " + m.var + " and " + m.vae : "building random weights (preset " + m.preset + ")");
+  PipelineOptions po;
+  po.threads = threads;
+  Pipeline pipe = m.from_files ? Pipeline::from_files(m.var, m.vae, po) : Pipeline::from_preset(m.preset, po);
+  con.info("model: " + pipe.var_config().describe());
+  con.info("tokenizer: " + pipe.vae_config().describe());
+  con.info("weights: " + pipe.weights_origin());
+  con.info("threads: " + std::to_string(pipe.threads()));
+  return pipe;
+}
+
+std::vector<std::pair<std::string, std::string>> model_metadata(const ModelChoice& m, const Pipeline& pipe) {
+  if (m.from_files) return {{"varps:var", m.var}, {"varps:vae", m.vae}};
+  return {{"varps:preset", m.preset}, {"varps:weights", pipe.weights_origin()}};
+}
+
+}  // namespace varps::cli
