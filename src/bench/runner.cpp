@@ -72,7 +72,7 @@ RunResult run_one(const Pipeline& pipe, const BenchConfig& cfg, Schedule schedul
     stages.push_back(last.timings);
     if (cfg.progress)
       cfg.progress(r.schedule + " P=" + std::to_string(P) + " repeat " + std::to_string(i + 1) + "/" +
-                   std::to_string(cfg.repeats) + ": " + std::to_string(ms) + " ms");
+                   std::to_string(cfg.repeats) + ": " + std::to_string(static_cast<int64_t>(ms + 0.5)) + " ms");
   }
   r.peak_memory_bytes = peak_rss_bytes();
 

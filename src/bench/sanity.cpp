@@ -20,7 +20,8 @@ const std::set<std::string>& flag_names() {
   static const std::set<std::string> names = {
       "latency_below_single_stream", "speedup_above_streams",      "memory_flat",
       "control_diversity_nonzero",   "diversity_not_from_outputs", "passes_per_scale_not_one",
-      "passes_per_scale_not_streams", "spread_too_wide",           "too_few_repeats"};
+      "passes_per_scale_not_streams", "spread_too_wide",           "too_few_repeats",
+      "latency_not_from_samples"};
   return names;
 }
 
@@ -203,6 +204,18 @@ void apply_sanity_checks(std::vector<RunResult>& runs, const SanityThresholds& t
     // 5: the reported diversity must be what the outputs give.
     check_diversity_source(r, "diversity", r.outputs, r.diversity);
     check_diversity_source(r, "control_diversity", r.control_outputs, r.control_diversity);
+
+    // 5b: so must the reported latency figures be what the samples give.
+    if (!r.latency_samples_ms.empty()) {
+      const LatencyStats s = latency_stats(r.latency_samples_ms);
+      if (!close(s.median, lat.median) || !close(s.p10, lat.p10) || !close(s.p90, lat.p90) || !close(s.min, lat.min) ||
+          !close(s.max, lat.max)) {
+        add(r, "latency_not_from_samples",
+            "reported median " + ms(lat.median) + " [" + ms(lat.p10) + ", " + ms(lat.p90) + "] but the " +
+                std::to_string(r.latency_samples_ms.size()) + " samples give " + ms(s.median) + " [" + ms(s.p10) +
+                ", " + ms(s.p90) + "]");
+      }
+    }
 
     // 6: the engine's pass counters must match the schedule.
     if (batched) {

@@ -11,10 +11,7 @@
 #include "cli/commands.hpp"
 #include "varps/bench_runner.hpp"
 #include "varps/error.hpp"
-
-#ifndef VARPS_GIT_COMMIT
-#define VARPS_GIT_COMMIT "unknown"
-#endif
+#include "varps_commit.hpp"
 
 namespace varps::cli {
 

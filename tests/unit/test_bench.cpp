@@ -394,6 +394,14 @@ TEST(BenchSanity, NonZeroControlDiversity) {
   EXPECT_EQ(flags_of(runs).count("batched/2:control_diversity_nonzero"), 1u);
 }
 
+TEST(BenchSanity, HardCodedLatency) {
+  auto runs = clean_set();
+  RunResult& r = run_of(runs, "batched", 4);
+  r.latency_ms.median = 130;  // not what the samples (median 160) give
+  EXPECT_EQ(flags_of(runs), Flags{"batched/4:latency_not_from_samples"});
+  EXPECT_CONTAINS(reason_of(runs, "latency_not_from_samples"), "160 ms");
+}
+
 TEST(BenchSanity, SpreadTooWide) {
   auto runs = clean_set();
   set_samples(run_of(runs, "batched", 2), {84, 108, 120, 132, 156});  // (p90 − p10) / median = 0.44

@@ -572,3 +572,122 @@ TEST(CliReconstruct, WrongImageSizeAndPatchNums) {
 
 }  // namespace
 }  // namespace varps
+
+// ---------------------------------------------------------------- streams
+
+namespace varps {
+namespace {
+
+TEST(CliStreams, StreamsPerClassWithConsecutiveSeeds) {
+  TempDir dir;
+  expect_ok(run_cli(dir, {"generate", "--class", "3,5", "--streams", "3", "--seed", "20", "--out", "o",
+                          "--tokens-out", "t.json", "-q"}));
+  const Json doc = read_json(dir / "t.json");
+  ASSERT_EQ(doc.at("images").size(), 6u);
+  for (size_t i = 0; i < 6; ++i) {
+    EXPECT_EQ(doc["images"][i]["class"].get<int>(), i < 3 ? 3 : 5);
+    EXPECT_EQ(doc["images"][i]["seed"].get<uint64_t>(), 20u + i);
+    EXPECT_TRUE(fs::exists(dir / "o" / ("00000" + std::to_string(i) + ".png")));
+  }
+  // Stream 4 (class 5, seed 24) is the same image generated alone.
+  expect_ok(run_cli(dir, {"generate", "--class", "5", "--seed", "24", "--out", "alone", "--tokens-out", "a.json",
+                          "-q"}));
+  EXPECT_EQ(json_tokens(read_json(dir / "a.json"))[0], json_tokens(doc)[4]);
+}
+
+TEST(CliStreams, StreamParamsSetEachStream) {
+  TempDir dir;
+  test::write_bytes(dir / "p.json",
+                    R"([{"class": 2, "seed": 7, "cfg": 0, "top_k": 1},
+                        {"cfg": 2.5, "top_p": 0.5, "temperature": 0.7},
+                        {"class": "uncond"}])");
+  expect_ok(run_cli(dir, {"generate", "--class", "4", "--stream-params", "p.json", "--seed", "100", "--out", "o",
+                          "--tokens-out", "t.json", "-q"}));
+  const Json doc = read_json(dir / "t.json");
+  ASSERT_EQ(doc.at("images").size(), 3u);
+  EXPECT_EQ(doc["images"][0]["class"].get<int>(), 2);
+  EXPECT_EQ(doc["images"][0]["seed"].get<uint64_t>(), 7u);
+  EXPECT_EQ(doc["images"][1]["class"].get<int>(), 4);     // the default class
+  EXPECT_EQ(doc["images"][1]["seed"].get<uint64_t>(), 101u);  // --seed + index
+  EXPECT_EQ(doc["images"][2]["class"].get<int>(), 10);    // uncond on the tiny model
+  const auto text = png_text(dir / "o" / "000001.png");
+  EXPECT_EQ(text.at("varps:cfg"), "2.5");
+  EXPECT_EQ(text.at("varps:top_p"), "0.5");
+  EXPECT_EQ(text.at("varps:temperature"), "0.7");
+  EXPECT_EQ(text.at("varps:top_k"), "900");  // from the flag default
+}
+
+TEST(CliStreams, BadStreamParamsAreNamed) {
+  TempDir dir;
+  test::write_bytes(dir / "bad_key.json", R"([{"class": 1}, {"klass": 1}])");
+  expect_error(run_cli(dir, {"generate", "--stream-params", "bad_key.json", "--out", "o"}), 1,
+               {"bad_key.json", "stream 1", "unknown field \"klass\""});
+  test::write_bytes(dir / "bad_range.json", R"([{"class": 1, "top_p": 2}])");
+  expect_error(run_cli(dir, {"generate", "--stream-params", "bad_range.json", "--out", "o"}), 1,
+               {"bad_range.json", "stream 0", "top_p"});
+  test::write_bytes(dir / "bad_class.json", R"([{"class": 99}])");
+  expect_error(run_cli(dir, {"generate", "--stream-params", "bad_class.json", "--out", "o"}), 1,
+               {"class 99 is out of range"});
+  test::write_bytes(dir / "no_class.json", R"([{"seed": 1}])");
+  expect_error(run_cli(dir, {"generate", "--stream-params", "no_class.json", "--out", "o"}), 1,
+               {"no \"class\""});
+  test::write_bytes(dir / "not_json.json", "[{");
+  expect_error(run_cli(dir, {"generate", "--stream-params", "not_json.json", "--out", "o"}), 1,
+               {"not_json.json", "not valid JSON"});
+  expect_error(run_cli(dir, {"generate", "--stream-params", "missing.json", "--out", "o"}), 1, {"missing.json"});
+  expect_error(run_cli(dir, {"generate", "--class", "1", "--streams", "0", "--out", "o"}), 2, {"--streams"});
+  expect_error(run_cli(dir, {"generate", "--class", "1", "--streams", "-3", "--out", "o"}), 2, {"--streams"});
+  expect_error(run_cli(dir, {"generate", "--class", "1", "--temperature", "0", "--out", "o"}), 2,
+               {"--temperature"});
+  expect_error(run_cli(dir, {"generate", "--stream-params", "bad_key.json", "--streams", "2", "--out", "o"}), 2,
+               {"--stream-params"});
+}
+
+// ---------------------------------------------------------------- bench
+
+TEST(CliBench, TinyBenchWritesReportsWithRealCounters) {
+  TempDir dir;
+  const CliRun r = run_cli(dir, {"bench", "--streams", "1,3", "--repeats", "3", "--warmup", "1", "--out", "b", "-q"});
+  expect_ok(r);
+  for (const char* f : {"bench.json", "bench.csv", "bench.md", "bench.svg"}) EXPECT_TRUE(fs::exists(dir / "b" / f)) << f;
+  EXPECT_NE(r.out.find("| schedule | P |"), std::string::npos) << r.out;  // the Markdown table is printed
+  const Json doc = read_json(dir / "b" / "bench.json");
+  ASSERT_EQ(doc.at("runs").size(), 4u);  // (batched, sequential) x (1, 3)
+  for (const Json& run : doc["runs"]) {
+    const int P = run["streams"].get<int>();
+    const bool batched = run["schedule"] == "batched";
+    for (const Json& passes : run["backbone_passes_per_scale"]) EXPECT_EQ(passes.get<int>(), batched ? 1 : P);
+    for (const Json& rows : run["rows_per_pass"]) EXPECT_EQ(rows.get<int>(), batched ? 2 * P : 2);
+    EXPECT_EQ(run["latency_samples_ms"].size(), 3u);
+    EXPECT_GT(run["latency_ms"]["median"].get<double>(), 0.0);
+    EXPECT_GT(run["peak_memory_bytes"].get<uint64_t>(), 0u);
+    EXPECT_EQ(run["control_diversity"]["token_disagreement"].get<double>(), 0.0);
+    if (P == 3) {
+      EXPECT_GT(run["diversity"]["token_disagreement"].get<double>(), 0.0);
+      EXPECT_EQ(run["diversity"]["pairs"].get<int>(), 3);
+    }
+    for (const Json& f : run["flags"]) {
+      // Timing noise on a shared machine may flag spread; nothing else may fire.
+      EXPECT_TRUE(f["name"] == "spread_too_wide" || f["name"] == "latency_below_single_stream" ||
+                  f["name"] == "speedup_above_streams")
+          << f.dump();
+    }
+  }
+  const std::string csv = test::read_bytes(dir / "b" / "bench.csv");
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 5);
+}
+
+TEST(CliBench, BadFlags) {
+  TempDir dir;
+  expect_error(run_cli(dir, {"bench", "--streams", "0,2", "--out", "b"}), 2, {"--streams"});
+  expect_error(run_cli(dir, {"bench", "--schedule", "parallel", "--out", "b"}), 2, {"--schedule"});
+  expect_error(run_cli(dir, {"bench", "--repeats", "0", "--out", "b"}), 2, {"--repeats"});
+  expect_error(run_cli(dir, {"bench", "--warmup", "-1", "--out", "b"}), 2, {"--warmup"});
+  expect_error(run_cli(dir, {"bench", "--class", "77", "--out", "b"}), 1, {"class 77"});
+  expect_error(run_cli(dir, {"bench", "--preset", "d99", "--out", "b"}), 2, {"d99"});
+  test::write_bytes(dir / "file", "x");
+  expect_error(run_cli(dir, {"bench", "--out", "file/sub"}), 1, {"file/sub"});
+}
+
+}  // namespace
+}  // namespace varps
