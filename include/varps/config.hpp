@@ -24,6 +24,7 @@ struct VarConfig {
 
   int num_scales() const { return static_cast<int>(patch_nums.size()); }
   int total_tokens() const;  // L = sum(pn^2)
+  int max_scale_tokens() const;  // tokens of the largest scale
   int first_token_of_scale(int si) const;
   std::string describe() const;  // one line, for logs and `inspect`
 };

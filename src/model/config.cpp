@@ -1,6 +1,7 @@
 // Hyper-parameters inferred from tensor names and shapes, and the presets.
 #include "varps/config.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -81,6 +82,12 @@ int VarConfig::total_tokens() const {
   int L = 0;
   for (int p : patch_nums) L += p * p;
   return L;
+}
+
+int VarConfig::max_scale_tokens() const {
+  int m = 0;
+  for (int p : patch_nums) m = std::max(m, p * p);
+  return m;
 }
 
 int VarConfig::first_token_of_scale(int si) const {

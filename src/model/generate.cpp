@@ -69,12 +69,6 @@ void check_requests(const std::vector<ImageRequest>& requests) {
   }
 }
 
-size_t max_scale_tokens(const VarConfig& cfg) {
-  size_t m = 0;
-  for (int p : cfg.patch_nums) m = std::max<size_t>(m, static_cast<size_t>(p) * p);
-  return m;
-}
-
 GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<ImageRequest>& requests,
                                  const GenerateOptions& opts) {
   Backend& be = *impl.backend;
@@ -99,7 +93,7 @@ GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<I
   const auto t_start = std::chrono::steady_clock::now();
   VarSession session = var.start(rows.row_class);  // validates the classes
 
-  const size_t max_l = max_scale_tokens(cfg);
+  const size_t max_l = static_cast<size_t>(cfg.max_scale_tokens());
   Array<float> x = be.alloc(R * max_l * C);
   Array<float> logits = be.alloc(R * max_l * V);
   Array<float> guided_logits = guided ? be.alloc(B * max_l * V) : Array<float>();
@@ -224,7 +218,7 @@ MemoryPlan Pipeline::plan_memory(const std::vector<ImageRequest>& requests, Sche
     B = 1;
   }
   const uint64_t f = sizeof(float);
-  const uint64_t l = max_scale_tokens(cfg), S = cfg.patch_nums.back(), side = S * vc.downsample();
+  const uint64_t l = static_cast<uint64_t>(cfg.max_scale_tokens()), S = cfg.patch_nums.back(), side = S * vc.downsample();
   MemoryPlan plan;
   plan.weights = impl_->var->weight_bytes() + impl_->vae->weight_bytes();
   plan.kv_cache = VarTransformer::kv_cache_floats(cfg, R) * f;

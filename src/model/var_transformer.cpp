@@ -7,16 +7,6 @@
 
 namespace varps {
 
-namespace {
-
-int64_t max_scale_tokens(const VarConfig& c) {
-  int64_t m = 0;
-  for (int p : c.patch_nums) m = std::max<int64_t>(m, int64_t{p} * p);
-  return m;
-}
-
-}  // namespace
-
 VarTransformer::VarTransformer(Backend& be, const VarConfig& c, WeightSource& w) : be_(be), cfg_(c) {
   const int64_t C = c.embed_dim, L = c.total_tokens(), H = c.num_heads, hid = c.mlp_hidden;
   auto upload = [&](const Tensor& t) {
@@ -86,7 +76,7 @@ size_t VarTransformer::kv_cache_floats(const VarConfig& c, int64_t rows) {
 }
 
 size_t VarTransformer::workspace_floats(const VarConfig& c, int64_t rows) {
-  const int64_t n = rows * max_scale_tokens(c);
+  const int64_t n = rows * c.max_scale_tokens();
   return static_cast<size_t>(n * (c.embed_dim * 4 + 3 * c.embed_dim + c.mlp_hidden));
 }
 
@@ -129,7 +119,7 @@ VarSession VarTransformer::start(const std::vector<int32_t>& row_classes) const 
     s.k_cache.push_back(be_.alloc(cache));
     s.v_cache.push_back(be_.alloc(cache));
   }
-  const size_t n = static_cast<size_t>(R * max_scale_tokens(cfg_));
+  const size_t n = static_cast<size_t>(R * cfg_.max_scale_tokens());
   s.ln = be_.alloc(n * C);
   s.qkv = be_.alloc(n * 3 * C);
   s.q = be_.alloc(n * C);
