@@ -5,7 +5,6 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <fstream>
-#include <limits>
 #include <thread>
 
 #include "cli/commands.hpp"
@@ -99,10 +98,7 @@ int run_bench(const BenchArgs& a) {
   cfg.warmup = parse_int("--warmup", a.warmup, 0);
   cfg.repeats = parse_int("--repeats", a.repeats, 1);
   cfg.seed = parse_u64("--seed", a.seed);
-  cfg.sampling.cfg = parse_double("--cfg", a.cfg, 0.0, std::numeric_limits<double>::infinity());
-  cfg.sampling.top_k = parse_int("--top-k", a.top_k, 0);
-  cfg.sampling.top_p = parse_double("--top-p", a.top_p, 0.0, 1.0);
-  cfg.sampling.temperature = parse_double("--temperature", a.temperature, 1e-6, std::numeric_limits<double>::infinity());
+  cfg.sampling = parse_sampling(a.cfg, a.top_k, a.top_p, a.temperature);
   const int threads = parse_int("--threads", a.threads, 0);
   const std::optional<int64_t> cls = parse_class("--class", a.class_id);
   const ModelChoice model = choose_model(a.var, a.vae, a.preset);
@@ -132,13 +128,10 @@ int run_bench(const BenchArgs& a) {
       {"weights", pipe.weights_origin()},
       {"class", std::to_string(cfg.class_id)},
       {"seed", std::to_string(cfg.seed)},
-      {"cfg", format_double(cfg.sampling.cfg)},
-      {"top_k", std::to_string(cfg.sampling.top_k)},
-      {"top_p", format_double(cfg.sampling.top_p)},
-      {"temperature", format_double(cfg.sampling.temperature)},
       {"warmup", std::to_string(cfg.warmup)},
       {"repeats", std::to_string(cfg.repeats)},
   };
+  for (auto& [k, v] : sampling_fields(cfg.sampling, "")) model_info[k] = v;
   const bench::Report report = bench::run_bench(pipe, cfg, machine, model_info);
   bench::write_report(a.out, report);
   std::fputs(bench::report_markdown(report).c_str(), stdout);

@@ -82,6 +82,11 @@ int run_inspect(const InspectArgs& args);
 uint64_t parse_u64(const std::string& flag, const std::string& text);
 int parse_int(const std::string& flag, const std::string& text, int min_value);
 double parse_double(const std::string& flag, const std::string& text, double min_value, double max_value);
+// --cfg, --top-k, --top-p, --temperature, each checked like the flags above.
+SamplingParams parse_sampling(const std::string& cfg, const std::string& top_k, const std::string& top_p,
+                              const std::string& temperature);
+// The same four as (prefix + name, text) pairs, for PNG metadata and reports.
+std::vector<std::pair<std::string, std::string>> sampling_fields(const SamplingParams& s, const std::string& prefix);
 // "1,2,3" → {1, 2, 3}; each entry a positive integer.
 std::vector<int> parse_int_list(const std::string& flag, const std::string& text);
 

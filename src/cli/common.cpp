@@ -58,6 +58,24 @@ double parse_double(const std::string& flag, const std::string& text, double min
   return v;
 }
 
+SamplingParams parse_sampling(const std::string& cfg, const std::string& top_k, const std::string& top_p,
+                              const std::string& temperature) {
+  const double inf = std::numeric_limits<double>::infinity();
+  SamplingParams s;
+  s.cfg = parse_double("--cfg", cfg, 0.0, inf);
+  s.top_k = parse_int("--top-k", top_k, 0);
+  s.top_p = parse_double("--top-p", top_p, 0.0, 1.0);
+  s.temperature = parse_double("--temperature", temperature, 1e-6, inf);
+  return s;
+}
+
+std::vector<std::pair<std::string, std::string>> sampling_fields(const SamplingParams& s, const std::string& prefix) {
+  return {{prefix + "cfg", format_double(s.cfg)},
+          {prefix + "top_k", std::to_string(s.top_k)},
+          {prefix + "top_p", format_double(s.top_p)},
+          {prefix + "temperature", format_double(s.temperature)}};
+}
+
 std::vector<int> parse_int_list(const std::string& flag, const std::string& text) {
   std::vector<int> out;
   size_t start = 0;

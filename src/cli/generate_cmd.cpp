@@ -85,11 +85,7 @@ void add_generate(CLI::App& app, GenerateArgs& a) {
 
 int run_generate(const GenerateArgs& a) {
   // ---- flags alone (usage errors, exit 2) ----
-  SamplingParams sp;
-  sp.cfg = parse_double("--cfg", a.cfg, 0.0, std::numeric_limits<double>::infinity());
-  sp.top_k = parse_int("--top-k", a.top_k, 0);
-  sp.top_p = parse_double("--top-p", a.top_p, 0.0, 1.0);
-  sp.temperature = parse_double("--temperature", a.temperature, 1e-6, std::numeric_limits<double>::infinity());
+  const SamplingParams sp = parse_sampling(a.cfg, a.top_k, a.top_p, a.temperature);
   const uint64_t seed = parse_u64("--seed", a.seed);
   const int threads = parse_int("--threads", a.threads, 0);
   const int streams = parse_int("--streams", a.streams, 1);
@@ -147,11 +143,8 @@ int run_generate(const GenerateArgs& a) {
         {"varps:class", std::to_string(r.class_id)},
         {"varps:num_classes", std::to_string(vc.num_classes)},
         {"varps:seed", std::to_string(r.seed)},
-        {"varps:cfg", format_double(r.sampling.cfg)},
-        {"varps:top_k", std::to_string(r.sampling.top_k)},
-        {"varps:top_p", format_double(r.sampling.top_p)},
-        {"varps:temperature", format_double(r.sampling.temperature)},
     };
+    for (auto& kv : sampling_fields(r.sampling, "varps:")) text.push_back(std::move(kv));
     for (auto& kv : model_metadata(model, pipe)) text.push_back(std::move(kv));
     text.emplace_back("varps:version", kVersion);
     text.emplace_back("Software", std::string("varps ") + kVersion);
