@@ -19,7 +19,7 @@ struct LatencyStats {
   double median = 0, p10 = 0, p90 = 0, min = 0, max = 0;
 };
 LatencyStats latency_stats(std::vector<double> samples_ms);
-double percentile(std::vector<double> sorted_samples, double q);  // q in [0, 1]; input must be sorted
+double percentile(const std::vector<double>& sorted_samples, double q);  // q in [0, 1]; input must be sorted
 
 // The outputs of one request that diversity is computed from.
 struct StreamOutputs {

@@ -8,7 +8,7 @@
 
 namespace varps::bench {
 
-double percentile(std::vector<double> sorted_samples, double q) {
+double percentile(const std::vector<double>& sorted_samples, double q) {
   if (!(q >= 0.0 && q <= 1.0)) throw Error("percentile: q must lie in [0, 1], got " + std::to_string(q));
   VARPS_CHECK(std::is_sorted(sorted_samples.begin(), sorted_samples.end()), "percentile needs sorted samples");
   const size_t n = sorted_samples.size();
