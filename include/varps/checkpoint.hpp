@@ -15,6 +15,10 @@
 
 namespace varps {
 
+namespace io {
+class ZipArchive;
+}
+
 enum class DType { F32, F64, F16, BF16, I64, I32, I16, I8, U8, Bool };
 const char* dtype_name(DType d);  // "F32", "I64", ... (safetensors spelling)
 size_t dtype_size(DType d);
@@ -60,6 +64,7 @@ class Checkpoint {
   std::vector<TensorRecord> records_;
   std::map<std::string, size_t> index_;
   std::map<std::string, std::string> metadata_;
+  std::shared_ptr<io::ZipArchive> zip_;  // open PyTorch zip, shared by reads and copies
   friend struct CheckpointBuilder;
 };
 

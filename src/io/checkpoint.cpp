@@ -12,12 +12,16 @@
 
 namespace varps {
 
-// The one place that fills a Checkpoint's private fields.
+// The one place that fills (and hands out) a Checkpoint's private fields.
 struct CheckpointBuilder {
-  static Checkpoint build(const std::filesystem::path& path, CheckpointFormat format, io::CheckpointIndex index) {
+  static const std::shared_ptr<io::ZipArchive>& zip(const Checkpoint& c) { return c.zip_; }
+
+  static Checkpoint build(const std::filesystem::path& path, CheckpointFormat format, io::CheckpointIndex index,
+                          std::shared_ptr<io::ZipArchive> zip = nullptr) {
     Checkpoint c;
     c.path_ = path;
     c.format_ = format;
+    c.zip_ = std::move(zip);
     c.records_ = std::move(index.records);
     c.metadata_ = std::move(index.metadata);
     for (size_t i = 0; i < c.records_.size(); ++i) {
@@ -65,7 +69,9 @@ void read_raw(const Checkpoint& c, const TensorRecord& rec, uint8_t* dst) {
   if (c.format() == CheckpointFormat::Safetensors) {
     src = std::make_unique<FileSource>(c.path());
   } else {
-    src = io::open_zip_record(c.path(), rec.entry);
+    const std::shared_ptr<io::ZipArchive>& zip = CheckpointBuilder::zip(c);
+    VARPS_CHECK(zip != nullptr, "a PyTorch checkpoint keeps its archive open");
+    src = io::open_zip_record(zip, rec.entry);
   }
   try {
     if (io::is_contiguous(rec.shape, rec.strides)) {
@@ -106,7 +112,9 @@ Checkpoint Checkpoint::open(const std::filesystem::path& path) {
   // Zip local header, or the end record of an archive with no entries.
   if (n >= 4 && magic[0] == 'P' && magic[1] == 'K' &&
       ((magic[2] == 3 && magic[3] == 4) || (magic[2] == 5 && magic[3] == 6))) {
-    return CheckpointBuilder::build(path, CheckpointFormat::TorchZip, io::read_torch_zip_index(path));
+    std::shared_ptr<io::ZipArchive> zip;
+    io::CheckpointIndex index = io::read_torch_zip_index(path, &zip);
+    return CheckpointBuilder::build(path, CheckpointFormat::TorchZip, std::move(index), std::move(zip));
   }
   if (n >= 2 && magic[0] == 0x80 && magic[1] <= 5) {
     throw Error("checkpoint " + io::quoted(path) +

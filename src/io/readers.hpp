@@ -21,8 +21,13 @@ struct CheckpointIndex {
 
 // safetensors: validates the whole header against the file size.
 CheckpointIndex read_safetensors_index(const File& file);
-// PyTorch zip: parses <stem>/data.pkl and checks every storage record.
-CheckpointIndex read_torch_zip_index(const std::filesystem::path& path);
+// An open PyTorch zip, kept by its Checkpoint so tensor reads do not re-parse
+// the archive's directory each time; reads through it are serialised.
+class ZipArchive;
+
+// PyTorch zip: parses <stem>/data.pkl and checks every storage record; hands
+// back the open archive for later reads.
+CheckpointIndex read_torch_zip_index(const std::filesystem::path& path, std::shared_ptr<ZipArchive>* archive);
 
 // Random access to the bytes that hold tensors: the file itself for
 // safetensors, one archive record for PyTorch zips.
@@ -33,6 +38,6 @@ class ByteSource {
   virtual void read_at(uint64_t offset, void* dst, size_t n) = 0;
 };
 
-std::unique_ptr<ByteSource> open_zip_record(const std::filesystem::path& path, const std::string& entry);
+std::unique_ptr<ByteSource> open_zip_record(std::shared_ptr<ZipArchive> archive, const std::string& entry);
 
 }  // namespace varps::io

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -188,39 +189,53 @@ TensorRecord make_record(const PickledTensor& t, const StorageEntry& entry, cons
   return rec;
 }
 
+}  // namespace
+
+class ZipArchive {
+ public:
+  explicit ZipArchive(const std::filesystem::path& path) : archive(path, ZIP_RDONLY | ZIP_CHECKCONS) {}
+  Archive archive;
+  std::mutex mutex;  // a zip_t serves one reader at a time
+};
+
+namespace {
+
 class ZipRecordSource final : public ByteSource {
  public:
-  ZipRecordSource(const std::filesystem::path& path, const std::string& entry)
-      : archive_(path, ZIP_RDONLY), name_(entry) {
-    const std::optional<zip_uint64_t> index = archive_.locate(entry);
-    if (!index) throw Error("record '" + entry + "' is missing from " + quoted(path));
+  ZipRecordSource(std::shared_ptr<ZipArchive> zip, const std::string& entry) : zip_(std::move(zip)), name_(entry) {
+    std::lock_guard<std::mutex> lock(zip_->mutex);
+    const Archive& a = zip_->archive;
+    const std::optional<zip_uint64_t> index = a.locate(entry);
+    if (!index) throw Error("record '" + entry + "' is missing from " + quoted(a.path()));
     index_ = *index;
-    size_ = archive_.entry_size(index_, entry);
+    size_ = a.entry_size(index_, entry);
   }
 
   void read_at(uint64_t offset, void* dst, size_t n) override {
+    std::lock_guard<std::mutex> lock(zip_->mutex);
+    const Archive& a = zip_->archive;
     uint64_t end = 0;
     if (__builtin_add_overflow(offset, uint64_t{n}, &end) || end > size_) {
       throw Error("bytes [" + std::to_string(offset) + ", +" + std::to_string(n) + ") lie outside record '" + name_ +
-                  "' (" + std::to_string(size_) + " bytes) of " + quoted(archive_.path()));
+                  "' (" + std::to_string(size_) + " bytes) of " + quoted(a.path()));
     }
-    ZipFilePtr f = open_entry(archive_, index_, name_);
+    ZipFilePtr f = open_entry(a, index_, name_);
     if (offset > 0 && zip_fseek(f.get(), static_cast<zip_int64_t>(offset), SEEK_SET) != 0) {
       // libzip seeks only in stored (uncompressed) records; for compressed
       // ones, decompress and discard up to the offset.
-      f = open_entry(archive_, index_, name_);
+      f = open_entry(a, index_, name_);
       std::vector<unsigned char> scratch(std::min<uint64_t>(offset, 1 << 20));
       for (uint64_t left = offset; left > 0;) {
         const uint64_t chunk = std::min<uint64_t>(left, scratch.size());
-        read_fully(f.get(), scratch.data(), chunk, archive_, name_);
+        read_fully(f.get(), scratch.data(), chunk, a, name_);
         left -= chunk;
       }
     }
-    read_fully(f.get(), dst, n, archive_, name_);
+    read_fully(f.get(), dst, n, a, name_);
   }
 
  private:
-  Archive archive_;
+  std::shared_ptr<ZipArchive> zip_;
   std::string name_;
   zip_uint64_t index_ = 0;
   uint64_t size_ = 0;
@@ -228,10 +243,11 @@ class ZipRecordSource final : public ByteSource {
 
 }  // namespace
 
-CheckpointIndex read_torch_zip_index(const std::filesystem::path& path) {
+CheckpointIndex read_torch_zip_index(const std::filesystem::path& path, std::shared_ptr<ZipArchive>* archive) {
   // CHECKCONS cross-checks the central directory against the local headers,
   // which catches truncated and corrupted archives up front.
-  Archive a(path, ZIP_RDONLY | ZIP_CHECKCONS);
+  auto zip = std::make_shared<ZipArchive>(path);
+  const Archive& a = zip->archive;
   const std::string stem = find_stem(a);
   check_byteorder(a, stem);
 
@@ -259,11 +275,12 @@ CheckpointIndex read_torch_zip_index(const std::filesystem::path& path) {
     }
     index.records.push_back(make_record(t, it->second, ctx));
   }
+  *archive = std::move(zip);
   return index;
 }
 
-std::unique_ptr<ByteSource> open_zip_record(const std::filesystem::path& path, const std::string& entry) {
-  return std::make_unique<ZipRecordSource>(path, entry);
+std::unique_ptr<ByteSource> open_zip_record(std::shared_ptr<ZipArchive> archive, const std::string& entry) {
+  return std::make_unique<ZipRecordSource>(std::move(archive), entry);
 }
 
 }  // namespace varps::io
