@@ -86,6 +86,22 @@ void read_raw(const Checkpoint& c, const TensorRecord& rec, uint8_t* dst) {
   }
 }
 
+// The tensor as T: read straight into the result when stored as `native`,
+// otherwise through a staging buffer and `convert`.
+template <typename T, typename Convert>
+HostTensor<T> read_as(const Checkpoint& c, const TensorRecord& rec, DType native, Convert convert) {
+  checked_span(c, rec);  // before allocating: records may come from callers
+  HostTensor<T> out(rec.shape);
+  if (rec.dtype == native) {
+    read_raw(c, rec, reinterpret_cast<uint8_t*>(out.data.data()));
+  } else {
+    std::vector<uint8_t> raw(out.data.size() * dtype_size(rec.dtype));
+    read_raw(c, rec, raw.data());
+    convert(rec.dtype, raw.data(), out.data.size(), out.data.data());
+  }
+  return out;
+}
+
 const TensorRecord& require(const Checkpoint& c, const std::string& name) {
   const TensorRecord* rec = c.find(name);
   if (rec == nullptr) throw Error("tensor '" + name + "' not found in " + io::quoted(c.path()));
@@ -137,16 +153,7 @@ Tensor Checkpoint::read_f32(const TensorRecord& rec) const {
     throw Error(describe(*this, rec) + " has dtype " + dtype_name(rec.dtype) +
                 "; expected a floating-point tensor (F32, F64, F16, BF16)");
   }
-  checked_span(*this, rec);
-  Tensor out(rec.shape);
-  if (rec.dtype == DType::F32) {
-    read_raw(*this, rec, reinterpret_cast<uint8_t*>(out.data.data()));
-  } else {
-    std::vector<uint8_t> raw(out.data.size() * dtype_size(rec.dtype));
-    read_raw(*this, rec, raw.data());
-    io::convert_to_f32(rec.dtype, raw.data(), out.data.size(), out.data.data());
-  }
-  return out;
+  return read_as<float>(*this, rec, DType::F32, io::convert_to_f32);
 }
 
 Tensor Checkpoint::read_f32(const std::string& name) const { return read_f32(require(*this, name)); }
@@ -155,16 +162,7 @@ TensorI64 Checkpoint::read_i64(const TensorRecord& rec) const {
   if (io::is_floating(rec.dtype)) {
     throw Error(describe(*this, rec) + " has dtype " + dtype_name(rec.dtype) + "; expected an integer tensor");
   }
-  checked_span(*this, rec);
-  TensorI64 out(rec.shape);
-  if (rec.dtype == DType::I64) {
-    read_raw(*this, rec, reinterpret_cast<uint8_t*>(out.data.data()));
-  } else {
-    std::vector<uint8_t> raw(out.data.size() * dtype_size(rec.dtype));
-    read_raw(*this, rec, raw.data());
-    io::convert_to_i64(rec.dtype, raw.data(), out.data.size(), out.data.data());
-  }
-  return out;
+  return read_as<int64_t>(*this, rec, DType::I64, io::convert_to_i64);
 }
 
 TensorI64 Checkpoint::read_i64(const std::string& name) const { return read_i64(require(*this, name)); }
