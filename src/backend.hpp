@@ -50,7 +50,6 @@ class Backend {
   virtual Array<float> zeros(size_t n) = 0;
   virtual Array<int32_t> alloc_i32(size_t n) = 0;
   virtual Array<float> upload(const Tensor& t) = 0;
-  virtual void upload_into(const float* host, size_t n, float* dst) = 0;
   virtual void upload_into_i32(const int32_t* host, size_t n, int32_t* dst) = 0;
   virtual void download(const float* src, size_t n, float* host) = 0;
   virtual void download_i32(const int32_t* src, size_t n, int32_t* host) = 0;

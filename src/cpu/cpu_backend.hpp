@@ -19,7 +19,6 @@ class CpuBackend final : public Backend {
   Array<float> zeros(size_t n) override;
   Array<int32_t> alloc_i32(size_t n) override;
   Array<float> upload(const Tensor& t) override;
-  void upload_into(const float* host, size_t n, float* dst) override;
   void upload_into_i32(const int32_t* host, size_t n, int32_t* dst) override;
   void download(const float* src, size_t n, float* host) override;
   void download_i32(const int32_t* src, size_t n, int32_t* host) override;

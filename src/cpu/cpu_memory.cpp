@@ -109,7 +109,6 @@ Array<float> CpuBackend::upload(const Tensor& t) {
   std::memcpy(a.data(), t.data.data(), t.data.size() * sizeof(float));
   return a;
 }
-void CpuBackend::upload_into(const float* host, size_t n, float* dst) { std::memcpy(dst, host, n * sizeof(float)); }
 void CpuBackend::upload_into_i32(const int32_t* host, size_t n, int32_t* dst) {
   std::memcpy(dst, host, n * sizeof(int32_t));
 }

@@ -25,7 +25,6 @@ class CheckpointWeights final : public WeightSource {
  public:
   explicit CheckpointWeights(const Checkpoint& ckpt) : ckpt_(ckpt) {}
   std::string origin() const override { return ckpt_.path().string(); }
-  bool has(const std::string& name) const override { return ckpt_.contains(name); }
 
   Tensor take(const std::string& name, const Shape& shape) override {
     taken_.insert(name);
@@ -73,7 +72,6 @@ class RandomWeights final : public WeightSource {
  public:
   RandomWeights(uint64_t seed, std::string label) : seed_(seed), label_(std::move(label)) {}
   std::string origin() const override { return label_; }
-  bool has(const std::string&) const override { return true; }
 
   Tensor take(const std::string& name, const Shape& shape) override {
     Tensor t(shape);

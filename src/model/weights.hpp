@@ -18,7 +18,6 @@ class WeightSource {
  public:
   virtual ~WeightSource() = default;
   virtual std::string origin() const = 0;
-  virtual bool has(const std::string& name) const = 0;
   // The tensor `name` with exactly `shape`; on a problem, records it and
   // returns zeros so binding can go on and report everything at once.
   virtual Tensor take(const std::string& name, const Shape& shape) = 0;
