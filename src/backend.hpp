@@ -38,6 +38,16 @@ struct SampleJob {
   SamplingParams params;
 };
 
+// ParScale prefix keys/values [P, H, T, hd], stored once per stream: row r
+// of a pass belongs to stream r / rows_per_stream and attends to that
+// stream's T prefix positions before its own cached keys.
+struct KvPrefix {
+  const float* k = nullptr;
+  const float* v = nullptr;
+  int64_t tokens = 0;  // T; 0 means no prefix
+  int64_t rows_per_stream = 1;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -91,9 +101,21 @@ class Backend {
   virtual void split_qkv_to_cache(const float* qkv, int64_t rows, int64_t tokens, int64_t H, int64_t hd,
                                   bool l2norm, const float* q_scale_host, float* q, float* k_cache, float* v_cache,
                                   int64_t capacity, int64_t pos) = 0;
-  // out[r, i, h·hd + d] = softmax(scale · q[r,h,i,:] · K[r,h,:len,:]ᵀ) · V[r,h,:len,:]
+  // out[r, i, h·hd + d] = softmax(scale · q[r,h,i,:] · K[r,h,:,:]ᵀ) · V[r,h,:,:] with
+  // K = [prefix.k[stream of r, h] ; k_cache[r, h, :len]] (V likewise); the
+  // prefix is used as stored.
   virtual void attention(const float* q, const float* k_cache, const float* v_cache, int64_t rows, int64_t H,
-                         int64_t tokens, int64_t hd, int64_t capacity, int64_t len, float scale, float* out) = 0;
+                         int64_t tokens, int64_t hd, int64_t capacity, int64_t len, float scale,
+                         const KvPrefix& prefix, float* out) = 0;
+
+  // ---- ParScale aggregation (M = image rows · tokens) ----
+  // z[m, c·P + p] = h[p·M + m, c]: the P streams' states side by side, channel-major.
+  virtual void interleave_streams(const float* h, int64_t P, int64_t M, int64_t C, float* z) = 0;
+  // a[m, :P] ← softmax(a[m, :]) · (1 − s) + s/P, in float32 (s rounded to float
+  // as the reference's Python scalars are).
+  virtual void stream_weights(float* a, int64_t M, int64_t P, double smooth) = 0;
+  // out[m, c] = Σ_p w[m, p] · h[p·M + m, c], summed in stream order.
+  virtual void weighted_stream_sum(const float* h, const float* w, int64_t P, int64_t M, int64_t C, float* out) = 0;
 
   // ---- guidance and sampling ----
   // logits: [R, l, V], row b < B the conditional row of stream b. For a

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "varps/adapter.hpp"
 #include "varps/config.hpp"
 #include "varps/sampling.hpp"
 #include "varps/tensor.hpp"
@@ -59,6 +60,10 @@ struct GenerateOptions {
   // Called with the guided logits [B, l, V] handed to the sampler (host
   // copy); for inspection and tests.
   std::function<void(int scale, const float* logits, int64_t B, int64_t l, int64_t V)> on_logits;
+  // ParScale: called after each scale with the aggregation weights
+  // [N, l, P] of the image rows (conditional rows, then unconditional ones
+  // of guided images), only when an adapter is attached.
+  std::function<void(int scale, const float* weights, int64_t rows, int64_t l, int64_t P)> on_stream_weights;
   // Teacher forcing: use these token maps ([scale][B·pn²]) instead of sampling.
   const std::vector<std::vector<int32_t>>* forced_tokens = nullptr;
   bool keep_f_hat = false;
@@ -109,8 +114,18 @@ class Pipeline {
   // one with Schedule::Sequential). A stream's tokens and image depend only
   // on its own class, seed and sampling parameters.
   GeneratedImages generate(const std::vector<ImageRequest>& requests, const GenerateOptions& opts = {}) const;
+  // ParScale: every image of later requests runs as the adapter's P
+  // aggregated streams (spec: PARSCALE.md). Throws varps::Error naming the
+  // tensor and both shapes when the adapter does not fit the model; replaces
+  // an attached adapter.
+  void attach_adapter(const ParScaleAdapter& adapter);
+  void detach_adapter();
+  // P of the attached adapter; 1 without one.
+  int adapter_streams() const;
+
   // Rows a request puts through the backbone in one batched pass: one per
-  // stream, plus one unconditional row per stream that uses guidance.
+  // image, plus one unconditional row per image that uses guidance; times
+  // the adapter's P.
   int64_t rows_for(const std::vector<ImageRequest>& requests) const;
   MemoryPlan plan_memory(const std::vector<ImageRequest>& requests, Schedule schedule = Schedule::Batched) const;
   // Returns memory the backend keeps for reuse to the system (between

@@ -45,7 +45,10 @@ class CpuBackend final : public Backend {
                           const float* q_scale_host, float* q, float* k_cache, float* v_cache, int64_t capacity,
                           int64_t pos) override;
   void attention(const float* q, const float* k_cache, const float* v_cache, int64_t rows, int64_t H, int64_t tokens,
-                 int64_t hd, int64_t capacity, int64_t len, float scale, float* out) override;
+                 int64_t hd, int64_t capacity, int64_t len, float scale, const KvPrefix& prefix, float* out) override;
+  void interleave_streams(const float* h, int64_t P, int64_t M, int64_t C, float* z) override;
+  void stream_weights(float* a, int64_t M, int64_t P, double smooth) override;
+  void weighted_stream_sum(const float* h, const float* w, int64_t P, int64_t M, int64_t C, float* out) override;
 
   void guidance(const float* logits, int64_t B, int64_t lV, const std::vector<double>& t,
                 const std::vector<int64_t>& uncond_row, float* out) override;

@@ -76,37 +76,80 @@ void CpuBackend::split_qkv_to_cache(const float* qkv, int64_t rows, int64_t toke
 }
 
 void CpuBackend::attention(const float* q, const float* k_cache, const float* v_cache, int64_t rows, int64_t H,
-                           int64_t tokens, int64_t hd, int64_t capacity, int64_t len, float scale, float* out) {
-  const int64_t C = H * hd;
+                           int64_t tokens, int64_t hd, int64_t capacity, int64_t len, float scale,
+                           const KvPrefix& prefix, float* out) {
+  const int64_t C = H * hd, T = prefix.tokens, width = T + len;
+  const int m = static_cast<int>(tokens), n_hd = static_cast<int>(hd), ld = static_cast<int>(width);
   // One (row, head) pair per task; OpenBLAS runs single-threaded inside.
+  // Scores are [tokens, T + len]: the stream's prefix columns, then the row's own.
 #pragma omp parallel
   {
-    std::vector<float> scores(static_cast<size_t>(tokens * len));
+    std::vector<float> scores(static_cast<size_t>(tokens * width));
 #pragma omp for collapse(2) schedule(dynamic)
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t h = 0; h < H; ++h) {
         const float* qq = q + (r * H + h) * tokens * hd;
         const float* kk = k_cache + (r * H + h) * capacity * hd;
         const float* vv = v_cache + (r * H + h) * capacity * hd;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(tokens), static_cast<int>(len),
-                    static_cast<int>(hd), scale, qq, static_cast<int>(hd), kk, static_cast<int>(hd), 0.0f,
-                    scores.data(), static_cast<int>(len));
+        const int64_t stream = T > 0 ? r / prefix.rows_per_stream : 0;
+        const float* pk = T > 0 ? prefix.k + (stream * H + h) * T * hd : nullptr;
+        const float* pv = T > 0 ? prefix.v + (stream * H + h) * T * hd : nullptr;
+        if (T > 0)
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, static_cast<int>(T), n_hd, scale, qq, n_hd, pk, n_hd,
+                      0.0f, scores.data(), ld);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, static_cast<int>(len), n_hd, scale, qq, n_hd, kk, n_hd,
+                    0.0f, scores.data() + T, ld);
         for (int64_t i = 0; i < tokens; ++i) {
-          float* row = scores.data() + i * len;
+          float* row = scores.data() + i * width;
           float mx = -INFINITY;
-          for (int64_t j = 0; j < len; ++j) mx = std::max(mx, row[j]);
+          for (int64_t j = 0; j < width; ++j) mx = std::max(mx, row[j]);
           float sum = 0.0f;
-          for (int64_t j = 0; j < len; ++j) {
+          for (int64_t j = 0; j < width; ++j) {
             row[j] = std::exp(row[j] - mx);
             sum += row[j];
           }
           const float inv = 1.0f / sum;
-          for (int64_t j = 0; j < len; ++j) row[j] *= inv;
+          for (int64_t j = 0; j < width; ++j) row[j] *= inv;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(tokens), static_cast<int>(hd),
-                    static_cast<int>(len), 1.0f, scores.data(), static_cast<int>(len), vv, static_cast<int>(hd), 0.0f,
-                    out + r * tokens * C + h * hd, static_cast<int>(C));
+        float* o = out + r * tokens * C + h * hd;
+        if (T > 0)
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n_hd, static_cast<int>(T), 1.0f, scores.data(), ld,
+                      pv, n_hd, 0.0f, o, static_cast<int>(C));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n_hd, static_cast<int>(len), 1.0f, scores.data() + T,
+                    ld, vv, n_hd, T > 0 ? 1.0f : 0.0f, o, static_cast<int>(C));
       }
+  }
+}
+
+void CpuBackend::interleave_streams(const float* h, int64_t P, int64_t M, int64_t C, float* z) {
+#pragma omp parallel for schedule(static) if (M * C * P > 65536)
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t p = 0; p < P; ++p) {
+      const float* src = h + (p * M + m) * C;
+      float* dst = z + m * C * P + p;
+      for (int64_t c = 0; c < C; ++c) dst[c * P] = src[c];
+    }
+}
+
+void CpuBackend::stream_weights(float* a, int64_t M, int64_t P, double smooth) {
+  softmax_rows(a, M, P);
+  const float keep = static_cast<float>(1.0 - smooth);
+  const float floor = static_cast<float>(smooth / static_cast<double>(P));
+  for (int64_t i = 0; i < M * P; ++i) a[i] = a[i] * keep + floor;
+}
+
+void CpuBackend::weighted_stream_sum(const float* h, const float* w, int64_t P, int64_t M, int64_t C, float* out) {
+#pragma omp parallel for schedule(static) if (M * C * P > 65536)
+  for (int64_t m = 0; m < M; ++m) {
+    float* o = out + m * C;
+    const float w0 = w[m * P];
+    const float* h0 = h + m * C;
+    for (int64_t c = 0; c < C; ++c) o[c] = w0 * h0[c];
+    for (int64_t p = 1; p < P; ++p) {
+      const float wp = w[m * P + p];
+      const float* hp = h + (p * M + m) * C;
+      for (int64_t c = 0; c < C; ++c) o[c] += wp * hp[c];
+    }
   }
 }
 

@@ -81,8 +81,9 @@ GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<I
     throw Error("teacher forcing needs " + std::to_string(K) + " token maps");
 
   const RowLayout rows = layout_rows(requests, cfg.num_classes);
-  const int64_t R = static_cast<int64_t>(rows.row_class.size());
-  const bool guided = R > B;
+  const int64_t N = static_cast<int64_t>(rows.row_class.size());  // image rows
+  const bool guided = N > B;
+  const StreamAdapter* adapter = impl.adapter ? &*impl.adapter : nullptr;
   std::vector<SampleJob> jobs;
   for (const auto& r : requests) jobs.push_back({r.seed, r.sampling});
 
@@ -91,11 +92,12 @@ GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<I
   out.counters.rows_per_scale.assign(static_cast<size_t>(K), 0);
   StageClock clock(be);
   const auto t_start = std::chrono::steady_clock::now();
-  VarSession session = var.start(rows.row_class);  // validates the classes
+  VarSession session = var.start(rows.row_class, adapter);  // validates the classes
+  const int64_t R = session.rows;  // every stream's copy of the image rows
 
   const size_t max_l = static_cast<size_t>(cfg.max_scale_tokens());
   Array<float> x = be.alloc(R * max_l * C);
-  Array<float> logits = be.alloc(R * max_l * V);
+  Array<float> logits = be.alloc(N * max_l * V);
   Array<float> guided_logits = guided ? be.alloc(B * max_l * V) : Array<float>();
   Array<int32_t> idx = be.alloc_i32(B * max_l);
   Array<float> next_tokens = be.alloc(B * max_l * cfg.cvae);
@@ -110,6 +112,12 @@ GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<I
     ++out.counters.passes_per_scale[si];
     out.counters.rows_per_scale[si] += R;
     out.timings.transformer_ms.push_back(clock.lap());
+    if (opts.on_stream_weights && adapter) {
+      const int64_t P = session.streams;
+      std::vector<float> host(static_cast<size_t>(N * l * P));
+      be.download(session.agg_weights.data(), host.size(), host.data());
+      opts.on_stream_weights(si, host.data(), N, l, P);
+    }
 
     // Guidance: t = cfg · si/(K−1); logits = (1+t)·cond − t·uncond.
     float* lg = logits.data();
@@ -141,7 +149,7 @@ GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<I
     vae.add_scale(si, cfg.patch_nums, idx.data(), f_hat);
     if (si + 1 < K) {
       vae.next_scale_tokens(f_hat, cfg.patch_nums[si + 1], next_tokens.data());
-      var.scale_input(next_tokens.data(), B, si + 1, rows.row_stream, x.data());
+      var.scale_input(session, next_tokens.data(), B, si + 1, rows.row_stream, x.data());
     }
     out.timings.residual_ms += clock.lap();
     if (opts.progress) opts.progress(si, static_cast<int>(K));
@@ -202,13 +210,14 @@ std::vector<ImageRequest> expand_streams(const std::vector<int>& classes, int st
 }
 
 int64_t Pipeline::rows_for(const std::vector<ImageRequest>& requests) const {
-  return static_cast<int64_t>(layout_rows(requests, var_config().num_classes).row_class.size());
+  return adapter_streams() * static_cast<int64_t>(layout_rows(requests, var_config().num_classes).row_class.size());
 }
 
 MemoryPlan Pipeline::plan_memory(const std::vector<ImageRequest>& requests, Schedule schedule) const {
   const VarConfig& cfg = var_config();
   const VaeConfig& vc = vae_config();
-  // A sequential schedule holds one stream's state at a time.
+  const int64_t P = adapter_streams();
+  // A sequential schedule holds one image's state at a time.
   int64_t R = 0, B = 0;
   if (schedule == Schedule::Batched) {
     R = rows_for(requests);
@@ -217,14 +226,16 @@ MemoryPlan Pipeline::plan_memory(const std::vector<ImageRequest>& requests, Sche
     for (const auto& r : requests) R = std::max(R, rows_for({r}));
     B = 1;
   }
+  const int64_t N = R / P;  // image rows
   const uint64_t f = sizeof(float);
   const uint64_t l = static_cast<uint64_t>(cfg.max_scale_tokens()), S = cfg.patch_nums.back(), side = S * vc.downsample();
   MemoryPlan plan;
-  plan.weights = impl_->var->weight_bytes() + impl_->vae->weight_bytes();
+  plan.weights = impl_->var->weight_bytes() + impl_->vae->weight_bytes() + (impl_->adapter ? impl_->adapter->bytes : 0);
   plan.kv_cache = VarTransformer::kv_cache_floats(cfg, R) * f;
-  const uint64_t transformer = VarTransformer::workspace_floats(cfg, R) * f  // per-block activations
-                               + R * l * (cfg.embed_dim + cfg.vocab_size) * f  // x, logits
-                               + B * l * (cfg.vocab_size + cfg.cvae) * f;      // guided logits, next input
+  uint64_t transformer = VarTransformer::workspace_floats(cfg, R) * f  // per-block activations
+                         + (R * cfg.embed_dim + N * cfg.vocab_size) * l * f  // x, logits
+                         + B * l * (cfg.vocab_size + cfg.cvae) * f;          // guided logits, next input
+  if (impl_->adapter) transformer += VarTransformer::aggregation_floats(cfg, N, P) * f;
   // The decoder's largest level: about four maps of ch·ch_mult[0] channels
   // at full resolution alive at once, plus the im2col band.
   const uint64_t decoder =

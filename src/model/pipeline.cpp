@@ -76,6 +76,17 @@ Pipeline Pipeline::vae_only(const std::filesystem::path& vae_path, const Pipelin
   return Pipeline(std::move(impl));
 }
 
+void Pipeline::attach_adapter(const ParScaleAdapter& adapter) {
+  const VarConfig& vc = var_config();
+  adapter.check_fits(vc);  // a refused adapter leaves the attached one in place
+  impl_->adapter.reset();  // the old adapter's memory goes before the new one's arrives
+  impl_->adapter.emplace(*impl_->backend, adapter, vc);
+}
+
+void Pipeline::detach_adapter() { impl_->adapter.reset(); }
+
+int Pipeline::adapter_streams() const { return impl_->adapter ? static_cast<int>(impl_->adapter->streams) : 1; }
+
 const VarConfig& Pipeline::var_config() const {
   if (!impl_->var) throw Error("this pipeline has no VAR transformer");
   return impl_->var->config();

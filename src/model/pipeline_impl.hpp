@@ -4,6 +4,7 @@
 #include <string>
 
 #include "backend.hpp"
+#include "model/stream_adapter.hpp"
 #include "model/var_transformer.hpp"
 #include "model/vqvae.hpp"
 #include "varps/pipeline.hpp"
@@ -17,6 +18,7 @@ struct Pipeline::Impl {
   std::unique_ptr<Backend> backend;
   std::optional<VarTransformer> var;
   std::optional<Vqvae> vae;
+  std::optional<StreamAdapter> adapter;
   std::string origin;
 
   FeatureMap upload_map(const Tensor& t) const;

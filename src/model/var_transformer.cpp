@@ -80,15 +80,26 @@ size_t VarTransformer::workspace_floats(const VarConfig& c, int64_t rows) {
   return static_cast<size_t>(n * (c.embed_dim * 4 + 3 * c.embed_dim + c.mlp_hidden));
 }
 
-VarSession VarTransformer::start(const std::vector<int32_t>& row_classes) const {
-  const int64_t R = static_cast<int64_t>(row_classes.size()), C = cfg_.embed_dim;
-  for (int32_t cls : row_classes)
+size_t VarTransformer::aggregation_floats(const VarConfig& c, int64_t image_rows, int64_t streams) {
+  const int64_t n = image_rows * c.max_scale_tokens();
+  return static_cast<size_t>(n * (streams * c.embed_dim + 2 * c.embed_dim + streams));
+}
+
+VarSession VarTransformer::start(const std::vector<int32_t>& image_row_classes, const StreamAdapter* adapter) const {
+  const int64_t N = static_cast<int64_t>(image_row_classes.size()), C = cfg_.embed_dim;
+  for (int32_t cls : image_row_classes)
     if (cls < 0 || cls > cfg_.num_classes)
       throw Error("class " + std::to_string(cls) + " is out of range: the model has classes 0.." +
                   std::to_string(cfg_.num_classes - 1) + " and " + std::to_string(cfg_.num_classes) +
                   " (unconditional)");
+  const int64_t P = adapter ? adapter->streams : 1, R = P * N;
+  std::vector<int32_t> row_classes;  // stream-major: row p·N + j is image row j
+  for (int64_t p = 0; p < P; ++p) row_classes.insert(row_classes.end(), image_row_classes.begin(), image_row_classes.end());
   VarSession s;
   s.rows = R;
+  s.image_rows = N;
+  s.streams = P;
+  s.adapter = adapter;
   s.cond = be_.alloc(static_cast<size_t>(R * C));
   Array<int32_t> ids = be_.alloc_i32(row_classes.size());
   be_.upload_into_i32(row_classes.data(), row_classes.size(), ids.data());
@@ -126,6 +137,13 @@ VarSession VarTransformer::start(const std::vector<int32_t>& row_classes) const 
   s.attn = be_.alloc(n * C);
   s.proj = be_.alloc(n * C);
   s.hidden = be_.alloc(n * cfg_.mlp_hidden);
+  if (adapter) {
+    const size_t m = static_cast<size_t>(N * cfg_.max_scale_tokens());
+    s.agg_z = be_.alloc(m * P * C);
+    s.agg_hidden = be_.alloc(m * C);
+    s.agg_weights = be_.alloc(m * P);
+    s.agg_out = be_.alloc(m * C);
+  }
   return s;
 }
 
@@ -136,15 +154,18 @@ void VarTransformer::first_scale_input(const VarSession& s, float* x) const {
   be_.add_broadcast_rows(x, lvl_pos_.data(), s.rows, 1, C);
 }
 
-void VarTransformer::scale_input(const float* f_tokens, int64_t images, int si, const std::vector<int64_t>& row_image,
-                                 float* x) const {
+void VarTransformer::scale_input(const VarSession& s, const float* f_tokens, int64_t images, int si,
+                                 const std::vector<int64_t>& row_image, float* x) const {
   const int64_t C = cfg_.embed_dim, l = int64_t{cfg_.patch_nums[si]} * cfg_.patch_nums[si];
+  VARPS_CHECK(static_cast<int64_t>(row_image.size()) == s.image_rows, "one image per image row");
   be_.linear(f_tokens, images * l, cfg_.cvae, word_embed_w_.data(), word_embed_b_.data(), C, x);
   be_.add_broadcast_rows(x, lvl_pos_.data() + cfg_.first_token_of_scale(si) * C, images, l, C);
   for (size_t r = static_cast<size_t>(images); r < row_image.size(); ++r) {
     VARPS_CHECK(row_image[r] >= 0 && row_image[r] < images, "row maps to an image");
     be_.copy(x + row_image[r] * l * C, static_cast<size_t>(l * C), x + static_cast<int64_t>(r) * l * C);
   }
+  const size_t block = static_cast<size_t>(s.image_rows * l * C);
+  for (int64_t p = 1; p < s.streams; ++p) be_.copy(x, block, x + p * static_cast<int64_t>(block));
 }
 
 void VarTransformer::block_forward(VarSession& s, int bi, float* x, int64_t l) const {
@@ -166,7 +187,11 @@ void VarTransformer::block_forward(VarSession& s, int bi, float* x, int64_t l) c
   be_.split_qkv_to_cache(s.qkv.data(), R, l, H, hd, cfg_.attn_l2_norm, b.q_scale.data(), s.q.data(),
                          s.k_cache[bi].data(), s.v_cache[bi].data(), L, s.cached);
   const float scale = cfg_.attn_l2_norm ? 1.0f : 0.25f / std::sqrt(static_cast<float>(hd));
-  be_.attention(s.q.data(), s.k_cache[bi].data(), s.v_cache[bi].data(), R, H, l, hd, L, s.cached + l, scale,
+  KvPrefix prefix;
+  if (s.adapter && s.adapter->prefix_tokens > 0)
+    prefix = {s.adapter->prefix_k[bi].data(), s.adapter->prefix_v[bi].data(), s.adapter->prefix_tokens,
+              s.image_rows};
+  be_.attention(s.q.data(), s.k_cache[bi].data(), s.v_cache[bi].data(), R, H, l, hd, L, s.cached + l, scale, prefix,
                 s.attn.data());
   be_.linear(s.attn.data(), M, C, b.proj_w.data(), b.proj_b.data(), C, s.proj.data());
   be_.add_scaled_rows(x, s.proj.data(), gamma1, 6 * C, R, l, C);
@@ -179,6 +204,19 @@ void VarTransformer::block_forward(VarSession& s, int bi, float* x, int64_t l) c
   be_.add_scaled_rows(x, s.proj.data(), gamma2, 6 * C, R, l, C);
 }
 
+void VarTransformer::aggregate_streams(VarSession& s, const float* h, int64_t l, float* out) const {
+  // z = the streams' states side by side; a = aggregate.2(SiLU(aggregate.0(z)));
+  // w = softmax(a)·(1−s) + s/P; out = Σ_p w_p·h_p.
+  const StreamAdapter& a = *s.adapter;
+  const int64_t P = s.streams, M = s.image_rows * l, C = cfg_.embed_dim;
+  be_.interleave_streams(h, P, M, C, s.agg_z.data());
+  be_.linear(s.agg_z.data(), M, P * C, a.aggregate0_w.data(), a.aggregate0_b.data(), C, s.agg_hidden.data());
+  be_.silu(s.agg_hidden.data(), static_cast<size_t>(M * C), s.agg_hidden.data());
+  be_.linear(s.agg_hidden.data(), M, C, a.aggregate2_w.data(), a.aggregate2_b.data(), P, s.agg_weights.data());
+  be_.stream_weights(s.agg_weights.data(), M, P, a.smooth);
+  be_.weighted_stream_sum(h, s.agg_weights.data(), P, M, C, out);
+}
+
 void VarTransformer::forward_scale(VarSession& s, float* x, int si, float* logits) const {
   const int64_t C = cfg_.embed_dim, l = int64_t{cfg_.patch_nums[si]} * cfg_.patch_nums[si];
   VARPS_CHECK(s.cached == cfg_.first_token_of_scale(si), "scales must run in order");
@@ -186,7 +224,12 @@ void VarTransformer::forward_scale(VarSession& s, float* x, int si, float* logit
   s.cached += l;
   // head(LN(x)·(1+scale) + shift), modulation from the raw class embedding
   be_.adaln_modulate(x, s.rows, l, C, s.head_mod.data(), s.head_mod.data() + C, 2 * C, cfg_.norm_eps, s.ln.data());
-  be_.linear(s.ln.data(), s.rows * l, C, head_w_.data(), head_b_.data(), cfg_.vocab_size, logits);
+  const float* h = s.ln.data();
+  if (s.adapter) {
+    aggregate_streams(s, h, l, s.agg_out.data());
+    h = s.agg_out.data();
+  }
+  be_.linear(h, s.image_rows * l, C, head_w_.data(), head_b_.data(), cfg_.vocab_size, logits);
 }
 
 }  // namespace varps

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "backend.hpp"
+#include "model/stream_adapter.hpp"
 #include "model/weights.hpp"
 #include "varps/config.hpp"
 
@@ -25,15 +26,23 @@ struct VarBlock {
 // The state of one generation: R rows (conditional rows first, then the
 // unconditional ones), their AdaLN modulation (computed once, it depends only
 // on the class), the KV cache for all scales (allocated once) and the
-// activation workspace sized for the largest scale.
+// activation workspace sized for the largest scale. With a ParScale adapter
+// the N image rows are replicated for every stream, stream-major
+// (row p·N + j), and the aggregation folds them back to N rows before the
+// head.
 struct VarSession {
-  int64_t rows = 0;
+  int64_t rows = 0;        // R = streams · image_rows
+  int64_t image_rows = 0;  // N
+  int64_t streams = 1;     // P
+  const StreamAdapter* adapter = nullptr;
   int64_t cached = 0;  // tokens already in the KV cache
   Array<float> cond;                    // [R, C] class embeddings
   std::vector<Array<float>> block_mod;  // per block [R, 6C]: gamma1, gamma2, scale1, scale2, shift1, shift2
   Array<float> head_mod;                // [R, 2C]: scale, shift
   std::vector<Array<float>> k_cache, v_cache;  // per block [R, H, L, hd]
   Array<float> ln, qkv, q, attn, proj, hidden;  // workspace for the largest scale
+  // ParScale aggregation workspace ([N·l, ·] at the largest scale).
+  Array<float> agg_z, agg_hidden, agg_weights, agg_out;  // P·C, C, P, C per position
 };
 
 class VarTransformer {
@@ -41,23 +50,29 @@ class VarTransformer {
   VarTransformer(Backend& backend, const VarConfig& config, WeightSource& weights);
   const VarConfig& config() const { return cfg_; }
 
-  // Rows of classes `row_classes` (num_classes = unconditional).
-  VarSession start(const std::vector<int32_t>& row_classes) const;
+  // Image rows of classes `row_classes` (num_classes = unconditional), each
+  // replicated for every stream of `adapter` when one is given.
+  VarSession start(const std::vector<int32_t>& row_classes, const StreamAdapter* adapter = nullptr) const;
   // x[R, 1, C] = cond + pos_start + lvl_embed[0] + pos_1LC[0]
   void first_scale_input(const VarSession& s, float* x) const;
   // x[R, l, C] for scale si from the previous f_hat's tokens f[images, l, Cvae]:
-  // row r < images is image r, every later row r is image row_image[r].
-  void scale_input(const float* f_tokens, int64_t images, int si, const std::vector<int64_t>& row_image,
-                   float* x) const;
-  // Every block on x[R, l, C] (in place) for scale si; logits[R, l, V].
+  // image row j < images is image j, every later image row j is image
+  // row_image[j] (N entries); every stream's rows read the same input.
+  void scale_input(const VarSession& s, const float* f_tokens, int64_t images, int si,
+                   const std::vector<int64_t>& row_image, float* x) const;
+  // Every block on x[R, l, C] (in place) for scale si; logits[N, l, V] (the
+  // streams aggregated per image row under an adapter).
   void forward_scale(VarSession& s, float* x, int si, float* logits) const;
 
   uint64_t weight_bytes() const { return weight_bytes_; }
   static size_t kv_cache_floats(const VarConfig& c, int64_t rows);
   static size_t workspace_floats(const VarConfig& c, int64_t rows);
+  static size_t aggregation_floats(const VarConfig& c, int64_t image_rows, int64_t streams);
 
  private:
   void block_forward(VarSession& s, int b, float* x, int64_t l) const;
+  // h[R, l, C] → out[N, l, C], and the weights into s.agg_weights.
+  void aggregate_streams(VarSession& s, const float* h, int64_t l, float* out) const;
 
   Backend& be_;
   VarConfig cfg_;

@@ -75,7 +75,6 @@ class RandomWeights final : public WeightSource {
 
   Tensor take(const std::string& name, const Shape& shape) override {
     Tensor t(shape);
-    const int64_t n = t.size();
     const bool is_norm = name.find("norm") != std::string::npos && ends_with(name, ".weight");
     if (ends_with(name, ".bias") || name.find("zero_k_bias") != std::string::npos) return t;
     if (is_norm) {
@@ -93,13 +92,7 @@ class RandomWeights final : public WeightSource {
     if (shape.size() <= 1 || name.find("emb") != std::string::npos || name.find("pos_") == 0 ||
         name.find("ada_gss") != std::string::npos)
       bound = 0.05f;
-    const uint64_t base = splitmix64(seed_ ^ fnv1a(name));
-#pragma omp parallel for schedule(static) if (n > 1 << 20)
-    for (int64_t i = 0; i < n; ++i) {
-      const uint64_t r = splitmix64(base + static_cast<uint64_t>(i));
-      const float u = static_cast<float>(r >> 40) * 0x1.0p-24f;  // [0, 1)
-      t.data[i] = (2.0f * u - 1.0f) * bound;
-    }
+    fill_uniform(t, seed_, name, bound);
     return t;
   }
 
@@ -111,6 +104,17 @@ class RandomWeights final : public WeightSource {
 };
 
 }  // namespace
+
+void fill_uniform(Tensor& t, uint64_t seed, const std::string& name, float bound) {
+  const uint64_t base = splitmix64(seed ^ fnv1a(name));
+  const int64_t n = t.size();
+#pragma omp parallel for schedule(static) if (n > 1 << 20)
+  for (int64_t i = 0; i < n; ++i) {
+    const uint64_t r = splitmix64(base + static_cast<uint64_t>(i));
+    const float u = static_cast<float>(r >> 40) * 0x1.0p-24f;  // [0, 1)
+    t.data[i] = (2.0f * u - 1.0f) * bound;
+  }
+}
 
 std::unique_ptr<WeightSource> checkpoint_weights(const Checkpoint& ckpt) {
   return std::make_unique<CheckpointWeights>(ckpt);

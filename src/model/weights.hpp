@@ -32,5 +32,7 @@ std::unique_ptr<WeightSource> checkpoint_weights(const Checkpoint& ckpt);
 // variance of PyTorch's default init for weights, ones for norm scales,
 // zeros for biases.
 std::unique_ptr<WeightSource> random_weights(uint64_t seed, std::string label);
+// Uniform in [-bound, bound); each value depends only on (seed, name, index).
+void fill_uniform(Tensor& t, uint64_t seed, const std::string& name, float bound);
 
 }  // namespace varps
