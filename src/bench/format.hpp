@@ -2,6 +2,7 @@
 // Number and text formatting shared by the report writers (private to
 // src/bench).
 #include <cstdint>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -24,3 +25,10 @@ std::string csv_field(const std::string& s);  // quoted when it holds , " CR or 
 std::string md_cell(const std::string& s);    // | and line breaks escaped
 
 }  // namespace varps::bench::fmt
+
+namespace varps::bench {
+// Throws varps::Error naming the path when it cannot be written completely.
+void write_text_file(const std::filesystem::path& path, const std::string& text);
+// Creates dir (and parents); throws varps::Error when it is not a directory.
+void create_report_dir(const std::filesystem::path& dir);
+}  // namespace varps::bench

@@ -3,9 +3,9 @@
 // counters and the outputs (plus a control request whose streams share one
 // seed) that diversity is computed from.
 #include <algorithm>
-#include <chrono>
 #include <string>
 
+#include "bench/measure.hpp"
 #include "varps/bench_runner.hpp"
 #include "varps/error.hpp"
 
@@ -22,27 +22,6 @@ StreamOutputs outputs_of(const GeneratedImages& g) {
   return o;
 }
 
-double median_of(std::vector<double> v) { return latency_stats(std::move(v)).median; }
-
-std::map<std::string, double> stage_medians(const std::vector<StageTimings>& runs) {
-  std::map<std::string, std::vector<double>> samples;
-  for (const StageTimings& t : runs) {
-    double transformer = 0;
-    for (size_t si = 0; si < t.transformer_ms.size(); ++si) {
-      samples["transformer_s" + std::to_string(si)].push_back(t.transformer_ms[si]);
-      transformer += t.transformer_ms[si];
-    }
-    samples["transformer"].push_back(transformer);
-    samples["setup"].push_back(t.setup_ms);
-    samples["sampling"].push_back(t.sampling_ms);
-    samples["residual"].push_back(t.residual_ms);
-    samples["decode"].push_back(t.decode_ms);
-  }
-  std::map<std::string, double> out;
-  for (auto& [name, v] : samples) out[name] = median_of(v);
-  return out;
-}
-
 RunResult run_one(const Pipeline& pipe, const BenchConfig& cfg, Schedule schedule, int P) {
   const std::vector<ImageRequest> req = expand_streams({cfg.class_id}, P, cfg.seed, cfg.sampling);
   GenerateOptions opts;
@@ -57,24 +36,14 @@ RunResult run_one(const Pipeline& pipe, const BenchConfig& cfg, Schedule schedul
   const MemoryPlan one = pipe.plan_memory({req.front()}, Schedule::Batched);
   r.kv_bytes_per_stream = one.kv_cache;
 
-  // Each run's peak is its own: drop what earlier runs left cached, then
-  // reset the kernel's high-water mark.
-  pipe.release_cached_memory();
-  reset_peak_rss();
-  for (int i = 0; i < cfg.warmup; ++i) pipe.generate(req, opts);
-  std::vector<StageTimings> stages;
-  GeneratedImages last;
-  for (int i = 0; i < cfg.repeats; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    last = pipe.generate(req, opts);
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    r.latency_samples_ms.push_back(ms);
-    stages.push_back(last.timings);
+  const Measurement m = measure(pipe, req, opts, cfg.warmup, cfg.repeats, [&](int i, double ms) {
     if (cfg.progress)
       cfg.progress(r.schedule + " P=" + std::to_string(P) + " repeat " + std::to_string(i + 1) + "/" +
                    std::to_string(cfg.repeats) + ": " + std::to_string(static_cast<int64_t>(ms + 0.5)) + " ms");
-  }
-  r.peak_memory_bytes = peak_rss_bytes();
+  });
+  r.latency_samples_ms = m.samples_ms;
+  r.peak_memory_bytes = m.peak_memory_bytes;
+  const GeneratedImages& last = m.last;
 
   r.latency_ms = latency_stats(r.latency_samples_ms);
   r.images_per_s = r.latency_ms.median > 0 ? P * 1000.0 / r.latency_ms.median : 0;
@@ -84,7 +53,7 @@ RunResult run_one(const Pipeline& pipe, const BenchConfig& cfg, Schedule schedul
     const int64_t passes = last.counters.passes_per_scale[si];
     r.rows_per_pass.push_back(passes > 0 ? last.counters.rows_per_scale[si] / passes : 0);
   }
-  r.stages_ms = stage_medians(stages);
+  r.stages_ms = stage_medians(m.stages);
   r.outputs = outputs_of(last);
   r.diversity = diversity(r.outputs);
 

@@ -1,4 +1,5 @@
-// Writes bench.json, bench.csv, bench.md and bench.svg into one directory.
+// Writes report files: bench.json, bench.csv, bench.md and bench.svg into one
+// directory, and the text-file writer the other reports share.
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -6,6 +7,7 @@
 #include <string>
 #include <system_error>
 
+#include "bench/format.hpp"
 #include "varps/bench.hpp"
 #include "varps/error.hpp"
 
@@ -19,7 +21,8 @@ std::string quoted(const std::filesystem::path& p) {
   return s;
 }
 
-void write_file(const std::filesystem::path& path, const std::string& text) {
+}  // namespace
+void write_text_file(const std::filesystem::path& path, const std::string& text) {
   std::FILE* f = std::fopen(path.c_str(), "wb");
   if (!f) {
     const int err = errno;
@@ -35,19 +38,21 @@ void write_file(const std::filesystem::path& path, const std::string& text) {
   }
 }
 
-}  // namespace
-
-void write_report(const std::filesystem::path& dir, const Report& r) {
+void create_report_dir(const std::filesystem::path& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw Error("cannot create report directory " + quoted(dir) + ": " + ec.message());
   if (!std::filesystem::is_directory(dir, ec)) {
     throw Error("cannot create report directory " + quoted(dir) + ": not a directory");
   }
-  write_file(dir / "bench.json", report_json(r));
-  write_file(dir / "bench.csv", report_csv(r));
-  write_file(dir / "bench.md", report_markdown(r));
-  write_file(dir / "bench.svg", report_svg(r));
+}
+
+void write_report(const std::filesystem::path& dir, const Report& r) {
+  create_report_dir(dir);
+  write_text_file(dir / "bench.json", report_json(r));
+  write_text_file(dir / "bench.csv", report_csv(r));
+  write_text_file(dir / "bench.md", report_markdown(r));
+  write_text_file(dir / "bench.svg", report_svg(r));
 }
 
 }  // namespace varps::bench

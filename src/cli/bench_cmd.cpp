@@ -8,7 +8,10 @@
 #include <thread>
 
 #include "cli/commands.hpp"
+#include "varps/adapter.hpp"
 #include "varps/bench_runner.hpp"
+#include "varps/config.hpp"
+#include "varps/parscale_compare.hpp"
 #include "varps/error.hpp"
 #include "varps_commit.hpp"
 
@@ -79,7 +82,27 @@ void add_bench(CLI::App& app, BenchArgs& a) {
   cmd->add_option("--top-p", a.top_p, "Top-p filter in [0, 1], 0 off")->type_name("P")->capture_default_str();
   cmd->add_option("--temperature", a.temperature, "Sampling temperature, > 0")->type_name("T")->capture_default_str();
   cmd->add_option("--threads,-j", a.threads, "CPU threads; 0 uses all cores")->type_name("N")->capture_default_str();
-  cmd->add_option("--out,-o", a.out, "Output directory for bench.json, bench.csv, bench.md and bench.svg")
+  cmd->add_option("--adapter", a.adapter,
+                  "ParScale adapter (safetensors): every image runs as the adapter's P aggregated streams; "
+                  "--streams then counts images per request")
+      ->type_name("FILE");
+  cmd->add_flag("--compare-parscale", a.compare,
+                "Instead of the streams table: the base model without an adapter, then with untrained adapters "
+                "of each P in --streams, then each --larger model, side by side (latency, peak memory, and their "
+                "increase over the base); writes compare.{json,csv,md}");
+  cmd->add_option("--larger", a.larger,
+                  "With --compare-parscale: comma list of presets to compare against, or 'none' (default: the next "
+                  "three released sizes above the base, e.g. d20,d24,d30 for d16; none for tiny)")
+      ->type_name("LIST");
+  cmd->add_option("--prefix-tokens", a.prefix_tokens, "With --compare-parscale: prefix tokens T of each adapter")
+      ->type_name("T")
+      ->capture_default_str();
+  cmd->add_option("--images", a.images, "With --compare-parscale: images per request (seeds continue the count)")
+      ->type_name("N")
+      ->capture_default_str();
+  cmd->add_option("--out,-o", a.out,
+                  "Output directory for bench.json, bench.csv, bench.md and bench.svg (compare.json, compare.csv "
+                  "and compare.md with --compare-parscale)")
       ->type_name("DIR")
       ->required();
   cmd->add_flag("--quiet,-q", a.quiet, "No progress on stderr (the table is still printed)");
@@ -91,26 +114,9 @@ void add_bench(CLI::App& app, BenchArgs& a) {
       std::string(kExitStatusHelp));
 }
 
-int run_bench(const BenchArgs& a) {
-  bench::BenchConfig cfg;
-  cfg.streams = parse_int_list("--streams", a.streams);
-  cfg.schedules = parse_schedules(a.schedules);
-  cfg.warmup = parse_int("--warmup", a.warmup, 0);
-  cfg.repeats = parse_int("--repeats", a.repeats, 1);
-  cfg.seed = parse_u64("--seed", a.seed);
-  cfg.sampling = parse_sampling(a.cfg, a.top_k, a.top_p, a.temperature);
-  const int threads = parse_int("--threads", a.threads, 0);
-  const std::optional<int64_t> cls = parse_class("--class", a.class_id);
-  const ModelChoice model = choose_model(a.var, a.vae, a.preset);
+namespace {
 
-  const VarConfig vc = peek_var_config(model);
-  cfg.class_id = cls ? check_class(*cls, vc) : vc.num_classes;
-  prepare_output_dir(a.out);
-
-  Console con(false, a.quiet);
-  Pipeline pipe = load_model(model, threads, con);
-  cfg.progress = [&con](const std::string& line) { con.status(line); };
-
+std::map<std::string, std::string> machine_info(const Pipeline& pipe) {
   std::map<std::string, std::string> machine = {
       {"backend", pipe.backend_name()},
       {"backend_info", pipe.backend_info()},
@@ -122,6 +128,134 @@ int run_bench(const BenchArgs& a) {
   };
   struct utsname u;
   if (uname(&u) == 0) machine["os"] = std::string(u.sysname) + " " + u.release + " " + u.machine;
+  return machine;
+}
+
+// The next (up to) three released sizes above a model of `depth` blocks.
+std::vector<std::string> default_larger(const ModelChoice& m, int depth) {
+  if (m.preset == "tiny") return {};
+  std::vector<std::string> out;
+  for (const std::string& name : preset_names())
+    if (name != "tiny" && preset_var_config(name).depth > depth && out.size() < 3) out.push_back(name);
+  return out;
+}
+
+std::vector<std::string> parse_larger(const std::string& text) {
+  if (text == "none") return {};
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (true) {
+    const size_t comma = text.find(',', start);
+    const std::string name = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    choose_model("", "", name);  // UsageError for an unknown preset
+    if (name.empty()) throw UsageError("invalid value '" + text + "' for --larger: expected a comma list of presets");
+    out.push_back(name);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+int run_comparison(const BenchArgs& a, const ModelChoice& model, const bench::CompareConfig& cfg_in, int threads) {
+  bench::CompareConfig cfg = cfg_in;
+  const VarConfig vc = peek_var_config(model);
+  prepare_output_dir(a.out);
+  Console con(false, a.quiet);
+  if (a.larger.empty()) cfg.larger = default_larger(model, vc.depth);
+  cfg.progress = [&con](const std::string& line) { con.status(line); };
+  const std::string base_label = model.from_files ? "d" + std::to_string(vc.depth) + " (checkpoint)" : model.preset;
+  std::map<std::string, std::string> model_info = {
+      {"base", base_label + ": " + vc.describe()},
+      {"weights", model.from_files ? model.var + " + " + model.vae : "random (preset " + model.preset + ")"},
+      {"larger", cfg.larger.empty() ? "none" : ""},
+      {"parscale_streams", ""},
+      {"prefix_tokens", std::to_string(cfg.prefix_tokens)},
+      {"adapters", "untrained (varps adapter init semantics, seed " + std::to_string(cfg.adapter_seed) + ")"},
+      {"images_per_request", std::to_string(cfg.images)},
+      {"class", std::to_string(cfg.class_id)},
+      {"seed", std::to_string(cfg.seed)},
+      {"warmup", std::to_string(cfg.warmup)},
+      {"repeats", std::to_string(cfg.repeats)},
+  };
+  for (const std::string& n : cfg.larger) model_info["larger"] += (model_info["larger"].empty() ? "" : ",") + n;
+  model_info["parscale_streams"] = join_ints(cfg.streams);
+  for (auto& [k, v] : sampling_fields(cfg.sampling, "")) model_info[k] = v;
+  std::map<std::string, std::string> machine;
+  const auto load_base = [&] {
+    Pipeline pipe = load_model(model, threads, con);
+    machine = machine_info(pipe);
+    return pipe;
+  };
+  const auto load_larger = [&](const std::string& name) {
+    con.note("--larger " + name + ": deterministic random weights of the released " + name + " size");
+    return Pipeline::from_preset(name, PipelineOptions{threads});
+  };
+  bench::CompareReport report = bench::run_parscale_comparison(load_base, base_label, cfg, load_larger, {}, model_info);
+  for (auto& [k, v] : machine) report.machine.emplace(k, v);
+  bench::write_comparison(a.out, report);
+  std::fputs(bench::comparison_markdown(report).c_str(), stdout);
+  con.status("wrote compare.json, compare.csv and compare.md to " + a.out);
+  return 0;
+}
+
+}  // namespace
+
+int run_bench(const BenchArgs& a) {
+  const int warmup = parse_int("--warmup", a.warmup, 0);
+  const int repeats = parse_int("--repeats", a.repeats, 1);
+  const uint64_t seed = parse_u64("--seed", a.seed);
+  const SamplingParams sampling = parse_sampling(a.cfg, a.top_k, a.top_p, a.temperature);
+  const std::vector<int> streams = parse_int_list("--streams", a.streams);
+  const int threads = parse_int("--threads", a.threads, 0);
+  const std::optional<int64_t> cls = parse_class("--class", a.class_id);
+  const ModelChoice model = choose_model(a.var, a.vae, a.preset);
+
+  if (a.compare) {
+    if (!a.adapter.empty())
+      throw UsageError("--compare-parscale builds its own untrained adapters for each P in --streams: drop --adapter");
+    if (a.schedules != BenchArgs{}.schedules)
+      throw UsageError("--compare-parscale runs every model batched: drop --schedule");
+    bench::CompareConfig cfg;
+    cfg.streams = streams;
+    cfg.prefix_tokens = parse_int("--prefix-tokens", a.prefix_tokens, 0);
+    cfg.images = parse_int("--images", a.images, 1);
+    cfg.larger = a.larger.empty() ? std::vector<std::string>{} : parse_larger(a.larger);
+    cfg.warmup = warmup;
+    cfg.repeats = repeats;
+    cfg.seed = seed;
+    cfg.sampling = sampling;
+    const VarConfig vc = peek_var_config(model);
+    cfg.class_id = cls ? check_class(*cls, vc) : vc.num_classes;
+    for (const std::string& name : cfg.larger)
+      if (preset_var_config(name).num_classes <= cfg.class_id)
+        throw Error("--class " + std::to_string(cfg.class_id) + " is outside --larger " + name + "'s classes");
+    return run_comparison(a, model, cfg, threads);
+  }
+  if (!a.larger.empty() || a.prefix_tokens != BenchArgs{}.prefix_tokens || a.images != BenchArgs{}.images)
+    throw UsageError("--larger, --prefix-tokens and --images belong to --compare-parscale");
+
+  bench::BenchConfig cfg;
+  cfg.streams = streams;
+  cfg.schedules = parse_schedules(a.schedules);
+  cfg.warmup = warmup;
+  cfg.repeats = repeats;
+  cfg.seed = seed;
+  cfg.sampling = sampling;
+
+  const VarConfig vc = peek_var_config(model);
+  cfg.class_id = cls ? check_class(*cls, vc) : vc.num_classes;
+  std::optional<ParScaleAdapter> adapter;
+  if (!a.adapter.empty()) {
+    adapter = ParScaleAdapter::load(a.adapter);
+    adapter->check_fits(vc);
+  }
+  prepare_output_dir(a.out);
+
+  Console con(false, a.quiet);
+  Pipeline pipe = load_model(model, threads, con);
+  if (adapter) pipe.attach_adapter(*adapter);
+  cfg.progress = [&con](const std::string& line) { con.status(line); };
+
   std::map<std::string, std::string> model_info = {
       {"var", pipe.var_config().describe()},
       {"vae", pipe.vae_config().describe()},
@@ -131,8 +265,12 @@ int run_bench(const BenchArgs& a) {
       {"warmup", std::to_string(cfg.warmup)},
       {"repeats", std::to_string(cfg.repeats)},
   };
+  if (adapter)
+    model_info["adapter"] = a.adapter + ": P=" + std::to_string(adapter->streams) + " aggregated streams per image, T=" +
+                            std::to_string(adapter->prefix_tokens) + ", s=" + format_double(adapter->smooth) +
+                            " ('P' in the tables counts images, each of P ParScale streams)";
   for (auto& [k, v] : sampling_fields(cfg.sampling, "")) model_info[k] = v;
-  const bench::Report report = bench::run_bench(pipe, cfg, machine, model_info);
+  const bench::Report report = bench::run_bench(pipe, cfg, machine_info(pipe), model_info);
   bench::write_report(a.out, report);
   std::fputs(bench::report_markdown(report).c_str(), stdout);
   con.status("wrote bench.json, bench.csv, bench.md and bench.svg to " + a.out);

@@ -44,7 +44,7 @@ struct GenerateArgs {
   std::string var, vae, preset;
   std::vector<std::string> classes;
   std::string cfg = "4", top_k = "900", top_p = "0.95", temperature = "1", seed = "0", threads = "0";
-  std::string streams = "1", stream_params;
+  std::string streams = "1", stream_params, adapter;
   std::string out, tokens_out;
   bool verbose = false, quiet = false;
 };
@@ -63,11 +63,21 @@ struct BenchArgs {
   std::string streams = "1,2,4,8", schedules = "batched,sequential", warmup = "1", repeats = "5";
   std::string class_id = "0", cfg = "4", top_k = "900", top_p = "0.95", temperature = "1", seed = "0",
               threads = "0";
+  std::string adapter;
+  // --compare-parscale
+  bool compare = false;
+  std::string larger, prefix_tokens = "48", images = "1";
   std::string out;
   bool quiet = false;
 };
 void add_bench(CLI::App& app, BenchArgs& args);
 int run_bench(const BenchArgs& args);
+
+struct AdapterArgs {
+  std::string model, preset, streams, prefix_tokens, smooth = "0.01", seed = "0", out;
+};
+void add_adapter(CLI::App& app, AdapterArgs& args);
+int run_adapter(const AdapterArgs& args);
 
 struct InspectArgs {
   std::string file;

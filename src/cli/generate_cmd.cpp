@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "cli/commands.hpp"
+#include "varps/adapter.hpp"
 #include "varps/checkpoint.hpp"
 #include "varps/config.hpp"
 #include "varps/error.hpp"
@@ -59,6 +60,11 @@ void add_generate(CLI::App& app, GenerateArgs& a) {
                   "JSON list, one object per stream, each optionally setting \"class\", \"seed\", \"cfg\", "
                   "\"top_k\", \"top_p\", \"temperature\" (parameter-based diversity); unset fields come from the "
                   "flags (seed: --seed + index, class: the single --class). Replaces --class/--streams")
+      ->type_name("FILE");
+  cmd->add_option("--adapter", a.adapter,
+                  "ParScale adapter (safetensors): every image becomes the adapter's P streams, each with its own "
+                  "learned prefix, run in the same batched pass and aggregated into one token map per image "
+                  "(combines with --streams/--stream-params, which count images)")
       ->type_name("FILE");
   cmd->add_option("--out,-o", a.out, "Output directory (created if missing); writes 000000.png, 000001.png, ...")
       ->type_name("DIR")
@@ -117,6 +123,11 @@ int run_generate(const GenerateArgs& a) {
     for (const auto& c : classes) ids.push_back(c ? check_class(*c, vc) : vc.num_classes);
     requests = expand_streams(ids, streams, seed, sp);
   }
+  std::optional<ParScaleAdapter> adapter;
+  if (!a.adapter.empty()) {
+    adapter = ParScaleAdapter::load(a.adapter);
+    adapter->check_fits(vc);
+  }
   const fs::path out_dir = a.out;
   prepare_output_dir(out_dir);
   if (!a.tokens_out.empty()) check_output_file_dir(a.tokens_out, "--tokens-out");
@@ -124,6 +135,11 @@ int run_generate(const GenerateArgs& a) {
   // ---- load ----
   const auto t_load = std::chrono::steady_clock::now();
   Pipeline pipe = load_model(model, threads, con);
+  if (adapter) {
+    pipe.attach_adapter(*adapter);
+    con.info("adapter: " + a.adapter + " (P=" + std::to_string(adapter->streams) + " streams per image, T=" +
+             std::to_string(adapter->prefix_tokens) + " prefix tokens, s=" + format_double(adapter->smooth) + ")");
+  }
   const double load_ms = ms_since(t_load);
 
   // ---- generate ----
@@ -146,6 +162,10 @@ int run_generate(const GenerateArgs& a) {
     };
     for (auto& kv : sampling_fields(r.sampling, "varps:")) text.push_back(std::move(kv));
     for (auto& kv : model_metadata(model, pipe)) text.push_back(std::move(kv));
+    if (adapter) {
+      text.emplace_back("varps:adapter", a.adapter);
+      text.emplace_back("varps:parscale_n", std::to_string(adapter->streams));
+    }
     text.emplace_back("varps:version", kVersion);
     text.emplace_back("Software", std::string("varps ") + kVersion);
     char name[32];

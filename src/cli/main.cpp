@@ -35,7 +35,7 @@ int report(const std::string& msg, int code) {
 // Parses and runs one command; every error propagates to main().
 int run(int argc, char** argv) {
   using namespace varps::cli;
-  CLI::App app{"varps: class-conditional image generation with VAR (visual autoregressive) models on the CPU", "varps"};
+  CLI::App app{"varps: class-conditional image generation with VAR (visual autoregressive) models and ParScale parallel streams on the CPU", "varps"};
   app.set_version_flag("--version", std::string("varps ") + kVersion);
   app.require_subcommand(1);
   app.get_formatter()->column_width(34);
@@ -53,11 +53,13 @@ int run(int argc, char** argv) {
   add_inspect(app, ins);
   BenchArgs bench;
   add_bench(app, bench);
+  AdapterArgs adapter;
+  add_adapter(app, adapter);
 
   std::string hint = "run 'varps --help' for usage";
-  const std::vector<std::string> commands = {"generate", "reconstruct", "inspect", "bench"};
+  const std::vector<std::string> commands = {"generate", "reconstruct", "inspect", "bench", "adapter"};
   if (argc >= 2 && argv[1][0] != '-' && std::find(commands.begin(), commands.end(), argv[1]) == commands.end())
-    throw UsageError(std::string("unknown command '") + argv[1] + "' (commands: generate, reconstruct, inspect, bench; " +
+    throw UsageError(std::string("unknown command '") + argv[1] + "' (commands: generate, reconstruct, inspect, bench, adapter; " +
                      hint + ")");
   try {
     app.parse(argc, argv);
@@ -72,6 +74,7 @@ int run(int argc, char** argv) {
   if (app.got_subcommand("reconstruct")) return run_reconstruct(rec);
   if (app.got_subcommand("inspect")) return run_inspect(ins);
   if (app.got_subcommand("bench")) return run_bench(bench);
+  if (app.got_subcommand("adapter")) return run_adapter(adapter);
   throw UsageError("no command given (" + hint + ")");
 }
 

@@ -1,0 +1,47 @@
+#include "bench/measure.hpp"
+
+#include <chrono>
+
+#include "varps/bench.hpp"
+#include "varps/bench_runner.hpp"
+
+namespace varps::bench {
+
+Measurement measure(const Pipeline& pipe, const std::vector<ImageRequest>& req, const GenerateOptions& opts,
+                    int warmup, int repeats, const std::function<void(int, double)>& on_repeat) {
+  Measurement m;
+  pipe.release_cached_memory();
+  reset_peak_rss();
+  for (int i = 0; i < warmup; ++i) pipe.generate(req, opts);
+  for (int i = 0; i < repeats; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    m.last = pipe.generate(req, opts);
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    m.samples_ms.push_back(ms);
+    m.stages.push_back(m.last.timings);
+    if (on_repeat) on_repeat(i, ms);
+  }
+  m.peak_memory_bytes = peak_rss_bytes();
+  return m;
+}
+
+std::map<std::string, double> stage_medians(const std::vector<StageTimings>& runs) {
+  std::map<std::string, std::vector<double>> samples;
+  for (const StageTimings& t : runs) {
+    double transformer = 0;
+    for (size_t si = 0; si < t.transformer_ms.size(); ++si) {
+      samples["transformer_s" + std::to_string(si)].push_back(t.transformer_ms[si]);
+      transformer += t.transformer_ms[si];
+    }
+    samples["transformer"].push_back(transformer);
+    samples["setup"].push_back(t.setup_ms);
+    samples["sampling"].push_back(t.sampling_ms);
+    samples["residual"].push_back(t.residual_ms);
+    samples["decode"].push_back(t.decode_ms);
+  }
+  std::map<std::string, double> out;
+  for (auto& [name, v] : samples) out[name] = latency_stats(std::move(v)).median;
+  return out;
+}
+
+}  // namespace varps::bench

@@ -1,0 +1,30 @@
+#pragma once
+// One measured request (private to src/bench): warm-up, then timed repeats
+// of the same request, with the process's memory peak over all of them.
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "varps/pipeline.hpp"
+
+namespace varps::bench {
+
+struct Measurement {
+  std::vector<double> samples_ms;    // one per repeat, the whole request
+  std::vector<StageTimings> stages;  // per repeat
+  GeneratedImages last;              // outputs of the last repeat
+  uint64_t peak_memory_bytes = 0;
+};
+
+// Releases the backend's cached memory and resets the peak before the
+// warm-up, so the peak is this request's own. `on_repeat(i, ms)` after each
+// timed repeat.
+Measurement measure(const Pipeline& pipe, const std::vector<ImageRequest>& req, const GenerateOptions& opts,
+                    int warmup, int repeats, const std::function<void(int, double)>& on_repeat);
+
+// Median per stage over the repeats ("transformer", "transformer_s3",
+// "sampling", "residual", "decode", "setup").
+std::map<std::string, double> stage_medians(const std::vector<StageTimings>& runs);
+
+}  // namespace varps::bench
