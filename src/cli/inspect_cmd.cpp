@@ -1,10 +1,12 @@
 // `varps inspect`: a checkpoint's format, inferred model and tensor table,
-// from its headers (plus the tiny lvl_1L buffer that infer_var_config reads).
+// from its headers (plus the tiny lvl_1L buffer that infer_var_config reads;
+// a ParScale adapter, small, is read whole to check it).
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
 
 #include "cli/commands.hpp"
+#include "varps/adapter.hpp"
 #include "varps/checkpoint.hpp"
 #include "varps/config.hpp"
 #include "varps/error.hpp"
@@ -53,10 +55,25 @@ int run_inspect(const InspectArgs& a) {
       vae_err = e.what();
     }
   }
+  std::string adapter_err;
+  if (!known && ckpt.metadata().count("parscale_n")) {
+    try {
+      const ParScaleAdapter ad = ParScaleAdapter::load(a.file);
+      std::printf("model:     ParScale adapter: P %d streams, T %d prefix tokens, smoothing %s, depth %d, heads %lld x "
+                  "%lld, C %lld\n",
+                  ad.streams, ad.prefix_tokens, format_double(ad.smooth).c_str(), ad.depth(),
+                  static_cast<long long>(ad.heads()), static_cast<long long>(ad.head_dim()),
+                  static_cast<long long>(ad.embed_dim()));
+      known = true;
+    } catch (const Error& e) {
+      adapter_err = e.what();
+    }
+  }
   if (!known) {
     std::printf("model:     unknown model type\n");
     std::printf("  as VAR:   %s\n", var_err.c_str());
     std::printf("  as VQVAE: %s\n", vae_err.c_str());
+    if (!adapter_err.empty()) std::printf("  as ParScale adapter: %s\n", adapter_err.c_str());
   }
 
   size_t wn = 4, wd = 5, ws = 5;

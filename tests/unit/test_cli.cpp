@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "unit/cli_run.hpp"
 #include "unit/test_files.hpp"
 #include "varps/checkpoint.hpp"
 #include "varps/config.hpp"
@@ -26,78 +27,20 @@
 namespace varps {
 namespace {
 
+using test::CliRun;
+using test::describe;
+using test::expect_error;
+using test::expect_ok;
+using test::json_tokens;
+using test::Json;
+using test::png_text;
+using test::read_json;
+using test::run_cli;
 using test::TempDir;
 namespace fs = std::filesystem;
-using Json = nlohmann::json;
 
 const fs::path kData = fs::path(VARPS_TEST_DATA);
 const fs::path kTiny = kData / "golden" / "tiny";
-
-struct CliRun {
-  int code = -1;
-  std::string out, err;
-};
-
-std::string sh_quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += (c == '\'') ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-// Runs `varps args...` in `cwd`, capturing stdout and stderr to files.
-CliRun run_cli(const TempDir& cwd, const std::vector<std::string>& args) {
-  // Passive OpenMP waiting: on a busy machine, spinning worker threads can
-  // make each tiny run take a time slice per barrier (about a second).
-  std::string cmd = "cd " + sh_quote(cwd.path().string()) + " && OMP_WAIT_POLICY=PASSIVE " + sh_quote(VARPS_CLI_PATH);
-  for (const std::string& a : args) {
-    cmd += ' ';
-    cmd += sh_quote(a);
-  }
-  cmd += " >cli_stdout.txt 2>cli_stderr.txt </dev/null";
-  const int status = std::system(cmd.c_str());
-  CliRun r;
-  r.code = (status != -1 && WIFEXITED(status)) ? WEXITSTATUS(status) : -1000;
-  r.out = test::read_bytes(cwd / "cli_stdout.txt");
-  r.err = test::read_bytes(cwd / "cli_stderr.txt");
-  fs::remove(cwd / "cli_stdout.txt");
-  fs::remove(cwd / "cli_stderr.txt");
-  return r;
-}
-
-std::string describe(const CliRun& r) {
-  return "exit " + std::to_string(r.code) + "\nstdout:\n" + r.out + "\nstderr:\n" + r.err;
-}
-
-// A failed run: the given status, and stderr is exactly one line
-// "varps: error: ..." holding every needle.
-void expect_error(const CliRun& r, int code, const std::vector<std::string>& needles) {
-  EXPECT_EQ(r.code, code) << describe(r);
-  EXPECT_EQ(r.err.rfind("varps: error: ", 0), 0u) << describe(r);
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "not one line: " << describe(r);
-  EXPECT_FALSE(r.err.empty() || r.err.back() != '\n') << describe(r);
-  for (const std::string& n : needles)
-    EXPECT_NE(r.err.find(n), std::string::npos) << "'" << n << "' missing: " << describe(r);
-}
-
-void expect_ok(const CliRun& r) { ASSERT_EQ(r.code, 0) << describe(r); }
-
-std::map<std::string, std::string> png_text(const fs::path& p) {
-  std::map<std::string, std::string> m;
-  for (auto& [k, v] : read_png_text(p)) m[k] = v;
-  return m;
-}
-
-Json read_json(const fs::path& p) {
-  std::ifstream in(p);
-  return Json::parse(in);
-}
-
-// The "tokens" arrays of a --tokens-out file, per image.
-std::vector<TokenMaps> json_tokens(const Json& doc) {
-  std::vector<TokenMaps> out;
-  for (const Json& img : doc.at("images")) out.push_back(img.at("tokens").get<TokenMaps>());
-  return out;
-}
 
 // Checks the layout of a --tokens-out file: patch_nums, and per image one
 // row-major pn·pn map per scale with every token inside the vocabulary.
