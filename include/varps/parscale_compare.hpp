@@ -26,6 +26,7 @@ struct CompareConfig {
   int warmup = 1;
   int repeats = 5;
   int class_id = 0;
+  bool unconditional = false;  // each model's own unconditional class instead of class_id
   uint64_t seed = 0;
   SamplingParams sampling;
   std::function<void(const std::string&)> progress;

@@ -19,7 +19,10 @@ std::string flag_names(const CompareEntry& e, const char* sep) {
 }
 
 std::string signed_percent(double fraction) {
-  return (fraction >= 0 ? "+" : "") + fmt::fixed(fraction * 100.0, 1) + "%";
+  std::string s = fraction >= 0 ? "+" : "";
+  s += fmt::fixed(fraction * 100.0, 1);
+  s += '%';
+  return s;
 }
 
 std::string row(const std::vector<std::string>& cells) {

@@ -15,7 +15,8 @@ namespace {
 
 CompareEntry measure_entry(const Pipeline& pipe, const std::string& label, int streams, int prefix_tokens,
                            const CompareConfig& cfg) {
-  const std::vector<ImageRequest> req = expand_streams({cfg.class_id}, cfg.images, cfg.seed, cfg.sampling);
+  const int class_id = cfg.unconditional ? pipe.var_config().num_classes : cfg.class_id;
+  const std::vector<ImageRequest> req = expand_streams({class_id}, cfg.images, cfg.seed, cfg.sampling);
   CompareEntry e;
   e.label = label;
   e.model = pipe.var_config().describe();

@@ -172,7 +172,7 @@ int run_comparison(const BenchArgs& a, const ModelChoice& model, const bench::Co
       {"prefix_tokens", std::to_string(cfg.prefix_tokens)},
       {"adapters", "untrained (varps adapter init semantics, seed " + std::to_string(cfg.adapter_seed) + ")"},
       {"images_per_request", std::to_string(cfg.images)},
-      {"class", std::to_string(cfg.class_id)},
+      {"class", cfg.unconditional ? "unconditional" : std::to_string(cfg.class_id)},
       {"seed", std::to_string(cfg.seed)},
       {"warmup", std::to_string(cfg.warmup)},
       {"repeats", std::to_string(cfg.repeats)},
@@ -226,8 +226,9 @@ int run_bench(const BenchArgs& a) {
     cfg.sampling = sampling;
     const VarConfig vc = peek_var_config(model);
     cfg.class_id = cls ? check_class(*cls, vc) : vc.num_classes;
+    cfg.unconditional = !cls;
     for (const std::string& name : cfg.larger)
-      if (preset_var_config(name).num_classes <= cfg.class_id)
+      if (cls && preset_var_config(name).num_classes <= cfg.class_id)
         throw Error("--class " + std::to_string(cfg.class_id) + " is outside --larger " + name + "'s classes");
     return run_comparison(a, model, cfg, threads);
   }
