@@ -76,7 +76,7 @@ class Backend {
   virtual void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                     int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) = 0;
 
-  // ---- elementwise ----
+  // ---- elementwise (y may be x) ----
   virtual void silu(const float* x, size_t n, float* y) = 0;
   virtual void gelu_tanh_inplace(float* x, size_t n) = 0;
   virtual void add_inplace(float* y, const float* x, size_t n) = 0;
