@@ -1,9 +1,9 @@
 // The ParScale-versus-larger-model comparison: measurements and checks.
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 
 #include "bench/measure.hpp"
+#include "bench/measurement_checks.hpp"
 #include "varps/adapter.hpp"
 #include "varps/bench_runner.hpp"
 #include "varps/error.hpp"
@@ -34,10 +34,7 @@ CompareEntry measure_entry(const Pipeline& pipe, const std::string& label, int s
   e.latency_ms = latency_stats(m.samples_ms);
   e.peak_memory_bytes = m.peak_memory_bytes;
   e.backbone_passes_per_scale = m.last.counters.passes_per_scale;
-  for (size_t si = 0; si < m.last.counters.passes_per_scale.size(); ++si) {
-    const int64_t passes = m.last.counters.passes_per_scale[si];
-    e.rows_per_pass.push_back(passes > 0 ? m.last.counters.rows_per_scale[si] / passes : 0);
-  }
+  e.rows_per_pass = rows_per_pass(m.last.counters);
   e.stages_ms = stage_medians(m.stages);
   return e;
 }
@@ -46,13 +43,7 @@ void add(CompareEntry& e, std::string name, std::string reason) {
   e.flags.push_back(Flag{std::move(name), std::move(reason)});
 }
 
-std::string num(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.6g", v);
-  return buf;
-}
-
-double relative_spread(const LatencyStats& s) { return s.median > 0 ? (s.p90 - s.p10) / s.median : 0.0; }
+std::string num(double v) { return reason_number(v); }
 
 }  // namespace
 
@@ -108,23 +99,8 @@ void apply_comparison_checks(std::vector<CompareEntry>& entries, const SanityThr
   const CompareEntry base = entries.front();
   for (size_t i = 0; i < entries.size(); ++i) {
     CompareEntry& e = entries[i];
-    for (size_t si = 0; si < e.backbone_passes_per_scale.size(); ++si)
-      if (e.backbone_passes_per_scale[si] != 1) {
-        add(e, "passes_per_scale_not_one",
-            "scale " + std::to_string(si) + " ran " + std::to_string(e.backbone_passes_per_scale[si]) +
-                " backbone passes, expected one batched pass for all streams");
-        break;
-      }
-    if (static_cast<int>(e.latency_samples_ms.size()) < 3)
-      add(e, "too_few_repeats", std::to_string(e.latency_samples_ms.size()) + " repeats; medians need at least 3");
-    const double spread = relative_spread(e.latency_ms);
-    if (spread > t.max_relative_spread)
-      add(e, "spread_too_wide",
-          "(p90 - p10) / median = " + num(spread) + " > " + num(t.max_relative_spread));
-    const LatencyStats again = latency_stats(e.latency_samples_ms);
-    if (e.latency_samples_ms.empty() || again.median != e.latency_ms.median || again.p10 != e.latency_ms.p10 ||
-        again.p90 != e.latency_ms.p90)
-      add(e, "latency_not_from_samples", "the reported latency statistics do not follow from the recorded samples");
+    check_measurement({e.latency_samples_ms, e.latency_ms, e.backbone_passes_per_scale, 0}, 1,
+                      "passes_per_scale_not_one", "one batched pass for all streams", t, e.flags);
     if (i == 0) continue;
     const bool more_work = e.parscale_streams >= 2 || (e.parscale_streams == 0 && e.parameters > base.parameters);
     const double noise = std::max({t.noise_fraction, relative_spread(e.latency_ms), relative_spread(base.latency_ms)});

@@ -25,6 +25,15 @@ Measurement measure(const Pipeline& pipe, const std::vector<ImageRequest>& req, 
   return m;
 }
 
+std::vector<int64_t> rows_per_pass(const EngineCounters& c) {
+  std::vector<int64_t> out;
+  for (size_t si = 0; si < c.passes_per_scale.size(); ++si) {
+    const int64_t passes = c.passes_per_scale[si];
+    out.push_back(passes > 0 ? c.rows_per_scale[si] / passes : 0);
+  }
+  return out;
+}
+
 std::map<std::string, double> stage_medians(const std::vector<StageTimings>& runs) {
   std::map<std::string, std::vector<double>> samples;
   for (const StageTimings& t : runs) {

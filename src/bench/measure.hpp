@@ -23,6 +23,9 @@ struct Measurement {
 Measurement measure(const Pipeline& pipe, const std::vector<ImageRequest>& req, const GenerateOptions& opts,
                     int warmup, int repeats, const std::function<void(int, double)>& on_repeat);
 
+// Rows of each backbone pass, per scale (0 where a scale ran no pass).
+std::vector<int64_t> rows_per_pass(const EngineCounters& c);
+
 // Median per stage over the repeats ("transformer", "transformer_s3",
 // "sampling", "residual", "decode", "setup").
 std::map<std::string, double> stage_medians(const std::vector<StageTimings>& runs);

@@ -49,10 +49,7 @@ RunResult run_one(const Pipeline& pipe, const BenchConfig& cfg, Schedule schedul
   r.images_per_s = r.latency_ms.median > 0 ? P * 1000.0 / r.latency_ms.median : 0;
   r.ms_per_stream = r.latency_ms.median / P;
   r.backbone_passes_per_scale = last.counters.passes_per_scale;
-  for (size_t si = 0; si < last.counters.passes_per_scale.size(); ++si) {
-    const int64_t passes = last.counters.passes_per_scale[si];
-    r.rows_per_pass.push_back(passes > 0 ? last.counters.rows_per_scale[si] / passes : 0);
-  }
+  r.rows_per_pass = rows_per_pass(last.counters);
   r.stages_ms = stage_medians(m.stages);
   r.outputs = outputs_of(last);
   r.diversity = diversity(r.outputs);

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "bench/format.hpp"
+#include "bench/measurement_checks.hpp"
 #include "varps/bench.hpp"
 #include "varps/error.hpp"
 
@@ -29,11 +30,7 @@ void add(RunResult& r, std::string name, std::string reason) {
   r.flags.push_back(Flag{std::move(name), std::move(reason)});
 }
 
-std::string num(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.6g", v);
-  return buf;
-}
+std::string num(double v) { return reason_number(v); }
 
 std::string ms(double v) { return num(v) + " ms"; }
 
@@ -42,9 +39,6 @@ std::string bytes(double v) {
   std::snprintf(buf, sizeof buf, "%.0f bytes (%.4g MiB)", v, v / (1024.0 * 1024.0));
   return buf;
 }
-
-// (p90 − p10) / median; 0 for an empty or zero-median run.
-double relative_spread(const LatencyStats& s) { return s.median > 0 ? (s.p90 - s.p10) / s.median : 0.0; }
 
 double noise(const SanityThresholds& t, const RunResult& a, const RunResult& b) {
   return std::max({t.noise_fraction, relative_spread(a.latency_ms), relative_spread(b.latency_ms)});
@@ -111,28 +105,64 @@ void check_diversity_source(RunResult& r, const char* field, const StreamOutputs
   }
 }
 
-void check_passes(RunResult& r, const std::string& name, int64_t expected, const std::string& why) {
-  const auto& passes = r.backbone_passes_per_scale;
+void check_passes(std::vector<Flag>& flags, const std::string& name, const std::vector<int64_t>& passes, size_t scales,
+                  int64_t expected, const std::string& why) {
+  auto add_flag = [&](std::string reason) { flags.push_back(Flag{name, std::move(reason)}); };
   if (passes.empty()) {
-    add(r, name, "no backbone pass counts recorded (expected " + std::to_string(expected) + " per scale, " + why + ")");
+    add_flag("no backbone pass counts recorded (expected " + std::to_string(expected) + " per scale, " + why + ")");
     return;
   }
-  if (!r.outputs.tokens.empty() && passes.size() != r.outputs.tokens[0].size()) {
-    add(r, name,
-        "backbone passes recorded for " + std::to_string(passes.size()) + " scales, the outputs have " +
-            std::to_string(r.outputs.tokens[0].size()));
+  if (scales > 0 && passes.size() != scales) {
+    add_flag("backbone passes recorded for " + std::to_string(passes.size()) + " scales, the outputs have " +
+             std::to_string(scales));
   }
   for (size_t k = 0; k < passes.size(); ++k) {
     if (passes[k] != expected) {
-      add(r, name,
-          "scale " + std::to_string(k) + " took " + std::to_string(passes[k]) + " backbone passes, expected " +
-              std::to_string(expected) + " (" + why + "); passes per scale: " + fmt::join(passes, ","));
+      add_flag("scale " + std::to_string(k) + " took " + std::to_string(passes[k]) + " backbone passes, expected " +
+               std::to_string(expected) + " (" + why + "); passes per scale: " + fmt::join(passes, ","));
       return;
     }
   }
 }
 
 }  // namespace
+
+double relative_spread(const LatencyStats& s) { return s.median > 0 ? (s.p90 - s.p10) / s.median : 0.0; }
+
+std::string reason_number(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
+
+void check_measurement(const MeasurementRecord& m, int64_t expected_passes, const std::string& pass_flag,
+                       const std::string& why, const SanityThresholds& t, std::vector<Flag>& flags) {
+  const LatencyStats& lat = m.latency_ms;
+  auto add_flag = [&flags](std::string name, std::string reason) {
+    flags.push_back(Flag{std::move(name), std::move(reason)});
+  };
+  if (!m.samples_ms.empty()) {
+    const LatencyStats s = latency_stats(m.samples_ms);
+    if (!close(s.median, lat.median) || !close(s.p10, lat.p10) || !close(s.p90, lat.p90) || !close(s.min, lat.min) ||
+        !close(s.max, lat.max)) {
+      add_flag("latency_not_from_samples",
+               "reported median " + ms(lat.median) + " [" + ms(lat.p10) + ", " + ms(lat.p90) + "] but the " +
+                   std::to_string(m.samples_ms.size()) + " samples give " + ms(s.median) + " [" + ms(s.p10) + ", " +
+                   ms(s.p90) + "]");
+    }
+  }
+  check_passes(flags, pass_flag, m.passes_per_scale, m.scales, expected_passes, why);
+  if (!m.samples_ms.empty() && lat.p90 - lat.p10 > t.max_relative_spread * lat.median) {
+    const double spread = lat.median > 0 ? (lat.p90 - lat.p10) / lat.median : INFINITY;
+    add_flag("spread_too_wide", "(p90 − p10) / median = (" + ms(lat.p90) + " − " + ms(lat.p10) + ") / " +
+                                    ms(lat.median) + " = " + num(spread) + ", above the threshold " +
+                                    num(t.max_relative_spread));
+  }
+  if (m.samples_ms.size() < 3) {
+    add_flag("too_few_repeats", std::to_string(m.samples_ms.size()) +
+                                    " latency samples, at least 3 are needed for a median and spread");
+  }
+}
 
 void apply_sanity_checks(std::vector<RunResult>& runs, const SanityThresholds& t) {
   std::set<std::pair<std::string, int>> seen;
@@ -205,35 +235,13 @@ void apply_sanity_checks(std::vector<RunResult>& runs, const SanityThresholds& t
     check_diversity_source(r, "diversity", r.outputs, r.diversity);
     check_diversity_source(r, "control_diversity", r.control_outputs, r.control_diversity);
 
-    // 5b: so must the reported latency figures be what the samples give.
-    if (!r.latency_samples_ms.empty()) {
-      const LatencyStats s = latency_stats(r.latency_samples_ms);
-      if (!close(s.median, lat.median) || !close(s.p10, lat.p10) || !close(s.p90, lat.p90) || !close(s.min, lat.min) ||
-          !close(s.max, lat.max)) {
-        add(r, "latency_not_from_samples",
-            "reported median " + ms(lat.median) + " [" + ms(lat.p10) + ", " + ms(lat.p90) + "] but the " +
-                std::to_string(r.latency_samples_ms.size()) + " samples give " + ms(s.median) + " [" + ms(s.p10) +
-                ", " + ms(s.p90) + "]");
-      }
-    }
-
-    // 6: the engine's pass counters must match the schedule.
+    // 5b–8: the latency figures, the pass counters, the spread, the repeats.
+    const MeasurementRecord m{r.latency_samples_ms, lat, r.backbone_passes_per_scale,
+                              r.outputs.tokens.empty() ? size_t{0} : r.outputs.tokens[0].size()};
     if (batched) {
-      check_passes(r, "passes_per_scale_not_one", 1, "one batched pass for all streams");
+      check_measurement(m, 1, "passes_per_scale_not_one", "one batched pass for all streams", t, r.flags);
     } else {
-      check_passes(r, "passes_per_scale_not_streams", P, "one pass per stream");
-    }
-
-    // 7 and 8: is the measurement itself trustworthy?
-    if (!r.latency_samples_ms.empty() && lat.p90 - lat.p10 > t.max_relative_spread * lat.median) {
-      const double spread = lat.median > 0 ? (lat.p90 - lat.p10) / lat.median : INFINITY;
-      add(r, "spread_too_wide",
-          "(p90 − p10) / median = (" + ms(lat.p90) + " − " + ms(lat.p10) + ") / " + ms(lat.median) + " = " +
-              num(spread) + ", above the threshold " + num(t.max_relative_spread));
-    }
-    if (r.latency_samples_ms.size() < 3) {
-      add(r, "too_few_repeats",
-          std::to_string(r.latency_samples_ms.size()) + " latency samples, at least 3 are needed for a median and spread");
+      check_measurement(m, P, "passes_per_scale_not_streams", "one pass per stream", t, r.flags);
     }
   }
 }
