@@ -5,6 +5,7 @@
 #include <set>
 
 #include "bench/format.hpp"
+#include "bench/json_fields.hpp"
 #include "varps/parscale_compare.hpp"
 
 namespace varps::bench {
@@ -25,22 +26,14 @@ std::string signed_percent(double fraction) {
   return s;
 }
 
-std::string row(const std::vector<std::string>& cells) {
-  std::string s = "|";
-  for (const std::string& c : cells) s += " " + c + " |";
-  return s + "\n";
-}
-
 std::string millions(uint64_t n) { return fmt::fixed(static_cast<double>(n) / 1e6, 1); }
 
 }  // namespace
 
 std::string comparison_json(const CompareReport& r) {
   json doc;
-  doc["machine"] = json::object();
-  for (const auto& [k, v] : r.machine) doc["machine"][k] = v;
-  doc["model"] = json::object();
-  for (const auto& [k, v] : r.model) doc["model"][k] = v;
+  doc["machine"] = string_map_json(r.machine);
+  doc["model"] = string_map_json(r.model);
   doc["thresholds"] = {{"noise_fraction", r.thresholds.noise_fraction},
                        {"max_relative_spread", r.thresholds.max_relative_spread}};
   doc["entries"] = json::array();
@@ -51,28 +44,20 @@ std::string comparison_json(const CompareReport& r) {
     j["parscale_streams"] = e.parscale_streams;
     j["prefix_tokens"] = e.prefix_tokens;
     j["parameters"] = e.parameters;
-    j["latency_ms"] = {{"median", e.latency_ms.median},
-                       {"p10", e.latency_ms.p10},
-                       {"p90", e.latency_ms.p90},
-                       {"min", e.latency_ms.min},
-                       {"max", e.latency_ms.max}};
+    j["latency_ms"] = latency_json(e.latency_ms);
     j["latency_samples_ms"] = e.latency_samples_ms;
     j["peak_memory_bytes"] = e.peak_memory_bytes;
-    j["planned_memory_bytes"] = {{"weights", e.planned.weights},
-                                 {"kv_cache", e.planned.kv_cache},
-                                 {"activations", e.planned.activations},
-                                 {"total", e.planned.total()}};
+    j["planned_memory_bytes"] = planned_json(e.planned);
     j["increase_over_base"] = {
         {"latency", e.latency_increase}, {"peak_memory", e.memory_increase}, {"parameters", e.parameter_increase}};
     j["backbone_passes_per_scale"] = e.backbone_passes_per_scale;
     j["rows_per_pass"] = e.rows_per_pass;
     j["stages_ms"] = json::object();
     for (const auto& [stage, v] : e.stages_ms) j["stages_ms"][stage] = v;
-    j["flags"] = json::array();
-    for (const Flag& f : e.flags) j["flags"].push_back({{"name", f.name}, {"reason", f.reason}});
+    j["flags"] = flags_json(e.flags);
     doc["entries"].push_back(j);
   }
-  return doc.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+  return dump_json(doc);
 }
 
 std::string comparison_csv(const CompareReport& r) {
@@ -82,7 +67,7 @@ std::string comparison_csv(const CompareReport& r) {
       "backbone_passes_per_scale,flags\n";
   for (const CompareEntry& e : r.entries) {
     const std::vector<std::string> fields = {
-        fmt::csv_field(e.label),
+        e.label,
         std::to_string(e.parscale_streams),
         std::to_string(e.prefix_tokens),
         std::to_string(e.parameters),
@@ -98,34 +83,27 @@ std::string comparison_csv(const CompareReport& r) {
         fmt::shortest(e.parameter_increase),
         fmt::join(e.rows_per_pass, ";"),
         fmt::join(e.backbone_passes_per_scale, ";"),
-        fmt::csv_field(flag_names(e, ";")),
+        flag_names(e, ";"),
     };
-    for (size_t i = 0; i < fields.size(); ++i) out += (i ? "," : "") + fields[i];
-    out += "\n";
+    out += fmt::csv_line(fields);
   }
   return out;
 }
 
 std::string comparison_markdown(const CompareReport& r) {
   std::string out = "# ParScale against larger models\n\n";
-  auto key_values = [&out](const std::string& title, const std::map<std::string, std::string>& m) {
-    out += "## " + title + "\n\n";
-    for (const auto& [k, v] : m) out += "- " + fmt::md_cell(k) + ": " + fmt::md_cell(v) + "\n";
-    out += "\n";
-  };
-  key_values("Machine", r.machine);
-  key_values("Model", r.model);
+  out += fmt::md_key_values("Machine", r.machine) + fmt::md_key_values("Model", r.model);
   out += "## Cost\n\n";
   out += "One request (tokens to pixels) per repeat, median [p10–p90] after warm-up. Peak: the process's peak "
          "resident memory during that row's requests (weights included). Increases are over the first row, the "
          "base model without an adapter. The adapters are untrained (random prefixes, uniform aggregation): this "
          "table measures cost, not quality.\n\n";
-  out += row({"model", "ParScale P", "T", "params (M)", "+params", "rows/pass", "median ms [p10–p90]", "+latency",
+  out += fmt::md_row({"model", "ParScale P", "T", "params (M)", "+params", "rows/pass", "median ms [p10–p90]", "+latency",
               "peak MiB", "+memory", "plan MiB (w/kv/act)", "passes/scale", "flags"});
-  out += row({"---", "---:", "---:", "---:", "---:", "---", "---:", "---:", "---:", "---:", "---:", "---", "---"});
+  out += fmt::md_row({"---", "---:", "---:", "---:", "---:", "---", "---:", "---:", "---:", "---:", "---:", "---", "---"});
   for (const CompareEntry& e : r.entries) {
     const std::string flags = flag_names(e, ", ");
-    out += row({
+    out += fmt::md_row({
         fmt::md_cell(e.label),
         e.parscale_streams ? std::to_string(e.parscale_streams) : "—",
         e.parscale_streams ? std::to_string(e.prefix_tokens) : "—",
@@ -149,14 +127,14 @@ std::string comparison_markdown(const CompareReport& r) {
     head.push_back(s);
     align.push_back("---:");
   }
-  out += row(head) + row(align);
+  out += fmt::md_row(head) + fmt::md_row(align);
   for (const CompareEntry& e : r.entries) {
     std::vector<std::string> cells = {fmt::md_cell(e.label)};
     for (const auto& s : stages) {
       const auto it = e.stages_ms.find(s);
       cells.push_back(it == e.stages_ms.end() ? "—" : fmt::ms(it->second));
     }
-    out += row(cells);
+    out += fmt::md_row(cells);
   }
   out += "\n## Flags\n\n";
   bool any = false;

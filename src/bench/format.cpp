@@ -86,6 +86,15 @@ std::string csv_field(const std::string& s) {
   return out;
 }
 
+std::string csv_line(const std::vector<std::string>& fields) {
+  std::string out;
+  for (size_t i = 0; i < fields.size(); ++i) {
+    if (i) out += ',';
+    out += csv_field(fields[i]);
+  }
+  return out + '\n';
+}
+
 std::string md_cell(const std::string& s) {
   std::string out;
   for (char c : s) {
@@ -98,6 +107,19 @@ std::string md_cell(const std::string& s) {
     }
   }
   return out;
+}
+
+std::string md_row(const std::vector<std::string>& cells) {
+  std::string s = "|";
+  for (const std::string& c : cells) s += " " + c + " |";
+  return s + "\n";
+}
+
+std::string md_key_values(const std::string& title, const std::map<std::string, std::string>& m) {
+  std::string out = "## " + title + "\n\n";
+  if (m.empty()) out += "(none recorded)\n";
+  for (const auto& [k, v] : m) out += "- " + md_cell(k) + ": " + md_cell(v) + "\n";
+  return out + "\n";
 }
 
 }  // namespace varps::bench::fmt

@@ -3,6 +3,7 @@
 // src/bench).
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -22,7 +23,11 @@ std::string run_label(const RunResult& r);  // "batched P=4"
 
 std::string xml_escape(const std::string& s);
 std::string csv_field(const std::string& s);  // quoted when it holds , " CR or LF
+std::string csv_line(const std::vector<std::string>& fields);  // csv_field of each, comma-separated, "\n"
 std::string md_cell(const std::string& s);    // | and line breaks escaped
+std::string md_row(const std::vector<std::string>& cells);  // "| a | b |\n"
+// "## title", then "- key: value" lines (or "(none recorded)"), then a blank line.
+std::string md_key_values(const std::string& title, const std::map<std::string, std::string>& m);
 
 }  // namespace varps::bench::fmt
 

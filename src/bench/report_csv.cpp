@@ -43,11 +43,7 @@ std::string report_csv(const Report& r) {
         fmt::shortest(run.control_diversity.cosine_similarity),
         flags,
     };
-    for (size_t i = 0; i < fields.size(); ++i) {
-      if (i) out += ',';
-      out += fmt::csv_field(fields[i]);
-    }
-    out += '\n';
+    out += fmt::csv_line(fields);
   }
   return out;
 }

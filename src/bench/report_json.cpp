@@ -1,7 +1,8 @@
 // bench.json: every run's figures (not the raw outputs), the machine, the
-// model and the sanity thresholds.
+// model and the sanity thresholds; and the JSON pieces compare.json shares.
 #include <nlohmann/json.hpp>
 
+#include "bench/json_fields.hpp"
 #include "varps/bench.hpp"
 
 namespace varps::bench {
@@ -23,19 +24,12 @@ json to_json(const RunResult& r) {
   json j;
   j["schedule"] = r.schedule;
   j["streams"] = r.streams;
-  j["latency_ms"] = {{"median", r.latency_ms.median},
-                     {"p10", r.latency_ms.p10},
-                     {"p90", r.latency_ms.p90},
-                     {"min", r.latency_ms.min},
-                     {"max", r.latency_ms.max}};
+  j["latency_ms"] = latency_json(r.latency_ms);
   j["latency_samples_ms"] = r.latency_samples_ms;
   j["images_per_s"] = r.images_per_s;
   j["ms_per_stream"] = r.ms_per_stream;
   j["peak_memory_bytes"] = r.peak_memory_bytes;
-  j["planned_memory_bytes"] = {{"weights", r.planned.weights},
-                               {"kv_cache", r.planned.kv_cache},
-                               {"activations", r.planned.activations},
-                               {"total", r.planned.total()}};
+  j["planned_memory_bytes"] = planned_json(r.planned);
   j["kv_bytes_per_stream"] = r.kv_bytes_per_stream;
   j["backbone_passes_per_scale"] = r.backbone_passes_per_scale;
   j["rows_per_pass"] = r.rows_per_pass;
@@ -43,30 +37,44 @@ json to_json(const RunResult& r) {
   j["control_diversity"] = to_json(r.control_diversity);
   j["stages_ms"] = json::object();
   for (const auto& [stage, v] : r.stages_ms) j["stages_ms"][stage] = v;
-  j["flags"] = json::array();
-  for (const Flag& f : r.flags) j["flags"].push_back({{"name", f.name}, {"reason", f.reason}});
-  return j;
-}
-
-json string_map(const std::map<std::string, std::string>& m) {
-  json j = json::object();
-  for (const auto& [k, v] : m) j[k] = v;
+  j["flags"] = flags_json(r.flags);
   return j;
 }
 
 }  // namespace
 
+json latency_json(const LatencyStats& s) {
+  return {{"median", s.median}, {"p10", s.p10}, {"p90", s.p90}, {"min", s.min}, {"max", s.max}};
+}
+
+json planned_json(const PlannedMemory& p) {
+  return {{"weights", p.weights}, {"kv_cache", p.kv_cache}, {"activations", p.activations}, {"total", p.total()}};
+}
+
+json flags_json(const std::vector<Flag>& flags) {
+  json j = json::array();
+  for (const Flag& f : flags) j.push_back({{"name", f.name}, {"reason", f.reason}});
+  return j;
+}
+
+json string_map_json(const std::map<std::string, std::string>& m) {
+  json j = json::object();
+  for (const auto& [k, v] : m) j[k] = v;
+  return j;
+}
+
+std::string dump_json(const json& doc) { return doc.dump(2, ' ', false, json::error_handler_t::replace) + "\n"; }
+
 std::string report_json(const Report& r) {
   json doc;
-  doc["machine"] = string_map(r.machine);
-  doc["model"] = string_map(r.model);
+  doc["machine"] = string_map_json(r.machine);
+  doc["model"] = string_map_json(r.model);
   doc["thresholds"] = {{"noise_fraction", r.thresholds.noise_fraction},
                        {"max_relative_spread", r.thresholds.max_relative_spread},
                        {"min_memory_growth_fraction", r.thresholds.min_memory_growth_fraction}};
   doc["runs"] = json::array();
   for (const RunResult& run : r.runs) doc["runs"].push_back(to_json(run));
-  // Replace invalid UTF-8 (e.g. a CPU model string) rather than throwing.
-  return doc.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+  return dump_json(doc);
 }
 
 }  // namespace varps::bench

@@ -9,19 +9,6 @@
 namespace varps::bench {
 namespace {
 
-void key_values(std::string& out, const std::string& title, const std::map<std::string, std::string>& m) {
-  out += "## " + title + "\n\n";
-  if (m.empty()) out += "(none recorded)\n";
-  for (const auto& [k, v] : m) out += "- " + fmt::md_cell(k) + ": " + fmt::md_cell(v) + "\n";
-  out += "\n";
-}
-
-std::string row(const std::vector<std::string>& cells) {
-  std::string s = "|";
-  for (const std::string& c : cells) s += " " + c + " |";
-  return s + "\n";
-}
-
 // Diversity needs two streams; with fewer there is no pair to compare.
 std::string div_tok(const Diversity& d) { return d.pairs ? fmt::fixed(d.token_disagreement, 4) : "—"; }
 std::string div_mad(const Diversity& d) { return d.pairs ? fmt::fixed(d.pixel_mad, 4) : "—"; }
@@ -32,24 +19,23 @@ std::string div3(const Diversity& d) { return d.pairs ? div_tok(d) + " / " + div
 
 std::string report_markdown(const Report& r) {
   std::string out = "# VAR-ParScale benchmark\n\n";
-  key_values(out, "Machine", r.machine);
-  key_values(out, "Model", r.model);
+  out += fmt::md_key_values("Machine", r.machine) + fmt::md_key_values("Model", r.model);
 
   out += "## Runs\n\n";
   out += "Latency of one whole request (tokens to pixels), median [p10–p90] over the repeats. "
          "Memory in MiB: measured peak, and the engine's plan (weights / KV cache / activations). "
          "Diversity is the mean over pairs of streams; the control run gives every stream the same seed "
          "(token disagreement / pixel MAD / cosine, must be 0 / 0 / 1); — where P < 2.\n\n";
-  out += row({"schedule", "P", "median ms [p10–p90]", "images/s", "ms/stream", "peak MiB", "plan MiB (w/kv/act)",
+  out += fmt::md_row({"schedule", "P", "median ms [p10–p90]", "images/s", "ms/stream", "peak MiB", "plan MiB (w/kv/act)",
               "passes/scale", "rows/pass", "token disagreement", "pixel MAD", "cosine", "control (tok/MAD/cos)",
               "flags"});
-  out += row({"---", "---:", "---:", "---:", "---:", "---:", "---:", "---", "---", "---:", "---:", "---:", "---",
+  out += fmt::md_row({"---", "---:", "---:", "---:", "---:", "---:", "---:", "---", "---", "---:", "---:", "---:", "---",
               "---"});
   for (const RunResult& run : r.runs) {
     std::string flags;
     for (const Flag& f : run.flags) flags += (flags.empty() ? "" : ", ") + f.name;
     if (flags.empty()) flags = "—";
-    out += row({
+    out += fmt::md_row({
         fmt::md_cell(run.schedule),
         std::to_string(run.streams),
         fmt::ms(run.latency_ms.median) + " [" + fmt::ms(run.latency_ms.p10) + "–" + fmt::ms(run.latency_ms.p90) + "]",
@@ -82,14 +68,14 @@ std::string report_markdown(const Report& r) {
       head.push_back(fmt::md_cell(s));
       align.push_back("---:");
     }
-    out += row(head) + row(align);
+    out += fmt::md_row(head) + fmt::md_row(align);
     for (const RunResult& run : r.runs) {
       std::vector<std::string> cells = {fmt::md_cell(run.schedule), std::to_string(run.streams)};
       for (const std::string& s : stages) {
         auto it = run.stages_ms.find(s);
         cells.push_back(it == run.stages_ms.end() ? "—" : fmt::ms(it->second));
       }
-      out += row(cells);
+      out += fmt::md_row(cells);
     }
     out += "\n";
   }
