@@ -13,6 +13,8 @@
 
 namespace varps {
 
+class Checkpoint;
+
 struct ParScaleAdapter {
   int streams = 0;        // P   (metadata parscale_n)
   int prefix_tokens = 0;  // T   (metadata parscale_n_tokens)
@@ -32,6 +34,8 @@ struct ParScaleAdapter {
   // every tensor's shape, no missing or unexpected tensors. Throws
   // varps::Error naming the file and the tensor or field.
   static ParScaleAdapter load(const std::filesystem::path& path);
+  // The same, for a file already open.
+  static ParScaleAdapter from_checkpoint(const Checkpoint& file);
   // An untrained adapter for experiments and benchmarks: seeded random
   // prefixes (keys of unit norm on average, like the model's L2-normalised
   // keys; values of the scale of 0.02), aggregate.0 with PyTorch's default

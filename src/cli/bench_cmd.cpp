@@ -32,18 +32,13 @@ std::string cpu_model() {
 
 std::vector<Schedule> parse_schedules(const std::string& text) {
   std::vector<Schedule> out;
-  size_t start = 0;
-  while (true) {
-    const size_t comma = text.find(',', start);
-    const std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+  for (const std::string& item : split_commas(text)) {
     if (item == "batched")
       out.push_back(Schedule::Batched);
     else if (item == "sequential")
       out.push_back(Schedule::Sequential);
     else
       throw UsageError("invalid value '" + text + "' for --schedule: expected a comma list of batched, sequential");
-    if (comma == std::string::npos) break;
-    start = comma + 1;
   }
   return out;
 }
@@ -142,18 +137,12 @@ std::vector<std::string> default_larger(const ModelChoice& m, int depth) {
 
 std::vector<std::string> parse_larger(const std::string& text) {
   if (text == "none") return {};
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (true) {
-    const size_t comma = text.find(',', start);
-    const std::string name = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    choose_model("", "", name);  // UsageError for an unknown preset
+  const std::vector<std::string> names = split_commas(text);
+  for (const std::string& name : names) {
     if (name.empty()) throw UsageError("invalid value '" + text + "' for --larger: expected a comma list of presets");
-    out.push_back(name);
-    if (comma == std::string::npos) break;
-    start = comma + 1;
+    choose_model("", "", name);  // UsageError for an unknown preset
   }
-  return out;
+  return names;
 }
 
 int run_comparison(const BenchArgs& a, const ModelChoice& model, const bench::CompareConfig& cfg_in, int threads) {

@@ -97,6 +97,8 @@ SamplingParams parse_sampling(const std::string& cfg, const std::string& top_k, 
                               const std::string& temperature);
 // The same four as (prefix + name, text) pairs, for PNG metadata and reports.
 std::vector<std::pair<std::string, std::string>> sampling_fields(const SamplingParams& s, const std::string& prefix);
+// "a,b,,c" → {"a", "b", "", "c"} (empty entries kept for the caller to refuse).
+std::vector<std::string> split_commas(const std::string& text);
 // "1,2,3" → {1, 2, 3}; each entry a positive integer.
 std::vector<int> parse_int_list(const std::string& flag, const std::string& text);
 

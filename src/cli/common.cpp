@@ -76,20 +76,26 @@ std::vector<std::pair<std::string, std::string>> sampling_fields(const SamplingP
           {prefix + "temperature", format_double(s.temperature)}};
 }
 
-std::vector<int> parse_int_list(const std::string& flag, const std::string& text) {
-  std::vector<int> out;
+std::vector<std::string> split_commas(const std::string& text) {
+  std::vector<std::string> out;
   size_t start = 0;
   while (true) {
     const size_t comma = text.find(',', start);
-    const std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    out.push_back(text.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (comma == std::string::npos) return out;
+    start = comma + 1;
+  }
+}
+
+std::vector<int> parse_int_list(const std::string& flag, const std::string& text) {
+  std::vector<int> out;
+  for (const std::string& item : split_commas(text)) {
     int v = 0;
     const char* end = item.data() + item.size();
     auto [p, ec] = std::from_chars(item.data(), end, v);
     if (item.empty() || ec != std::errc() || p != end || v <= 0)
       bad_value(flag, text, "a comma-separated list of positive integers such as 1,2,3,4");
     out.push_back(v);
-    if (comma == std::string::npos) break;
-    start = comma + 1;
   }
   return out;
 }

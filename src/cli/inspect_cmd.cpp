@@ -58,7 +58,7 @@ int run_inspect(const InspectArgs& a) {
   std::string adapter_err;
   if (!known && ckpt.metadata().count("parscale_n")) {
     try {
-      const ParScaleAdapter ad = ParScaleAdapter::load(a.file);
+      const ParScaleAdapter ad = ParScaleAdapter::from_checkpoint(ckpt);
       std::printf("model:     ParScale adapter: P %d streams, T %d prefix tokens, smoothing %s, depth %d, heads %lld x "
                   "%lld, C %lld\n",
                   ad.streams, ad.prefix_tokens, format_double(ad.smooth).c_str(), ad.depth(),

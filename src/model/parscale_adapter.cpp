@@ -89,8 +89,11 @@ uint64_t ParScaleAdapter::bytes() const {
 }
 
 ParScaleAdapter ParScaleAdapter::load(const std::filesystem::path& path) {
-  const Checkpoint ck = Checkpoint::open(path);
-  const std::string where = path.string();
+  return from_checkpoint(Checkpoint::open(path));
+}
+
+ParScaleAdapter ParScaleAdapter::from_checkpoint(const Checkpoint& ck) {
+  const std::string where = ck.path().string();
   if (ck.format() != CheckpointFormat::Safetensors)
     throw Error(where + ": a ParScale adapter must be a safetensors file (its metadata carries P, T and s), got " +
                 format_name(ck.format()));
