@@ -48,6 +48,26 @@ struct KvPrefix {
   int64_t rows_per_stream = 1;
 };
 
+// Device memory as the backend's allocator sees it, for benchmark reports.
+// `available` is false for the CPU backend (its memory is the process RSS).
+struct DeviceMemoryStats {
+  bool available = false;
+  uint64_t in_use = 0;    // bytes held by live arrays now
+  uint64_t peak = 0;      // most bytes held at once since the last reset
+  uint64_t reserved = 0;  // bytes the allocator holds from the driver (in use + cached)
+  uint64_t total = 0;     // the device's memory
+};
+
+// Which backend, and how it computes.
+struct BackendOptions {
+  std::string device = "cpu";  // "cpu" or "cuda"
+  int threads = 0;             // CPU threads; 0: all cores
+  // Matrix-product operands: "fp32", or "bf16"/"fp16" (CUDA only; float32
+  // accumulation, activations and everything else stay float32).
+  std::string precision = "fp32";
+  int device_index = 0;  // which CUDA device
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -67,6 +87,8 @@ class Backend {
   virtual void synchronize() = 0;
   // Frees memory kept for reuse (arrays still in use stay valid).
   virtual void release_cached() = 0;
+  virtual DeviceMemoryStats device_memory() const { return {}; }
+  virtual void reset_peak_memory() {}
 
   // ---- dense algebra ----
   // y[M,N] = x[M,K] · w[N,K]ᵀ (+ b[N])
@@ -153,5 +175,12 @@ class Backend {
 };
 
 std::unique_ptr<Backend> make_cpu_backend(int threads);
+// Throws varps::Error when the device is unknown, not compiled in (CUDA
+// needs -DVARPS_CUDA=ON) or not present, or the precision is not supported.
+std::unique_ptr<Backend> make_backend(const BackendOptions& opts);
+// Defined only in builds with VARPS_CUDA=ON.
+std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& opts);
+// True when this build contains the CUDA backend.
+bool cuda_backend_compiled();
 
 }  // namespace varps

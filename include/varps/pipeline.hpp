@@ -85,7 +85,11 @@ std::vector<ImageRequest> expand_streams(const std::vector<int>& classes, int st
                                          const SamplingParams& sampling);
 
 struct PipelineOptions {
-  int threads = 0;  // 0: all cores
+  int threads = 0;             // CPU threads; 0: all cores
+  std::string device = "cpu";  // "cpu", or "cuda" in builds with VARPS_CUDA=ON
+  // Matrix-product operands on CUDA: "fp32", "bf16" or "fp16" (float32
+  // accumulation); the CPU computes in fp32 only.
+  std::string precision = "fp32";
 };
 
 class Pipeline {
@@ -107,7 +111,7 @@ class Pipeline {
   const VaeConfig& vae_config() const;
   std::string weights_origin() const;
   int threads() const;
-  std::string backend_name() const;  // "cpu"
+  std::string backend_name() const;  // "cpu" or "cuda"
   std::string backend_info() const;  // dtype, libraries, kernels
 
   // One request: every stream through the backbone together (or one by

@@ -76,7 +76,7 @@ void add_bench(CLI::App& app, BenchArgs& a) {
   cmd->add_option("--top-k", a.top_k, "Top-k filter, 0 off")->type_name("K")->capture_default_str();
   cmd->add_option("--top-p", a.top_p, "Top-p filter in [0, 1], 0 off")->type_name("P")->capture_default_str();
   cmd->add_option("--temperature", a.temperature, "Sampling temperature, > 0")->type_name("T")->capture_default_str();
-  cmd->add_option("--threads,-j", a.threads, "CPU threads; 0 uses all cores")->type_name("N")->capture_default_str();
+  add_device_flags(cmd, a.device);
   cmd->add_option("--adapter", a.adapter,
                   "ParScale adapter (safetensors): every image runs as the adapter's P aggregated streams; "
                   "--streams then counts images per request")
@@ -145,7 +145,8 @@ std::vector<std::string> parse_larger(const std::string& text) {
   return names;
 }
 
-int run_comparison(const BenchArgs& a, const ModelChoice& model, const bench::CompareConfig& cfg_in, int threads) {
+int run_comparison(const BenchArgs& a, const ModelChoice& model, const bench::CompareConfig& cfg_in,
+                   const PipelineOptions& device) {
   bench::CompareConfig cfg = cfg_in;
   const VarConfig vc = peek_var_config(model);
   prepare_output_dir(a.out);
@@ -171,13 +172,13 @@ int run_comparison(const BenchArgs& a, const ModelChoice& model, const bench::Co
   for (auto& [k, v] : sampling_fields(cfg.sampling, "")) model_info[k] = v;
   std::map<std::string, std::string> machine;
   const auto load_base = [&] {
-    Pipeline pipe = load_model(model, threads, con);
+    Pipeline pipe = load_model(model, device, con);
     machine = machine_info(pipe);
     return pipe;
   };
   const auto load_larger = [&](const std::string& name) {
     con.note("--larger " + name + ": deterministic random weights of the released " + name + " size");
-    return Pipeline::from_preset(name, PipelineOptions{threads});
+    return Pipeline::from_preset(name, device);
   };
   bench::CompareReport report = bench::run_parscale_comparison(load_base, base_label, cfg, load_larger, {}, model_info);
   for (auto& [k, v] : machine) report.machine.emplace(k, v);
@@ -195,7 +196,7 @@ int run_bench(const BenchArgs& a) {
   const uint64_t seed = parse_u64("--seed", a.seed);
   const SamplingParams sampling = parse_sampling(a.cfg, a.top_k, a.top_p, a.temperature);
   const std::vector<int> streams = parse_int_list("--streams", a.streams);
-  const int threads = parse_int("--threads", a.threads, 0);
+  const PipelineOptions device = parse_device(a.device);
   const std::optional<int64_t> cls = parse_class("--class", a.class_id);
   const ModelChoice model = choose_model(a.var, a.vae, a.preset);
 
@@ -219,7 +220,7 @@ int run_bench(const BenchArgs& a) {
     for (const std::string& name : cfg.larger)
       if (cls && preset_var_config(name).num_classes <= cfg.class_id)
         throw Error("--class " + std::to_string(cfg.class_id) + " is outside --larger " + name + "'s classes");
-    return run_comparison(a, model, cfg, threads);
+    return run_comparison(a, model, cfg, device);
   }
   if (!a.larger.empty() || a.prefix_tokens != BenchArgs{}.prefix_tokens || a.images != BenchArgs{}.images)
     throw UsageError("--larger, --prefix-tokens and --images belong to --compare-parscale");
@@ -242,7 +243,7 @@ int run_bench(const BenchArgs& a) {
   prepare_output_dir(a.out);
 
   Console con(false, a.quiet);
-  Pipeline pipe = load_model(model, threads, con);
+  Pipeline pipe = load_model(model, device, con);
   if (adapter) pipe.attach_adapter(*adapter);
   cfg.progress = [&con](const std::string& line) { con.status(line); };
 

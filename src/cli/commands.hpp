@@ -40,10 +40,21 @@ inline constexpr const char* kExitStatusHelp =
 
 // ---- subcommands ----
 
+// Where the model runs: --device, --precision and --threads, shared by the
+// commands that run one.
+struct DeviceArgs {
+  std::string device = "cpu", precision = "fp32", threads = "0";
+};
+void add_device_flags(CLI::App* cmd, DeviceArgs& args);
+// UsageError for a malformed value; whether the device exists is judged when
+// the pipeline is built.
+PipelineOptions parse_device(const DeviceArgs& args);
+
 struct GenerateArgs {
   std::string var, vae, preset;
   std::vector<std::string> classes;
-  std::string cfg = "4", top_k = "900", top_p = "0.95", temperature = "1", seed = "0", threads = "0";
+  std::string cfg = "4", top_k = "900", top_p = "0.95", temperature = "1", seed = "0";
+  DeviceArgs device;
   std::string streams = "1", stream_params, adapter;
   std::string out, tokens_out;
   bool verbose = false, quiet = false;
@@ -52,7 +63,8 @@ void add_generate(CLI::App& app, GenerateArgs& args);
 int run_generate(const GenerateArgs& args);
 
 struct ReconstructArgs {
-  std::string vae, image, out, tokens_out, patch_nums, threads = "0";
+  std::string vae, image, out, tokens_out, patch_nums;
+  DeviceArgs device;
   bool verbose = false;
 };
 void add_reconstruct(CLI::App& app, ReconstructArgs& args);
@@ -61,8 +73,8 @@ int run_reconstruct(const ReconstructArgs& args);
 struct BenchArgs {
   std::string var, vae, preset;
   std::string streams = "1,2,4,8", schedules = "batched,sequential", warmup = "1", repeats = "5";
-  std::string class_id = "0", cfg = "4", top_k = "900", top_p = "0.95", temperature = "1", seed = "0",
-              threads = "0";
+  std::string class_id = "0", cfg = "4", top_k = "900", top_p = "0.95", temperature = "1", seed = "0";
+  DeviceArgs device;
   std::string adapter;
   // --compare-parscale
   bool compare = false;
@@ -175,7 +187,7 @@ ModelChoice choose_model(const std::string& var, const std::string& vae, const s
 // The VAR configuration from headers only (cheap checks before loading).
 VarConfig peek_var_config(const ModelChoice& m);
 // Loads the model, saying on stderr when the weights are random.
-Pipeline load_model(const ModelChoice& m, int threads, const Console& con);
+Pipeline load_model(const ModelChoice& m, const PipelineOptions& opts, const Console& con);
 // What the weights are, for metadata: checkpoint paths or preset.
 std::vector<std::pair<std::string, std::string>> model_metadata(const ModelChoice& m, const Pipeline& pipe);
 

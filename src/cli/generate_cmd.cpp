@@ -73,7 +73,7 @@ void add_generate(CLI::App& app, GenerateArgs& a) {
                   "Also write the sampled token maps as JSON: {\"patch_nums\": [...], \"images\": [{\"class\", "
                   "\"seed\", \"tokens\": [[scale 0, row-major], ...]}]}")
       ->type_name("FILE");
-  cmd->add_option("--threads,-j", a.threads, "CPU threads; 0 uses all cores")->type_name("N")->capture_default_str();
+  add_device_flags(cmd, a.device);
   auto* verbose = cmd->add_flag("--verbose,-v", a.verbose,
                                 "Print the model description, thread count, progress and per-stage timings (ms)");
   cmd->add_flag("--quiet,-q", a.quiet, "Print nothing but errors (no notes, no progress)")->excludes(verbose);
@@ -93,7 +93,7 @@ int run_generate(const GenerateArgs& a) {
   // ---- flags alone (usage errors, exit 2) ----
   const SamplingParams sp = parse_sampling(a.cfg, a.top_k, a.top_p, a.temperature);
   const uint64_t seed = parse_u64("--seed", a.seed);
-  const int threads = parse_int("--threads", a.threads, 0);
+  const PipelineOptions device = parse_device(a.device);
   const int streams = parse_int("--streams", a.streams, 1);
   const ModelChoice model = choose_model(a.var, a.vae, a.preset);
   std::vector<std::optional<int64_t>> classes;
@@ -134,7 +134,7 @@ int run_generate(const GenerateArgs& a) {
 
   // ---- load ----
   const auto t_load = std::chrono::steady_clock::now();
-  Pipeline pipe = load_model(model, threads, con);
+  Pipeline pipe = load_model(model, device, con);
   if (adapter) {
     pipe.attach_adapter(*adapter);
     con.info("adapter: " + a.adapter + " (P=" + std::to_string(adapter->streams) + " streams per image, T=" +

@@ -37,7 +37,7 @@ VarConfig peek_var_config(const ModelChoice& m) {
   return vc;
 }
 
-Pipeline load_model(const ModelChoice& m, int threads, const Console& con) {
+Pipeline load_model(const ModelChoice& m, const PipelineOptions& po, const Console& con) {
   if (m.preset == "tiny")
     con.note("using the built-in tiny model with deterministic random weights; the images are noise (for smoke "
              "tests)");
@@ -45,13 +45,12 @@ Pipeline load_model(const ModelChoice& m, int threads, const Console& con) {
     con.note("--preset " + m.preset + ": deterministic random weights of the released " + m.preset +
              " size, for timing; the images are noise");
   con.info(m.from_files ? "loading " + m.var + " and " + m.vae : "building random weights (preset " + m.preset + ")");
-  PipelineOptions po;
-  po.threads = threads;
   Pipeline pipe = m.from_files ? Pipeline::from_files(m.var, m.vae, po) : Pipeline::from_preset(m.preset, po);
   con.info("model: " + pipe.var_config().describe());
   con.info("tokenizer: " + pipe.vae_config().describe());
   con.info("weights: " + pipe.weights_origin());
-  con.info("threads: " + std::to_string(pipe.threads()));
+  con.info("backend: " + pipe.backend_name() + ", " + pipe.backend_info());
+  if (pipe.backend_name() == "cpu") con.info("threads: " + std::to_string(pipe.threads()));
   return pipe;
 }
 

@@ -33,13 +33,13 @@ void add_reconstruct(CLI::App& app, ReconstructArgs& a) {
                   "Also write the token maps as JSON (same layout as `generate --tokens-out`, one image, class and "
                   "seed null)")
       ->type_name("FILE");
-  cmd->add_option("--threads,-j", a.threads, "CPU threads; 0 uses all cores")->type_name("N")->capture_default_str();
+  add_device_flags(cmd, a.device);
   cmd->add_flag("--verbose,-v", a.verbose, "Print the tokenizer description, thread count and stage timings (ms)");
   cmd->footer(kExitStatusHelp);
 }
 
 int run_reconstruct(const ReconstructArgs& a) {
-  const int threads = parse_int("--threads", a.threads, 0);
+  const PipelineOptions po = parse_device(a.device);
   std::vector<int> patch_nums;
   if (!a.patch_nums.empty()) patch_nums = parse_int_list("--patch-nums", a.patch_nums);
   Console con(a.verbose, false);
@@ -52,13 +52,11 @@ int run_reconstruct(const ReconstructArgs& a) {
   if (!a.tokens_out.empty()) check_output_file_dir(a.tokens_out, "--tokens-out");
 
   auto t0 = std::chrono::steady_clock::now();
-  PipelineOptions po;
-  po.threads = threads;
   Pipeline pipe = Pipeline::vae_only(a.vae, po);
   const double load_ms = ms_since(t0);
   const VaeConfig& vc = pipe.vae_config();
   con.info("tokenizer: " + vc.describe());
-  con.info("threads: " + std::to_string(pipe.threads()));
+  con.info("backend: " + pipe.backend_name() + ", " + pipe.backend_info());
   if (!vc.has_encoder())
     throw Error("VQVAE checkpoint '" + a.vae + "' has no encoder: it can decode tokens but not reconstruct images");
   const int down = vc.downsample();

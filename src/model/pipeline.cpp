@@ -33,7 +33,7 @@ Pipeline::~Pipeline() = default;
 Pipeline Pipeline::from_files(const std::filesystem::path& var_path, const std::filesystem::path& vae_path,
                               const PipelineOptions& opts) {
   auto impl = std::make_unique<Impl>();
-  impl->backend = make_cpu_backend(opts.threads);
+  impl->backend = make_backend({opts.device, opts.threads, opts.precision});
   const Checkpoint var_ckpt = Checkpoint::open(var_path);
   const Checkpoint vae_ckpt = Checkpoint::open(vae_path);
   const VarConfig vc = infer_var_config(var_ckpt);
@@ -54,7 +54,7 @@ Pipeline Pipeline::from_files(const std::filesystem::path& var_path, const std::
 
 Pipeline Pipeline::from_preset(const std::string& name, const PipelineOptions& opts, uint64_t weight_seed) {
   auto impl = std::make_unique<Impl>();
-  impl->backend = make_cpu_backend(opts.threads);
+  impl->backend = make_backend({opts.device, opts.threads, opts.precision});
   const VarConfig vc = preset_var_config(name);
   const VaeConfig ac = preset_vae_config(name);
   const std::string label = "random weights (preset " + name + ", seed " + std::to_string(weight_seed) + ")";
@@ -67,7 +67,7 @@ Pipeline Pipeline::from_preset(const std::string& name, const PipelineOptions& o
 
 Pipeline Pipeline::vae_only(const std::filesystem::path& vae_path, const PipelineOptions& opts) {
   auto impl = std::make_unique<Impl>();
-  impl->backend = make_cpu_backend(opts.threads);
+  impl->backend = make_backend({opts.device, opts.threads, opts.precision});
   const Checkpoint ckpt = Checkpoint::open(vae_path);
   auto w = checkpoint_weights(ckpt);
   impl->vae.emplace(*impl->backend, infer_vae_config(ckpt), *w);

@@ -1,0 +1,104 @@
+#pragma once
+// The CUDA backend: the same ops as the CPU reference on device memory, all
+// enqueued on one stream, so a generation has no host round trip except the
+// final download. Matrix products go through cuBLASLt (float32, or bf16 /
+// fp16 operands with float32 accumulation); everything else is a kernel of
+// ours (src/cuda/*.cu). Arrays come from a stream-ordered memory pool that
+// keeps what it has allocated, so from the second generation on nothing is
+// allocated from the driver.
+#include <cuda_runtime.h>
+
+#include <memory>
+
+#include "backend.hpp"
+
+namespace varps::cuda {
+
+enum class Precision { F32, BF16, F16 };
+
+// Device-resident state shared by the backend and the deleters of the arrays
+// it hands out (an array may outlive the backend object).
+struct DeviceHeap;
+// cuBLASLt handle, workspace and cached matmul plans.
+struct LtContext;
+
+// Kernel launch helpers live in the .cu files; they take the stream and raw
+// pointers and report launch errors with VARPS_CUDA_LAUNCHED.
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(const BackendOptions& opts);
+  ~CudaBackend() override;
+  std::string name() const override { return "cuda"; }
+  int threads() const override { return 1; }
+  std::string info() const override;
+
+  Array<float> alloc(size_t n) override;
+  Array<float> zeros(size_t n) override;
+  Array<int32_t> alloc_i32(size_t n) override;
+  Array<float> upload(const Tensor& t) override;
+  void upload_into_i32(const int32_t* host, size_t n, int32_t* dst) override;
+  void download(const float* src, size_t n, float* host) override;
+  void download_i32(const int32_t* src, size_t n, int32_t* host) override;
+  void copy(const float* src, size_t n, float* dst) override;
+  void synchronize() override;
+  void release_cached() override;
+  DeviceMemoryStats device_memory() const override;
+  void reset_peak_memory() override;
+
+  void linear(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N, float* y) override;
+  void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+            const float* B, int64_t ldb, float beta, float* C, int64_t ldc) override;
+
+  void silu(const float* x, size_t n, float* y) override;
+  void gelu_tanh_inplace(float* x, size_t n) override;
+  void add_inplace(float* y, const float* x, size_t n) override;
+  void axpby_inplace(float* y, float a, const float* x, float b, size_t n) override;
+  void add_scaled_rows(float* y, const float* x, const float* v, int64_t v_stride, int64_t rows, int64_t tokens,
+                       int64_t C) override;
+  void add_broadcast_rows(float* y, const float* v, int64_t rows, int64_t tokens, int64_t C) override;
+  void softmax_rows(float* x, int64_t n, int64_t len) override;
+
+  void adaln_modulate(const float* x, int64_t rows, int64_t tokens, int64_t C, const float* scale, const float* shift,
+                      int64_t mod_stride, float eps, float* out) override;
+  void split_qkv_to_cache(const float* qkv, int64_t rows, int64_t tokens, int64_t H, int64_t hd, bool l2norm,
+                          const float* q_scale_host, float* q, float* k_cache, float* v_cache, int64_t capacity,
+                          int64_t pos) override;
+  void attention(const float* q, const float* k_cache, const float* v_cache, int64_t rows, int64_t H, int64_t tokens,
+                 int64_t hd, int64_t capacity, int64_t len, float scale, const KvPrefix& prefix, float* out) override;
+  void interleave_streams(const float* h, int64_t P, int64_t M, int64_t C, float* z) override;
+  void stream_weights(float* a, int64_t M, int64_t P, double smooth) override;
+  void weighted_stream_sum(const float* h, const float* w, int64_t P, int64_t M, int64_t C, float* out) override;
+
+  void guidance(const float* logits, int64_t B, int64_t lV, const std::vector<double>& t,
+                const std::vector<int64_t>& uncond_row, float* out) override;
+  void sample(float* logits, int64_t B, int64_t l, int64_t V, const std::vector<SampleJob>& jobs, int scale_index,
+              int32_t* idx) override;
+
+  void conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const float* w, const float* b, int64_t Co,
+              int k, int stride, int pad_t, int pad_l, int pad_b, int pad_r, float* out) override;
+  void group_norm(const float* x, int64_t N, int64_t C, int64_t HW, int groups, const float* gamma, const float* beta,
+                  float eps, bool then_silu, float* out) override;
+  void upsample_nearest2x(const float* x, int64_t NC, int64_t H, int64_t W, float* out) override;
+  void upsample_bicubic(const float* x, int64_t NC, int64_t h, int64_t w, int64_t H, int64_t W, float* out) override;
+  void downsample_area(const float* x, int64_t NC, int64_t H, int64_t W, int64_t h, int64_t w, float* out) override;
+  void chw_to_tokens(const float* x, int64_t N, int64_t C, int64_t P, float* out) override;
+  void embed_chw(const float* table, int64_t C, const int32_t* idx, int64_t N, int64_t P, float* out) override;
+  void gather_rows(const float* table, int64_t C, const int32_t* idx, int64_t n, float* out) override;
+  void nearest_code(const float* z, int64_t n, const float* codebook, int64_t V, int64_t C, int32_t* idx) override;
+  void clamp(float* x, size_t n, float lo, float hi) override;
+
+  cudaStream_t stream() const;
+
+ private:
+  template <typename T>
+  Array<T> device_array(size_t n);
+  // Scratch memory for one op, valid until the stream passes it.
+  float* scratch(size_t n);
+
+  Precision precision_;
+  std::shared_ptr<DeviceHeap> heap_;
+  std::unique_ptr<LtContext> lt_;
+  Array<float> scratch_;
+};
+
+}  // namespace varps::cuda

@@ -1,0 +1,171 @@
+// Matrix products of the CUDA backend through cuBLASLt. Row-major products
+// are column-major products of the transposes: y = x·wᵀ is yᵀ = w·xᵀ, which
+// is cuBLASLt's "TN" product on the arrays as stored.
+//
+// Batch invariance: the algorithm is the heuristic's first without split-K
+// or any other cross-block reduction, so an output element is accumulated in
+// one order whatever the number of rows (and so of streams) in the product.
+#include <algorithm>
+#include <string>
+
+#include "cuda/cuda_backend.hpp"
+#include "cuda/cuda_check.hpp"
+#include "cuda/device_heap.hpp"
+#include "cuda/kernels.hpp"
+#include "cuda/lt_context.hpp"
+
+namespace varps::cuda {
+
+LtContext::LtContext(DeviceHeap& heap) : heap_(heap) {
+  VARPS_CUDA_CHECK(cublasLtCreate(&handle_));
+  // What NVIDIA recommends for Hopper; more buys nothing for these shapes.
+  workspace_bytes_ = size_t{32} << 20;
+  workspace_ = heap_.allocate(workspace_bytes_);
+}
+
+LtContext::~LtContext() {
+  for (auto& [key, plan] : plans_) {
+    cublasLtMatrixLayoutDestroy(plan.a);
+    cublasLtMatrixLayoutDestroy(plan.b);
+    cublasLtMatrixLayoutDestroy(plan.d);
+    cublasLtMatmulDescDestroy(plan.desc);
+  }
+  heap_.release(workspace_, workspace_bytes_);
+  cublasLtDestroy(handle_);
+}
+
+LtContext::Plan& LtContext::plan_for(const LtProduct& p) {
+  const Key key{p.trans_a, p.trans_b, p.m, p.n, p.k, p.lda, p.ldb, p.ldd, static_cast<int>(p.operand_type),
+                p.bias != nullptr, p.beta != 0.0f};
+  auto found = plans_.find(key);
+  if (found != plans_.end()) return found->second;
+
+  Plan plan;
+  VARPS_CUDA_CHECK(cublasLtMatmulDescCreate(&plan.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t op_a = p.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_b = p.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  VARPS_CUDA_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof op_a));
+  VARPS_CUDA_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof op_b));
+  if (p.bias) {
+    const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+    const cudaDataType_t bias_type = CUDA_R_32F;
+    VARPS_CUDA_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    VARPS_CUDA_CHECK(
+        cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof bias_type));
+  }
+  // Stored (pre-op) shapes, column-major.
+  const uint64_t a_rows = p.trans_a ? p.k : p.m, a_cols = p.trans_a ? p.m : p.k;
+  const uint64_t b_rows = p.trans_b ? p.n : p.k, b_cols = p.trans_b ? p.k : p.n;
+  VARPS_CUDA_CHECK(cublasLtMatrixLayoutCreate(&plan.a, p.operand_type, a_rows, a_cols, p.lda));
+  VARPS_CUDA_CHECK(cublasLtMatrixLayoutCreate(&plan.b, p.operand_type, b_rows, b_cols, p.ldb));
+  VARPS_CUDA_CHECK(cublasLtMatrixLayoutCreate(&plan.d, CUDA_R_32F, p.m, p.n, p.ldd));
+
+  cublasLtMatmulPreference_t pref = nullptr;
+  VARPS_CUDA_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  VARPS_CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                        &workspace_bytes_, sizeof workspace_bytes_));
+  const uint32_t no_reduction = CUBLASLT_REDUCTION_SCHEME_NONE;
+  VARPS_CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK,
+                                                        &no_reduction, sizeof no_reduction));
+  constexpr int kWanted = 8;
+  cublasLtMatmulHeuristicResult_t results[kWanted] = {};
+  int found_count = 0;
+  const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(handle_, plan.desc, plan.a, plan.b, plan.d, plan.d, pref,
+                                                           kWanted, results, &found_count);
+  cublasLtMatmulPreferenceDestroy(pref);
+  int chosen = -1;
+  for (int i = 0; st == CUBLAS_STATUS_SUCCESS && i < found_count && chosen < 0; ++i) {
+    if (results[i].state != CUBLAS_STATUS_SUCCESS) continue;
+    int32_t split_k = 1;
+    size_t written = 0;
+    if (cublasLtMatmulAlgoConfigGetAttribute(&results[i].algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &split_k,
+                                             sizeof split_k, &written) != CUBLAS_STATUS_SUCCESS ||
+        written == 0)
+      split_k = 1;
+    if (split_k <= 1) chosen = i;
+  }
+  if (chosen < 0) {
+    cublasLtMatrixLayoutDestroy(plan.a);
+    cublasLtMatrixLayoutDestroy(plan.b);
+    cublasLtMatrixLayoutDestroy(plan.d);
+    cublasLtMatmulDescDestroy(plan.desc);
+    throw Error("cuBLASLt has no algorithm without split-K for a " + std::to_string(p.m) + "x" + std::to_string(p.n) +
+                "x" + std::to_string(p.k) + " product (status " + std::to_string(static_cast<int>(st)) + ")");
+  }
+  plan.algo = results[chosen].algo;
+  return plans_.emplace(key, plan).first->second;
+}
+
+void LtContext::run(const LtProduct& p) {
+  Plan& plan = plan_for(p);
+  if (p.bias)
+    VARPS_CUDA_CHECK(
+        cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &p.bias, sizeof p.bias));
+  VARPS_CUDA_CHECK(cublasLtMatmul(handle_, plan.desc, &p.alpha, p.A, plan.a, p.B, plan.b, &p.beta, p.D, plan.d, p.D,
+                                  plan.d, &plan.algo, workspace_, workspace_bytes_, heap_.stream));
+}
+
+void CudaBackend::linear(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N, float* y) {
+  if (M == 0 || N == 0) return;
+  LtProduct p;
+  p.trans_a = true;  // w[N, K] row-major is a K×N column-major matrix
+  p.m = N;
+  p.n = M;
+  p.k = K;
+  p.lda = K;
+  p.ldb = K;
+  p.D = y;
+  p.ldd = N;
+  p.bias = b;
+  if (precision_ == Precision::F32) {
+    p.A = w;
+    p.B = x;
+    lt_->run(p);
+    return;
+  }
+  p.operand_type = precision_ == Precision::BF16 ? CUDA_R_16BF : CUDA_R_16F;
+  // The weight's half-precision copy is made on first use and kept as long
+  // as the weight; the activations are converted per product.
+  void* wh = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(heap_->mutex);
+    auto it = heap_->shadows.find(w);
+    if (it != heap_->shadows.end()) wh = it->second.data;
+  }
+  if (!wh) {
+    const size_t bytes = static_cast<size_t>(((N * K * 2 + 255) / 256) * 256);
+    wh = heap_->allocate(bytes);
+    cast_to_half_precision(w, static_cast<size_t>(N * K), wh, precision_, heap_->stream);
+    std::lock_guard<std::mutex> lock(heap_->mutex);
+    heap_->shadows[w] = DeviceHeap::Shadow{wh, bytes};
+  }
+  float* xh = scratch(static_cast<size_t>((M * K + 1) / 2));
+  cast_to_half_precision(x, static_cast<size_t>(M * K), xh, precision_, heap_->stream);
+  p.A = wh;
+  p.B = xh;
+  lt_->run(p);
+}
+
+void CudaBackend::gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                       int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  // Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ; always
+  // float32 (the decoder's attention and the codebook search).
+  LtProduct p;
+  p.trans_a = trans_b;
+  p.trans_b = trans_a;
+  p.m = N;
+  p.n = M;
+  p.k = K;
+  p.A = B;
+  p.lda = ldb;
+  p.B = A;
+  p.ldb = lda;
+  p.D = C;
+  p.ldd = ldc;
+  p.alpha = alpha;
+  p.beta = beta;
+  lt_->run(p);
+}
+
+}  // namespace varps::cuda

@@ -1,0 +1,215 @@
+// The CUDA backend's device, stream and memory: construction, arrays from a
+// stream-ordered pool, transfers and memory statistics.
+#include <cublasLt.h>
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <sstream>
+
+#include "cuda/cuda_backend.hpp"
+#include "cuda/cuda_check.hpp"
+#include "cuda/device_heap.hpp"
+#include "cuda/lt_context.hpp"
+
+namespace varps::cuda {
+
+namespace {
+
+// 256-byte granules: every array starts aligned for vector loads and the
+// allocator's own rounding does not make the counted bytes drift.
+size_t granule_bytes(size_t n, size_t elem) { return std::max<size_t>(256, ((n * elem + 255) / 256) * 256); }
+
+Precision parse_precision(const std::string& p) {
+  if (p == "fp32") return Precision::F32;
+  if (p == "bf16") return Precision::BF16;
+  if (p == "fp16") return Precision::F16;
+  throw Error("unknown precision '" + p + "' (expected fp32, bf16 or fp16)");
+}
+
+const char* precision_name(Precision p) {
+  switch (p) {
+    case Precision::F32: return "float32";
+    case Precision::BF16: return "bf16";
+    case Precision::F16: return "fp16";
+  }
+  return "?";
+}
+
+}  // namespace
+
+DeviceHeap::DeviceHeap(int device_index) : device(device_index) {
+  VARPS_CUDA_CHECK(cudaSetDevice(device));
+  VARPS_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  cudaMemPoolProps props{};
+  props.allocType = cudaMemAllocationTypePinned;
+  props.location.type = cudaMemLocationTypeDevice;
+  props.location.id = device;
+  VARPS_CUDA_CHECK(cudaMemPoolCreate(&pool, &props));
+  // Keep freed memory in the pool instead of returning it at each
+  // synchronisation: the next generation reuses the same blocks.
+  uint64_t keep = std::numeric_limits<uint64_t>::max();
+  VARPS_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
+}
+
+DeviceHeap::~DeviceHeap() {
+  cudaStreamSynchronize(stream);
+  for (auto& [key, s] : shadows) cudaFreeAsync(s.data, stream);
+  cudaStreamSynchronize(stream);
+  cudaMemPoolDestroy(pool);
+  cudaStreamDestroy(stream);
+}
+
+void* DeviceHeap::allocate(size_t bytes) {
+  void* p = nullptr;
+  const cudaError_t e = cudaMallocFromPoolAsync(&p, bytes, pool, stream);
+  if (e != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky-free error state of a failed allocation
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    throw Error("out of device memory allocating " + std::to_string(bytes) + " bytes (" +
+                std::to_string(free_b >> 20) + " MiB free of " + std::to_string(total_b >> 20) +
+                " MiB): " + cudaGetErrorString(e));
+  }
+  std::lock_guard<std::mutex> lock(mutex);
+  in_use += bytes;
+  peak = std::max(peak, in_use);
+  return p;
+}
+
+void DeviceHeap::release(void* p, size_t bytes) noexcept {
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = shadows.find(p);
+  if (it != shadows.end()) {
+    cudaFreeAsync(it->second.data, stream);
+    in_use -= it->second.bytes;
+    shadows.erase(it);
+  }
+  cudaFreeAsync(p, stream);
+  in_use -= bytes;
+}
+
+CudaBackend::CudaBackend(const BackendOptions& opts) : precision_(parse_precision(opts.precision)) {
+  int count = 0;
+  const cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess || count == 0) {
+    cudaGetLastError();
+    throw Error(std::string("no CUDA device available (") +
+                (e != cudaSuccess ? cudaGetErrorString(e) : "the driver reports no device") + ")");
+  }
+  if (opts.device_index < 0 || opts.device_index >= count)
+    throw Error("CUDA device " + std::to_string(opts.device_index) + " does not exist (" + std::to_string(count) +
+                " present)");
+  heap_ = std::make_shared<DeviceHeap>(opts.device_index);
+  lt_ = std::make_unique<LtContext>(*heap_);
+}
+
+CudaBackend::~CudaBackend() {
+  if (heap_) cudaStreamSynchronize(heap_->stream);
+}
+
+cudaStream_t CudaBackend::stream() const { return heap_->stream; }
+
+std::string CudaBackend::info() const {
+  cudaDeviceProp prop{};
+  VARPS_CUDA_CHECK(cudaGetDeviceProperties(&prop, heap_->device));
+  int runtime = 0;
+  cudaRuntimeGetVersion(&runtime);
+  std::ostringstream s;
+  s << prop.name << " (sm_" << prop.major << prop.minor << ", " << prop.multiProcessorCount << " SMs, "
+    << (prop.totalGlobalMem >> 20) << " MiB), matrix products in " << precision_name(precision_)
+    << (precision_ == Precision::F32 ? "" : " with float32 accumulation") << " through cuBLASLt "
+    << cublasLtGetVersion() << ", CUDA runtime " << runtime / 1000 << "." << (runtime % 1000) / 10;
+  return s.str();
+}
+
+template <typename T>
+Array<T> CudaBackend::device_array(size_t n) {
+  const size_t bytes = granule_bytes(n, sizeof(T));
+  std::shared_ptr<DeviceHeap> heap = heap_;
+  T* p = static_cast<T*>(heap->allocate(bytes));
+  return Array<T>(std::shared_ptr<T>(p, [heap, bytes](T* q) { heap->release(q, bytes); }), n);
+}
+
+float* CudaBackend::scratch(size_t n) {
+  if (scratch_.size() < n) scratch_ = device_array<float>(std::max(n, scratch_.size() * 2));
+  return scratch_.data();
+}
+
+Array<float> CudaBackend::alloc(size_t n) { return device_array<float>(n); }
+
+Array<float> CudaBackend::zeros(size_t n) {
+  Array<float> a = device_array<float>(n);
+  VARPS_CUDA_CHECK(cudaMemsetAsync(a.data(), 0, n * sizeof(float), heap_->stream));
+  return a;
+}
+
+Array<int32_t> CudaBackend::alloc_i32(size_t n) { return device_array<int32_t>(n); }
+
+Array<float> CudaBackend::upload(const Tensor& t) {
+  Array<float> a = device_array<float>(t.data.size());
+  // From pageable memory the copy is staged before the call returns, so the
+  // tensor may go away at once.
+  VARPS_CUDA_CHECK(
+      cudaMemcpyAsync(a.data(), t.data.data(), t.data.size() * sizeof(float), cudaMemcpyHostToDevice, heap_->stream));
+  return a;
+}
+
+void CudaBackend::upload_into_i32(const int32_t* host, size_t n, int32_t* dst) {
+  VARPS_CUDA_CHECK(cudaMemcpyAsync(dst, host, n * sizeof(int32_t), cudaMemcpyHostToDevice, heap_->stream));
+}
+
+void CudaBackend::download(const float* src, size_t n, float* host) {
+  VARPS_CUDA_CHECK(cudaMemcpyAsync(host, src, n * sizeof(float), cudaMemcpyDeviceToHost, heap_->stream));
+  VARPS_CUDA_CHECK(cudaStreamSynchronize(heap_->stream));
+}
+
+void CudaBackend::download_i32(const int32_t* src, size_t n, int32_t* host) {
+  VARPS_CUDA_CHECK(cudaMemcpyAsync(host, src, n * sizeof(int32_t), cudaMemcpyDeviceToHost, heap_->stream));
+  VARPS_CUDA_CHECK(cudaStreamSynchronize(heap_->stream));
+}
+
+void CudaBackend::copy(const float* src, size_t n, float* dst) {
+  if (n == 0 || src == dst) return;
+  VARPS_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, heap_->stream));
+}
+
+void CudaBackend::synchronize() { VARPS_CUDA_CHECK(cudaStreamSynchronize(heap_->stream)); }
+
+void CudaBackend::release_cached() {
+  scratch_ = Array<float>();
+  synchronize();
+  VARPS_CUDA_CHECK(cudaMemPoolTrimTo(heap_->pool, 0));
+}
+
+DeviceMemoryStats CudaBackend::device_memory() const {
+  DeviceMemoryStats s;
+  s.available = true;
+  {
+    std::lock_guard<std::mutex> lock(heap_->mutex);
+    s.in_use = heap_->in_use;
+    s.peak = heap_->peak;
+  }
+  uint64_t reserved = 0;
+  VARPS_CUDA_CHECK(cudaMemPoolGetAttribute(heap_->pool, cudaMemPoolAttrReservedMemCurrent, &reserved));
+  s.reserved = reserved;
+  size_t free_b = 0, total_b = 0;
+  VARPS_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+  s.total = total_b;
+  return s;
+}
+
+void CudaBackend::reset_peak_memory() {
+  std::lock_guard<std::mutex> lock(heap_->mutex);
+  heap_->peak = heap_->in_use;
+}
+
+}  // namespace varps::cuda
+
+namespace varps {
+
+std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& opts) {
+  return std::make_unique<cuda::CudaBackend>(opts);
+}
+
+}  // namespace varps

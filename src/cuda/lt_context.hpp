@@ -1,0 +1,55 @@
+#pragma once
+// cuBLASLt for the CUDA backend: one handle, one workspace and a cache of
+// matmul plans (descriptors plus the algorithm picked once per shape), so a
+// matrix product costs one cublasLtMatmul call after its first use.
+#include <cublasLt.h>
+
+#include <cstdint>
+#include <map>
+#include <tuple>
+
+namespace varps::cuda {
+
+struct DeviceHeap;
+
+// Column-major D[m, n] = alpha · op(A) · op(B) + beta · C (+ bias[m] per
+// column), C and D the same float32 array.
+struct LtProduct {
+  bool trans_a = false, trans_b = false;
+  int64_t m = 0, n = 0, k = 0;
+  const void* A = nullptr;
+  int64_t lda = 0;
+  const void* B = nullptr;
+  int64_t ldb = 0;
+  float* D = nullptr;
+  int64_t ldd = 0;
+  float alpha = 1.0f, beta = 0.0f;
+  const float* bias = nullptr;
+  cudaDataType_t operand_type = CUDA_R_32F;  // A and B
+};
+
+struct LtContext {
+  explicit LtContext(DeviceHeap& heap);
+  ~LtContext();
+  LtContext(const LtContext&) = delete;
+  LtContext& operator=(const LtContext&) = delete;
+
+  void run(const LtProduct& p);
+
+ private:
+  struct Plan {
+    cublasLtMatmulDesc_t desc = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+    cublasLtMatmulAlgo_t algo{};
+  };
+  using Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, bool, bool>;
+  Plan& plan_for(const LtProduct& p);
+
+  DeviceHeap& heap_;
+  cublasLtHandle_t handle_ = nullptr;
+  void* workspace_ = nullptr;
+  size_t workspace_bytes_ = 0;
+  std::map<Key, Plan> plans_;
+};
+
+}  // namespace varps::cuda
