@@ -2,6 +2,7 @@
 // Tolerances and their reasons: docs/tolerances.md.
 #include <gtest/gtest.h>
 
+#include "cuda/cuda_available.hpp"
 #include "golden/golden_case.hpp"
 #include "varps/pipeline.hpp"
 
@@ -14,10 +15,11 @@ constexpr float kLatentTol = 1e-4f;  // encoder output, relative to its largest 
 struct Param {
   std::string case_name;
   std::string ext;  // "pth" or "safetensors"
+  std::string device = "cpu";
 };
 
 std::string param_name(const ::testing::TestParamInfo<Param>& info) {
-  return info.param.case_name + "_" + info.param.ext;
+  return info.param.case_name + "_" + info.param.ext + (info.param.device == "cpu" ? "" : "_" + info.param.device);
 }
 
 class Golden : public ::testing::TestWithParam<Param> {
@@ -27,12 +29,14 @@ class Golden : public ::testing::TestWithParam<Param> {
     return c;
   }
   void SetUp() override {
+    if (GetParam().device == "cuda") VARPS_SKIP_WITHOUT_CUDA();
     gc_ = std::make_unique<GoldenCase>(GetParam().case_name);
-    const std::string key = GetParam().case_name + GetParam().ext;
+    const std::string key = GetParam().case_name + GetParam().ext + GetParam().device;
     auto& c = cache();
     if (!c.count(key)) {
       PipelineOptions opts;
       opts.threads = 2;
+      opts.device = GetParam().device;
       c[key] = std::make_unique<Pipeline>(Pipeline::from_files(gc_->dir / ("var." + GetParam().ext),
                                                                gc_->dir / ("vae." + GetParam().ext), opts));
     }
@@ -132,6 +136,12 @@ INSTANTIATE_TEST_SUITE_P(Cases, Golden,
                          ::testing::Values(Param{"tiny", "pth"}, Param{"tiny", "safetensors"},
                                            Param{"small", "pth"}, Param{"small", "safetensors"},
                                            Param{"saln", "pth"}, Param{"saln", "safetensors"}),
+                         param_name);
+// The same cases on the GPU in float32, with the same tolerances and greedy
+// tokens exactly equal (skipped without a GPU).
+INSTANTIATE_TEST_SUITE_P(CasesCuda, Golden,
+                         ::testing::Values(Param{"tiny", "safetensors", "cuda"}, Param{"small", "safetensors", "cuda"},
+                                           Param{"saln", "safetensors", "cuda"}),
                          param_name);
 
 }  // namespace

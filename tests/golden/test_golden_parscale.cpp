@@ -3,6 +3,7 @@
 // checkpoint formats. Tolerances: docs/tolerances.md.
 #include <gtest/gtest.h>
 
+#include "cuda/cuda_available.hpp"
 #include "golden/golden_case.hpp"
 #include "varps/adapter.hpp"
 #include "varps/pipeline.hpp"
@@ -15,24 +16,28 @@ constexpr float kWeightTol = 1e-5f;  // aggregation weights in [s/P, 1]
 struct Param {
   int streams;
   std::string ext;
+  std::string device = "cpu";
 };
 
-void PrintTo(const Param& p, std::ostream* os) { *os << "P=" << p.streams << " " << p.ext; }
+void PrintTo(const Param& p, std::ostream* os) { *os << "P=" << p.streams << " " << p.ext << " " << p.device; }
 
 std::string param_name(const ::testing::TestParamInfo<Param>& info) {
   std::string name = "P";
   name += std::to_string(info.param.streams);
   name += "_";
   name += info.param.ext;
+  if (info.param.device != "cpu") name += "_" + info.param.device;
   return name;
 }
 
 class GoldenParScale : public ::testing::TestWithParam<Param> {
  protected:
   void SetUp() override {
+    if (GetParam().device == "cuda") VARPS_SKIP_WITHOUT_CUDA();
     gc_ = std::make_unique<GoldenCase>("saln");
     PipelineOptions opts;
     opts.threads = 2;
+    opts.device = GetParam().device;
     pipe_ = std::make_unique<Pipeline>(
         Pipeline::from_files(gc_->dir / ("var." + GetParam().ext), gc_->dir / ("vae." + GetParam().ext), opts));
     adapter_ = ParScaleAdapter::load(gc_->dir / ("parscale_p" + std::to_string(GetParam().streams) + ".safetensors"));
@@ -99,6 +104,9 @@ TEST_P(GoldenParScale, GreedyGeneration) { expect_greedy_generation(*pipe_, *gc_
 INSTANTIATE_TEST_SUITE_P(Saln, GoldenParScale,
                          ::testing::Values(Param{2, "pth"}, Param{2, "safetensors"}, Param{3, "pth"},
                                            Param{3, "safetensors"}),
+                         param_name);
+INSTANTIATE_TEST_SUITE_P(SalnCuda, GoldenParScale,
+                         ::testing::Values(Param{2, "safetensors", "cuda"}, Param{3, "safetensors", "cuda"}),
                          param_name);
 
 }  // namespace

@@ -1,0 +1,453 @@
+// Every CUDA op against the CPU reference op on awkward shapes (odd sizes,
+// one token, 257 tokens, head dims other than 64, prefixes, strides).
+// Outputs are poisoned with NaN before each op so an element the op never
+// writes fails; non-finite values are checked apart from the error, which is
+// ‖gpu − cpu‖ / ‖cpu‖ against a bound from the operand precision and the
+// reduction length. Skipped without a GPU.
+#include <gtest/gtest.h>
+
+#include <cfloat>
+#include <cmath>
+#include <random>
+
+#include "backend.hpp"
+#include "cuda/cuda_available.hpp"
+
+namespace varps::testing {
+namespace {
+
+// float32 arithmetic on both sides, summed in different orders: the error of
+// a length-K reduction grows like sqrt(K) roundings.
+double fp32_tol(int64_t K) { return 16.0 * FLT_EPSILON * std::sqrt(static_cast<double>(std::max<int64_t>(K, 1))); }
+// bf16 operands: each rounded to 8 significant bits (relative 2^-9), so a
+// product's normalised error is about 2^-9·√2 whatever K; fp16 keeps 11 bits.
+constexpr double kBf16Tol = 1e-2;
+constexpr double kFp16Tol = 2e-3;
+
+std::vector<float> random_vector(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+struct Compared {
+  double error = 0.0;     // ‖got − ref‖ / ‖ref‖ over the finite reference entries
+  int64_t mismatched_nonfinite = 0;  // entries finite on one side only, or different non-finite values
+};
+
+Compared compare(const std::vector<float>& got, const std::vector<float>& ref) {
+  Compared c;
+  double num = 0.0, den = 0.0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const bool rf = std::isfinite(ref[i]), gf = std::isfinite(got[i]);
+    if (rf != gf || (!rf && !(std::isnan(ref[i]) && std::isnan(got[i])) && ref[i] != got[i])) {
+      ++c.mismatched_nonfinite;
+      continue;
+    }
+    if (!rf) continue;
+    const double d = static_cast<double>(got[i]) - ref[i];
+    num += d * d;
+    den += static_cast<double>(ref[i]) * ref[i];
+  }
+  c.error = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+  return c;
+}
+
+#define EXPECT_CLOSE(got, ref, tol)                                          \
+  do {                                                                       \
+    const Compared c_ = compare((got), (ref));                               \
+    EXPECT_EQ(c_.mismatched_nonfinite, 0) << "non-finite entries differ";    \
+    EXPECT_LE(c_.error, (tol)) << "normalised error";                        \
+  } while (0)
+
+class CudaConformance : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    VARPS_SKIP_WITHOUT_CUDA();
+    cpu_ = make_cpu_backend(2);
+    gpu_ = make_backend(BackendOptions{"cuda"});
+  }
+
+  // The same host data on both backends.
+  struct Both {
+    Array<float> cpu, gpu;
+    size_t n = 0;
+  };
+  Both both(const std::vector<float>& host) {
+    Tensor t({static_cast<int64_t>(host.size())}, host);
+    return {cpu_->upload(t), gpu_->upload(t), host.size()};
+  }
+  // An output: the CPU side zeroed, the GPU side NaN so unwritten entries show.
+  Both output(size_t n) { return {cpu_->zeros(n), gpu_->upload(Tensor({static_cast<int64_t>(n)}, std::vector<float>(n, NAN))), n}; }
+  Both copy_of(const Both& b) { return both(host(*cpu_, b)); }
+
+  std::vector<float> host(Backend& be, const Both& b) {
+    std::vector<float> v(b.n);
+    be.download(be.name() == "cpu" ? b.cpu.data() : b.gpu.data(), b.n, v.data());
+    return v;
+  }
+  std::vector<float> cpu_result(const Both& b) { return host(*cpu_, b); }
+  std::vector<float> gpu_result(const Both& b) { return host(*gpu_, b); }
+
+  std::unique_ptr<Backend> cpu_, gpu_;
+};
+
+TEST_F(CudaConformance, LinearFloat32) {
+  struct Shape {
+    int64_t M, K, N;
+    bool bias;
+  };
+  for (const Shape s : {Shape{1, 1, 1, false}, Shape{1, 64, 3, true}, Shape{7, 33, 65, true}, Shape{257, 128, 96, false},
+                        Shape{13, 1024, 3072, true}}) {
+    SCOPED_TRACE(std::to_string(s.M) + "x" + std::to_string(s.K) + "x" + std::to_string(s.N));
+    Both x = both(random_vector(s.M * s.K, 1)), w = both(random_vector(s.N * s.K, 2, 0.05f)),
+         b = both(random_vector(s.N, 3));
+    Both y = output(s.M * s.N);
+    cpu_->linear(x.cpu.data(), s.M, s.K, w.cpu.data(), s.bias ? b.cpu.data() : nullptr, s.N, y.cpu.data());
+    gpu_->linear(x.gpu.data(), s.M, s.K, w.gpu.data(), s.bias ? b.gpu.data() : nullptr, s.N, y.gpu.data());
+    EXPECT_CLOSE(gpu_result(y), cpu_result(y), fp32_tol(s.K));
+  }
+}
+
+TEST_F(CudaConformance, LinearHalfPrecisionOperands) {
+  for (const auto& [precision, tol] : {std::pair<std::string, double>{"bf16", kBf16Tol}, {"fp16", kFp16Tol}}) {
+    SCOPED_TRACE(precision);
+    auto half = make_backend(BackendOptions{"cuda", 0, precision});
+    const int64_t M = 37, K = 320, N = 129;
+    const auto xh = random_vector(M * K, 4), wh = random_vector(N * K, 5, 0.05f), bh = random_vector(N, 6);
+    Both x = both(xh), w = both(wh), b = both(bh), y = output(M * N);
+    cpu_->linear(x.cpu.data(), M, K, w.cpu.data(), b.cpu.data(), N, y.cpu.data());
+    auto hx = half->upload(Tensor({M * K}, xh)), hw = half->upload(Tensor({N * K}, wh)),
+         hb = half->upload(Tensor({N}, bh)), hy = half->alloc(M * N);
+    half->linear(hx.data(), M, K, hw.data(), hb.data(), N, hy.data());
+    // Twice: the second product reuses the weight's half-precision copy.
+    half->linear(hx.data(), M, K, hw.data(), hb.data(), N, hy.data());
+    std::vector<float> got(M * N);
+    half->download(hy.data(), got.size(), got.data());
+    const Compared c = compare(got, cpu_result(y));
+    EXPECT_EQ(c.mismatched_nonfinite, 0);
+    EXPECT_LE(c.error, tol);
+    // And it is not secretly float32: rounding the operands must show.
+    EXPECT_GT(c.error, fp32_tol(K));
+  }
+}
+
+TEST_F(CudaConformance, GemmTransposesStridesAlphaBeta) {
+  for (int ta = 0; ta < 2; ++ta)
+    for (int tb = 0; tb < 2; ++tb) {
+      const int64_t M = 5, N = 257, K = 33;
+      // Leading dimensions wider than the matrices: sub-blocks of bigger arrays.
+      const int64_t lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 5, ldc = N + 2;
+      const int64_t rows_a = ta ? K : M, rows_b = tb ? N : K;
+      SCOPED_TRACE("trans_a " + std::to_string(ta) + " trans_b " + std::to_string(tb));
+      Both A = both(random_vector(rows_a * lda, 7)), B = both(random_vector(rows_b * ldb, 8));
+      Both C = both(random_vector(M * ldc, 9));
+      cpu_->gemm(ta, tb, M, N, K, 0.75f, A.cpu.data(), lda, B.cpu.data(), ldb, 0.5f, C.cpu.data(), ldc);
+      gpu_->gemm(ta, tb, M, N, K, 0.75f, A.gpu.data(), lda, B.gpu.data(), ldb, 0.5f, C.gpu.data(), ldc);
+      EXPECT_CLOSE(gpu_result(C), cpu_result(C), fp32_tol(K));
+    }
+}
+
+TEST_F(CudaConformance, Elementwise) {
+  for (size_t n : {size_t{1}, size_t{257}, size_t{100003}}) {
+    SCOPED_TRACE(n);
+    const auto xh = random_vector(n, 10, 3.0f);
+    Both x = both(xh), y = output(n);
+    cpu_->silu(x.cpu.data(), n, y.cpu.data());
+    gpu_->silu(x.gpu.data(), n, y.gpu.data());
+    EXPECT_CLOSE(gpu_result(y), cpu_result(y), fp32_tol(1));
+
+    Both g = both(xh);
+    cpu_->gelu_tanh_inplace(g.cpu.data(), n);
+    gpu_->gelu_tanh_inplace(g.gpu.data(), n);
+    EXPECT_CLOSE(gpu_result(g), cpu_result(g), fp32_tol(1));
+
+    Both a = both(xh), other = both(random_vector(n, 11));
+    cpu_->add_inplace(a.cpu.data(), other.cpu.data(), n);
+    gpu_->add_inplace(a.gpu.data(), other.gpu.data(), n);
+    EXPECT_EQ(gpu_result(a), cpu_result(a));
+    cpu_->axpby_inplace(a.cpu.data(), 0.3f, other.cpu.data(), -1.7f, n);
+    gpu_->axpby_inplace(a.gpu.data(), 0.3f, other.gpu.data(), -1.7f, n);
+    EXPECT_EQ(gpu_result(a), cpu_result(a));
+    cpu_->clamp(a.cpu.data(), n, -1.0f, 0.5f);
+    gpu_->clamp(a.gpu.data(), n, -1.0f, 0.5f);
+    EXPECT_EQ(gpu_result(a), cpu_result(a));
+  }
+}
+
+TEST_F(CudaConformance, RowBroadcasts) {
+  const int64_t rows = 3, tokens = 5, C = 67, stride = 2 * C + 1;
+  Both y = both(random_vector(rows * tokens * C, 12)), x = both(random_vector(rows * tokens * C, 13)),
+       v = both(random_vector(rows * stride, 14));
+  cpu_->add_scaled_rows(y.cpu.data(), x.cpu.data(), v.cpu.data() + 1, stride, rows, tokens, C);
+  gpu_->add_scaled_rows(y.gpu.data(), x.gpu.data(), v.gpu.data() + 1, stride, rows, tokens, C);
+  EXPECT_EQ(gpu_result(y), cpu_result(y));
+  Both block = both(random_vector(tokens * C, 15));
+  cpu_->add_broadcast_rows(y.cpu.data(), block.cpu.data(), rows, tokens, C);
+  gpu_->add_broadcast_rows(y.gpu.data(), block.gpu.data(), rows, tokens, C);
+  EXPECT_EQ(gpu_result(y), cpu_result(y));
+}
+
+TEST_F(CudaConformance, SoftmaxRows) {
+  for (int64_t len : {int64_t{1}, int64_t{3}, int64_t{257}, int64_t{1000}}) {
+    SCOPED_TRACE(len);
+    auto h = random_vector(5 * len, 16, 4.0f);
+    h[0] = -INFINITY;  // a masked entry
+    Both x = both(h);
+    cpu_->softmax_rows(x.cpu.data(), 5, len);
+    gpu_->softmax_rows(x.gpu.data(), 5, len);
+    EXPECT_CLOSE(gpu_result(x), cpu_result(x), fp32_tol(len));
+  }
+}
+
+TEST_F(CudaConformance, AdaLnModulate) {
+  for (int64_t C : {int64_t{1}, int64_t{129}, int64_t{1024}}) {
+    SCOPED_TRACE(C);
+    const int64_t rows = 2, tokens = 7, stride = 6 * C;
+    auto xh = random_vector(rows * tokens * C, 17, 2.0f);
+    for (float& v : xh) v += 30.0f;  // a large mean: the variance must not cancel
+    Both x = both(xh), mod = both(random_vector(rows * stride, 18)), out = output(rows * tokens * C);
+    cpu_->adaln_modulate(x.cpu.data(), rows, tokens, C, mod.cpu.data() + C, mod.cpu.data(), stride, 1e-6f,
+                         out.cpu.data());
+    gpu_->adaln_modulate(x.gpu.data(), rows, tokens, C, mod.gpu.data() + C, mod.gpu.data(), stride, 1e-6f,
+                         out.gpu.data());
+    EXPECT_CLOSE(gpu_result(out), cpu_result(out), fp32_tol(C));
+  }
+}
+
+struct AttnShape {
+  int64_t rows, H, tokens, hd, pos, prefix;
+};
+
+class CudaAttention : public CudaConformance, public ::testing::WithParamInterface<AttnShape> {};
+
+// split_qkv_to_cache then attention, as a transformer block runs them.
+TEST_P(CudaAttention, SplitThenAttend) {
+  const AttnShape s = GetParam();
+  const int64_t C = s.H * s.hd, capacity = s.pos + s.tokens + 3, len = s.pos + s.tokens;
+  for (bool l2norm : {false, true}) {
+    SCOPED_TRACE(l2norm ? "l2norm" : "plain");
+    Both qkv = both(random_vector(s.rows * s.tokens * 3 * C, 19));
+    // Earlier scales' keys already in the cache, identical on both sides.
+    Both kc = both(random_vector(s.rows * s.H * capacity * s.hd, 20, l2norm ? 0.1f : 1.0f));
+    Both vc = both(random_vector(s.rows * s.H * capacity * s.hd, 21));
+    Both q = output(s.rows * s.H * s.tokens * s.hd);
+    std::vector<float> q_scale(s.H);
+    for (int64_t h = 0; h < s.H; ++h) q_scale[h] = 1.0f + 0.5f * static_cast<float>(h);
+    cpu_->split_qkv_to_cache(qkv.cpu.data(), s.rows, s.tokens, s.H, s.hd, l2norm, q_scale.data(), q.cpu.data(),
+                             kc.cpu.data(), vc.cpu.data(), capacity, s.pos);
+    gpu_->split_qkv_to_cache(qkv.gpu.data(), s.rows, s.tokens, s.H, s.hd, l2norm, q_scale.data(), q.gpu.data(),
+                             kc.gpu.data(), vc.gpu.data(), capacity, s.pos);
+    EXPECT_CLOSE(gpu_result(q), cpu_result(q), fp32_tol(s.hd));
+    EXPECT_CLOSE(gpu_result(kc), cpu_result(kc), fp32_tol(s.hd));
+    EXPECT_EQ(gpu_result(vc), cpu_result(vc));
+
+    const int64_t streams = s.prefix > 0 ? s.rows : 1;
+    Both pk = both(random_vector(std::max<int64_t>(1, streams * s.H * s.prefix * s.hd), 22));
+    Both pv = both(random_vector(std::max<int64_t>(1, streams * s.H * s.prefix * s.hd), 23));
+    // Every row its own stream when there is a prefix: each row must read its own.
+    const KvPrefix cpu_prefix{pk.cpu.data(), pv.cpu.data(), s.prefix, 1};
+    const KvPrefix gpu_prefix{pk.gpu.data(), pv.gpu.data(), s.prefix, 1};
+    Both out = output(s.rows * s.tokens * C);
+    const float scale = l2norm ? 1.0f : 1.0f / std::sqrt(static_cast<float>(s.hd));
+    cpu_->attention(q.cpu.data(), kc.cpu.data(), vc.cpu.data(), s.rows, s.H, s.tokens, s.hd, capacity, len, scale,
+                    cpu_prefix, out.cpu.data());
+    gpu_->attention(q.gpu.data(), kc.gpu.data(), vc.gpu.data(), s.rows, s.H, s.tokens, s.hd, capacity, len, scale,
+                    gpu_prefix, out.gpu.data());
+    EXPECT_CLOSE(gpu_result(out), cpu_result(out), fp32_tol(s.hd + len + s.prefix));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, CudaAttention,
+                         ::testing::Values(AttnShape{1, 1, 1, 64, 0, 0},     // the first scale
+                                           AttnShape{2, 3, 9, 64, 5, 0},     // hd 64, fast path
+                                           AttnShape{3, 2, 257, 64, 40, 0},  // 257 queries, 297 keys
+                                           AttnShape{2, 2, 13, 40, 7, 0},    // hd 40: general path
+                                           AttnShape{2, 1, 5, 128, 3, 0},    // hd 128
+                                           AttnShape{2, 2, 4, 16, 1, 0},     // hd below a warp
+                                           AttnShape{3, 2, 9, 64, 5, 5},     // ParScale prefix
+                                           AttnShape{2, 2, 33, 40, 2, 7}),   // prefix, general path
+                         [](const ::testing::TestParamInfo<AttnShape>& i) {
+                           const AttnShape& s = i.param;
+                           std::string name = "r";  // built with += (GCC 12 warns falsely on "r" + ...)
+                           name += std::to_string(s.rows) + "_h" + std::to_string(s.H) + "_t" +
+                                   std::to_string(s.tokens) + "_hd" + std::to_string(s.hd) + "_pos" +
+                                   std::to_string(s.pos) + "_prefix" + std::to_string(s.prefix);
+                           return name;
+                         });
+
+TEST_F(CudaConformance, StreamAggregation) {
+  const int64_t P = 3, M = 37, C = 65;
+  Both h = both(random_vector(P * M * C, 24)), z = output(M * C * P);
+  cpu_->interleave_streams(h.cpu.data(), P, M, C, z.cpu.data());
+  gpu_->interleave_streams(h.gpu.data(), P, M, C, z.gpu.data());
+  EXPECT_EQ(gpu_result(z), cpu_result(z));
+  Both a = both(random_vector(M * P, 25, 3.0f));
+  cpu_->stream_weights(a.cpu.data(), M, P, 0.01);
+  gpu_->stream_weights(a.gpu.data(), M, P, 0.01);
+  EXPECT_CLOSE(gpu_result(a), cpu_result(a), fp32_tol(P));
+  // The same weights on both sides, so the sum is compared alone.
+  Both w = copy_of(a), out = output(M * C);
+  cpu_->weighted_stream_sum(h.cpu.data(), w.cpu.data(), P, M, C, out.cpu.data());
+  gpu_->weighted_stream_sum(h.gpu.data(), w.gpu.data(), P, M, C, out.gpu.data());
+  EXPECT_EQ(gpu_result(out), cpu_result(out));
+}
+
+TEST_F(CudaConformance, Guidance) {
+  const int64_t B = 3, lV = 257 * 5;
+  Both logits = both(random_vector(5 * lV, 26, 5.0f)), out = output(B * lV);
+  const std::vector<double> t = {0.0, 1.5, 4.0};
+  const std::vector<int64_t> uncond = {3, -1, 4};
+  cpu_->guidance(logits.cpu.data(), B, lV, t, uncond, out.cpu.data());
+  gpu_->guidance(logits.gpu.data(), B, lV, t, uncond, out.gpu.data());
+  EXPECT_EQ(gpu_result(out), cpu_result(out));  // the same float32 operations in the same order
+}
+
+TEST_F(CudaConformance, SamplingDrawsTheSameTokens) {
+  struct Case {
+    int64_t V;
+    SamplingParams p;
+    bool exact;  // greedy: no sum decides the token
+  };
+  const std::vector<Case> cases = {{64, {0, 1, 0.0, 1.0}, true},      {4096, {0, 1, 0.0, 1.0}, true},
+                                   {4096, {0, 900, 0.95, 1.0}, false}, {64, {0, 0, 0.0, 1.0}, false},
+                                   {257, {0, 5, 0.5, 0.7}, false},     {1, {0, 0, 0.9, 1.0}, true},
+                                   {1000, {0, 0, 0.3, 1.3}, false}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE("V " + std::to_string(c.V) + " top_k " + std::to_string(c.p.top_k) + " top_p " +
+                 std::to_string(c.p.top_p));
+    const int64_t B = 2, l = 257;
+    const auto h = random_vector(B * l * c.V, 27, 3.0f);
+    Both logits = both(h);
+    const std::vector<SampleJob> jobs = {{7, c.p}, {1234567890123ull, c.p}};
+    auto ci = cpu_->alloc_i32(B * l), gi = gpu_->alloc_i32(B * l);
+    cpu_->sample(logits.cpu.data(), B, l, c.V, jobs, 4, ci.data());
+    gpu_->sample(logits.gpu.data(), B, l, c.V, jobs, 4, gi.data());
+    std::vector<int32_t> want(B * l), got(B * l);
+    cpu_->download_i32(ci.data(), want.size(), want.data());
+    gpu_->download_i32(gi.data(), got.size(), got.data());
+    int64_t same = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+      same += want[i] == got[i];
+      ASSERT_GE(got[i], 0);
+      ASSERT_LT(got[i], c.V);
+    }
+    if (c.exact) {
+      EXPECT_EQ(got, want);
+    } else {
+      // Block sums round differently from the CPU's sequential ones, so a draw
+      // landing within rounding of a boundary may pick the neighbour.
+      EXPECT_GE(same, static_cast<int64_t>(want.size()) - 2) << same << " of " << want.size() << " tokens agree";
+    }
+  }
+}
+
+TEST_F(CudaConformance, Convolutions) {
+  struct Conv {
+    int64_t N, Ci, H, W, Co;
+    int k, stride, pt, pl, pb, pr;
+    bool bias;
+  };
+  for (const Conv& c : {Conv{2, 3, 7, 5, 4, 3, 1, 1, 1, 1, 1, true}, Conv{1, 5, 9, 9, 3, 3, 2, 0, 0, 1, 1, true},
+                       Conv{2, 6, 4, 3, 5, 1, 1, 0, 0, 0, 0, false}, Conv{1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, true},
+                       Conv{1, 16, 33, 17, 8, 3, 1, 1, 1, 1, 1, false}}) {
+    SCOPED_TRACE("Ci " + std::to_string(c.Ci) + " k " + std::to_string(c.k) + " stride " + std::to_string(c.stride));
+    const int64_t Ho = (c.H + c.pt + c.pb - c.k) / c.stride + 1, Wo = (c.W + c.pl + c.pr - c.k) / c.stride + 1;
+    Both x = both(random_vector(c.N * c.Ci * c.H * c.W, 28)), w = both(random_vector(c.Co * c.Ci * c.k * c.k, 29, 0.2f));
+    Both b = both(random_vector(c.Co, 30)), out = output(c.N * c.Co * Ho * Wo);
+    cpu_->conv2d(x.cpu.data(), c.N, c.Ci, c.H, c.W, w.cpu.data(), c.bias ? b.cpu.data() : nullptr, c.Co, c.k, c.stride,
+                 c.pt, c.pl, c.pb, c.pr, out.cpu.data());
+    gpu_->conv2d(x.gpu.data(), c.N, c.Ci, c.H, c.W, w.gpu.data(), c.bias ? b.gpu.data() : nullptr, c.Co, c.k, c.stride,
+                 c.pt, c.pl, c.pb, c.pr, out.gpu.data());
+    EXPECT_CLOSE(gpu_result(out), cpu_result(out), fp32_tol(c.Ci * c.k * c.k));
+  }
+}
+
+TEST_F(CudaConformance, GroupNorm) {
+  for (bool silu : {false, true}) {
+    const int64_t N = 2, C = 8, HW = 33;
+    Both x = both(random_vector(N * C * HW, 31, 3.0f)), g = both(random_vector(C, 32)), b = both(random_vector(C, 33));
+    Both out = output(N * C * HW);
+    cpu_->group_norm(x.cpu.data(), N, C, HW, 4, g.cpu.data(), b.cpu.data(), 1e-6f, silu, out.cpu.data());
+    gpu_->group_norm(x.gpu.data(), N, C, HW, 4, g.gpu.data(), b.gpu.data(), 1e-6f, silu, out.gpu.data());
+    EXPECT_CLOSE(gpu_result(out), cpu_result(out), fp32_tol(2 * HW));
+    // In place, as the decoder may call it.
+    cpu_->group_norm(x.cpu.data(), N, C, HW, 4, g.cpu.data(), b.cpu.data(), 1e-6f, silu, x.cpu.data());
+    gpu_->group_norm(x.gpu.data(), N, C, HW, 4, g.gpu.data(), b.gpu.data(), 1e-6f, silu, x.gpu.data());
+    EXPECT_CLOSE(gpu_result(x), cpu_result(x), fp32_tol(2 * HW));
+  }
+}
+
+TEST_F(CudaConformance, Resampling) {
+  const int64_t NC = 6;
+  Both small = both(random_vector(NC * 3 * 5, 34));
+  Both up2 = output(NC * 6 * 10);
+  cpu_->upsample_nearest2x(small.cpu.data(), NC, 3, 5, up2.cpu.data());
+  gpu_->upsample_nearest2x(small.gpu.data(), NC, 3, 5, up2.gpu.data());
+  EXPECT_EQ(gpu_result(up2), cpu_result(up2));
+  // The same float operations in the same order: bit-identical.
+  for (const auto& [h, H] : {std::pair<int64_t, int64_t>{1, 16}, {3, 7}, {13, 16}, {16, 16}}) {
+    SCOPED_TRACE(std::to_string(h) + " -> " + std::to_string(H));
+    Both x = both(random_vector(NC * h * (h + 2), 35)), up = output(NC * H * (H + 3));
+    cpu_->upsample_bicubic(x.cpu.data(), NC, h, h + 2, H, H + 3, up.cpu.data());
+    gpu_->upsample_bicubic(x.gpu.data(), NC, h, h + 2, H, H + 3, up.gpu.data());
+    EXPECT_EQ(gpu_result(up), cpu_result(up));
+    Both big = both(random_vector(NC * H * (H + 3), 36)), down = output(NC * h * (h + 2));
+    cpu_->downsample_area(big.cpu.data(), NC, H, H + 3, h, h + 2, down.cpu.data());
+    gpu_->downsample_area(big.gpu.data(), NC, H, H + 3, h, h + 2, down.gpu.data());
+    EXPECT_EQ(gpu_result(down), cpu_result(down));
+  }
+}
+
+TEST_F(CudaConformance, LayoutsAndLookups) {
+  const int64_t N = 2, C = 7, P = 33, V = 64;
+  Both x = both(random_vector(N * C * P, 37)), tokens = output(N * P * C);
+  cpu_->chw_to_tokens(x.cpu.data(), N, C, P, tokens.cpu.data());
+  gpu_->chw_to_tokens(x.gpu.data(), N, C, P, tokens.gpu.data());
+  EXPECT_EQ(gpu_result(tokens), cpu_result(tokens));
+
+  std::vector<int32_t> idx(N * P);
+  for (size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<int32_t>((i * 37 + 5) % V);
+  auto ci = cpu_->alloc_i32(idx.size()), gi = gpu_->alloc_i32(idx.size());
+  cpu_->upload_into_i32(idx.data(), idx.size(), ci.data());
+  gpu_->upload_into_i32(idx.data(), idx.size(), gi.data());
+  Both table = both(random_vector(V * C, 38)), chw = output(N * C * P), rows = output(N * P * C);
+  cpu_->embed_chw(table.cpu.data(), C, ci.data(), N, P, chw.cpu.data());
+  gpu_->embed_chw(table.gpu.data(), C, gi.data(), N, P, chw.gpu.data());
+  EXPECT_EQ(gpu_result(chw), cpu_result(chw));
+  cpu_->gather_rows(table.cpu.data(), C, ci.data(), N * P, rows.cpu.data());
+  gpu_->gather_rows(table.gpu.data(), C, gi.data(), N * P, rows.gpu.data());
+  EXPECT_EQ(gpu_result(rows), cpu_result(rows));
+
+  // Nearest codebook entry of 257 random vectors: random data has no ties
+  // within the rounding of two summation orders.
+  const int64_t n = 257, Cz = 8;
+  Both z = both(random_vector(n * Cz, 39)), book = both(random_vector(V * Cz, 40));
+  auto cn = cpu_->alloc_i32(n), gn = gpu_->alloc_i32(n);
+  cpu_->nearest_code(z.cpu.data(), n, book.cpu.data(), V, Cz, cn.data());
+  gpu_->nearest_code(z.gpu.data(), n, book.gpu.data(), V, Cz, gn.data());
+  std::vector<int32_t> want(n), got(n);
+  cpu_->download_i32(cn.data(), n, want.data());
+  gpu_->download_i32(gn.data(), n, got.data());
+  EXPECT_EQ(got, want);
+}
+
+TEST_F(CudaConformance, MemoryStatisticsFollowTheArrays) {
+  gpu_->synchronize();
+  const DeviceMemoryStats before = gpu_->device_memory();
+  ASSERT_TRUE(before.available);
+  {
+    Array<float> a = gpu_->alloc(size_t{1} << 20);
+    const DeviceMemoryStats during = gpu_->device_memory();
+    EXPECT_EQ(during.in_use, before.in_use + (uint64_t{4} << 20));
+    EXPECT_GE(during.peak, during.in_use);
+    EXPECT_GT(during.total, during.in_use);
+  }
+  EXPECT_EQ(gpu_->device_memory().in_use, before.in_use);
+  EXPECT_FALSE(cpu_->device_memory().available);
+}
+
+}  // namespace
+}  // namespace varps::testing

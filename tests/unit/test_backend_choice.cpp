@@ -1,0 +1,39 @@
+// Choosing a backend: bad names and combinations are refused by message, and
+// asking for CUDA where there is none says why (no CUDA in the build, or no
+// device) instead of crashing.
+#include <gtest/gtest.h>
+
+#include "backend.hpp"
+#include "cuda/cuda_available.hpp"
+#include "test_files.hpp"
+#include "varps/pipeline.hpp"
+
+namespace varps::test {
+namespace {
+
+TEST(BackendChoice, RefusesUnknownDevicesAndPrecisions) {
+  EXPECT_CONTAINS(error_of([] { make_backend(BackendOptions{"tpu"}); }), "unknown device 'tpu'");
+  EXPECT_CONTAINS(error_of([] { make_backend(BackendOptions{"cpu", 0, "fp8"}); }), "unknown precision 'fp8'");
+  EXPECT_CONTAINS(error_of([] { make_backend(BackendOptions{"cpu", 0, "bf16"}); }), "fp32 only");
+  EXPECT_EQ(make_backend(BackendOptions{"cpu", 1})->name(), "cpu");
+}
+
+TEST(BackendChoice, CudaWithoutCudaSaysWhy) {
+  const std::string& reason = testing::cuda_unavailable_reason();
+  if (reason.empty()) GTEST_SKIP() << "a CUDA device is present";
+  if (cuda_backend_compiled())
+    EXPECT_CONTAINS(reason, "no CUDA device");
+  else
+    EXPECT_CONTAINS(reason, "-DVARPS_CUDA=ON");
+  // The pipeline reports the same, before reading any weights.
+  PipelineOptions opts;
+  opts.device = "cuda";
+  EXPECT_CONTAINS(error_of([&] { Pipeline::from_preset("tiny", opts); }), reason);
+}
+
+TEST(BackendChoice, CpuReportsNoDeviceMemory) {
+  EXPECT_FALSE(make_cpu_backend(1)->device_memory().available);
+}
+
+}  // namespace
+}  // namespace varps::test
