@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "varps/device_memory.hpp"
 #include "varps/sampling.hpp"
 #include "varps/tensor.hpp"
 
@@ -46,16 +47,6 @@ struct KvPrefix {
   const float* v = nullptr;
   int64_t tokens = 0;  // T; 0 means no prefix
   int64_t rows_per_stream = 1;
-};
-
-// Device memory as the backend's allocator sees it, for benchmark reports.
-// `available` is false for the CPU backend (its memory is the process RSS).
-struct DeviceMemoryStats {
-  bool available = false;
-  uint64_t in_use = 0;    // bytes held by live arrays now
-  uint64_t peak = 0;      // most bytes held at once since the last reset
-  uint64_t reserved = 0;  // bytes the allocator holds from the driver (in use + cached)
-  uint64_t total = 0;     // the device's memory
 };
 
 // Which backend, and how it computes.

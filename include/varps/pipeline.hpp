@@ -11,6 +11,7 @@
 
 #include "varps/adapter.hpp"
 #include "varps/config.hpp"
+#include "varps/device_memory.hpp"
 #include "varps/sampling.hpp"
 #include "varps/tensor.hpp"
 
@@ -135,6 +136,10 @@ class Pipeline {
   // Returns memory the backend keeps for reuse to the system (between
   // benchmark runs, so each run's peak is its own).
   void release_cached_memory() const;
+  // The backend's device memory (not available on the CPU), and a reset of
+  // its peak to what is in use now.
+  DeviceMemoryStats device_memory() const;
+  void reset_peak_device_memory() const;
 
   // ---- stages ----
   // f_hat after each scale for token maps [scale][B·pn²]: [scale] → [B, Cvae, h, w]

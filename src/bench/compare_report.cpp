@@ -94,8 +94,10 @@ std::string comparison_markdown(const CompareReport& r) {
   std::string out = "# ParScale against larger models\n\n";
   out += fmt::md_key_values("Machine", r.machine) + fmt::md_key_values("Model", r.model);
   out += "## Cost\n\n";
-  out += "One request (tokens to pixels) per repeat, median [p10–p90] after warm-up. Peak: the process's peak "
-         "resident memory during that row's requests (weights included). Increases are over the first row, the "
+  const auto measure = r.machine.find("memory_measure");
+  out += "One request (tokens to pixels) per repeat, median [p10–p90] after warm-up. Peak: " +
+         (measure != r.machine.end() ? measure->second : std::string("the measured peak")) +
+         ", during that row's requests (weights included). Increases are over the first row, the "
          "base model without an adapter. The adapters are untrained (random prefixes, uniform aggregation): this "
          "table measures cost, not quality.\n\n";
   out += fmt::md_row({"model", "ParScale P", "T", "params (M)", "+params", "rows/pass", "median ms [p10–p90]", "+latency",

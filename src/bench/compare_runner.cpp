@@ -64,10 +64,9 @@ CompareReport run_parscale_comparison(const std::function<Pipeline()>& load_base
   CompareReport rep;
   rep.machine = std::move(machine);
   rep.model = std::move(model);
-  rep.machine["memory_measure"] = reset_peak_rss() ? "process peak RSS (VmHWM, reset per run)"
-                                                   : "process peak RSS (VmHWM, not resettable: lifetime peak)";
   {
     Pipeline base = load_base();
+    rep.machine["memory_measure"] = memory_measure(base);
     rep.machine["threads"] = std::to_string(base.threads());
     rep.entries.push_back(measure_entry(base, base_label, 0, 0, cfg));
     for (int P : streams) {

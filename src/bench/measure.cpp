@@ -12,6 +12,7 @@ Measurement measure(const Pipeline& pipe, const std::vector<ImageRequest>& req, 
   Measurement m;
   pipe.release_cached_memory();
   reset_peak_rss();
+  pipe.reset_peak_device_memory();
   for (int i = 0; i < warmup; ++i) pipe.generate(req, opts);
   for (int i = 0; i < repeats; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -21,8 +22,19 @@ Measurement measure(const Pipeline& pipe, const std::vector<ImageRequest>& req, 
     m.stages.push_back(m.last.timings);
     if (on_repeat) on_repeat(i, ms);
   }
-  m.peak_memory_bytes = peak_rss_bytes();
+  // On a device, the memory that matters is the device's: the peak of the
+  // backend's arrays (weights, caches, activations, workspaces).
+  const DeviceMemoryStats device = pipe.device_memory();
+  m.peak_memory_bytes = device.available ? device.peak : peak_rss_bytes();
   return m;
+}
+
+std::string memory_measure(const Pipeline& pipe) {
+  if (pipe.device_memory().available)
+    return "device peak of the " + pipe.backend_name() +
+           " backend's arrays (weights, KV cache, activations, workspaces; reset per run)";
+  return reset_peak_rss() ? "process peak RSS (VmHWM, reset per run)"
+                          : "process peak RSS (VmHWM, not resettable: lifetime peak)";
 }
 
 std::vector<int64_t> rows_per_pass(const EngineCounters& c) {

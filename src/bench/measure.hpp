@@ -18,10 +18,14 @@ struct Measurement {
 };
 
 // Releases the backend's cached memory and resets the peak before the
-// warm-up, so the peak is this request's own. `on_repeat(i, ms)` after each
+// warm-up, so the peak is this request's own: the device's for a device
+// backend, the process's peak RSS for the CPU (see memory_measure()). `on_repeat(i, ms)` after each
 // timed repeat.
 Measurement measure(const Pipeline& pipe, const std::vector<ImageRequest>& req, const GenerateOptions& opts,
                     int warmup, int repeats, const std::function<void(int, double)>& on_repeat);
+
+// How peak_memory_bytes was measured on this pipeline, for the reports.
+std::string memory_measure(const Pipeline& pipe);
 
 // Rows of each backbone pass, per scale (0 where a scale ran no pass).
 std::vector<int64_t> rows_per_pass(const EngineCounters& c);

@@ -77,8 +77,7 @@ Report run_bench(const Pipeline& pipe, const BenchConfig& cfg, std::map<std::str
   rep.machine = std::move(machine);
   rep.model = std::move(model);
   rep.machine["threads"] = std::to_string(pipe.threads());
-  rep.machine["memory_measure"] = reset_peak_rss() ? "process peak RSS (VmHWM, reset per run)"
-                                                   : "process peak RSS (VmHWM, not resettable: lifetime peak)";
+  rep.machine["memory_measure"] = memory_measure(pipe);
   for (int P : streams)
     for (Schedule s : cfg.schedules) rep.runs.push_back(run_one(pipe, cfg, s, P));
   apply_sanity_checks(rep.runs, rep.thresholds);

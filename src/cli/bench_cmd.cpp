@@ -111,11 +111,11 @@ void add_bench(CLI::App& app, BenchArgs& a) {
 
 namespace {
 
-std::map<std::string, std::string> machine_info(const Pipeline& pipe) {
+std::map<std::string, std::string> machine_info(const Pipeline& pipe, const PipelineOptions& device) {
   std::map<std::string, std::string> machine = {
       {"backend", pipe.backend_name()},
       {"backend_info", pipe.backend_info()},
-      {"dtype", "float32"},
+      {"dtype", device.precision == "fp32" ? "float32" : device.precision + " matrix operands, float32 elsewhere"},
       {"cpu", cpu_model()},
       {"cpus_online", std::to_string(std::thread::hardware_concurrency())},
       {"commit", VARPS_GIT_COMMIT},
@@ -173,7 +173,7 @@ int run_comparison(const BenchArgs& a, const ModelChoice& model, const bench::Co
   std::map<std::string, std::string> machine;
   const auto load_base = [&] {
     Pipeline pipe = load_model(model, device, con);
-    machine = machine_info(pipe);
+    machine = machine_info(pipe, device);
     return pipe;
   };
   const auto load_larger = [&](const std::string& name) {
@@ -261,7 +261,7 @@ int run_bench(const BenchArgs& a) {
                             std::to_string(adapter->prefix_tokens) + ", s=" + format_double(adapter->smooth) +
                             " ('P' in the tables counts images, each of P ParScale streams)";
   for (auto& [k, v] : sampling_fields(cfg.sampling, "")) model_info[k] = v;
-  const bench::Report report = bench::run_bench(pipe, cfg, machine_info(pipe), model_info);
+  const bench::Report report = bench::run_bench(pipe, cfg, machine_info(pipe, device), model_info);
   bench::write_report(a.out, report);
   std::fputs(bench::report_markdown(report).c_str(), stdout);
   con.status("wrote bench.json, bench.csv, bench.md and bench.svg to " + a.out);

@@ -99,7 +99,11 @@ GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<I
   Array<float> x = be.alloc(R * max_l * C);
   Array<float> logits = be.alloc(N * max_l * V);
   Array<float> guided_logits = guided ? be.alloc(B * max_l * V) : Array<float>();
-  Array<int32_t> idx = be.alloc_i32(B * max_l);
+  // Every scale's tokens stay on the backend until the end: [scale][B, l].
+  std::vector<int64_t> scale_offset(static_cast<size_t>(K) + 1, 0);
+  for (int si = 0; si < K; ++si)
+    scale_offset[si + 1] = scale_offset[si] + B * cfg.patch_nums[si] * cfg.patch_nums[si];
+  Array<int32_t> all_idx = be.alloc_i32(static_cast<size_t>(scale_offset[K]));
   Array<float> next_tokens = be.alloc(B * max_l * cfg.cvae);
   FeatureMap f_hat = vae.zero_map(B, cfg.cvae, S, S);
   var.first_scale_input(session, x.data());
@@ -133,20 +137,17 @@ GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<I
       be.download(lg, host.size(), host.data());
       opts.on_logits(si, host.data(), B, l, V);
     }
-    std::vector<int32_t> host_idx(static_cast<size_t>(B * l));
+    int32_t* idx = all_idx.data() + scale_offset[si];
     if (opts.forced_tokens) {
-      host_idx = (*opts.forced_tokens)[si];
-      check_token_map(host_idx, B * l, V, si);
-      be.upload_into_i32(host_idx.data(), host_idx.size(), idx.data());
+      const std::vector<int32_t>& forced = (*opts.forced_tokens)[si];
+      check_token_map(forced, B * l, V, si);
+      be.upload_into_i32(forced.data(), forced.size(), idx);
     } else {
-      be.sample(lg, B, l, V, jobs, si, idx.data());
-      be.download_i32(idx.data(), host_idx.size(), host_idx.data());
+      be.sample(lg, B, l, V, jobs, si, idx);
     }
-    for (int64_t b = 0; b < B; ++b)
-      out.tokens[b][si].assign(host_idx.begin() + b * l, host_idx.begin() + (b + 1) * l);
     out.timings.sampling_ms += clock.lap();
 
-    vae.add_scale(si, cfg.patch_nums, idx.data(), f_hat);
+    vae.add_scale(si, cfg.patch_nums, idx, f_hat);
     if (si + 1 < K) {
       vae.next_scale_tokens(f_hat, cfg.patch_nums[si + 1], next_tokens.data());
       var.scale_input(session, next_tokens.data(), B, si + 1, rows.row_stream, x.data());
@@ -155,6 +156,15 @@ GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<I
     if (opts.progress) opts.progress(si, static_cast<int>(K));
   }
 
+  // The one transfer of tokens, after the last scale: no scale waits for the host.
+  std::vector<int32_t> host_idx(static_cast<size_t>(scale_offset[K]));
+  be.download_i32(all_idx.data(), host_idx.size(), host_idx.data());
+  for (int si = 0; si < K; ++si) {
+    const int64_t l = cfg.patch_nums[si] * cfg.patch_nums[si];
+    const auto first = host_idx.begin() + scale_offset[si];
+    for (int64_t b = 0; b < B; ++b) out.tokens[b][si].assign(first + b * l, first + (b + 1) * l);
+  }
+  out.timings.sampling_ms += clock.lap();
   if (opts.keep_f_hat) out.f_hat = impl.download_map(f_hat);
   out.count = B;
   if (opts.decode) {

@@ -96,6 +96,8 @@ std::string Pipeline::weights_origin() const { return impl_->origin; }
 int Pipeline::threads() const { return impl_->backend->threads(); }
 std::string Pipeline::backend_name() const { return impl_->backend->name(); }
 std::string Pipeline::backend_info() const { return impl_->backend->info(); }
+DeviceMemoryStats Pipeline::device_memory() const { return impl_->backend->device_memory(); }
+void Pipeline::reset_peak_device_memory() const { impl_->backend->reset_peak_memory(); }
 
 FeatureMap Pipeline::Impl::upload_map(const Tensor& t) const {
   if (t.shape.size() != 4) throw Error("expected a [N, C, H, W] tensor, got " + shape_str(t.shape));
