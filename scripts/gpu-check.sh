@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# For a lent GPU machine, which has CUDA, CMake, ninja and gcc but none of
+# Debian's -dev packages: unpack the .deb files fetched into .deps/ (see
+# docs/cuda.md) into a private prefix, build with the CUDA backend, run the
+# CUDA tests, then benchmark d16. Logs and reports go to $OUT (default out-gpu).
+#
+#   usage: scripts/gpu-check.sh [bench]    (bench: also run the d16 benchmarks)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+out=${OUT:-out-gpu}
+mkdir -p "$out"
+
+prefix=$PWD/.deps/root
+if [[ ! -d $prefix/usr ]]; then
+  ls .deps/*.deb >/dev/null 2>&1 || { echo "gpu-check: no .deb files in .deps/ (docs/cuda.md)" >&2; exit 1; }
+  for deb in .deps/*.deb; do dpkg -x "$deb" "$prefix"; done
+  # The .pc files name /usr (in variables and in -I/-L flags); point them at the prefix.
+  grep -rl '/usr' "$prefix/usr" --include='*.pc' |
+    xargs sed -i -E "s#(^[a-z_]+=|[[:space:]]-[IL])/usr(/|\$)#\1$prefix/usr\2#g"
+fi
+lib=$prefix/usr/lib/x86_64-linux-gnu
+export PKG_CONFIG_LIBDIR=$lib/openblas-openmp/pkgconfig:$lib/pkgconfig:$prefix/usr/share/pkgconfig
+export LD_LIBRARY_PATH=$lib/openblas-openmp:$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
+
+{ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv || echo "no nvidia-smi"; } | tee "$out/gpu.txt"
+cmake -S . -B build-gpu -G Ninja -DVARPS_CUDA=ON -DCMAKE_PREFIX_PATH="$prefix/usr;$lib/cmake;$prefix/usr/share/cmake" \
+  -DCMAKE_INCLUDE_PATH="$prefix/usr/include" -DCMAKE_LIBRARY_PATH="$lib" 2>&1 | tee "$out/configure.log" | tail -3
+cmake --build build-gpu 2>&1 | tee "$out/build.log" | tail -3
+# Every test, so the CUDA ones run beside the CPU ones they are checked against.
+ctest --test-dir build-gpu --output-on-failure -j4 2>&1 | tee "$out/ctest.log" | tail -15 || true
+./build-gpu/tests/varps_tests --gtest_filter='*Cuda*:*cuda*' 2>&1 | grep -E '^\[ bf16' | tee "$out/bf16-agreement.txt" || true
+
+if [[ ${1:-} == bench ]]; then
+  for precision in bf16 fp32; do
+    ./build-gpu/varps bench --device cuda --precision "$precision" --preset d16 --streams 1,2,4,8,16,32 \
+      --schedule batched --warmup 2 --repeats 20 --out "$out/bench-d16-$precision" --quiet | tail -12
+  done
+fi
