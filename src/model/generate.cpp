@@ -250,7 +250,9 @@ MemoryPlan Pipeline::plan_memory(const std::vector<ImageRequest>& requests, Sche
   // at full resolution alive at once, plus the im2col band.
   const uint64_t decoder =
       4 * B * static_cast<uint64_t>(vc.ch * vc.ch_mult.front()) * side * side * f + (uint64_t{4} << 20) * f;
-  plan.activations = transformer + decoder + B * cfg.cvae * S * S * f;
+  uint64_t all_tokens = 0;  // every scale's token map stays until the end
+  for (int pn : cfg.patch_nums) all_tokens += static_cast<uint64_t>(pn) * static_cast<uint64_t>(pn);
+  plan.activations = transformer + decoder + B * cfg.cvae * S * S * f + B * all_tokens * sizeof(int32_t);
   return plan;
 }
 
