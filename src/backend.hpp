@@ -166,8 +166,12 @@ class Backend {
 };
 
 std::unique_ptr<Backend> make_cpu_backend(int threads);
-// Throws varps::Error when the device is unknown, not compiled in (CUDA
-// needs -DVARPS_CUDA=ON) or not present, or the precision is not supported.
+// Throws varps::Error when the device or precision name is unknown, or the
+// device does not support the precision; says nothing of whether the device
+// is compiled in or present.
+void check_backend_choice(const std::string& device, const std::string& precision);
+// Throws varps::Error as check_backend_choice does, and when the device is
+// not compiled in (CUDA needs -DVARPS_CUDA=ON) or not present.
 std::unique_ptr<Backend> make_backend(const BackendOptions& opts);
 // Defined only in builds with VARPS_CUDA=ON.
 std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& opts);

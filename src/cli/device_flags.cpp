@@ -1,7 +1,9 @@
 // --device, --precision and --threads: where a command runs the model.
 #include <CLI/CLI.hpp>
 
+#include "backend.hpp"
 #include "cli/commands.hpp"
+#include "varps/error.hpp"
 
 namespace varps::cli {
 
@@ -22,12 +24,12 @@ void add_device_flags(CLI::App* cmd, DeviceArgs& a) {
 PipelineOptions parse_device(const DeviceArgs& a) {
   PipelineOptions po;
   po.threads = parse_int("--threads", a.threads, 0);
-  if (a.device != "cpu" && a.device != "cuda")
-    throw UsageError("invalid value '" + a.device + "' for --device: expected cpu or cuda");
-  if (a.precision != "fp32" && a.precision != "bf16" && a.precision != "fp16")
-    throw UsageError("invalid value '" + a.precision + "' for --precision: expected fp32, bf16 or fp16");
-  if (a.device == "cpu" && a.precision != "fp32")
-    throw UsageError("--precision " + a.precision + " needs --device cuda (the CPU computes in fp32)");
+  // The library's own check, reported as the usage error it is here.
+  try {
+    check_backend_choice(a.device, a.precision);
+  } catch (const Error& e) {
+    throw UsageError(std::string("--device/--precision: ") + e.what());
+  }
   po.device = a.device;
   po.precision = a.precision;
   return po;

@@ -14,16 +14,18 @@ std::unique_ptr<Backend> make_cuda_backend(const BackendOptions&) {
 }
 #endif
 
+void check_backend_choice(const std::string& device, const std::string& precision) {
+  if (device != "cpu" && device != "cuda") throw Error("unknown device '" + device + "' (expected cpu or cuda)");
+  if (precision != "fp32" && precision != "bf16" && precision != "fp16")
+    throw Error("unknown precision '" + precision + "' (expected fp32, bf16 or fp16)");
+  if (device == "cpu" && precision != "fp32")
+    throw Error("the CPU backend computes in fp32 only (precision " + precision + " needs --device cuda)");
+}
+
 std::unique_ptr<Backend> make_backend(const BackendOptions& opts) {
-  const std::string& p = opts.precision;
-  if (p != "fp32" && p != "bf16" && p != "fp16")
-    throw Error("unknown precision '" + p + "' (expected fp32, bf16 or fp16)");
-  if (opts.device == "cpu") {
-    if (p != "fp32") throw Error("the CPU backend computes in fp32 only (precision " + p + " needs --device cuda)");
-    return make_cpu_backend(opts.threads);
-  }
-  if (opts.device == "cuda") return make_cuda_backend(opts);
-  throw Error("unknown device '" + opts.device + "' (expected cpu or cuda)");
+  check_backend_choice(opts.device, opts.precision);
+  if (opts.device == "cpu") return make_cpu_backend(opts.threads);
+  return make_cuda_backend(opts);
 }
 
 }  // namespace varps

@@ -5,6 +5,7 @@
 
 #include "backend.hpp"
 #include "cuda/cuda_available.hpp"
+#include "cli_run.hpp"
 #include "test_files.hpp"
 #include "varps/pipeline.hpp"
 
@@ -33,6 +34,20 @@ TEST(BackendChoice, CudaWithoutCudaSaysWhy) {
 
 TEST(BackendChoice, CpuReportsNoDeviceMemory) {
   EXPECT_FALSE(make_cpu_backend(1)->device_memory().available);
+}
+
+// On the command line: bad names are usage errors (exit 2) naming the flags;
+// a missing device is a runtime error (exit 1) saying why.
+TEST(BackendChoice, CommandLine) {
+  TempDir dir;
+  expect_error(run_cli(dir, {"generate", "--class", "1", "--out", "o", "--device", "gpu"}), 2,
+               {"--device/--precision", "unknown device 'gpu'"});
+  expect_error(run_cli(dir, {"bench", "--out", "o", "--precision", "fp8"}), 2, {"unknown precision 'fp8'"});
+  expect_error(run_cli(dir, {"generate", "--class", "1", "--out", "o", "--precision", "bf16"}), 2,
+               {"fp32 only", "needs --device cuda"});
+  const std::string& reason = testing::cuda_unavailable_reason();
+  if (reason.empty()) GTEST_SKIP() << "a CUDA device is present";
+  expect_error(run_cli(dir, {"generate", "--quiet", "--class", "1", "--out", "o", "--device", "cuda"}), 1, {reason});
 }
 
 }  // namespace
