@@ -30,6 +30,7 @@
 #include "cuda/cuda_backend.hpp"
 #include "cuda/cuda_check.hpp"
 #include "cuda/sampling_math.cuh"
+#include "model/philox.hpp"
 
 namespace varps::cuda {
 namespace {

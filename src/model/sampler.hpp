@@ -8,13 +8,12 @@
 // first vocabulary index (in index order) whose cumulative kept probability
 // exceeds u. Nothing depends on the batch: an image's tokens are a function
 // of its class, seed and sampling parameters alone.
-#include <array>
 #include <cstdint>
+
+#include "model/philox.hpp"
 
 namespace varps {
 
-std::array<uint32_t, 4> philox4x32_10(std::array<uint32_t, 4> counter, std::array<uint32_t, 2> key);
-double token_uniform(uint64_t seed, int scale_index, int64_t token_index);
 
 // logits[V] is clobbered (divided by the temperature unless it is 1,
 // filtered entries become -inf). top_k <= 0 or >= V and top_p <= 0 switch
