@@ -14,6 +14,7 @@
 #include "varps/device_memory.hpp"
 #include "varps/sampling.hpp"
 #include "varps/tensor.hpp"
+#include "varps/work_clock.hpp"
 
 namespace varps {
 
@@ -49,6 +50,14 @@ struct KvPrefix {
   int64_t rows_per_stream = 1;
 };
 
+// The largest operands a request hands the backend, from which it plans its
+// own memory (product workspaces, im2col bands, conversion scratch).
+struct WorkspaceDemand {
+  uint64_t linear_input = 0;     // elements of the largest x of linear()
+  uint64_t im2col = 0;           // elements of the largest im2col matrix of one image (k > 1)
+  uint64_t pointwise_input = 0;  // elements of the largest 1×1 convolution input of one image
+};
+
 // Which backend, and how it computes.
 struct BackendOptions {
   std::string device = "cpu";  // "cpu" or "cuda"
@@ -71,6 +80,12 @@ class Backend {
   virtual Array<float> zeros(size_t n) = 0;
   virtual Array<int32_t> alloc_i32(size_t n) = 0;
   virtual Array<float> upload(const Tensor& t) = 0;
+  // A weight used only as the w of linear() or conv2d() of this backend: a
+  // backend whose matrix products take lower-precision operands may keep it
+  // in that precision alone, so the handle is opaque to every other op.
+  virtual Array<float> upload_matrix(const Tensor& t) { return upload(t); }
+  // Bytes an upload_matrix() weight holds per element.
+  virtual size_t matrix_element_bytes() const { return sizeof(float); }
   virtual void upload_into_i32(const int32_t* host, size_t n, int32_t* dst) = 0;
   virtual void download(const float* src, size_t n, float* host) = 0;
   virtual void download_i32(const int32_t* src, size_t n, int32_t* host) = 0;
@@ -78,6 +93,11 @@ class Backend {
   virtual void synchronize() = 0;
   // Frees memory kept for reuse (arrays still in use stay valid).
   virtual void release_cached() = 0;
+  // The most memory the backend holds for its own work (beside the arrays it
+  // hands out) while serving `demand`.
+  virtual uint64_t workspace_bytes(const WorkspaceDemand& demand) const = 0;
+  // Marks in this backend's order of work (see WorkClock).
+  virtual std::unique_ptr<WorkClock> work_clock() { return make_host_clock(); }
   virtual DeviceMemoryStats device_memory() const { return {}; }
   virtual void reset_peak_memory() {}
 

@@ -12,6 +12,7 @@
 #include "varps/adapter.hpp"
 #include "varps/config.hpp"
 #include "varps/device_memory.hpp"
+#include "varps/work_clock.hpp"
 #include "varps/sampling.hpp"
 #include "varps/tensor.hpp"
 
@@ -26,6 +27,9 @@ struct ImageRequest {
 // token maps of one image: [scale][pn·pn], row-major
 using TokenMaps = std::vector<std::vector<int32_t>>;
 
+// Stage times come from the backend's work clock (varps/work_clock.hpp): on a
+// device, events on its stream, so they are the device's and taking them
+// does not stall it. total_ms is the host's wall clock around the request.
 struct StageTimings {
   std::vector<double> transformer_ms;  // per scale
   double setup_ms = 0;     // class embedding, AdaLN modulation, KV cache
@@ -50,7 +54,9 @@ struct EngineCounters {
 struct MemoryPlan {
   uint64_t weights = 0;      // shared by every stream
   uint64_t kv_cache = 0;     // per row, all scales
-  uint64_t activations = 0;  // transformer workspace per row at the largest scale, logits, decoder maps
+  // Transformer workspace per row at the largest scale, logits, decoder maps,
+  // and the backend's own workspaces (products, im2col, conversions).
+  uint64_t activations = 0;
   uint64_t total() const { return weights + kv_cache + activations; }
 };
 
@@ -139,6 +145,9 @@ class Pipeline {
   // The backend's device memory (not available on the CPU), and a reset of
   // its peak to what is in use now.
   DeviceMemoryStats device_memory() const;
+  // A clock in the backend's order of work: marks around generate() time it
+  // as the device runs it (CUDA events on a GPU).
+  std::unique_ptr<WorkClock> work_clock() const;
   void reset_peak_device_memory() const;
 
   // ---- stages ----

@@ -66,6 +66,7 @@ CompareReport run_parscale_comparison(const std::function<Pipeline()>& load_base
   rep.model = std::move(model);
   {
     Pipeline base = load_base();
+    rep.machine["latency_measure"] = latency_measure(base);
     rep.machine["memory_measure"] = memory_measure(base);
     rep.machine["threads"] = std::to_string(base.threads());
     rep.entries.push_back(measure_entry(base, base_label, 0, 0, cfg));

@@ -24,6 +24,9 @@ struct Measurement {
 Measurement measure(const Pipeline& pipe, const std::vector<ImageRequest>& req, const GenerateOptions& opts,
                     int warmup, int repeats, const std::function<void(int, double)>& on_repeat);
 
+// How the latency samples were timed on this pipeline, for the reports.
+std::string latency_measure(const Pipeline& pipe);
+
 // How peak_memory_bytes was measured on this pipeline, for the reports.
 std::string memory_measure(const Pipeline& pipe);
 

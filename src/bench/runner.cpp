@@ -77,6 +77,7 @@ Report run_bench(const Pipeline& pipe, const BenchConfig& cfg, std::map<std::str
   rep.machine = std::move(machine);
   rep.model = std::move(model);
   rep.machine["threads"] = std::to_string(pipe.threads());
+  rep.machine["latency_measure"] = latency_measure(pipe);
   rep.machine["memory_measure"] = memory_measure(pipe);
   for (int P : streams)
     for (Schedule s : cfg.schedules) rep.runs.push_back(run_one(pipe, cfg, s, P));

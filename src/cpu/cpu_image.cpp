@@ -13,6 +13,15 @@
 
 namespace varps {
 
+namespace {
+constexpr int64_t kIm2colBandFloats = int64_t{4} << 20;
+}  // namespace
+
+uint64_t CpuBackend::workspace_bytes(const WorkspaceDemand& demand) const {
+  // One im2col band at a time, allocated per convolution.
+  return std::min<uint64_t>(demand.im2col, kIm2colBandFloats) * sizeof(float);
+}
+
 void CpuBackend::conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const float* w, const float* b,
                         int64_t Co, int k, int stride, int pad_t, int pad_l, int pad_b, int pad_r, float* out) {
   const int64_t Ho = (H + pad_t + pad_b - k) / stride + 1;
@@ -34,7 +43,7 @@ void CpuBackend::conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_
     }
     // im2col over bands of output rows keeps the column buffer near 16 MB
     // (the 256x256x160 decoder level would need 377 MB at once).
-    const int64_t max_cols = std::max<int64_t>(Wo, (int64_t{4} << 20) / std::max<int64_t>(Kdim, 1));
+    const int64_t max_cols = std::max<int64_t>(Wo, kIm2colBandFloats / std::max<int64_t>(Kdim, 1));
     const int64_t band_rows = std::max<int64_t>(1, std::min<int64_t>(Ho, max_cols / Wo));
     std::vector<float> col(static_cast<size_t>(Kdim * band_rows * Wo));
     for (int64_t oy0 = 0; oy0 < Ho; oy0 += band_rows) {

@@ -6,6 +6,7 @@
 // ours (src/cuda/*.cu). Arrays come from a stream-ordered memory pool that
 // keeps what it has allocated, so from the second generation on nothing is
 // allocated from the driver.
+#include <library_types.h>
 #include <cuda_runtime.h>
 
 #include <memory>
@@ -36,12 +37,17 @@ class CudaBackend final : public Backend {
   Array<float> zeros(size_t n) override;
   Array<int32_t> alloc_i32(size_t n) override;
   Array<float> upload(const Tensor& t) override;
+  // With bf16/fp16 products the weight is stored in that precision only.
+  Array<float> upload_matrix(const Tensor& t) override;
+  size_t matrix_element_bytes() const override;
   void upload_into_i32(const int32_t* host, size_t n, int32_t* dst) override;
   void download(const float* src, size_t n, float* host) override;
   void download_i32(const int32_t* src, size_t n, int32_t* host) override;
   void copy(const float* src, size_t n, float* dst) override;
   void synchronize() override;
   void release_cached() override;
+  uint64_t workspace_bytes(const WorkspaceDemand& demand) const override;
+  std::unique_ptr<WorkClock> work_clock() override;
   DeviceMemoryStats device_memory() const override;
   void reset_peak_memory() override;
 
@@ -89,16 +95,33 @@ class CudaBackend final : public Backend {
 
   cudaStream_t stream() const;
 
+  // Elements of an im2col band (and of the codebook distances) at once: 64 MB
+  // of float32 scratch, where the 256x256x160 decoder level would need 377 MB
+  // for a whole image.
+  static constexpr int64_t kBandElements = int64_t{16} << 20;
+
  private:
   template <typename T>
   Array<T> device_array(size_t n);
   // Scratch memory for one op, valid until the stream passes it.
   float* scratch(size_t n);
+  // The half-precision operand of weight w[n]: itself for an upload_matrix()
+  // weight, else a copy made on first use and dropped with the weight.
+  const void* matrix_operand(const float* w, size_t n);
+  // x[n] converted to half precision in scratch.
+  const void* half_activations(const float* x, size_t n);
+  cudaDataType_t half_type() const;  // with bf16/fp16 products
+  // Row-major C[M,N] = alpha·op(A)·op(B) + beta·C with A and B of type
+  // `operands` (float32 accumulation and output).
+  void row_major_product(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const void* A,
+                         int64_t lda, const void* B, int64_t ldb, float beta, float* C, int64_t ldc,
+                         cudaDataType_t operands);
 
   Precision precision_;
   std::shared_ptr<DeviceHeap> heap_;
   std::unique_ptr<LtContext> lt_;
   Array<float> scratch_;
+  int64_t sample_smem_limit_ = -1;  // dynamic shared memory sample_kernel may use; -1 until queried
 };
 
 }  // namespace varps::cuda

@@ -34,9 +34,25 @@ LtContext::~LtContext() {
   cublasLtDestroy(handle_);
 }
 
+namespace {
+
+// The largest power of two up to 256 that divides the address: cuBLASLt's
+// heuristic assumes 256-byte aligned operands unless told otherwise, and an
+// algorithm picked for that fails on a pointer into the middle of an array.
+uint32_t alignment_of(const void* ptr) {
+  const auto a = reinterpret_cast<uintptr_t>(ptr);
+  uint32_t align = 256;
+  while (align > 1 && a % align != 0) align /= 2;
+  return align;
+}
+
+}  // namespace
+
 LtContext::Plan& LtContext::plan_for(const LtProduct& p) {
-  const Key key{p.trans_a, p.trans_b, p.m, p.n, p.k, p.lda, p.ldb, p.ldd, static_cast<int>(p.operand_type),
-                p.bias != nullptr, p.beta != 0.0f};
+  const uint32_t align_a = alignment_of(p.A), align_b = alignment_of(p.B), align_d = alignment_of(p.D);
+  const Key key{p.trans_a,      p.trans_b,       p.m,     p.n,     p.k,    p.lda,  p.ldb,
+                p.ldd,          static_cast<int>(p.operand_type), p.bias != nullptr, p.beta != 0.0f,
+                align_a,        align_b,         align_d};
   auto found = plans_.find(key);
   if (found != plans_.end()) return found->second;
 
@@ -64,6 +80,11 @@ LtContext::Plan& LtContext::plan_for(const LtProduct& p) {
   VARPS_CUDA_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   VARPS_CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                         &workspace_bytes_, sizeof workspace_bytes_));
+  for (const auto& [attr, align] : {std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align_a},
+                                     std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_b},
+                                     std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_d},
+                                     std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_d}})
+    VARPS_CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &align, sizeof align));
   const uint32_t no_reduction = CUBLASLT_REDUCTION_SCHEME_NONE;
   VARPS_CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK,
                                                         &no_reduction, sizeof no_reduction));
@@ -123,34 +144,23 @@ void CudaBackend::linear(const float* x, int64_t M, int64_t K, const float* w, c
     lt_->run(p);
     return;
   }
-  p.operand_type = precision_ == Precision::BF16 ? CUDA_R_16BF : CUDA_R_16F;
-  // The weight's half-precision copy is made on first use and kept as long
-  // as the weight; the activations are converted per product.
-  void* wh = nullptr;
-  {
-    std::lock_guard<std::mutex> lock(heap_->mutex);
-    auto it = heap_->shadows.find(w);
-    if (it != heap_->shadows.end()) wh = it->second.data;
-  }
-  if (!wh) {
-    const size_t bytes = static_cast<size_t>(((N * K * 2 + 255) / 256) * 256);
-    wh = heap_->allocate(bytes);
-    cast_to_half_precision(w, static_cast<size_t>(N * K), wh, precision_, heap_->stream);
-    std::lock_guard<std::mutex> lock(heap_->mutex);
-    heap_->shadows[w] = DeviceHeap::Shadow{wh, bytes};
-  }
-  float* xh = scratch(static_cast<size_t>((M * K + 1) / 2));
-  cast_to_half_precision(x, static_cast<size_t>(M * K), xh, precision_, heap_->stream);
-  p.A = wh;
-  p.B = xh;
+  p.operand_type = half_type();
+  p.A = matrix_operand(w, static_cast<size_t>(N * K));
+  p.B = half_activations(x, static_cast<size_t>(M * K));
   lt_->run(p);
 }
 
 void CudaBackend::gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                        int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  // Always float32: the decoder's attention and the codebook search.
+  row_major_product(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, CUDA_R_32F);
+}
+
+void CudaBackend::row_major_product(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                                    const void* A, int64_t lda, const void* B, int64_t ldb, float beta, float* C,
+                                    int64_t ldc, cudaDataType_t operands) {
   if (M == 0 || N == 0) return;
-  // Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ; always
-  // float32 (the decoder's attention and the codebook search).
+  // Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ.
   LtProduct p;
   p.trans_a = trans_b;
   p.trans_b = trans_a;
@@ -165,7 +175,12 @@ void CudaBackend::gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
   p.ldd = ldc;
   p.alpha = alpha;
   p.beta = beta;
+  p.operand_type = operands;
   lt_->run(p);
+}
+
+cudaDataType_t CudaBackend::half_type() const {
+  return precision_ == Precision::BF16 ? CUDA_R_16BF : CUDA_R_16F;
 }
 
 }  // namespace varps::cuda

@@ -6,6 +6,9 @@
 // accumulated in double as there; the products round as cuBLASLt does.
 // Everything is enqueued on the backend's stream with no allocation,
 // synchronisation or host copy, so the ops can be captured in CUDA graphs.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -24,9 +27,7 @@ constexpr unsigned kThreads = 256;
 // flight as a block can hold.
 constexpr unsigned kNormThreads = 1024;
 constexpr unsigned kMaxGridY = 65535;
-// The im2col band (and the codebook distances) stay within 64 MB of scratch:
-// the 256x256x160 decoder level would need 377 MB for a whole image.
-constexpr int64_t kBandFloats = int64_t{16} << 20;
+constexpr int64_t kBandFloats = CudaBackend::kBandElements;
 
 // Calls launch(uint32_t{}) when every flat index below n, and one
 // grid-stride step past it (grid_for caps the grid at 2^28 threads), fits
@@ -65,25 +66,40 @@ __global__ void fill_planes_kernel(float* out, int64_t planes, int64_t Co, I P, 
   }
 }
 
+template <typename T>
+__device__ inline T to_operand(float v);
+template <>
+__device__ inline float to_operand<float>(float v) {
+  return v;
+}
+template <>
+__device__ inline __nv_bfloat16 to_operand<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+template <>
+__device__ inline __half to_operand<__half>(float v) {
+  return __float2half_rn(v);
+}
+
 // col[r, c] for rows r = (ci, ky, kx) and columns c = (oy, ox) of the band
 // of output rows starting at oy0: the input pixel under tap (ky, kx), or the
 // zero padding.
-template <typename I>
+template <typename I, typename T>
 __global__ void im2col_band_kernel(const float* __restrict__ xn, int64_t H, int64_t W, int k, int stride, int pad_t,
-                                   int pad_l, I Wo, int64_t oy0, int64_t Kdim, I cols, float* __restrict__ col) {
+                                   int pad_l, I Wo, int64_t oy0, int64_t Kdim, I cols, T* __restrict__ col) {
   const int taps = k * k;
   for (int64_t r = blockIdx.y; r < Kdim; r += gridDim.y) {
     const int64_t ci = r / taps;
     const int kk = static_cast<int>(r - ci * taps);
     const int ky = kk / k, kx = kk % k;
     const float* src = xn + ci * H * W;
-    float* dst = col + r * static_cast<int64_t>(cols);
+    T* dst = col + r * static_cast<int64_t>(cols);
     for (I c = first_index<I>(); c < cols; c += grid_step<I>()) {
       const I oy = c / Wo;
       const I ox = c - oy * Wo;
       const int64_t iy = (oy0 + static_cast<int64_t>(oy)) * stride + ky - pad_t;
       const int64_t ix = static_cast<int64_t>(ox) * stride + kx - pad_l;
-      dst[c] = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? src[iy * W + ix] : 0.0f;
+      dst[c] = to_operand<T>((iy >= 0 && iy < H && ix >= 0 && ix < W) ? src[iy * W + ix] : 0.0f);
     }
   }
 }
@@ -338,16 +354,26 @@ void CudaBackend::conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64
   if (Kdim == 0) return;
   const float beta = b ? 1.0f : 0.0f;
 
+  // With bf16/fp16 products the weight and the input columns are half
+  // precision (float32 accumulation into out); else everything is float32.
+  const bool half = precision_ != Precision::F32;
+  const cudaDataType_t operands = half ? half_type() : CUDA_R_32F;
+  const void* wop = half ? matrix_operand(w, static_cast<size_t>(Co * Kdim)) : w;
+
   if (k == 1 && stride == 1 && pad_t == 0 && pad_l == 0 && pad_b == 0 && pad_r == 0) {
-    for (int64_t n = 0; n < N; ++n)
-      gemm(false, false, Co, P, Ci, 1.0f, w, Ci, x + n * Ci * H * W, P, beta, out + n * Co * P, P);
+    for (int64_t n = 0; n < N; ++n) {
+      const float* xn = x + n * Ci * H * W;
+      const void* xop = half ? half_activations(xn, static_cast<size_t>(Ci * P)) : xn;
+      row_major_product(false, false, Co, P, Ci, 1.0f, wop, Ci, xop, P, beta, out + n * Co * P, P, operands);
+    }
     return;
   }
 
   // im2col over bands of output rows, as the CPU, with a larger band.
   const int64_t max_cols = std::max<int64_t>(Wo, kBandFloats / Kdim);
   const int64_t band_rows = std::max<int64_t>(1, std::min<int64_t>(Ho, max_cols / Wo));
-  float* col = scratch(static_cast<size_t>(Kdim * band_rows * Wo));
+  const size_t col_elems = static_cast<size_t>(Kdim * band_rows * Wo);
+  void* col = scratch(half ? (col_elems + 1) / 2 : col_elems);
   for (int64_t n = 0; n < N; ++n) {
     const float* xn = x + n * Ci * H * W;
     for (int64_t oy0 = 0; oy0 < Ho; oy0 += band_rows) {
@@ -357,11 +383,20 @@ void CudaBackend::conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64
                       static_cast<unsigned>(std::min<int64_t>(Kdim, kMaxGridY)));
       with_index_type(cols, [&](auto tag) {
         using I = decltype(tag);
-        im2col_band_kernel<I><<<grid, kThreads, 0, s>>>(xn, H, W, k, stride, pad_t, pad_l, static_cast<I>(Wo), oy0,
-                                                        Kdim, static_cast<I>(cols), col);
+        auto launch = [&](auto* typed_col) {
+          im2col_band_kernel<<<grid, kThreads, 0, s>>>(xn, H, W, k, stride, pad_t, pad_l, static_cast<I>(Wo), oy0,
+                                                       Kdim, static_cast<I>(cols), typed_col);
+        };
+        if (!half)
+          launch(static_cast<float*>(col));
+        else if (precision_ == Precision::BF16)
+          launch(static_cast<__nv_bfloat16*>(col));
+        else
+          launch(static_cast<__half*>(col));
       });
       VARPS_CUDA_LAUNCHED("im2col_band_kernel");
-      gemm(false, false, Co, cols, Kdim, 1.0f, w, Kdim, col, cols, beta, out + n * Co * P + oy0 * Wo, P);
+      row_major_product(false, false, Co, cols, Kdim, 1.0f, wop, Kdim, col, cols, beta, out + n * Co * P + oy0 * Wo, P,
+                        operands);
     }
   }
 }

@@ -10,6 +10,7 @@
 #include "cuda/cuda_backend.hpp"
 #include "cuda/cuda_check.hpp"
 #include "cuda/device_heap.hpp"
+#include "cuda/kernels.hpp"
 #include "cuda/lt_context.hpp"
 
 namespace varps::cuda {
@@ -54,7 +55,8 @@ DeviceHeap::DeviceHeap(int device_index) : device(device_index) {
 
 DeviceHeap::~DeviceHeap() {
   cudaStreamSynchronize(stream);
-  for (auto& [key, s] : shadows) cudaFreeAsync(s.data, stream);
+  for (auto& [key, s] : shadows)
+    if (s.data != key) cudaFreeAsync(s.data, stream);
   cudaStreamSynchronize(stream);
   cudaMemPoolDestroy(pool);
   cudaStreamDestroy(stream);
@@ -81,7 +83,7 @@ void DeviceHeap::release(void* p, size_t bytes) noexcept {
   std::lock_guard<std::mutex> lock(mutex);
   auto it = shadows.find(p);
   if (it != shadows.end()) {
-    cudaFreeAsync(it->second.data, stream);
+    if (it->second.data != p) cudaFreeAsync(it->second.data, stream);
     in_use -= it->second.bytes;
     shadows.erase(it);
   }
@@ -132,8 +134,20 @@ Array<T> CudaBackend::device_array(size_t n) {
 }
 
 float* CudaBackend::scratch(size_t n) {
-  if (scratch_.size() < n) scratch_ = device_array<float>(std::max(n, scratch_.size() * 2));
+  // Grown to exactly what an op needs: sizes are bounded (workspace_bytes),
+  // so it settles after the first request.
+  if (scratch_.size() < n) scratch_ = device_array<float>(n);
   return scratch_.data();
+}
+
+uint64_t CudaBackend::workspace_bytes(const WorkspaceDemand& d) const {
+  // One scratch region serves every op in turn, so it is the largest of
+  // their needs, in float32 granules.
+  const bool half = precision_ != Precision::F32;
+  const uint64_t band = std::min<uint64_t>(d.im2col, kBandElements);
+  uint64_t floats = half ? (band + 1) / 2 : band;
+  if (half) floats = std::max({floats, (d.linear_input + 1) / 2, (d.pointwise_input + 1) / 2});
+  return lt_->workspace_bytes() + (floats ? granule_bytes(floats, sizeof(float)) : 0);
 }
 
 Array<float> CudaBackend::alloc(size_t n) { return device_array<float>(n); }
@@ -153,6 +167,44 @@ Array<float> CudaBackend::upload(const Tensor& t) {
   VARPS_CUDA_CHECK(
       cudaMemcpyAsync(a.data(), t.data.data(), t.data.size() * sizeof(float), cudaMemcpyHostToDevice, heap_->stream));
   return a;
+}
+
+Array<float> CudaBackend::upload_matrix(const Tensor& t) {
+  if (precision_ == Precision::F32) return upload(t);
+  // Through a float32 staging array, freed in stream order after the cast.
+  const Array<float> staged = upload(t);
+  const size_t n = t.data.size(), bytes = granule_bytes(n, 2);
+  std::shared_ptr<DeviceHeap> heap = heap_;
+  float* p = static_cast<float*>(heap->allocate(bytes));
+  Array<float> a(std::shared_ptr<float>(p, [heap, bytes](float* q) { heap->release(q, bytes); }), n);
+  cast_to_half_precision(staged.data(), n, p, precision_, heap_->stream);
+  std::lock_guard<std::mutex> lock(heap_->mutex);
+  heap_->shadows[p] = DeviceHeap::Shadow{p, 0};
+  return a;
+}
+
+size_t CudaBackend::matrix_element_bytes() const { return precision_ == Precision::F32 ? sizeof(float) : 2; }
+
+const void* CudaBackend::matrix_operand(const float* w, size_t n) {
+  {
+    std::lock_guard<std::mutex> lock(heap_->mutex);
+    auto it = heap_->shadows.find(w);
+    if (it != heap_->shadows.end()) return it->second.data;
+  }
+  // A float32 weight: its half-precision copy is made on first use and kept
+  // as long as the weight.
+  const size_t bytes = granule_bytes(n, 2);
+  void* wh = heap_->allocate(bytes);
+  cast_to_half_precision(w, n, wh, precision_, heap_->stream);
+  std::lock_guard<std::mutex> lock(heap_->mutex);
+  heap_->shadows[w] = DeviceHeap::Shadow{wh, bytes};
+  return wh;
+}
+
+const void* CudaBackend::half_activations(const float* x, size_t n) {
+  void* xh = scratch((n + 1) / 2);
+  cast_to_half_precision(x, n, xh, precision_, heap_->stream);
+  return xh;
 }
 
 void CudaBackend::upload_into_i32(const int32_t* host, size_t n, int32_t* dst) {

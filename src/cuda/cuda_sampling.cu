@@ -29,6 +29,7 @@
 
 #include "cuda/cuda_backend.hpp"
 #include "cuda/cuda_check.hpp"
+#include "cuda/device_heap.hpp"
 #include "cuda/sampling_math.cuh"
 #include "model/philox.hpp"
 
@@ -344,12 +345,14 @@ void CudaBackend::sample(float* logits, int64_t B, int64_t l, int64_t V, const s
   int64_t pad_V = 1;
   while (pad_V < V) pad_V <<= 1;
   const int64_t sort_bytes = pad_V * static_cast<int64_t>(sizeof(uint64_t));
-  int device = 0, optin = 0;
-  VARPS_CUDA_CHECK(cudaGetDevice(&device));
-  VARPS_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  cudaFuncAttributes attr{};
-  VARPS_CUDA_CHECK(cudaFuncGetAttributes(&attr, sample_kernel));
-  const int64_t max_dynamic = static_cast<int64_t>(optin) - static_cast<int64_t>(attr.sharedSizeBytes);
+  if (sample_smem_limit_ < 0) {  // once per backend: the queries cost more than a launch
+    int optin = 0;
+    VARPS_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, heap_->device));
+    cudaFuncAttributes attr{};
+    VARPS_CUDA_CHECK(cudaFuncGetAttributes(&attr, sample_kernel));
+    sample_smem_limit_ = static_cast<int64_t>(optin) - static_cast<int64_t>(attr.sharedSizeBytes);
+  }
+  const int64_t max_dynamic = sample_smem_limit_;
 
   for (int64_t b0 = 0; b0 < B; b0 += kSampleJobs) {
     const int n = static_cast<int>(std::min<int64_t>(kSampleJobs, B - b0));

@@ -21,7 +21,8 @@ struct DeviceHeap {
   uint64_t peak = 0;
   // Low-precision copies of float32 weights, keyed by the float32 array;
   // dropped with it, so a later array at the same address is not mistaken
-  // for the old one.
+  // for the old one. A weight uploaded at low precision alone is its own
+  // copy (data == key, bytes == 0).
   struct Shadow {
     void* data = nullptr;
     size_t bytes = 0;

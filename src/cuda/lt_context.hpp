@@ -35,6 +35,7 @@ struct LtContext {
   LtContext& operator=(const LtContext&) = delete;
 
   void run(const LtProduct& p);
+  size_t workspace_bytes() const { return workspace_bytes_; }
 
  private:
   struct Plan {
@@ -42,7 +43,10 @@ struct LtContext {
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
     cublasLtMatmulAlgo_t algo{};
   };
-  using Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, bool, bool>;
+  // Shape, types, epilogue, and the alignment of A, B and D: an algorithm
+  // is picked for the alignment the pointers really have.
+  using Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, bool, bool, uint32_t,
+                         uint32_t, uint32_t>;
   Plan& plan_for(const LtProduct& p);
 
   DeviceHeap& heap_;

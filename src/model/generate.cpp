@@ -14,21 +14,40 @@ namespace varps {
 
 namespace {
 
+// Stage times from the backend's work clock: a mark at each stage boundary,
+// read once after the last transfer, so on a device no stage waits for the
+// host and the times are the device's.
 class StageClock {
  public:
-  explicit StageClock(Backend& be) : be_(be), t0_(std::chrono::steady_clock::now()) {}
-  // Milliseconds since the last lap, after the backend finished its work.
-  double lap() {
-    be_.synchronize();
-    const auto now = std::chrono::steady_clock::now();
-    const double ms = std::chrono::duration<double, std::milli>(now - t0_).count();
-    t0_ = now;
-    return ms;
+  enum class Stage { Setup, Transformer, Sampling, Residual, Decode };
+  explicit StageClock(Backend& be) : clock_(be.work_clock()) { clock_->mark(); }
+  // The stage that ends now (scale si for the transformer).
+  void lap(Stage stage, int si = 0) {
+    clock_->mark();
+    laps_.push_back({stage, si});
+  }
+  // Waits for the last mark.
+  void fill(StageTimings& t, int scales) {
+    const std::vector<double> ms = clock_->intervals_ms();
+    t.transformer_ms.assign(static_cast<size_t>(scales), 0.0);
+    for (size_t i = 0; i < laps_.size() && i < ms.size(); ++i) {
+      switch (laps_[i].stage) {
+        case Stage::Setup: t.setup_ms += ms[i]; break;
+        case Stage::Transformer: t.transformer_ms[laps_[i].si] += ms[i]; break;
+        case Stage::Sampling: t.sampling_ms += ms[i]; break;
+        case Stage::Residual: t.residual_ms += ms[i]; break;
+        case Stage::Decode: t.decode_ms += ms[i]; break;
+      }
+    }
   }
 
  private:
-  Backend& be_;
-  std::chrono::steady_clock::time_point t0_;
+  struct Lap {
+    Stage stage;
+    int si;
+  };
+  std::unique_ptr<WorkClock> clock_;
+  std::vector<Lap> laps_;
 };
 
 // Rows: the conditional row of every stream (row b is stream b), then one
@@ -90,8 +109,8 @@ GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<I
   GeneratedImages out;
   out.counters.passes_per_scale.assign(static_cast<size_t>(K), 0);
   out.counters.rows_per_scale.assign(static_cast<size_t>(K), 0);
-  StageClock clock(be);
   const auto t_start = std::chrono::steady_clock::now();
+  StageClock clock(be);  // its marks lie within [t_start, the end]
   VarSession session = var.start(rows.row_class, adapter);  // validates the classes
   const int64_t R = session.rows;  // every stream's copy of the image rows
 
@@ -108,14 +127,14 @@ GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<I
   FeatureMap f_hat = vae.zero_map(B, cfg.cvae, S, S);
   var.first_scale_input(session, x.data());
   out.tokens.assign(static_cast<size_t>(B), TokenMaps(static_cast<size_t>(K)));
-  out.timings.setup_ms = clock.lap();
+  clock.lap(StageClock::Stage::Setup);
 
   for (int si = 0; si < K; ++si) {
     const int64_t pn = cfg.patch_nums[si], l = pn * pn;
     var.forward_scale(session, x.data(), si, logits.data());
     ++out.counters.passes_per_scale[si];
     out.counters.rows_per_scale[si] += R;
-    out.timings.transformer_ms.push_back(clock.lap());
+    clock.lap(StageClock::Stage::Transformer, si);
     if (opts.on_stream_weights && adapter) {
       const int64_t P = session.streams;
       std::vector<float> host(static_cast<size_t>(N * l * P));
@@ -145,14 +164,14 @@ GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<I
     } else {
       be.sample(lg, B, l, V, jobs, si, idx);
     }
-    out.timings.sampling_ms += clock.lap();
+    clock.lap(StageClock::Stage::Sampling);
 
     vae.add_scale(si, cfg.patch_nums, idx, f_hat);
     if (si + 1 < K) {
       vae.next_scale_tokens(f_hat, cfg.patch_nums[si + 1], next_tokens.data());
       var.scale_input(session, next_tokens.data(), B, si + 1, rows.row_stream, x.data());
     }
-    out.timings.residual_ms += clock.lap();
+    clock.lap(StageClock::Stage::Residual);
     if (opts.progress) opts.progress(si, static_cast<int>(K));
   }
 
@@ -164,7 +183,7 @@ GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<I
     const auto first = host_idx.begin() + scale_offset[si];
     for (int64_t b = 0; b < B; ++b) out.tokens[b][si].assign(first + b * l, first + (b + 1) * l);
   }
-  out.timings.sampling_ms += clock.lap();
+  clock.lap(StageClock::Stage::Sampling);
   if (opts.keep_f_hat) out.f_hat = impl.download_map(f_hat);
   out.count = B;
   if (opts.decode) {
@@ -175,8 +194,9 @@ GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<I
     out.pixels.resize(img.size());
     be.download(img.data.data(), img.size(), out.pixels.data());
     for (float& v : out.pixels) v = (v + 1.0f) * 0.5f;
-    out.timings.decode_ms = clock.lap();
+    clock.lap(StageClock::Stage::Decode);
   }
+  clock.fill(out.timings, static_cast<int>(K));
   out.timings.total_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
   return out;
@@ -247,12 +267,15 @@ MemoryPlan Pipeline::plan_memory(const std::vector<ImageRequest>& requests, Sche
                          + B * l * (cfg.vocab_size + cfg.cvae) * f;          // guided logits, next input
   if (impl_->adapter) transformer += VarTransformer::aggregation_floats(cfg, N, P) * f;
   // The decoder's largest level: about four maps of ch·ch_mult[0] channels
-  // at full resolution alive at once, plus the im2col band.
-  const uint64_t decoder =
-      4 * B * static_cast<uint64_t>(vc.ch * vc.ch_mult.front()) * side * side * f + (uint64_t{4} << 20) * f;
+  // at full resolution alive at once.
+  const uint64_t decoder = 4 * B * static_cast<uint64_t>(vc.ch * vc.ch_mult.front()) * side * side * f;
+  // The backend's own memory: product workspaces, im2col bands, conversions.
+  WorkspaceDemand demand = impl_->vae->decoder_conv_demand(static_cast<int64_t>(S));
+  demand.linear_input = R * l * static_cast<uint64_t>(std::max(cfg.embed_dim, cfg.mlp_hidden));
+  const uint64_t workspace = impl_->backend->workspace_bytes(demand);
   uint64_t all_tokens = 0;  // every scale's token map stays until the end
   for (int pn : cfg.patch_nums) all_tokens += static_cast<uint64_t>(pn) * static_cast<uint64_t>(pn);
-  plan.activations = transformer + decoder + B * cfg.cvae * S * S * f + B * all_tokens * sizeof(int32_t);
+  plan.activations = transformer + decoder + workspace + B * cfg.cvae * S * S * f + B * all_tokens * sizeof(int32_t);
   return plan;
 }
 

@@ -98,6 +98,7 @@ std::string Pipeline::backend_name() const { return impl_->backend->name(); }
 std::string Pipeline::backend_info() const { return impl_->backend->info(); }
 DeviceMemoryStats Pipeline::device_memory() const { return impl_->backend->device_memory(); }
 void Pipeline::reset_peak_device_memory() const { impl_->backend->reset_peak_memory(); }
+std::unique_ptr<WorkClock> Pipeline::work_clock() const { return impl_->backend->work_clock(); }
 
 FeatureMap Pipeline::Impl::upload_map(const Tensor& t) const {
   if (t.shape.size() != 4) throw Error("expected a [N, C, H, W] tensor, got " + shape_str(t.shape));

@@ -14,7 +14,14 @@ VarTransformer::VarTransformer(Backend& be, const VarConfig& c, WeightSource& w)
     return be_.upload(t);
   };
   auto up = [&](const std::string& name, const Shape& shape) { return upload(w.take(name, shape)); };
-  word_embed_w_ = up("word_embed.weight", {C, c.cvae});
+  // Weights that are only ever the w of a linear(): kept at the backend's
+  // matrix-product precision.
+  auto up_matrix = [&](const std::string& name, const Shape& shape) {
+    const Tensor t = w.take(name, shape);
+    weight_bytes_ += t.data.size() * be_.matrix_element_bytes();
+    return be_.upload_matrix(t);
+  };
+  word_embed_w_ = up_matrix("word_embed.weight", {C, c.cvae});
   word_embed_b_ = up("word_embed.bias", {C});
   class_emb_ = up("class_emb.weight", {c.num_classes + 1, C});
   pos_start_ = up("pos_start", {1, 1, C});
@@ -29,7 +36,7 @@ VarTransformer::VarTransformer(Backend& be, const VarConfig& c, WeightSource& w)
     lvl_pos_ = upload(pos);
   }
   if (c.shared_aln) {
-    shared_ada_w_ = up("shared_ada_lin.1.weight", {6 * C, C});
+    shared_ada_w_ = up_matrix("shared_ada_lin.1.weight", {6 * C, C});
     shared_ada_b_ = up("shared_ada_lin.1.bias", {6 * C});
   }
   const float max_scale_mul = std::log(100.0f);  // float32, as torch.log(torch.tensor(100)).item()
@@ -39,10 +46,10 @@ VarTransformer::VarTransformer(Backend& be, const VarConfig& c, WeightSource& w)
     if (c.shared_aln) {
       b.ada_gss = up(p + "ada_gss", {1, 1, 6, C});
     } else {
-      b.ada_lin_w = up(p + "ada_lin.1.weight", {6 * C, C});
+      b.ada_lin_w = up_matrix(p + "ada_lin.1.weight", {6 * C, C});
       b.ada_lin_b = up(p + "ada_lin.1.bias", {6 * C});
     }
-    b.mat_qkv_w = up(p + "attn.mat_qkv.weight", {3 * C, C});
+    b.mat_qkv_w = up_matrix(p + "attn.mat_qkv.weight", {3 * C, C});
     Tensor qkv_bias({3 * C});
     const Tensor qb = w.take(p + "attn.q_bias", {C});
     const Tensor kb = w.take(p + "attn.zero_k_bias", {C});
@@ -57,17 +64,17 @@ VarTransformer::VarTransformer(Backend& be, const VarConfig& c, WeightSource& w)
     } else {
       b.q_scale.assign(static_cast<size_t>(H), 1.0f);
     }
-    b.proj_w = up(p + "attn.proj.weight", {C, C});
+    b.proj_w = up_matrix(p + "attn.proj.weight", {C, C});
     b.proj_b = up(p + "attn.proj.bias", {C});
-    b.fc1_w = up(p + "ffn.fc1.weight", {hid, C});
+    b.fc1_w = up_matrix(p + "ffn.fc1.weight", {hid, C});
     b.fc1_b = up(p + "ffn.fc1.bias", {hid});
-    b.fc2_w = up(p + "ffn.fc2.weight", {C, hid});
+    b.fc2_w = up_matrix(p + "ffn.fc2.weight", {C, hid});
     b.fc2_b = up(p + "ffn.fc2.bias", {C});
     blocks_.push_back(std::move(b));
   }
-  head_nm_w_ = up("head_nm.ada_lin.1.weight", {2 * C, C});
+  head_nm_w_ = up_matrix("head_nm.ada_lin.1.weight", {2 * C, C});
   head_nm_b_ = up("head_nm.ada_lin.1.bias", {2 * C});
-  head_w_ = up("head.weight", {c.vocab_size, C});
+  head_w_ = up_matrix("head.weight", {c.vocab_size, C});
   head_b_ = up("head.bias", {c.vocab_size});
 }
 

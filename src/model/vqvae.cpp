@@ -1,6 +1,8 @@
 // VQVAE weights binding, decoder and encoder.
 #include "model/vqvae.hpp"
 
+#include <algorithm>
+
 #include "varps/error.hpp"
 
 namespace varps {
@@ -23,7 +25,9 @@ struct Binder {
     c.co = co;
     c.ci = ci;
     c.k = k;
-    c.w = upload(p + ".weight", {co, ci, k, k});
+    const Tensor w = this->w.take(p + ".weight", {co, ci, k, k});
+    bytes += w.data.size() * be.matrix_element_bytes();
+    c.w = be.upload_matrix(w);  // only ever conv2d's w
     c.b = upload(p + ".bias", {co});
     return c;
   }
@@ -132,6 +136,43 @@ FeatureMap Vqvae::decode(const FeatureMap& f_hat) const {
   FeatureMap img = conv(group_norm(h, dec_norm_out_, true), dec_conv_out_);
   be_.clamp(img.data.data(), img.size(), -1.0f, 1.0f);
   return img;
+}
+
+WorkspaceDemand Vqvae::decoder_conv_demand(int64_t S) const {
+  WorkspaceDemand d;
+  auto note = [&](const Conv2dWeights& c, int64_t side) {  // stride 1, same padding
+    const uint64_t hw = static_cast<uint64_t>(side * side);
+    if (c.k > 1)
+      d.im2col = std::max(d.im2col, static_cast<uint64_t>(c.ci * c.k * c.k) * hw);
+    else if (c.k == 1)
+      d.pointwise_input = std::max(d.pointwise_input, static_cast<uint64_t>(c.ci) * hw);
+  };
+  auto note_res = [&](const ResBlock& rb, int64_t side) {
+    note(rb.conv1, side);
+    note(rb.conv2, side);
+    note(rb.nin_shortcut, side);
+  };
+  auto note_attn = [&](const AttnBlock& ab, int64_t side) {
+    note(ab.qkv, side);
+    note(ab.proj_out, side);
+  };
+  for (const Conv2dWeights& phi : phi_) note(phi, S);
+  note(post_quant_conv_, S);
+  note(dec_conv_in_, S);
+  note_res(dec_mid_1_, S);
+  for (const AttnBlock& a : dec_mid_attn_) note_attn(a, S);
+  note_res(dec_mid_2_, S);
+  int64_t side = S;
+  for (int64_t lvl = static_cast<int64_t>(dec_up_.size()) - 1; lvl >= 0; --lvl) {
+    for (const ResBlock& rb : dec_up_[lvl].block) note_res(rb, side);
+    for (const AttnBlock& a : dec_up_[lvl].attn) note_attn(a, side);
+    if (lvl != 0) {
+      side *= 2;
+      note(dec_up_[lvl].resample, side);
+    }
+  }
+  note(dec_conv_out_, side);
+  return d;
 }
 
 FeatureMap Vqvae::encode(const FeatureMap& img) const {

@@ -72,6 +72,11 @@ class Vqvae {
   std::vector<std::vector<int32_t>> quantize(const FeatureMap& f, const std::vector<int>& patch_nums,
                                              FeatureMap* f_hat_out = nullptr) const;
 
+  // For the residual path and decode() of an S×S latent, per image: the
+  // largest im2col matrix of a k > 1 convolution and the largest input of a
+  // 1×1 one (the convolutions as they run, in elements).
+  WorkspaceDemand decoder_conv_demand(int64_t S) const;
+
   FeatureMap new_map(int64_t n, int64_t c, int64_t h, int64_t w) const;  // contents undefined
   FeatureMap zero_map(int64_t n, int64_t c, int64_t h, int64_t w) const;
 

@@ -134,6 +134,42 @@ TEST_F(CudaConformance, LinearHalfPrecisionOperands) {
   }
 }
 
+TEST_F(CudaConformance, HalfPrecisionWeightsAreStoredOnce) {
+  for (const std::string precision : {"bf16", "fp16"}) {
+    SCOPED_TRACE(precision);
+    auto half = make_backend(BackendOptions{"cuda", 0, precision});
+    ASSERT_EQ(half->matrix_element_bytes(), 2u);
+    const int64_t M = 9, K = 384, N = 256;  // N·K·2 bytes is a whole number of 256-byte granules
+    const auto xh = random_vector(M * K, 7), wh = random_vector(N * K, 8, 0.05f);
+    auto hx = half->upload(Tensor({M * K}, xh)), hy = half->alloc(M * N), hz = half->alloc(M * N);
+    {  // sizes the backend's scratch, which stays
+      auto warm = half->upload(Tensor({N, K}, wh));
+      half->linear(hx.data(), M, K, warm.data(), nullptr, N, hy.data());
+    }
+    half->synchronize();
+    const uint64_t before = half->device_memory().in_use;
+    {
+      Array<float> matrix = half->upload_matrix(Tensor({N, K}, wh));
+      half->synchronize();
+      // The staging copy is gone; only the half-precision weight stays.
+      EXPECT_EQ(half->device_memory().in_use, before + static_cast<uint64_t>(N * K * 2));
+      // The same rounding as the copy a float32 weight gets on first use.
+      auto plain = half->upload(Tensor({N, K}, wh));
+      half->linear(hx.data(), M, K, matrix.data(), nullptr, N, hy.data());
+      half->linear(hx.data(), M, K, plain.data(), nullptr, N, hz.data());
+      std::vector<float> a(M * N), b(M * N);
+      half->download(hy.data(), a.size(), a.data());
+      half->download(hz.data(), b.size(), b.data());
+      EXPECT_EQ(a, b);
+    }
+    half->synchronize();
+    EXPECT_EQ(half->device_memory().in_use, before) << "the weight and its copies are freed with their arrays";
+  }
+  // Float32 products keep float32 weights.
+  EXPECT_EQ(gpu_->matrix_element_bytes(), sizeof(float));
+  EXPECT_EQ(cpu_->matrix_element_bytes(), sizeof(float));
+}
+
 TEST_F(CudaConformance, GemmTransposesStridesAlphaBeta) {
   for (int ta = 0; ta < 2; ++ta)
     for (int tb = 0; tb < 2; ++tb) {
@@ -362,6 +398,37 @@ TEST_F(CudaConformance, Convolutions) {
     gpu_->conv2d(x.gpu.data(), c.N, c.Ci, c.H, c.W, w.gpu.data(), c.bias ? b.gpu.data() : nullptr, c.Co, c.k, c.stride,
                  c.pt, c.pl, c.pb, c.pr, out.gpu.data());
     EXPECT_CLOSE(gpu_result(out), cpu_result(out), fp32_tol(c.Ci * c.k * c.k));
+  }
+}
+
+TEST_F(CudaConformance, ConvolutionsWithHalfPrecisionOperands) {
+  struct Conv {
+    int64_t N, Ci, H, W, Co;
+    int k, stride, pad;
+  };
+  for (const auto& [precision, tol] : {std::pair<std::string, double>{"bf16", kBf16Tol}, {"fp16", kFp16Tol}}) {
+    auto half = make_backend(BackendOptions{"cuda", 0, precision});
+    for (const Conv& c : {Conv{2, 16, 33, 17, 8, 3, 1, 1}, Conv{1, 24, 9, 9, 5, 3, 2, 1}, Conv{2, 32, 7, 9, 24, 1, 1, 0}}) {
+      SCOPED_TRACE(precision + " Ci " + std::to_string(c.Ci) + " k " + std::to_string(c.k));
+      const int64_t Ho = (c.H + 2 * c.pad - c.k) / c.stride + 1, Wo = (c.W + 2 * c.pad - c.k) / c.stride + 1;
+      const auto xh = random_vector(c.N * c.Ci * c.H * c.W, 31), wh = random_vector(c.Co * c.Ci * c.k * c.k, 32, 0.2f),
+                 bh = random_vector(c.Co, 33);
+      Both x = both(xh), w = both(wh), b = both(bh), out = output(c.N * c.Co * Ho * Wo);
+      cpu_->conv2d(x.cpu.data(), c.N, c.Ci, c.H, c.W, w.cpu.data(), b.cpu.data(), c.Co, c.k, c.stride, c.pad, c.pad,
+                   c.pad, c.pad, out.cpu.data());
+      auto hx = half->upload(Tensor({static_cast<int64_t>(xh.size())}, xh));
+      auto hw = half->upload_matrix(Tensor({static_cast<int64_t>(wh.size())}, wh));
+      auto hb = half->upload(Tensor({c.Co}, bh));
+      auto hy = half->upload(Tensor({static_cast<int64_t>(out.n)}, std::vector<float>(out.n, NAN)));
+      half->conv2d(hx.data(), c.N, c.Ci, c.H, c.W, hw.data(), hb.data(), c.Co, c.k, c.stride, c.pad, c.pad, c.pad,
+                   c.pad, hy.data());
+      std::vector<float> got(out.n);
+      half->download(hy.data(), got.size(), got.data());
+      const Compared cmp = compare(got, cpu_result(out));
+      EXPECT_EQ(cmp.mismatched_nonfinite, 0);
+      EXPECT_LE(cmp.error, tol);
+      EXPECT_GT(cmp.error, fp32_tol(c.Ci * c.k * c.k)) << "the operands were not rounded";
+    }
   }
 }
 
