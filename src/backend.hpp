@@ -58,6 +58,17 @@ struct WorkspaceDemand {
   uint64_t pointwise_input = 0;  // elements of the largest 1×1 convolution input of one image
 };
 
+// A backend's recording of the ops one step enqueued (a CUDA graph), kept by
+// the owner of the arrays the step works on.
+class StepRecording {
+ public:
+  virtual ~StepRecording() = default;
+};
+
+// How run_recorded ran a step: called as it is, recorded and launched, or
+// its recording launched.
+enum class StepRun { AsIs, Recorded, Replayed };
+
 // Which backend, and how it computes.
 struct BackendOptions {
   std::string device = "cpu";  // "cpu" or "cuda"
@@ -66,6 +77,8 @@ struct BackendOptions {
   // accumulation, activations and everything else stay float32).
   std::string precision = "fp32";
   int device_index = 0;  // which CUDA device
+  // CUDA: record a repeated step once as a graph and replay it (run_recorded).
+  bool graphs = true;
 };
 
 class Backend {
@@ -96,6 +109,15 @@ class Backend {
   // The most memory the backend holds for its own work (beside the arrays it
   // hands out) while serving `demand`.
   virtual uint64_t workspace_bytes(const WorkspaceDemand& demand) const = 0;
+  // Runs step(), which only enqueues this backend's ops, on arrays that
+  // outlive `slot`, with the same shapes, addresses and arguments on every
+  // call. A backend may record it into `slot` and replay the recording on
+  // later calls instead of calling step(); the CPU just calls it.
+  virtual StepRun run_recorded(std::unique_ptr<StepRecording>& slot, const std::function<void()>& step) {
+    (void)slot;
+    step();
+    return StepRun::AsIs;
+  }
   // Marks in this backend's order of work (see WorkClock).
   virtual std::unique_ptr<WorkClock> work_clock() { return make_host_clock(); }
   virtual DeviceMemoryStats device_memory() const { return {}; }
@@ -183,6 +205,7 @@ class Backend {
   virtual void nearest_code(const float* z, int64_t n, const float* codebook, int64_t V, int64_t C,
                             int32_t* idx) = 0;
   virtual void clamp(float* x, size_t n, float lo, float hi) = 0;
+  virtual void fill_zero(float* x, size_t n) = 0;
 };
 
 std::unique_ptr<Backend> make_cpu_backend(int threads);

@@ -48,6 +48,7 @@ enum class Schedule { Batched, Sequential };
 struct EngineCounters {
   std::vector<int64_t> passes_per_scale;  // backbone passes run at each scale
   std::vector<int64_t> rows_per_scale;    // rows through the backbone at each scale, summed over passes
+  int64_t replayed_steps = 0;  // transformer steps launched from a recording (a CUDA graph)
 };
 
 // The memory a request needs, planned once before it runs.
@@ -97,6 +98,10 @@ struct PipelineOptions {
   // Matrix-product operands on CUDA: "fp32", "bf16" or "fp16" (float32
   // accumulation); the CPU computes in fp32 only.
   std::string precision = "fp32";
+  // CUDA: each scale's transformer step is captured once as a graph and
+  // replayed by later requests of the same shape; false runs every op as it
+  // is (for comparison and debugging).
+  bool cuda_graphs = true;
 };
 
 class Pipeline {

@@ -62,7 +62,9 @@ void add_bench(CLI::App& app, BenchArgs& a) {
                   "alone, one after the other)")
       ->type_name("LIST")
       ->capture_default_str();
-  cmd->add_option("--warmup", a.warmup, "Untimed requests before the timed ones, per (schedule, P)")
+  cmd->add_option("--warmup", a.warmup,
+                  "Untimed requests before the timed ones, per (schedule, P); with --device cuda and CUDA graphs, "
+                  "2 or more, so that every timed request replays the recorded steps")
       ->type_name("N")
       ->capture_default_str();
   cmd->add_option("--repeats", a.repeats, "Timed requests per (schedule, P); medians and spread are over these")
@@ -121,6 +123,9 @@ std::map<std::string, std::string> machine_info(const Pipeline& pipe, const Pipe
       {"commit", VARPS_GIT_COMMIT},
       {"varps_version", kVersion},
   };
+  if (device.device == "cuda")
+    machine["cuda_graphs"] = device.cuda_graphs ? "each scale's transformer step replayed from a graph after two requests"
+                                                : "off: every op launched";
   struct utsname u;
   if (uname(&u) == 0) machine["os"] = std::string(u.sysname) + " " + u.release + " " + u.machine;
   return machine;
@@ -245,6 +250,9 @@ int run_bench(const BenchArgs& a) {
   Console con(false, a.quiet);
   Pipeline pipe = load_model(model, device, con);
   if (adapter) pipe.attach_adapter(*adapter);
+  if (device.device == "cuda" && device.cuda_graphs && cfg.warmup < 2)
+    con.note("--warmup " + std::to_string(cfg.warmup) +
+             ": the first timed requests run and record the CUDA graphs; --warmup 2 times replays only");
   cfg.progress = [&con](const std::string& line) { con.status(line); };
 
   std::map<std::string, std::string> model_info = {

@@ -40,10 +40,10 @@ inline constexpr const char* kExitStatusHelp =
 
 // ---- subcommands ----
 
-// Where the model runs: --device, --precision and --threads, shared by the
+// Where the model runs: --device, --precision, --cuda-graphs and --threads, shared by the
 // commands that run one.
 struct DeviceArgs {
-  std::string device = "cpu", precision = "fp32", threads = "0";
+  std::string device = "cpu", precision = "fp32", threads = "0", cuda_graphs = "on";
 };
 void add_device_flags(CLI::App* cmd, DeviceArgs& args);
 // UsageError for a malformed value; whether the device exists is judged when

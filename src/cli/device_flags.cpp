@@ -1,4 +1,4 @@
-// --device, --precision and --threads: where a command runs the model.
+// --device, --precision, --cuda-graphs and --threads: where a command runs the model.
 #include <CLI/CLI.hpp>
 
 #include "backend.hpp"
@@ -18,6 +18,11 @@ void add_device_flags(CLI::App* cmd, DeviceArgs& a) {
                   "op stays float32)")
       ->type_name("P")
       ->capture_default_str();
+  cmd->add_option("--cuda-graphs", a.cuda_graphs,
+                  "cuda: on records each scale's transformer step once as a CUDA graph and replays it for later "
+                  "requests of the same shape (from the third on); off launches every op (to compare, or debug)")
+      ->type_name("on|off")
+      ->capture_default_str();
   cmd->add_option("--threads,-j", a.threads, "CPU threads; 0 uses all cores")->type_name("N")->capture_default_str();
 }
 
@@ -32,6 +37,9 @@ PipelineOptions parse_device(const DeviceArgs& a) {
   }
   po.device = a.device;
   po.precision = a.precision;
+  if (a.cuda_graphs != "on" && a.cuda_graphs != "off")
+    throw UsageError("--cuda-graphs: expected on or off, got '" + a.cuda_graphs + "'");
+  po.cuda_graphs = a.cuda_graphs == "on";
   return po;
 }
 

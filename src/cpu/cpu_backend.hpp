@@ -68,6 +68,7 @@ class CpuBackend final : public Backend {
   void gather_rows(const float* table, int64_t C, const int32_t* idx, int64_t n, float* out) override;
   void nearest_code(const float* z, int64_t n, const float* codebook, int64_t V, int64_t C, int32_t* idx) override;
   void clamp(float* x, size_t n, float lo, float hi) override;
+  void fill_zero(float* x, size_t n) override;
 
  private:
   template <typename T>

@@ -177,6 +177,8 @@ void CpuBackend::clamp(float* x, size_t n, float lo, float hi) {
   for (size_t i = 0; i < n; ++i) x[i] = std::min(std::max(x[i], lo), hi);
 }
 
+void CpuBackend::fill_zero(float* x, size_t n) { std::fill(x, x + n, 0.0f); }
+
 void CpuBackend::linear(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N, float* y) {
   if (M == 0) return;
   if (b) {

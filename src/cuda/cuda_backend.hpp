@@ -92,6 +92,13 @@ class CudaBackend final : public Backend {
   void gather_rows(const float* table, int64_t C, const int32_t* idx, int64_t n, float* out) override;
   void nearest_code(const float* z, int64_t n, const float* codebook, int64_t V, int64_t C, int32_t* idx) override;
   void clamp(float* x, size_t n, float lo, float hi) override;
+  void fill_zero(float* x, size_t n) override;
+
+  // The first call runs step() as it is (sizing scratch, cuBLASLt plans and
+  // weight copies), the second captures it as a CUDA graph and launches
+  // that, later calls launch the graph. A step that cannot be captured
+  // (it allocates, or synchronises) runs as it is from then on.
+  StepRun run_recorded(std::unique_ptr<StepRecording>& slot, const std::function<void()>& step) override;
 
   cudaStream_t stream() const;
 
@@ -118,6 +125,8 @@ class CudaBackend final : public Backend {
                          cudaDataType_t operands);
 
   Precision precision_;
+  bool graphs_ = true;
+  bool capturing_ = false;  // inside run_recorded's capture: nothing may allocate
   std::shared_ptr<DeviceHeap> heap_;
   std::unique_ptr<LtContext> lt_;
   Array<float> scratch_;

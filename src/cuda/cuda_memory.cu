@@ -91,7 +91,8 @@ void DeviceHeap::release(void* p, size_t bytes) noexcept {
   in_use -= bytes;
 }
 
-CudaBackend::CudaBackend(const BackendOptions& opts) : precision_(parse_precision(opts.precision)) {
+CudaBackend::CudaBackend(const BackendOptions& opts)
+    : precision_(parse_precision(opts.precision)), graphs_(opts.graphs) {
   int count = 0;
   const cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess || count == 0) {
@@ -127,6 +128,9 @@ std::string CudaBackend::info() const {
 
 template <typename T>
 Array<T> CudaBackend::device_array(size_t n) {
+  // A graph would own an allocation made while capturing, and replays would
+  // not count it: run_recorded falls back to running the step as it is.
+  if (capturing_) throw Error("a recorded step allocated device memory");
   const size_t bytes = granule_bytes(n, sizeof(T));
   std::shared_ptr<DeviceHeap> heap = heap_;
   T* p = static_cast<T*>(heap->allocate(bytes));
@@ -193,6 +197,7 @@ const void* CudaBackend::matrix_operand(const float* w, size_t n) {
   }
   // A float32 weight: its half-precision copy is made on first use and kept
   // as long as the weight.
+  if (capturing_) throw Error("a recorded step made a weight copy");
   const size_t bytes = granule_bytes(n, 2);
   void* wh = heap_->allocate(bytes);
   cast_to_half_precision(w, n, wh, precision_, heap_->stream);
@@ -224,6 +229,11 @@ void CudaBackend::download_i32(const int32_t* src, size_t n, int32_t* host) {
 void CudaBackend::copy(const float* src, size_t n, float* dst) {
   if (n == 0 || src == dst) return;
   VARPS_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, heap_->stream));
+}
+
+void CudaBackend::fill_zero(float* x, size_t n) {
+  if (n == 0) return;
+  VARPS_CUDA_CHECK(cudaMemsetAsync(x, 0, n * sizeof(float), heap_->stream));
 }
 
 void CudaBackend::synchronize() { VARPS_CUDA_CHECK(cudaStreamSynchronize(heap_->stream)); }

@@ -88,6 +88,29 @@ void check_requests(const std::vector<ImageRequest>& requests) {
   }
 }
 
+// The arrays of a request of `shape`, allocated once for every later request
+// of the same shape.
+std::unique_ptr<GenerationState> new_state(const Pipeline::Impl& impl, const GenerationShape& shape) {
+  Backend& be = *impl.backend;
+  const VarConfig& cfg = impl.var->config();
+  const int64_t B = shape.images, N = shape.image_rows, K = cfg.num_scales(), S = cfg.patch_nums.back();
+  const size_t max_l = static_cast<size_t>(cfg.max_scale_tokens());
+  auto st = std::make_unique<GenerationState>();
+  st->shape = shape;
+  st->session = impl.var->new_session(N, impl.adapter ? &*impl.adapter : nullptr);
+  st->x = be.alloc(st->session.rows * max_l * cfg.embed_dim);
+  st->logits = be.alloc(N * max_l * cfg.vocab_size);
+  if (N > B) st->guided_logits = be.alloc(B * max_l * cfg.vocab_size);
+  st->scale_offset.assign(static_cast<size_t>(K) + 1, 0);
+  for (int si = 0; si < K; ++si)
+    st->scale_offset[si + 1] = st->scale_offset[si] + B * cfg.patch_nums[si] * cfg.patch_nums[si];
+  st->all_idx = be.alloc_i32(static_cast<size_t>(st->scale_offset[K]));
+  st->next_tokens = be.alloc(B * max_l * cfg.cvae);
+  st->f_hat = impl.vae->new_map(B, cfg.cvae, S, S);
+  st->transformer_steps.resize(static_cast<size_t>(K));
+  return st;
+}
+
 GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<ImageRequest>& requests,
                                  const GenerateOptions& opts) {
   Backend& be = *impl.backend;
@@ -95,7 +118,7 @@ GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<I
   const Vqvae& vae = *impl.vae;
   const VarConfig& cfg = var.config();
   const int64_t B = static_cast<int64_t>(requests.size());
-  const int64_t C = cfg.embed_dim, V = cfg.vocab_size, K = cfg.num_scales(), S = cfg.patch_nums.back();
+  const int64_t V = cfg.vocab_size, K = cfg.num_scales();
   if (opts.forced_tokens && static_cast<int64_t>(opts.forced_tokens->size()) != K)
     throw Error("teacher forcing needs " + std::to_string(K) + " token maps");
 
@@ -111,27 +134,27 @@ GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<I
   out.counters.rows_per_scale.assign(static_cast<size_t>(K), 0);
   const auto t_start = std::chrono::steady_clock::now();
   StageClock clock(be);  // its marks lie within [t_start, the end]
-  VarSession session = var.start(rows.row_class, adapter);  // validates the classes
+  const GenerationShape shape{B, N, rows.uncond_row, adapter ? adapter->streams : 1};
+  std::unique_ptr<GenerationState> state = impl.take_state(shape);
+  if (!state) state = new_state(impl, shape);
+  VarSession& session = state->session;
+  var.begin(session, rows.row_class);  // validates the classes
   const int64_t R = session.rows;  // every stream's copy of the image rows
-
-  const size_t max_l = static_cast<size_t>(cfg.max_scale_tokens());
-  Array<float> x = be.alloc(R * max_l * C);
-  Array<float> logits = be.alloc(N * max_l * V);
-  Array<float> guided_logits = guided ? be.alloc(B * max_l * V) : Array<float>();
-  // Every scale's tokens stay on the backend until the end: [scale][B, l].
-  std::vector<int64_t> scale_offset(static_cast<size_t>(K) + 1, 0);
-  for (int si = 0; si < K; ++si)
-    scale_offset[si + 1] = scale_offset[si] + B * cfg.patch_nums[si] * cfg.patch_nums[si];
-  Array<int32_t> all_idx = be.alloc_i32(static_cast<size_t>(scale_offset[K]));
-  Array<float> next_tokens = be.alloc(B * max_l * cfg.cvae);
-  FeatureMap f_hat = vae.zero_map(B, cfg.cvae, S, S);
-  var.first_scale_input(session, x.data());
+  float* const x = state->x.data();
+  float* const logits = state->logits.data();
+  const std::vector<int64_t>& scale_offset = state->scale_offset;
+  FeatureMap& f_hat = state->f_hat;
+  be.fill_zero(f_hat.data.data(), f_hat.size());
+  var.first_scale_input(session, x);
   out.tokens.assign(static_cast<size_t>(B), TokenMaps(static_cast<size_t>(K)));
   clock.lap(StageClock::Stage::Setup);
 
   for (int si = 0; si < K; ++si) {
     const int64_t pn = cfg.patch_nums[si], l = pn * pn;
-    var.forward_scale(session, x.data(), si, logits.data());
+    // The same arrays and shapes every time: the backend may replay a recording.
+    const StepRun run = be.run_recorded(state->transformer_steps[si],
+                                        [&] { var.forward_scale(session, x, si, logits); });
+    out.counters.replayed_steps += run == StepRun::Replayed;
     ++out.counters.passes_per_scale[si];
     out.counters.rows_per_scale[si] += R;
     clock.lap(StageClock::Stage::Transformer, si);
@@ -143,20 +166,20 @@ GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<I
     }
 
     // Guidance: t = cfg · si/(K−1); logits = (1+t)·cond − t·uncond.
-    float* lg = logits.data();
+    float* lg = logits;
     if (guided) {
       std::vector<double> t;
       const double ratio = K > 1 ? static_cast<double>(si) / static_cast<double>(K - 1) : 0.0;
       for (const auto& r : requests) t.push_back(r.sampling.cfg * ratio);
-      be.guidance(logits.data(), B, l * V, t, rows.uncond_row, guided_logits.data());
-      lg = guided_logits.data();
+      be.guidance(logits, B, l * V, t, rows.uncond_row, state->guided_logits.data());
+      lg = state->guided_logits.data();
     }
     if (opts.on_logits) {
       std::vector<float> host(static_cast<size_t>(B * l * V));
       be.download(lg, host.size(), host.data());
       opts.on_logits(si, host.data(), B, l, V);
     }
-    int32_t* idx = all_idx.data() + scale_offset[si];
+    int32_t* idx = state->all_idx.data() + scale_offset[si];
     if (opts.forced_tokens) {
       const std::vector<int32_t>& forced = (*opts.forced_tokens)[si];
       check_token_map(forced, B * l, V, si);
@@ -168,8 +191,8 @@ GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<I
 
     vae.add_scale(si, cfg.patch_nums, idx, f_hat);
     if (si + 1 < K) {
-      vae.next_scale_tokens(f_hat, cfg.patch_nums[si + 1], next_tokens.data());
-      var.scale_input(session, next_tokens.data(), B, si + 1, rows.row_stream, x.data());
+      vae.next_scale_tokens(f_hat, cfg.patch_nums[si + 1], state->next_tokens.data());
+      var.scale_input(session, state->next_tokens.data(), B, si + 1, rows.row_stream, x);
     }
     clock.lap(StageClock::Stage::Residual);
     if (opts.progress) opts.progress(si, static_cast<int>(K));
@@ -177,7 +200,7 @@ GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<I
 
   // The one transfer of tokens, after the last scale: no scale waits for the host.
   std::vector<int32_t> host_idx(static_cast<size_t>(scale_offset[K]));
-  be.download_i32(all_idx.data(), host_idx.size(), host_idx.data());
+  be.download_i32(state->all_idx.data(), host_idx.size(), host_idx.data());
   for (int si = 0; si < K; ++si) {
     const int64_t l = cfg.patch_nums[si] * cfg.patch_nums[si];
     const auto first = host_idx.begin() + scale_offset[si];
@@ -196,6 +219,7 @@ GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<I
     for (float& v : out.pixels) v = (v + 1.0f) * 0.5f;
     clock.lap(StageClock::Stage::Decode);
   }
+  impl.keep_state(std::move(state));
   clock.fill(out.timings, static_cast<int>(K));
   out.timings.total_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
@@ -226,6 +250,7 @@ void append(GeneratedImages& all, GeneratedImages&& one) {
     all.counters.passes_per_scale[si] += one.counters.passes_per_scale[si];
     all.counters.rows_per_scale[si] += one.counters.rows_per_scale[si];
   }
+  all.counters.replayed_steps += one.counters.replayed_steps;
 }
 
 }  // namespace
@@ -279,7 +304,10 @@ MemoryPlan Pipeline::plan_memory(const std::vector<ImageRequest>& requests, Sche
   return plan;
 }
 
-void Pipeline::release_cached_memory() const { impl_->backend->release_cached(); }
+void Pipeline::release_cached_memory() const {
+  impl_->drop_state();
+  impl_->backend->release_cached();
+}
 
 GeneratedImages Pipeline::generate(const std::vector<ImageRequest>& requests, const GenerateOptions& opts) const {
   if (!impl_->var) throw Error("this pipeline has no VAR transformer");

@@ -13,6 +13,15 @@ namespace {
 const std::set<std::string> kVarIgnorable = {"lvl_1L", "attn_bias_for_masking"};
 const std::set<std::string> kVaeIgnorable = {"quantize.ema_vocab_hit_SV"};
 
+BackendOptions backend_options(const PipelineOptions& opts) {
+  BackendOptions b;
+  b.device = opts.device;
+  b.threads = opts.threads;
+  b.precision = opts.precision;
+  b.graphs = opts.cuda_graphs;
+  return b;
+}
+
 }  // namespace
 
 void check_token_map(const std::vector<int32_t>& tokens, int64_t expected, int64_t vocab, int scale) {
@@ -33,7 +42,7 @@ Pipeline::~Pipeline() = default;
 Pipeline Pipeline::from_files(const std::filesystem::path& var_path, const std::filesystem::path& vae_path,
                               const PipelineOptions& opts) {
   auto impl = std::make_unique<Impl>();
-  impl->backend = make_backend({opts.device, opts.threads, opts.precision});
+  impl->backend = make_backend(backend_options(opts));
   const Checkpoint var_ckpt = Checkpoint::open(var_path);
   const Checkpoint vae_ckpt = Checkpoint::open(vae_path);
   const VarConfig vc = infer_var_config(var_ckpt);
@@ -54,7 +63,7 @@ Pipeline Pipeline::from_files(const std::filesystem::path& var_path, const std::
 
 Pipeline Pipeline::from_preset(const std::string& name, const PipelineOptions& opts, uint64_t weight_seed) {
   auto impl = std::make_unique<Impl>();
-  impl->backend = make_backend({opts.device, opts.threads, opts.precision});
+  impl->backend = make_backend(backend_options(opts));
   const VarConfig vc = preset_var_config(name);
   const VaeConfig ac = preset_vae_config(name);
   const std::string label = "random weights (preset " + name + ", seed " + std::to_string(weight_seed) + ")";
@@ -67,7 +76,7 @@ Pipeline Pipeline::from_preset(const std::string& name, const PipelineOptions& o
 
 Pipeline Pipeline::vae_only(const std::filesystem::path& vae_path, const PipelineOptions& opts) {
   auto impl = std::make_unique<Impl>();
-  impl->backend = make_backend({opts.device, opts.threads, opts.precision});
+  impl->backend = make_backend(backend_options(opts));
   const Checkpoint ckpt = Checkpoint::open(vae_path);
   auto w = checkpoint_weights(ckpt);
   impl->vae.emplace(*impl->backend, infer_vae_config(ckpt), *w);
@@ -79,11 +88,15 @@ Pipeline Pipeline::vae_only(const std::filesystem::path& vae_path, const Pipelin
 void Pipeline::attach_adapter(const ParScaleAdapter& adapter) {
   const VarConfig& vc = var_config();
   adapter.check_fits(vc);  // a refused adapter leaves the attached one in place
+  impl_->drop_state();     // its recordings point at the old adapter
   impl_->adapter.reset();  // the old adapter's memory goes before the new one's arrives
   impl_->adapter.emplace(*impl_->backend, adapter, vc);
 }
 
-void Pipeline::detach_adapter() { impl_->adapter.reset(); }
+void Pipeline::detach_adapter() {
+  impl_->drop_state();
+  impl_->adapter.reset();
+}
 
 int Pipeline::adapter_streams() const { return impl_->adapter ? static_cast<int>(impl_->adapter->streams) : 1; }
 
@@ -99,6 +112,23 @@ std::string Pipeline::backend_info() const { return impl_->backend->info(); }
 DeviceMemoryStats Pipeline::device_memory() const { return impl_->backend->device_memory(); }
 void Pipeline::reset_peak_device_memory() const { impl_->backend->reset_peak_memory(); }
 std::unique_ptr<WorkClock> Pipeline::work_clock() const { return impl_->backend->work_clock(); }
+
+std::unique_ptr<GenerationState> Pipeline::Impl::take_state(const GenerationShape& shape) const {
+  std::lock_guard<std::mutex> lock(state_mutex_);
+  if (state_ && state_->shape == shape) return std::move(state_);
+  state_.reset();  // another shape's memory goes before the new state's arrives
+  return nullptr;
+}
+
+void Pipeline::Impl::keep_state(std::unique_ptr<GenerationState> state) const {
+  std::lock_guard<std::mutex> lock(state_mutex_);
+  state_ = std::move(state);
+}
+
+void Pipeline::Impl::drop_state() const {
+  std::lock_guard<std::mutex> lock(state_mutex_);
+  state_.reset();
+}
 
 FeatureMap Pipeline::Impl::upload_map(const Tensor& t) const {
   if (t.shape.size() != 4) throw Error("expected a [N, C, H, W] tensor, got " + shape_str(t.shape));

@@ -92,46 +92,17 @@ size_t VarTransformer::aggregation_floats(const VarConfig& c, int64_t image_rows
   return static_cast<size_t>(n * (streams * c.embed_dim + 2 * c.embed_dim + streams));
 }
 
-VarSession VarTransformer::start(const std::vector<int32_t>& image_row_classes, const StreamAdapter* adapter) const {
-  const int64_t N = static_cast<int64_t>(image_row_classes.size()), C = cfg_.embed_dim;
-  for (int32_t cls : image_row_classes)
-    if (cls < 0 || cls > cfg_.num_classes)
-      throw Error("class " + std::to_string(cls) + " is out of range: the model has classes 0.." +
-                  std::to_string(cfg_.num_classes - 1) + " and " + std::to_string(cfg_.num_classes) +
-                  " (unconditional)");
+VarSession VarTransformer::new_session(int64_t image_rows, const StreamAdapter* adapter) const {
+  const int64_t N = image_rows, C = cfg_.embed_dim;
   const int64_t P = adapter ? adapter->streams : 1, R = P * N;
-  std::vector<int32_t> row_classes;  // stream-major: row p·N + j is image row j
-  for (int64_t p = 0; p < P; ++p) row_classes.insert(row_classes.end(), image_row_classes.begin(), image_row_classes.end());
   VarSession s;
   s.rows = R;
   s.image_rows = N;
   s.streams = P;
   s.adapter = adapter;
   s.cond = be_.alloc(static_cast<size_t>(R * C));
-  Array<int32_t> ids = be_.alloc_i32(row_classes.size());
-  be_.upload_into_i32(row_classes.data(), row_classes.size(), ids.data());
-  be_.gather_rows(class_emb_.data(), C, ids.data(), R, s.cond.data());
-
-  Array<float> act = be_.alloc(static_cast<size_t>(R * C));
-  be_.silu(s.cond.data(), static_cast<size_t>(R * C), act.data());
-  Array<float> shared;
-  if (cfg_.shared_aln) {
-    shared = be_.alloc(static_cast<size_t>(R * 6 * C));
-    be_.linear(act.data(), R, C, shared_ada_w_.data(), shared_ada_b_.data(), 6 * C, shared.data());
-  }
-  for (const VarBlock& b : blocks_) {
-    Array<float> mod = be_.alloc(static_cast<size_t>(R * 6 * C));
-    if (cfg_.shared_aln) {
-      be_.copy(shared.data(), mod.size(), mod.data());
-      be_.add_broadcast_rows(mod.data(), b.ada_gss.data(), R, 1, 6 * C);
-    } else {
-      be_.linear(act.data(), R, C, b.ada_lin_w.data(), b.ada_lin_b.data(), 6 * C, mod.data());
-    }
-    s.block_mod.push_back(std::move(mod));
-  }
+  for (size_t i = 0; i < blocks_.size(); ++i) s.block_mod.push_back(be_.alloc(static_cast<size_t>(R * 6 * C)));
   s.head_mod = be_.alloc(static_cast<size_t>(R * 2 * C));
-  be_.linear(act.data(), R, C, head_nm_w_.data(), head_nm_b_.data(), 2 * C, s.head_mod.data());
-
   const size_t cache = static_cast<size_t>(R * cfg_.total_tokens() * C);
   for (int i = 0; i < cfg_.depth; ++i) {
     s.k_cache.push_back(be_.alloc(cache));
@@ -152,6 +123,41 @@ VarSession VarTransformer::start(const std::vector<int32_t>& image_row_classes, 
     s.agg_out = be_.alloc(m * C);
   }
   return s;
+}
+
+void VarTransformer::begin(VarSession& s, const std::vector<int32_t>& image_row_classes) const {
+  const int64_t C = cfg_.embed_dim, R = s.rows;
+  VARPS_CHECK(static_cast<int64_t>(image_row_classes.size()) == s.image_rows, "one class per image row");
+  for (int32_t cls : image_row_classes)
+    if (cls < 0 || cls > cfg_.num_classes)
+      throw Error("class " + std::to_string(cls) + " is out of range: the model has classes 0.." +
+                  std::to_string(cfg_.num_classes - 1) + " and " + std::to_string(cfg_.num_classes) +
+                  " (unconditional)");
+  std::vector<int32_t> row_classes;  // stream-major: row p·N + j is image row j
+  for (int64_t p = 0; p < s.streams; ++p)
+    row_classes.insert(row_classes.end(), image_row_classes.begin(), image_row_classes.end());
+  Array<int32_t> ids = be_.alloc_i32(row_classes.size());
+  be_.upload_into_i32(row_classes.data(), row_classes.size(), ids.data());
+  be_.gather_rows(class_emb_.data(), C, ids.data(), R, s.cond.data());
+
+  Array<float> act = be_.alloc(static_cast<size_t>(R * C));
+  be_.silu(s.cond.data(), static_cast<size_t>(R * C), act.data());
+  Array<float> shared;
+  if (cfg_.shared_aln) {
+    shared = be_.alloc(static_cast<size_t>(R * 6 * C));
+    be_.linear(act.data(), R, C, shared_ada_w_.data(), shared_ada_b_.data(), 6 * C, shared.data());
+  }
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    const VarBlock& b = blocks_[i];
+    float* mod = s.block_mod[i].data();
+    if (cfg_.shared_aln) {
+      be_.copy(shared.data(), static_cast<size_t>(R * 6 * C), mod);
+      be_.add_broadcast_rows(mod, b.ada_gss.data(), R, 1, 6 * C);
+    } else {
+      be_.linear(act.data(), R, C, b.ada_lin_w.data(), b.ada_lin_b.data(), 6 * C, mod);
+    }
+  }
+  be_.linear(act.data(), R, C, head_nm_w_.data(), head_nm_b_.data(), 2 * C, s.head_mod.data());
 }
 
 void VarTransformer::first_scale_input(const VarSession& s, float* x) const {
@@ -175,7 +181,7 @@ void VarTransformer::scale_input(const VarSession& s, const float* f_tokens, int
   for (int64_t p = 1; p < s.streams; ++p) be_.copy(x, block, x + p * static_cast<int64_t>(block));
 }
 
-void VarTransformer::block_forward(VarSession& s, int bi, float* x, int64_t l) const {
+void VarTransformer::block_forward(const VarSession& s, int bi, float* x, int64_t l, int64_t cached) const {
   const VarBlock& b = blocks_[bi];
   const int64_t R = s.rows, C = cfg_.embed_dim, H = cfg_.num_heads, hd = cfg_.head_dim, hid = cfg_.mlp_hidden;
   const int64_t M = R * l, L = cfg_.total_tokens();
@@ -192,13 +198,13 @@ void VarTransformer::block_forward(VarSession& s, int bi, float* x, int64_t l) c
   be_.adaln_modulate(x, R, l, C, scale1, shift1, 6 * C, eps, s.ln.data());
   be_.linear(s.ln.data(), M, C, b.mat_qkv_w.data(), b.qkv_bias.data(), 3 * C, s.qkv.data());
   be_.split_qkv_to_cache(s.qkv.data(), R, l, H, hd, cfg_.attn_l2_norm, b.q_scale.data(), s.q.data(),
-                         s.k_cache[bi].data(), s.v_cache[bi].data(), L, s.cached);
+                         s.k_cache[bi].data(), s.v_cache[bi].data(), L, cached);
   const float scale = cfg_.attn_l2_norm ? 1.0f : 0.25f / std::sqrt(static_cast<float>(hd));
   KvPrefix prefix;
   if (s.adapter && s.adapter->prefix_tokens > 0)
     prefix = {s.adapter->prefix_k[bi].data(), s.adapter->prefix_v[bi].data(), s.adapter->prefix_tokens,
               s.image_rows};
-  be_.attention(s.q.data(), s.k_cache[bi].data(), s.v_cache[bi].data(), R, H, l, hd, L, s.cached + l, scale, prefix,
+  be_.attention(s.q.data(), s.k_cache[bi].data(), s.v_cache[bi].data(), R, H, l, hd, L, cached + l, scale, prefix,
                 s.attn.data());
   be_.linear(s.attn.data(), M, C, b.proj_w.data(), b.proj_b.data(), C, s.proj.data());
   be_.add_scaled_rows(x, s.proj.data(), gamma1, 6 * C, R, l, C);
@@ -211,7 +217,7 @@ void VarTransformer::block_forward(VarSession& s, int bi, float* x, int64_t l) c
   be_.add_scaled_rows(x, s.proj.data(), gamma2, 6 * C, R, l, C);
 }
 
-void VarTransformer::aggregate_streams(VarSession& s, const float* h, int64_t l, float* out) const {
+void VarTransformer::aggregate_streams(const VarSession& s, const float* h, int64_t l, float* out) const {
   // z = the streams' states side by side; a = aggregate.2(SiLU(aggregate.0(z)));
   // w = softmax(a)·(1−s) + s/P; out = Σ_p w_p·h_p.
   const StreamAdapter& a = *s.adapter;
@@ -224,11 +230,10 @@ void VarTransformer::aggregate_streams(VarSession& s, const float* h, int64_t l,
   be_.weighted_stream_sum(h, s.agg_weights.data(), P, M, C, out);
 }
 
-void VarTransformer::forward_scale(VarSession& s, float* x, int si, float* logits) const {
+void VarTransformer::forward_scale(const VarSession& s, float* x, int si, float* logits) const {
   const int64_t C = cfg_.embed_dim, l = int64_t{cfg_.patch_nums[si]} * cfg_.patch_nums[si];
-  VARPS_CHECK(s.cached == cfg_.first_token_of_scale(si), "scales must run in order");
-  for (int bi = 0; bi < cfg_.depth; ++bi) block_forward(s, bi, x, l);
-  s.cached += l;
+  const int64_t cached = cfg_.first_token_of_scale(si);  // the earlier scales' tokens
+  for (int bi = 0; bi < cfg_.depth; ++bi) block_forward(s, bi, x, l, cached);
   // head(LN(x)·(1+scale) + shift), modulation from the raw class embedding
   be_.adaln_modulate(x, s.rows, l, C, s.head_mod.data(), s.head_mod.data() + C, 2 * C, cfg_.norm_eps, s.ln.data());
   const float* h = s.ln.data();

@@ -23,10 +23,11 @@ struct VarBlock {
   Array<float> fc2_w, fc2_b;          // [C, hidden], [C]
 };
 
-// The state of one generation: R rows (conditional rows first, then the
-// unconditional ones), their AdaLN modulation (computed once, it depends only
-// on the class), the KV cache for all scales (allocated once) and the
-// activation workspace sized for the largest scale. With a ParScale adapter
+// The state of a generation: R rows (conditional rows first, then the
+// unconditional ones), their AdaLN modulation (computed once per request, it
+// depends only on the class), the KV cache for all scales and the activation
+// workspace sized for the largest scale. Allocated once and reused by every
+// later request of the same shape, so its arrays keep their addresses. With a ParScale adapter
 // the N image rows are replicated for every stream, stream-major
 // (row p·N + j), and the aggregation folds them back to N rows before the
 // head.
@@ -35,7 +36,6 @@ struct VarSession {
   int64_t image_rows = 0;  // N
   int64_t streams = 1;     // P
   const StreamAdapter* adapter = nullptr;
-  int64_t cached = 0;  // tokens already in the KV cache
   Array<float> cond;                    // [R, C] class embeddings
   std::vector<Array<float>> block_mod;  // per block [R, 6C]: gamma1, gamma2, scale1, scale2, shift1, shift2
   Array<float> head_mod;                // [R, 2C]: scale, shift
@@ -50,9 +50,12 @@ class VarTransformer {
   VarTransformer(Backend& backend, const VarConfig& config, WeightSource& weights);
   const VarConfig& config() const { return cfg_; }
 
-  // Image rows of classes `row_classes` (num_classes = unconditional), each
-  // replicated for every stream of `adapter` when one is given.
-  VarSession start(const std::vector<int32_t>& row_classes, const StreamAdapter* adapter = nullptr) const;
+  // A session for `image_rows` rows, each replicated for every stream of
+  // `adapter` when one is given; begin() fills it for a request.
+  VarSession new_session(int64_t image_rows, const StreamAdapter* adapter = nullptr) const;
+  // The class embeddings and modulation of image rows of classes
+  // `row_classes` (num_classes = unconditional), one per image row.
+  void begin(VarSession& s, const std::vector<int32_t>& row_classes) const;
   // x[R, 1, C] = cond + pos_start + lvl_embed[0] + pos_1LC[0]
   void first_scale_input(const VarSession& s, float* x) const;
   // x[R, l, C] for scale si from the previous f_hat's tokens f[images, l, Cvae]:
@@ -60,9 +63,11 @@ class VarTransformer {
   // row_image[j] (N entries); every stream's rows read the same input.
   void scale_input(const VarSession& s, const float* f_tokens, int64_t images, int si,
                    const std::vector<int64_t>& row_image, float* x) const;
-  // Every block on x[R, l, C] (in place) for scale si; logits[N, l, V] (the
-  // streams aggregated per image row under an adapter).
-  void forward_scale(VarSession& s, float* x, int si, float* logits) const;
+  // Every block on x[R, l, C] (in place) for scale si, after scales 0..si-1
+  // filled the KV cache; logits[N, l, V] (the streams aggregated per image
+  // row under an adapter). Only enqueues backend ops on the session's arrays,
+  // so a backend may record it once and replay it.
+  void forward_scale(const VarSession& s, float* x, int si, float* logits) const;
 
   uint64_t weight_bytes() const { return weight_bytes_; }
   static size_t kv_cache_floats(const VarConfig& c, int64_t rows);
@@ -70,9 +75,9 @@ class VarTransformer {
   static size_t aggregation_floats(const VarConfig& c, int64_t image_rows, int64_t streams);
 
  private:
-  void block_forward(VarSession& s, int b, float* x, int64_t l) const;
+  void block_forward(const VarSession& s, int b, float* x, int64_t l, int64_t cached) const;
   // h[R, l, C] → out[N, l, C], and the weights into s.agg_weights.
-  void aggregate_streams(VarSession& s, const float* h, int64_t l, float* out) const;
+  void aggregate_streams(const VarSession& s, const float* h, int64_t l, float* out) const;
 
   Backend& be_;
   VarConfig cfg_;

@@ -83,11 +83,12 @@ INSTANTIATE_TEST_SUITE_P(Cases, CudaBf16Golden, ::testing::Values("tiny", "small
 class CudaGeneration : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override { VARPS_SKIP_WITHOUT_CUDA(); }
-  static Pipeline pipeline(const std::string& device, const std::string& precision) {
+  static Pipeline pipeline(const std::string& device, const std::string& precision, bool graphs = true) {
     PipelineOptions opts;
     opts.device = device;
     opts.precision = precision;
     opts.threads = 2;
+    opts.cuda_graphs = graphs;
     return Pipeline::from_preset("tiny", opts);
   }
 };
@@ -156,6 +157,24 @@ TEST_P(CudaGeneration, StageTimesAddUpWithinTheRequest) {
   EXPECT_GT(t.decode_ms, 0.0);
   EXPECT_LE(sum, t.total_ms);
   EXPECT_EQ(pipe.work_clock()->kind(), "CUDA events on the backend's stream");
+}
+
+// Each scale's transformer step runs as it is, then is captured as a CUDA
+// graph, then replayed: the three give the same bits as running every op as
+// it is, and from the third request of a shape on every step is a replay.
+TEST_P(CudaGeneration, GraphReplaysMatchOpsRunAsTheyAre) {
+  const Pipeline graphs = pipeline("cuda", GetParam(), true), as_is = pipeline("cuda", GetParam(), false);
+  const int64_t K = graphs.var_config().num_scales();
+  for (int request = 0; request < 4; ++request) {
+    SCOPED_TRACE(request);
+    // Same shape, other classes and seeds: the replay reads this request's inputs.
+    const auto req = expand_streams({request % 3, 7}, 2, 100 + request, SamplingParams{2.0, 900, 0.95});
+    const GeneratedImages g = graphs.generate(req), e = as_is.generate(req);
+    EXPECT_EQ(g.tokens, e.tokens);
+    EXPECT_EQ(g.pixels, e.pixels);
+    EXPECT_EQ(e.counters.replayed_steps, 0);
+    EXPECT_EQ(g.counters.replayed_steps, request >= 2 ? K : 0);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Precisions, CudaGeneration, ::testing::Values("fp32", "bf16"));

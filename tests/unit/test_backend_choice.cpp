@@ -45,6 +45,8 @@ TEST(BackendChoice, CommandLine) {
   expect_error(run_cli(dir, {"bench", "--out", "o", "--precision", "fp8"}), 2, {"unknown precision 'fp8'"});
   expect_error(run_cli(dir, {"generate", "--class", "1", "--out", "o", "--precision", "bf16"}), 2,
                {"fp32 only", "needs --device cuda"});
+  expect_error(run_cli(dir, {"bench", "--out", "o", "--cuda-graphs", "yes"}), 2,
+               {"--cuda-graphs", "expected on or off, got 'yes'"});
   const std::string& reason = testing::cuda_unavailable_reason();
   if (reason.empty()) GTEST_SKIP() << "a CUDA device is present";
   expect_error(run_cli(dir, {"generate", "--quiet", "--class", "1", "--out", "o", "--device", "cuda"}), 1, {reason});

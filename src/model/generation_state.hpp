@@ -1,0 +1,37 @@
+#pragma once
+// What a request of one shape holds on the backend, allocated once and reused
+// by the next request of the same shape (issue 4: static memory): the
+// transformer session (KV cache, activations), the input, logits and token
+// maps, f_hat, and the backend's recordings of each scale's transformer step,
+// which bake in those arrays' addresses and so live and die with them.
+#include <memory>
+#include <vector>
+
+#include "backend.hpp"
+#include "model/var_transformer.hpp"
+#include "model/vqvae.hpp"
+
+namespace varps {
+
+struct GenerationShape {
+  int64_t images = 0;               // B
+  int64_t image_rows = 0;           // N: B plus one per guided image
+  std::vector<int64_t> uncond_row;  // per image; -1 without guidance
+  int64_t streams = 1;              // P of the attached adapter
+  bool operator==(const GenerationShape&) const = default;
+};
+
+struct GenerationState {
+  GenerationShape shape;
+  VarSession session;
+  Array<float> x;              // [R, max_l, C]
+  Array<float> logits;         // [N, max_l, V]
+  Array<float> guided_logits;  // [B, max_l, V] with guidance
+  Array<float> next_tokens;    // [B, max_l, Cvae]
+  Array<int32_t> all_idx;      // every scale's token map, [scale][B, l]
+  std::vector<int64_t> scale_offset;  // where each scale's maps start in all_idx
+  FeatureMap f_hat;
+  std::vector<std::unique_ptr<StepRecording>> transformer_steps;  // per scale
+};
+
+}  // namespace varps
