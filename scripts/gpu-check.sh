@@ -32,8 +32,11 @@ ctest --test-dir build-gpu --output-on-failure -j4 2>&1 | tee "$out/ctest.log" |
 ./build-gpu/tests/varps_tests --gtest_filter='*Cuda*:*cuda*' 2>&1 | grep -E '^\[ bf16' | tee "$out/bf16-agreement.txt" || true
 
 if [[ ${1:-} == bench ]]; then
-  for precision in bf16 fp32; do
-    ./build-gpu/varps bench --device cuda --precision "$precision" --preset d16 --streams 1,2,4,8,16,32 \
-      --schedule batched --warmup 2 --repeats 20 --out "$out/bench-d16-$precision" --quiet | tail -12
+  # bf16 and fp32 with graphs, and bf16 without, one after the other on the same machine.
+  for run in bf16:on fp32:on bf16:off; do
+    precision=${run%:*} graphs=${run#*:}
+    ./build-gpu/varps bench --device cuda --precision "$precision" --cuda-graphs "$graphs" --preset d16 \
+      --streams 1,2,4,8,16,32 --schedule batched --warmup 2 --repeats 20 \
+      --out "$out/bench-d16-$precision-graphs-$graphs" --quiet | tail -12
   done
 fi

@@ -37,6 +37,12 @@ struct StageTimings {
   double residual_ms = 0;  // bicubic up, Phi, area down, next input
   double decode_ms = 0;    // VQVAE decoder
   double total_ms = 0;
+  // The stages together: the work clock's span of the request.
+  double stages_ms() const {
+    double sum = setup_ms + sampling_ms + residual_ms + decode_ms;
+    for (double ms : transformer_ms) sum += ms;
+    return sum;
+  }
 };
 
 // How the streams of one request go through the backbone: all in one

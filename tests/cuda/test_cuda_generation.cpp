@@ -149,13 +149,9 @@ TEST_P(CudaGeneration, StageTimesAddUpWithinTheRequest) {
   const Pipeline pipe = pipeline("cuda", GetParam());
   const GeneratedImages out = pipe.generate(expand_streams({5}, 2, 11, SamplingParams{}));
   const StageTimings& t = out.timings;
-  double sum = t.setup_ms + t.sampling_ms + t.residual_ms + t.decode_ms;
-  for (double ms : t.transformer_ms) {
-    EXPECT_GT(ms, 0.0);
-    sum += ms;
-  }
+  for (double ms : t.transformer_ms) EXPECT_GT(ms, 0.0);
   EXPECT_GT(t.decode_ms, 0.0);
-  EXPECT_LE(sum, t.total_ms);
+  EXPECT_LE(t.stages_ms(), t.total_ms);
   EXPECT_EQ(pipe.work_clock()->kind(), "CUDA events on the backend's stream");
 }
 

@@ -66,16 +66,12 @@ TEST(Generation, ShapesFollowThePatchNums) {
 TEST(Generation, StageTimesAddUpWithinTheRequest) {
   const GeneratedImages out = tiny().generate({{1, 0, SamplingParams{}}, {2, 1, SamplingParams{}}});
   const StageTimings& t = out.timings;
-  double sum = t.setup_ms + t.sampling_ms + t.residual_ms + t.decode_ms;
-  for (double ms : t.transformer_ms) {
-    EXPECT_GT(ms, 0.0);
-    sum += ms;
-  }
+  for (double ms : t.transformer_ms) EXPECT_GT(ms, 0.0);
   EXPECT_GT(t.decode_ms, 0.0);
   EXPECT_GE(t.sampling_ms, 0.0);
   EXPECT_GE(t.residual_ms, 0.0);
-  EXPECT_LE(sum, t.total_ms * (1 + 1e-9));
-  EXPECT_GT(sum, 0.5 * t.total_ms) << "the stages miss most of the request";
+  EXPECT_LE(t.stages_ms(), t.total_ms * (1 + 1e-9));
+  EXPECT_GT(t.stages_ms(), 0.5 * t.total_ms) << "the stages miss most of the request";
 }
 
 TEST(Generation, RejectsAnUnknownClass) {
