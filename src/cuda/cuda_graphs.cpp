@@ -14,6 +14,9 @@ struct CudaGraphStep final : StepRecording {
   int runs = 0;
   bool as_is = false;  // the step could not be captured: run it every time
   cudaGraphExec_t exec = nullptr;
+  // The backend's scratch when captured: it is reallocated when an op needs
+  // more (the decoder, the stage API), and the graph holds the old address.
+  const void* scratch = nullptr;
   ~CudaGraphStep() override {
     if (exec) cudaGraphExecDestroy(exec);
   }
@@ -28,9 +31,13 @@ StepRun CudaBackend::run_recorded(std::unique_ptr<StepRecording>& slot, const st
   }
   if (!slot) slot = std::make_unique<CudaGraphStep>();
   auto& rec = static_cast<CudaGraphStep&>(*slot);
-  if (rec.exec) {
+  if (rec.exec && rec.scratch == scratch_.data()) {
     VARPS_CUDA_CHECK(cudaGraphLaunch(rec.exec, stream()));
     return StepRun::Replayed;
+  }
+  if (rec.exec) {  // stale: capture again with the scratch there is now
+    VARPS_CUDA_CHECK(cudaGraphExecDestroy(rec.exec));
+    rec.exec = nullptr;
   }
   // The first run sizes everything the step allocates lazily.
   if (rec.as_is || rec.runs++ == 0) {
@@ -67,6 +74,7 @@ StepRun CudaBackend::run_recorded(std::unique_ptr<StepRecording>& slot, const st
     step();  // nothing of the capture ran
     return StepRun::AsIs;
   }
+  rec.scratch = scratch_.data();
   VARPS_CUDA_CHECK(cudaGraphLaunch(rec.exec, s));
   return StepRun::Recorded;
 }

@@ -170,6 +170,51 @@ TEST_F(CudaConformance, HalfPrecisionWeightsAreStoredOnce) {
   EXPECT_EQ(cpu_->matrix_element_bytes(), sizeof(float));
 }
 
+// A recorded step replays what it recorded on the arrays' current contents,
+// and is captured again when the scratch it used has been reallocated.
+TEST_F(CudaConformance, RecordedStepsReplayAndFollowTheScratch) {
+  auto half = make_backend(BackendOptions{"cuda", 0, "bf16"});
+  const int64_t M = 5, K = 64, N = 32;
+  auto x = half->upload(Tensor({M * K}, random_vector(M * K, 40)));
+  auto w = half->upload_matrix(Tensor({N, K}, random_vector(N * K, 41, 0.1f)));
+  auto y = half->alloc(M * N);
+  std::unique_ptr<StepRecording> slot;
+  const auto step = [&] { half->linear(x.data(), M, K, w.data(), nullptr, N, y.data()); };
+  auto result = [&] {
+    std::vector<float> v(M * N);
+    half->download(y.data(), v.size(), v.data());
+    return v;
+  };
+  EXPECT_EQ(half->run_recorded(slot, step), StepRun::AsIs);
+  const std::vector<float> first = result();
+  EXPECT_EQ(half->run_recorded(slot, step), StepRun::Recorded);
+  EXPECT_EQ(result(), first);
+
+  // New inputs in the same arrays: the replay reads them.
+  const auto other = half->upload(Tensor({M * K}, random_vector(M * K, 42)));
+  half->copy(other.data(), other.size(), x.data());
+  half->linear(x.data(), M, K, w.data(), nullptr, N, y.data());
+  const std::vector<float> want = result();
+  half->fill_zero(y.data(), y.size());
+  EXPECT_EQ(half->run_recorded(slot, step), StepRun::Replayed);
+  EXPECT_EQ(result(), want);
+
+  // A larger product reallocates the scratch the recording converted x into.
+  const int64_t big = 4096;
+  auto xb = half->upload(Tensor({big * K}, random_vector(big * K, 43)));
+  auto yb = half->alloc(big * N);
+  half->linear(xb.data(), big, K, w.data(), nullptr, N, yb.data());
+  half->fill_zero(y.data(), y.size());
+  EXPECT_EQ(half->run_recorded(slot, step), StepRun::Recorded);
+  EXPECT_EQ(result(), want);
+  EXPECT_EQ(half->run_recorded(slot, step), StepRun::Replayed);
+
+  // With graphs off every call runs as it is.
+  auto plain = make_backend(BackendOptions{"cuda", 0, "bf16", 0, false});
+  std::unique_ptr<StepRecording> none;
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(plain->run_recorded(none, [] {}), StepRun::AsIs);
+}
+
 TEST_F(CudaConformance, GemmTransposesStridesAlphaBeta) {
   for (int ta = 0; ta < 2; ++ta)
     for (int tb = 0; tb < 2; ++tb) {
