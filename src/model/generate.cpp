@@ -134,11 +134,12 @@ GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<I
   out.counters.rows_per_scale.assign(static_cast<size_t>(K), 0);
   const auto t_start = std::chrono::steady_clock::now();
   StageClock clock(be);  // its marks lie within [t_start, the end]
+  var.check_classes(rows.row_class);  // before any memory is taken for them
   const GenerationShape shape{B, N, rows.uncond_row, adapter ? adapter->streams : 1};
   std::unique_ptr<GenerationState> state = impl.take_state(shape);
   if (!state) state = new_state(impl, shape);
   VarSession& session = state->session;
-  var.begin(session, rows.row_class);  // validates the classes
+  var.begin(session, rows.row_class);
   const int64_t R = session.rows;  // every stream's copy of the image rows
   float* const x = state->x.data();
   float* const logits = state->logits.data();

@@ -125,14 +125,18 @@ VarSession VarTransformer::new_session(int64_t image_rows, const StreamAdapter* 
   return s;
 }
 
-void VarTransformer::begin(VarSession& s, const std::vector<int32_t>& image_row_classes) const {
-  const int64_t C = cfg_.embed_dim, R = s.rows;
-  VARPS_CHECK(static_cast<int64_t>(image_row_classes.size()) == s.image_rows, "one class per image row");
-  for (int32_t cls : image_row_classes)
+void VarTransformer::check_classes(const std::vector<int32_t>& row_classes) const {
+  for (int32_t cls : row_classes)
     if (cls < 0 || cls > cfg_.num_classes)
       throw Error("class " + std::to_string(cls) + " is out of range: the model has classes 0.." +
                   std::to_string(cfg_.num_classes - 1) + " and " + std::to_string(cfg_.num_classes) +
                   " (unconditional)");
+}
+
+void VarTransformer::begin(VarSession& s, const std::vector<int32_t>& image_row_classes) const {
+  const int64_t C = cfg_.embed_dim, R = s.rows;
+  VARPS_CHECK(static_cast<int64_t>(image_row_classes.size()) == s.image_rows, "one class per image row");
+  check_classes(image_row_classes);
   std::vector<int32_t> row_classes;  // stream-major: row p·N + j is image row j
   for (int64_t p = 0; p < s.streams; ++p)
     row_classes.insert(row_classes.end(), image_row_classes.begin(), image_row_classes.end());

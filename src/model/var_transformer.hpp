@@ -53,8 +53,11 @@ class VarTransformer {
   // A session for `image_rows` rows, each replicated for every stream of
   // `adapter` when one is given; begin() fills it for a request.
   VarSession new_session(int64_t image_rows, const StreamAdapter* adapter = nullptr) const;
+  // Throws varps::Error unless every class is in 0..num_classes
+  // (num_classes = unconditional).
+  void check_classes(const std::vector<int32_t>& row_classes) const;
   // The class embeddings and modulation of image rows of classes
-  // `row_classes` (num_classes = unconditional), one per image row.
+  // `row_classes`, one per image row (checked).
   void begin(VarSession& s, const std::vector<int32_t>& row_classes) const;
   // x[R, 1, C] = cond + pos_start + lvl_embed[0] + pos_1LC[0]
   void first_scale_input(const VarSession& s, float* x) const;

@@ -25,9 +25,9 @@ struct Binder {
     c.co = co;
     c.ci = ci;
     c.k = k;
-    const Tensor w = this->w.take(p + ".weight", {co, ci, k, k});
-    bytes += w.data.size() * be.matrix_element_bytes();
-    c.w = be.upload_matrix(w);  // only ever conv2d's w
+    const Tensor weight = w.take(p + ".weight", {co, ci, k, k});
+    bytes += weight.data.size() * be.matrix_element_bytes();
+    c.w = be.upload_matrix(weight);  // only ever conv2d's w
     c.b = upload(p + ".bias", {co});
     return c;
   }
