@@ -44,6 +44,23 @@ struct PlannedMemory {
   uint64_t total() const { return weights + kv_cache + activations; }
 };
 
+// A stage's work (RequestWork) over its median time: what the hardware did
+// at least, per second.
+struct StageRate {
+  double flops = 0, bytes = 0, ms = 0;
+  double tflop_per_s() const { return ms > 0 ? flops / ms * 1e-9 : 0; }
+  double gb_per_s() const { return ms > 0 ? bytes / ms * 1e-6 : 0; }
+};
+// "transformer" and "decode", from the work and the median stage times.
+std::map<std::string, StageRate> stage_rates(const RequestWork& work, const std::map<std::string, double>& stages_ms);
+
+// The hardware's peaks, when the user gives them: rates are then also shown
+// as fractions of them. 0: unknown.
+struct HardwarePeaks {
+  double tflop_per_s = 0;
+  double gb_per_s = 0;
+};
+
 struct Flag {
   std::string name;    // e.g. "speedup_above_streams"
   std::string reason;  // one sentence with the numbers that triggered it
@@ -62,6 +79,7 @@ struct RunResult {
   std::vector<int64_t> backbone_passes_per_scale;  // from the engine's counters
   std::vector<int64_t> rows_per_pass;              // per scale, rows of each pass
   std::map<std::string, double> stages_ms;         // median per stage
+  RequestWork work;                                // counted from the shapes
   Diversity diversity;
   Diversity control_diversity;  // all streams share one seed: must be exactly 0
   StreamOutputs outputs;          // of the last repeat, kept for re-checking
@@ -87,6 +105,7 @@ struct Report {
   std::map<std::string, std::string> machine;  // backend, dtype, threads, cpu, commit, ...
   std::map<std::string, std::string> model;    // config and sampling parameters
   SanityThresholds thresholds;
+  HardwarePeaks peaks;
   std::vector<RunResult> runs;
 };
 

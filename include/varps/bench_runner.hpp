@@ -20,6 +20,7 @@ struct BenchConfig {
   int class_id = 0;
   uint64_t seed = 0;
   SamplingParams sampling;
+  HardwarePeaks peaks;  // copied into the report
   // One line per finished repeat ("batched P=4 repeat 2/5: 1234.5 ms").
   std::function<void(const std::string&)> progress;
 };

@@ -67,6 +67,32 @@ struct MemoryPlan {
   uint64_t total() const { return weights + kv_cache + activations; }
 };
 
+// What a request's stages must do at least, from the shapes alone: the
+// floating-point operations of the matrix products and attention, and the
+// compulsory memory traffic (each weight read once per backbone pass, the KV
+// cache read and the new keys and values written, the logits written; for
+// the decoder each convolution's weight and input read and output written).
+// Elementwise ops and activations between ops are left out, so rates from
+// these figures are lower bounds of what the hardware did.
+struct StageWork {
+  double flops = 0;
+  double bytes = 0;
+  StageWork& operator+=(const StageWork& o) {
+    flops += o.flops;
+    bytes += o.bytes;
+    return *this;
+  }
+};
+struct RequestWork {
+  std::vector<StageWork> transformer;  // per scale: every block, the head (and the ParScale aggregation)
+  StageWork decode;                    // the VQVAE decoder from f_hat to pixels
+  StageWork transformer_total() const {
+    StageWork t;
+    for (const StageWork& s : transformer) t += s;
+    return t;
+  }
+};
+
 struct GenerateOptions {
   Schedule schedule = Schedule::Batched;
   // Called after each scale with (scale index, number of scales).
@@ -150,6 +176,9 @@ class Pipeline {
   // the adapter's P.
   int64_t rows_for(const std::vector<ImageRequest>& requests) const;
   MemoryPlan plan_memory(const std::vector<ImageRequest>& requests, Schedule schedule = Schedule::Batched) const;
+  // The work of generating `requests` (see RequestWork), at this backend's
+  // matrix-product precision.
+  RequestWork work(const std::vector<ImageRequest>& requests, Schedule schedule = Schedule::Batched) const;
   // Returns memory the backend keeps for reuse to the system (between
   // benchmark runs, so each run's peak is its own).
   void release_cached_memory() const;

@@ -72,4 +72,14 @@ std::map<std::string, double> stage_medians(const std::vector<StageTimings>& run
   return out;
 }
 
+std::map<std::string, StageRate> stage_rates(const RequestWork& work, const std::map<std::string, double>& stages_ms) {
+  auto ms = [&](const std::string& stage) {
+    const auto it = stages_ms.find(stage);
+    return it == stages_ms.end() ? 0.0 : it->second;
+  };
+  const StageWork t = work.transformer_total();
+  return {{"transformer", {t.flops, t.bytes, ms("transformer")}},
+          {"decode", {work.decode.flops, work.decode.bytes, ms("decode")}}};
+}
+
 }  // namespace varps::bench

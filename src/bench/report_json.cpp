@@ -20,7 +20,7 @@ json to_json(const Diversity& d) {
   return j;
 }
 
-json to_json(const RunResult& r) {
+json to_json(const RunResult& r, const HardwarePeaks& peaks) {
   json j;
   j["schedule"] = r.schedule;
   j["streams"] = r.streams;
@@ -37,6 +37,17 @@ json to_json(const RunResult& r) {
   j["control_diversity"] = to_json(r.control_diversity);
   j["stages_ms"] = json::object();
   for (const auto& [stage, v] : r.stages_ms) j["stages_ms"][stage] = v;
+  j["work"] = json::object();
+  for (const auto& [stage, rate] : stage_rates(r.work, r.stages_ms)) {
+    json s = {{"flops", rate.flops},
+              {"bytes", rate.bytes},
+              {"median_ms", rate.ms},
+              {"tflop_per_s", rate.tflop_per_s()},
+              {"gb_per_s", rate.gb_per_s()}};
+    if (peaks.tflop_per_s > 0) s["fraction_of_peak_flops"] = rate.tflop_per_s() / peaks.tflop_per_s;
+    if (peaks.gb_per_s > 0) s["fraction_of_peak_bandwidth"] = rate.gb_per_s() / peaks.gb_per_s;
+    j["work"][stage] = s;
+  }
   j["flags"] = flags_json(r.flags);
   return j;
 }
@@ -72,8 +83,9 @@ std::string report_json(const Report& r) {
   doc["thresholds"] = {{"noise_fraction", r.thresholds.noise_fraction},
                        {"max_relative_spread", r.thresholds.max_relative_spread},
                        {"min_memory_growth_fraction", r.thresholds.min_memory_growth_fraction}};
+  doc["hardware_peaks"] = {{"tflop_per_s", r.peaks.tflop_per_s}, {"gb_per_s", r.peaks.gb_per_s}};
   doc["runs"] = json::array();
-  for (const RunResult& run : r.runs) doc["runs"].push_back(to_json(run));
+  for (const RunResult& run : r.runs) doc["runs"].push_back(to_json(run, r.peaks));
   return dump_json(doc);
 }
 

@@ -80,6 +80,39 @@ std::string report_markdown(const Report& r) {
     out += "\n";
   }
 
+  out += "## Achieved rates\n\n";
+  out += "Each stage's work counted from the shapes (products and attention: FLOPs; weights read once per pass, "
+         "KV cache, logits and convolution inputs and outputs: bytes) over its median time. Elementwise work is "
+         "not counted, so these are lower bounds of what the hardware did.";
+  const bool peaks = r.peaks.tflop_per_s > 0 || r.peaks.gb_per_s > 0;
+  if (peaks)
+    out += " Fractions are of the given peaks: " + fmt::shortest(r.peaks.tflop_per_s) + " TFLOP/s and " +
+           fmt::shortest(r.peaks.gb_per_s) + " GB/s.";
+  out += "\n\n";
+  {
+    std::vector<std::string> head = {"schedule", "P"}, align = {"---", "---:"};
+    for (const char* stage : {"transformer", "decode"}) {
+      head.push_back(std::string(stage) + " TFLOP/s");
+      head.push_back(std::string(stage) + " GB/s");
+      align.insert(align.end(), {"---:", "---:"});
+    }
+    out += fmt::md_row(head) + fmt::md_row(align);
+    auto with_fraction = [](double v, double peak) {
+      return fmt::fixed(v, 3) + (peak > 0 ? " (" + fmt::fixed(100 * v / peak, 1) + " %)" : "");
+    };
+    for (const RunResult& run : r.runs) {
+      std::vector<std::string> cells = {fmt::md_cell(run.schedule), std::to_string(run.streams)};
+      const auto rates = stage_rates(run.work, run.stages_ms);
+      for (const char* stage : {"transformer", "decode"}) {
+        const StageRate& s = rates.at(stage);
+        cells.push_back(with_fraction(s.tflop_per_s(), r.peaks.tflop_per_s));
+        cells.push_back(with_fraction(s.gb_per_s(), r.peaks.gb_per_s));
+      }
+      out += fmt::md_row(cells);
+    }
+    out += "\n";
+  }
+
   out += "## Thresholds\n\n";
   out += "- noise: latency differences below " + fmt::percent(r.thresholds.noise_fraction) +
          " of the median (or the runs' own (p90 − p10) / median, if larger) count as noise\n";

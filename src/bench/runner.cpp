@@ -51,6 +51,7 @@ RunResult run_one(const Pipeline& pipe, const BenchConfig& cfg, Schedule schedul
   r.backbone_passes_per_scale = last.counters.passes_per_scale;
   r.rows_per_pass = rows_per_pass(last.counters);
   r.stages_ms = stage_medians(m.stages);
+  r.work = pipe.work(req, schedule);
   r.outputs = outputs_of(last);
   r.diversity = diversity(r.outputs);
 
@@ -79,6 +80,7 @@ Report run_bench(const Pipeline& pipe, const BenchConfig& cfg, std::map<std::str
   rep.machine["threads"] = std::to_string(pipe.threads());
   rep.machine["latency_measure"] = latency_measure(pipe);
   rep.machine["memory_measure"] = memory_measure(pipe);
+  rep.peaks = cfg.peaks;
   for (int P : streams)
     for (Schedule s : cfg.schedules) rep.runs.push_back(run_one(pipe, cfg, s, P));
   apply_sanity_checks(rep.runs, rep.thresholds);

@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <thread>
 
 #include "cli/commands.hpp"
@@ -69,6 +70,15 @@ void add_bench(CLI::App& app, BenchArgs& a) {
       ->capture_default_str();
   cmd->add_option("--repeats", a.repeats, "Timed requests per (schedule, P); medians and spread are over these")
       ->type_name("N")
+      ->capture_default_str();
+  cmd->add_option("--peak-tflops", a.peak_tflops,
+                  "The hardware's peak for the run's precision (e.g. the vendor's dense bf16 figure): achieved "
+                  "rates are also shown as fractions of it; 0: not shown")
+      ->type_name("X")
+      ->capture_default_str();
+  cmd->add_option("--peak-gbps", a.peak_gbps,
+                  "The hardware's peak memory bandwidth in GB/s, likewise; 0: not shown")
+      ->type_name("X")
       ->capture_default_str();
   cmd->add_option("--class", a.class_id, "Class of every stream (or 'uncond')")->type_name("ID")->capture_default_str();
   cmd->add_option("--seed", a.seed, "Seed of the first stream; stream p uses seed + p")
@@ -198,6 +208,9 @@ int run_comparison(const BenchArgs& a, const ModelChoice& model, const bench::Co
 int run_bench(const BenchArgs& a) {
   const int warmup = parse_int("--warmup", a.warmup, 0);
   const int repeats = parse_int("--repeats", a.repeats, 1);
+  const double inf = std::numeric_limits<double>::infinity();
+  const bench::HardwarePeaks peaks{parse_double("--peak-tflops", a.peak_tflops, 0.0, inf),
+                                   parse_double("--peak-gbps", a.peak_gbps, 0.0, inf)};
   const uint64_t seed = parse_u64("--seed", a.seed);
   const SamplingParams sampling = parse_sampling(a.cfg, a.top_k, a.top_p, a.temperature);
   const std::vector<int> streams = parse_int_list("--streams", a.streams);
@@ -237,6 +250,7 @@ int run_bench(const BenchArgs& a) {
   cfg.repeats = repeats;
   cfg.seed = seed;
   cfg.sampling = sampling;
+  cfg.peaks = peaks;
 
   const VarConfig vc = peek_var_config(model);
   cfg.class_id = cls ? check_class(*cls, vc) : vc.num_classes;

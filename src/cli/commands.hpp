@@ -73,6 +73,7 @@ int run_reconstruct(const ReconstructArgs& args);
 struct BenchArgs {
   std::string var, vae, preset;
   std::string streams = "1,2,4,8", schedules = "batched,sequential", warmup = "1", repeats = "5";
+  std::string peak_tflops = "0", peak_gbps = "0";
   std::string class_id = "0", cfg = "4", top_k = "900", top_p = "0.95", temperature = "1", seed = "0";
   DeviceArgs device;
   std::string adapter;

@@ -138,40 +138,52 @@ FeatureMap Vqvae::decode(const FeatureMap& f_hat) const {
   return img;
 }
 
-WorkspaceDemand Vqvae::decoder_conv_demand(int64_t S) const {
-  WorkspaceDemand d;
-  auto note = [&](const Conv2dWeights& c, int64_t side) {  // stride 1, same padding
-    const uint64_t hw = static_cast<uint64_t>(side * side);
-    if (c.k > 1)
-      d.im2col = std::max(d.im2col, static_cast<uint64_t>(c.ci * c.k * c.k) * hw);
-    else if (c.k == 1)
-      d.pointwise_input = std::max(d.pointwise_input, static_cast<uint64_t>(c.ci) * hw);
+void Vqvae::for_each_decoder_layer(int64_t S, bool with_phi,
+                                   const std::function<void(const Conv2dWeights&, int64_t)>& on_conv,
+                                   const std::function<void(int64_t, int64_t)>& on_attention) const {
+  auto res = [&](const ResBlock& rb, int64_t side) {
+    on_conv(rb.conv1, side);
+    on_conv(rb.conv2, side);
+    if (rb.nin_shortcut.k) on_conv(rb.nin_shortcut, side);
   };
-  auto note_res = [&](const ResBlock& rb, int64_t side) {
-    note(rb.conv1, side);
-    note(rb.conv2, side);
-    note(rb.nin_shortcut, side);
+  auto attn = [&](const AttnBlock& ab, int64_t side) {
+    on_conv(ab.qkv, side);
+    on_attention(ab.proj_out.co, side);
+    on_conv(ab.proj_out, side);
   };
-  auto note_attn = [&](const AttnBlock& ab, int64_t side) {
-    note(ab.qkv, side);
-    note(ab.proj_out, side);
-  };
-  for (const Conv2dWeights& phi : phi_) note(phi, S);
-  note(post_quant_conv_, S);
-  note(dec_conv_in_, S);
-  note_res(dec_mid_1_, S);
-  for (const AttnBlock& a : dec_mid_attn_) note_attn(a, S);
-  note_res(dec_mid_2_, S);
+  if (with_phi)
+    for (const Conv2dWeights& phi : phi_) on_conv(phi, S);
+  on_conv(post_quant_conv_, S);
+  on_conv(dec_conv_in_, S);
+  res(dec_mid_1_, S);
+  for (const AttnBlock& a : dec_mid_attn_) attn(a, S);
+  res(dec_mid_2_, S);
   int64_t side = S;
   for (int64_t lvl = static_cast<int64_t>(dec_up_.size()) - 1; lvl >= 0; --lvl) {
-    for (const ResBlock& rb : dec_up_[lvl].block) note_res(rb, side);
-    for (const AttnBlock& a : dec_up_[lvl].attn) note_attn(a, side);
+    for (size_t i = 0; i < dec_up_[lvl].block.size(); ++i) {
+      res(dec_up_[lvl].block[i], side);
+      if (!dec_up_[lvl].attn.empty()) attn(dec_up_[lvl].attn[i], side);
+    }
     if (lvl != 0) {
       side *= 2;
-      note(dec_up_[lvl].resample, side);
+      on_conv(dec_up_[lvl].resample, side);
     }
   }
-  note(dec_conv_out_, side);
+  on_conv(dec_conv_out_, side);
+}
+
+WorkspaceDemand Vqvae::decoder_conv_demand(int64_t S) const {
+  WorkspaceDemand d;
+  for_each_decoder_layer(
+      S, true,
+      [&](const Conv2dWeights& c, int64_t side) {
+        const uint64_t hw = static_cast<uint64_t>(side * side);
+        if (c.k > 1)
+          d.im2col = std::max(d.im2col, static_cast<uint64_t>(c.ci * c.k * c.k) * hw);
+        else
+          d.pointwise_input = std::max(d.pointwise_input, static_cast<uint64_t>(c.ci) * hw);
+      },
+      [](int64_t, int64_t) {});
   return d;
 }
 

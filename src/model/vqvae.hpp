@@ -2,6 +2,7 @@
 // The VQVAE tokenizer: decoder (f_hat → image), encoder (image → f), and the
 // multi-scale quantiser with its Phi convolutions, mirroring the checkpoint's
 // names (`decoder.up.3.block.1.conv2.weight`, `quantize.quant_resi.qresi_ls.2`).
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -76,6 +77,13 @@ class Vqvae {
   // largest im2col matrix of a k > 1 convolution and the largest input of a
   // 1×1 one (the convolutions as they run, in elements).
   WorkspaceDemand decoder_conv_demand(int64_t S) const;
+  // Every convolution of decode() of an S×S latent in the order they run
+  // (after the residual path's Phi convolutions when `with_phi`), with the
+  // side of its square, stride-1 output; and each attention block's
+  // (channels, side) before its projection.
+  void for_each_decoder_layer(int64_t S, bool with_phi,
+                              const std::function<void(const Conv2dWeights&, int64_t side)>& on_conv,
+                              const std::function<void(int64_t channels, int64_t side)>& on_attention) const;
 
   FeatureMap new_map(int64_t n, int64_t c, int64_t h, int64_t w) const;  // contents undefined
   FeatureMap zero_map(int64_t n, int64_t c, int64_t h, int64_t w) const;

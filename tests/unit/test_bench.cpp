@@ -518,6 +518,37 @@ std::vector<std::string> csv_fields(const std::string& line) {
   return out;
 }
 
+TEST(BenchReport, AchievedRatesAreTheWorkOverTheMedianStageTimes) {
+  RequestWork work;
+  work.transformer = {{2e9, 1e8}, {6e9, 3e8}};  // 8 GFLOP, 400 MB over two scales
+  work.decode = {1e9, 5e8};
+  const auto rates = stage_rates(work, {{"transformer", 4.0}, {"decode", 2.0}, {"sampling", 1.0}});
+  ASSERT_EQ(rates.size(), 2u);
+  EXPECT_DOUBLE_EQ(rates.at("transformer").tflop_per_s(), 2.0);  // 8e9 / 4 ms
+  EXPECT_DOUBLE_EQ(rates.at("transformer").gb_per_s(), 100.0);    // 4e8 / 4 ms
+  EXPECT_DOUBLE_EQ(rates.at("decode").tflop_per_s(), 0.5);
+  EXPECT_DOUBLE_EQ(rates.at("decode").gb_per_s(), 250.0);
+  EXPECT_DOUBLE_EQ(stage_rates(work, {}).at("decode").tflop_per_s(), 0.0) << "no time, no rate";
+
+  Report rep = make_report();
+  rep.runs[0].work = work;
+  rep.runs[0].stages_ms = {{"transformer", 4.0}, {"decode", 2.0}};
+  rep.peaks = {4.0, 1000.0};
+  const auto j = nlohmann::json::parse(report_json(rep));
+  EXPECT_DOUBLE_EQ(j["hardware_peaks"]["tflop_per_s"].get<double>(), 4.0);
+  const auto& t = j["runs"][0]["work"]["transformer"];
+  EXPECT_DOUBLE_EQ(t["flops"].get<double>(), 8e9);
+  EXPECT_DOUBLE_EQ(t["median_ms"].get<double>(), 4.0);
+  EXPECT_DOUBLE_EQ(t["tflop_per_s"].get<double>(), 2.0);
+  EXPECT_DOUBLE_EQ(t["fraction_of_peak_flops"].get<double>(), 0.5);
+  EXPECT_DOUBLE_EQ(t["fraction_of_peak_bandwidth"].get<double>(), 0.1);
+  const std::string md = report_markdown(rep);
+  EXPECT_NE(md.find("## Achieved rates"), std::string::npos);
+  EXPECT_NE(md.find("| batched | 1 | 2.000 (50.0 %) | 100.000 (10.0 %) | 0.500 (12.5 %) | 250.000 (25.0 %) |"),
+            std::string::npos)
+      << md;
+}
+
 TEST(BenchReport, CsvHasHeaderAndOneLinePerRun) {
   Report rep = make_report();
   rep.runs[5].schedule = "odd, \"name\"";  // must be quoted
