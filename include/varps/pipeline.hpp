@@ -179,8 +179,9 @@ class Pipeline {
   // The work of generating `requests` (see RequestWork), at this backend's
   // matrix-product precision.
   RequestWork work(const std::vector<ImageRequest>& requests, Schedule schedule = Schedule::Batched) const;
-  // Returns memory the backend keeps for reuse to the system (between
-  // benchmark runs, so each run's peak is its own).
+  // Returns memory kept for reuse to the system: the last request's arrays
+  // (kept for the next request of the same shape) and the backend's pools
+  // (between benchmark runs, so each run's peak is its own).
   void release_cached_memory() const;
   // The backend's device memory (not available on the CPU), and a reset of
   // its peak to what is in use now.
