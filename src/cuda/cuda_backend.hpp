@@ -108,8 +108,10 @@ class CudaBackend final : public Backend {
   static constexpr int64_t kBandElements = int64_t{16} << 20;
 
  private:
+  // n elements of elem_bytes each (less than sizeof(T) for a weight stored
+  // in half precision behind a float handle).
   template <typename T>
-  Array<T> device_array(size_t n);
+  Array<T> device_array(size_t n, size_t elem_bytes = sizeof(T));
   // Scratch memory for one op, valid until the stream passes it.
   float* scratch(size_t n);
   // The half-precision operand of weight w[n]: itself for an upload_matrix()

@@ -11,7 +11,7 @@ namespace varps::cuda {
 namespace {
 
 struct CudaGraphStep final : StepRecording {
-  int runs = 0;
+  bool ran = false;  // once as it is: the next call captures
   bool as_is = false;  // the step could not be captured: run it every time
   cudaGraphExec_t exec = nullptr;
   // The backend's scratch when captured: it is reallocated when an op needs
@@ -40,7 +40,8 @@ StepRun CudaBackend::run_recorded(std::unique_ptr<StepRecording>& slot, const st
     rec.exec = nullptr;
   }
   // The first run sizes everything the step allocates lazily.
-  if (rec.as_is || rec.runs++ == 0) {
+  if (rec.as_is || !rec.ran) {
+    rec.ran = true;
     step();
     return StepRun::AsIs;
   }

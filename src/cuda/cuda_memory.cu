@@ -127,11 +127,11 @@ std::string CudaBackend::info() const {
 }
 
 template <typename T>
-Array<T> CudaBackend::device_array(size_t n) {
+Array<T> CudaBackend::device_array(size_t n, size_t elem_bytes) {
   // A graph would own an allocation made while capturing, and replays would
   // not count it: run_recorded falls back to running the step as it is.
   if (capturing_) throw Error("a recorded step allocated device memory");
-  const size_t bytes = granule_bytes(n, sizeof(T));
+  const size_t bytes = granule_bytes(n, elem_bytes);
   std::shared_ptr<DeviceHeap> heap = heap_;
   T* p = static_cast<T*>(heap->allocate(bytes));
   return Array<T>(std::shared_ptr<T>(p, [heap, bytes](T* q) { heap->release(q, bytes); }), n);
@@ -177,13 +177,10 @@ Array<float> CudaBackend::upload_matrix(const Tensor& t) {
   if (precision_ == Precision::F32) return upload(t);
   // Through a float32 staging array, freed in stream order after the cast.
   const Array<float> staged = upload(t);
-  const size_t n = t.data.size(), bytes = granule_bytes(n, 2);
-  std::shared_ptr<DeviceHeap> heap = heap_;
-  float* p = static_cast<float*>(heap->allocate(bytes));
-  Array<float> a(std::shared_ptr<float>(p, [heap, bytes](float* q) { heap->release(q, bytes); }), n);
-  cast_to_half_precision(staged.data(), n, p, precision_, heap_->stream);
+  Array<float> a = device_array<float>(t.data.size(), 2);
+  cast_to_half_precision(staged.data(), a.size(), a.data(), precision_, heap_->stream);
   std::lock_guard<std::mutex> lock(heap_->mutex);
-  heap_->shadows[p] = DeviceHeap::Shadow{p, 0};
+  heap_->shadows[a.data()] = DeviceHeap::Shadow{a.data(), 0};
   return a;
 }
 

@@ -136,7 +136,6 @@ void VarTransformer::check_classes(const std::vector<int32_t>& row_classes) cons
 void VarTransformer::begin(VarSession& s, const std::vector<int32_t>& image_row_classes) const {
   const int64_t C = cfg_.embed_dim, R = s.rows;
   VARPS_CHECK(static_cast<int64_t>(image_row_classes.size()) == s.image_rows, "one class per image row");
-  check_classes(image_row_classes);
   std::vector<int32_t> row_classes;  // stream-major: row p·N + j is image row j
   for (int64_t p = 0; p < s.streams; ++p)
     row_classes.insert(row_classes.end(), image_row_classes.begin(), image_row_classes.end());

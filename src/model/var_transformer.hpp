@@ -57,7 +57,7 @@ class VarTransformer {
   // (num_classes = unconditional).
   void check_classes(const std::vector<int32_t>& row_classes) const;
   // The class embeddings and modulation of image rows of classes
-  // `row_classes`, one per image row (checked).
+  // `row_classes`, one per image row, after check_classes(row_classes).
   void begin(VarSession& s, const std::vector<int32_t>& row_classes) const;
   // x[R, 1, C] = cond + pos_start + lvl_embed[0] + pos_1LC[0]
   void first_scale_input(const VarSession& s, float* x) const;
