@@ -223,6 +223,8 @@ int run_bench(const BenchArgs& a) {
       throw UsageError("--compare-parscale builds its own untrained adapters for each P in --streams: drop --adapter");
     if (a.schedules != BenchArgs{}.schedules)
       throw UsageError("--compare-parscale runs every model batched: drop --schedule");
+    if (peaks.tflop_per_s > 0 || peaks.gb_per_s > 0)
+      throw UsageError("--compare-parscale reports no achieved rates: drop --peak-tflops and --peak-gbps");
     bench::CompareConfig cfg;
     cfg.streams = streams;
     cfg.prefix_tokens = parse_int("--prefix-tokens", a.prefix_tokens, 0);

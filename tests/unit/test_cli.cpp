@@ -626,6 +626,9 @@ TEST(CliBench, BadFlags) {
   expect_error(run_cli(dir, {"bench", "--schedule", "parallel", "--out", "b"}), 2, {"--schedule"});
   expect_error(run_cli(dir, {"bench", "--repeats", "0", "--out", "b"}), 2, {"--repeats"});
   expect_error(run_cli(dir, {"bench", "--warmup", "-1", "--out", "b"}), 2, {"--warmup"});
+  expect_error(run_cli(dir, {"bench", "--peak-tflops", "-2", "--out", "b"}), 2, {"--peak-tflops"});
+  expect_error(run_cli(dir, {"bench", "--compare-parscale", "--peak-gbps", "3350", "--out", "b"}), 2,
+               {"--peak-tflops and --peak-gbps"});
   expect_error(run_cli(dir, {"bench", "--class", "77", "--out", "b"}), 1, {"class 77"});
   expect_error(run_cli(dir, {"bench", "--preset", "d99", "--out", "b"}), 2, {"d99"});
   test::write_bytes(dir / "file", "x");
