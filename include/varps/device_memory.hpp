@@ -3,14 +3,16 @@
 
 namespace varps {
 
-// Device memory as a backend's allocator sees it, for benchmark reports.
-// `available` is false for the CPU backend (its memory is the process RSS).
+// A backend's memory as its allocator sees it, for benchmark reports and
+// plan checks. `available` says the figures are a device's: the CPU backend
+// counts its arrays too (in_use, peak), but a process's memory is its RSS,
+// which is what the CPU bench reports.
 struct DeviceMemoryStats {
   bool available = false;
   uint64_t in_use = 0;    // bytes held by live arrays now
   uint64_t peak = 0;      // most bytes held at once since the last reset
-  uint64_t reserved = 0;  // bytes the allocator holds from the driver (in use + cached)
-  uint64_t total = 0;     // the device's memory
+  uint64_t reserved = 0;  // bytes the allocator holds from the driver (in use + cached); device only
+  uint64_t total = 0;     // the device's memory; device only
 };
 
 }  // namespace varps

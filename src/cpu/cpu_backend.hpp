@@ -26,6 +26,8 @@ class CpuBackend final : public Backend {
   void synchronize() override {}
   void release_cached() override;
   uint64_t workspace_bytes(const WorkspaceDemand& demand) const override;
+  DeviceMemoryStats device_memory() const override;
+  void reset_peak_memory() override;
 
   void linear(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N, float* y) override;
   void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,

@@ -31,6 +31,9 @@ struct CpuBufferPool {
   size_t cached_bytes = 0;
   static constexpr size_t kMaxCachedBytes = size_t{4} << 30;
 
+  // Bytes of the arrays handed out and not yet returned, and their peak.
+  uint64_t in_use = 0, peak = 0;
+
   void* get(size_t bytes) {
     {
       std::lock_guard<std::mutex> lock(mutex);
@@ -39,15 +42,23 @@ struct CpuBufferPool {
         void* p = it->second;
         free.erase(it);
         cached_bytes -= bytes;
+        note_taken(bytes);
         return p;
       }
     }
     void* p = std::aligned_alloc(64, bytes);
     if (!p) throw Error("out of memory allocating " + std::to_string(bytes) + " bytes");
+    std::lock_guard<std::mutex> lock(mutex);
+    note_taken(bytes);
     return p;
+  }
+  void note_taken(size_t bytes) {
+    in_use += bytes;
+    peak = std::max(peak, in_use);
   }
   void put(size_t bytes, void* p) {
     std::lock_guard<std::mutex> lock(mutex);
+    in_use -= bytes;
     if (cached_bytes + bytes > kMaxCachedBytes) {
       std::free(p);
       return;
@@ -93,6 +104,19 @@ void CpuBackend::release_cached() {
   pool_->clear();
   // Hand freed heap pages back too, so the next run's peak is its own.
   malloc_trim(0);
+}
+
+DeviceMemoryStats CpuBackend::device_memory() const {
+  DeviceMemoryStats m;  // not available: the process's memory is its RSS
+  std::lock_guard<std::mutex> lock(pool_->mutex);
+  m.in_use = pool_->in_use;
+  m.peak = pool_->peak;
+  return m;
+}
+
+void CpuBackend::reset_peak_memory() {
+  std::lock_guard<std::mutex> lock(pool_->mutex);
+  pool_->peak = pool_->in_use;
 }
 
 std::unique_ptr<Backend> make_cpu_backend(int threads) { return std::make_unique<CpuBackend>(threads); }
