@@ -27,6 +27,8 @@ class Array {
   T* data() const { return p_.get(); }
   size_t size() const { return n_; }
   bool empty() const { return n_ == 0; }
+  // Elements [offset, offset + n) as a handle that keeps the whole array alive.
+  Array slice(size_t offset, size_t n) const { return Array(std::shared_ptr<T>(p_, p_.get() + offset), n); }
 
  private:
   std::shared_ptr<T> p_;
@@ -99,6 +101,12 @@ class Backend {
   virtual Array<float> upload_matrix(const Tensor& t) { return upload(t); }
   // Bytes an upload_matrix() weight holds per element.
   virtual size_t matrix_element_bytes() const { return sizeof(float); }
+  // A KV cache: an array only ever passed as k_cache/v_cache to
+  // split_qkv_to_cache() and attention(), so a backend may store it at a
+  // lower precision (the handle is then opaque to every other op).
+  virtual Array<float> alloc_kv_cache(size_t n) { return alloc(n); }
+  // Bytes an alloc_kv_cache() array holds per element.
+  virtual size_t kv_element_bytes() const { return sizeof(float); }
   virtual void upload_into_i32(const int32_t* host, size_t n, int32_t* dst) = 0;
   virtual void download(const float* src, size_t n, float* host) = 0;
   virtual void download_i32(const int32_t* src, size_t n, int32_t* host) = 0;
@@ -186,6 +194,7 @@ class Backend {
   // out[N, Co, Ho, Wo]; w[Co, Ci, k, k]; zero padding (top, left, bottom, right).
   virtual void conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const float* w, const float* b,
                       int64_t Co, int k, int stride, int pad_t, int pad_l, int pad_b, int pad_r, float* out) = 0;
+  // out may be x.
   virtual void group_norm(const float* x, int64_t N, int64_t C, int64_t HW, int groups, const float* gamma,
                           const float* beta, float eps, bool then_silu, float* out) = 0;
   virtual void upsample_nearest2x(const float* x, int64_t NC, int64_t H, int64_t W, float* out) = 0;

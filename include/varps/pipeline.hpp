@@ -70,8 +70,9 @@ struct MemoryPlan {
 // What a request's stages must do at least, from the shapes alone: the
 // floating-point operations of the matrix products and attention, and the
 // compulsory memory traffic (each weight read once per backbone pass, the KV
-// cache read and the new keys and values written, the logits written; for
-// the decoder each convolution's weight and input read and output written).
+// cache read and the new keys and values written, at the cache's precision,
+// the logits written; for the decoder each convolution's weight read once
+// per decoder pass, its input read and its output written).
 // Elementwise ops and activations between ops are left out, so rates from
 // these figures are lower bounds of what the hardware did.
 struct StageWork {
@@ -134,6 +135,10 @@ struct PipelineOptions {
   // replayed by later requests of the same shape; false runs every op as it
   // is (for comparison and debugging).
   bool cuda_graphs = true;
+  // false: the VQVAE encoder (and quant_conv) is checked but not loaded, so
+  // a pipeline that only generates does not hold it; encode() then throws.
+  // Pipeline::vae_only always loads it.
+  bool vae_encoder = true;
 };
 
 class Pipeline {

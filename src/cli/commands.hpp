@@ -187,7 +187,8 @@ struct ModelChoice {
 ModelChoice choose_model(const std::string& var, const std::string& vae, const std::string& preset);
 // The VAR configuration from headers only (cheap checks before loading).
 VarConfig peek_var_config(const ModelChoice& m);
-// Loads the model, saying on stderr when the weights are random.
+// Loads the model for generation (the VQVAE encoder is checked, not loaded),
+// saying on stderr when the weights are random.
 Pipeline load_model(const ModelChoice& m, const PipelineOptions& opts, const Console& con);
 // What the weights are, for metadata: checkpoint paths or preset.
 std::vector<std::pair<std::string, std::string>> model_metadata(const ModelChoice& m, const Pipeline& pipe);

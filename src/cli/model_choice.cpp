@@ -45,7 +45,9 @@ Pipeline load_model(const ModelChoice& m, const PipelineOptions& po, const Conso
     con.note("--preset " + m.preset + ": deterministic random weights of the released " + m.preset +
              " size, for timing; the images are noise");
   con.info(m.from_files ? "loading " + m.var + " and " + m.vae : "building random weights (preset " + m.preset + ")");
-  Pipeline pipe = m.from_files ? Pipeline::from_files(m.var, m.vae, po) : Pipeline::from_preset(m.preset, po);
+  PipelineOptions gen = po;
+  gen.vae_encoder = false;  // generate and bench only decode
+  Pipeline pipe = m.from_files ? Pipeline::from_files(m.var, m.vae, gen) : Pipeline::from_preset(m.preset, gen);
   con.info("model: " + pipe.var_config().describe());
   con.info("tokenizer: " + pipe.vae_config().describe());
   con.info("weights: " + pipe.weights_origin());

@@ -287,16 +287,18 @@ MemoryPlan Pipeline::plan_memory(const std::vector<ImageRequest>& requests, Sche
   const uint64_t l = static_cast<uint64_t>(cfg.max_scale_tokens()), S = cfg.patch_nums.back(), side = S * vc.downsample();
   MemoryPlan plan;
   plan.weights = impl_->var->weight_bytes() + impl_->vae->weight_bytes() + (impl_->adapter ? impl_->adapter->bytes : 0);
-  plan.kv_cache = VarTransformer::kv_cache_floats(cfg, R) * f;
+  plan.kv_cache = VarTransformer::kv_cache_elements(cfg, R) * impl_->backend->kv_element_bytes();
   uint64_t transformer = VarTransformer::workspace_floats(cfg, R) * f  // per-block activations
                          + (R * cfg.embed_dim + N * cfg.vocab_size) * l * f  // x, logits
                          + B * l * (cfg.vocab_size + cfg.cvae) * f;          // guided logits, next input
   if (impl_->adapter) transformer += VarTransformer::aggregation_floats(cfg, N, P) * f;
-  // The decoder's largest level: about four maps of ch·ch_mult[0] channels
-  // at full resolution alive at once.
-  const uint64_t decoder = 4 * B * static_cast<uint64_t>(vc.ch * vc.ch_mult.front()) * side * side * f;
+  // The decoder's maps for the images it runs together, and the images.
+  const Vqvae& vae = *impl_->vae;
+  const uint64_t decoder = vae.decoder_map_bytes_per_image(static_cast<int64_t>(S)) *
+                               static_cast<uint64_t>(vae.decode_images_per_pass(static_cast<int64_t>(S), B)) +
+                           B * 3 * side * side * f;
   // The backend's own memory: product workspaces, im2col bands, conversions.
-  WorkspaceDemand demand = impl_->vae->decoder_conv_demand(static_cast<int64_t>(S));
+  WorkspaceDemand demand = vae.decoder_conv_demand(static_cast<int64_t>(S));
   demand.linear_input = R * l * static_cast<uint64_t>(std::max(cfg.embed_dim, cfg.mlp_hidden));
   const uint64_t workspace = impl_->backend->workspace_bytes(demand);
   uint64_t all_tokens = 0;  // every scale's token map stays until the end

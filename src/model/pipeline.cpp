@@ -55,7 +55,7 @@ Pipeline Pipeline::from_files(const std::filesystem::path& var_path, const std::
   impl->var.emplace(*impl->backend, vc, *vw);
   vw->finish(kVarIgnorable);
   auto aw = checkpoint_weights(vae_ckpt);
-  impl->vae.emplace(*impl->backend, ac, *aw);
+  impl->vae.emplace(*impl->backend, ac, *aw, opts.vae_encoder);
   aw->finish(kVaeIgnorable);
   impl->origin = var_path.string() + " + " + vae_path.string();
   return Pipeline(std::move(impl));
@@ -69,7 +69,7 @@ Pipeline Pipeline::from_preset(const std::string& name, const PipelineOptions& o
   const std::string label = "random weights (preset " + name + ", seed " + std::to_string(weight_seed) + ")";
   auto w = random_weights(weight_seed, label);
   impl->var.emplace(*impl->backend, vc, *w);
-  impl->vae.emplace(*impl->backend, ac, *w);
+  impl->vae.emplace(*impl->backend, ac, *w, opts.vae_encoder);
   impl->origin = label;
   return Pipeline(std::move(impl));
 }

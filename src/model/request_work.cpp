@@ -14,6 +14,7 @@ constexpr double kFloat = sizeof(float);
 RequestWork batched_work(const Pipeline::Impl& impl, int64_t rows, int64_t image_rows, int64_t images) {
   const VarConfig& c = impl.var->config();
   const double w_elem = static_cast<double>(impl.backend->matrix_element_bytes());
+  const double kv_elem = static_cast<double>(impl.backend->kv_element_bytes());
   const double C = c.embed_dim, hid = c.mlp_hidden, V = c.vocab_size, R = static_cast<double>(rows),
                N = static_cast<double>(image_rows);
   const double T = impl.adapter ? static_cast<double>(impl.adapter->prefix_tokens) : 0.0;
@@ -27,7 +28,7 @@ RequestWork batched_work(const Pipeline::Impl& impl, int64_t rows, int64_t image
     StageWork s;
     // Per block: the four products, then q·kᵀ and p·v over every key.
     s.flops += c.depth * (2 * R * l * block_weights + 4 * R * l * keys * C);
-    s.bytes += c.depth * (block_weights * w_elem + 2 * R * keys * C * kFloat + 2 * R * l * C * kFloat);
+    s.bytes += c.depth * (block_weights * w_elem + 2 * R * keys * C * kv_elem + 2 * R * l * C * kv_elem);
     if (impl.adapter) {  // aggregate.0 [C, P·C] and aggregate.2 [P, C]
       s.flops += 2 * N * l * (P * C * C + C * P);
       s.bytes += (P * C * C + C * P) * w_elem;
@@ -39,13 +40,16 @@ RequestWork batched_work(const Pipeline::Impl& impl, int64_t rows, int64_t image
 
   const double B = static_cast<double>(images);
   const int64_t S = c.patch_nums.back();
+  // The decoder reads its weights once per pass of decode_images_per_pass images.
+  const int64_t per_pass = impl.vae->decode_images_per_pass(S, images);
+  const double passes = static_cast<double>((images + per_pass - 1) / per_pass);
   impl.vae->for_each_decoder_layer(
       S, false,
       [&](const Conv2dWeights& conv, int64_t side) {
         const double hw = static_cast<double>(side) * side, taps = static_cast<double>(conv.k) * conv.k;
         const double weights = static_cast<double>(conv.co) * conv.ci * taps;
         w.decode.flops += 2 * B * weights * hw;
-        w.decode.bytes += weights * w_elem + B * (static_cast<double>(conv.ci) + conv.co) * hw * kFloat;
+        w.decode.bytes += passes * weights * w_elem + B * (static_cast<double>(conv.ci) + conv.co) * hw * kFloat;
       },
       [&](int64_t channels, int64_t side) {
         const double p = static_cast<double>(side) * side;

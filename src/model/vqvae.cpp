@@ -13,9 +13,13 @@ struct Binder {
   Backend& be;
   WeightSource& w;
   uint64_t& bytes;
+  // false: tensors are still taken (so a checkpoint is checked whole) but
+  // not uploaded, and their arrays stay empty.
+  bool load = true;
 
   Array<float> upload(const std::string& name, const Shape& shape) {
     const Tensor t = w.take(name, shape);
+    if (!load) return {};
     bytes += t.data.size() * sizeof(float);
     return be.upload(t);
   }
@@ -26,8 +30,10 @@ struct Binder {
     c.ci = ci;
     c.k = k;
     const Tensor weight = w.take(p + ".weight", {co, ci, k, k});
-    bytes += weight.data.size() * be.matrix_element_bytes();
-    c.w = be.upload_matrix(weight);  // only ever conv2d's w
+    if (load) {
+      bytes += weight.data.size() * be.matrix_element_bytes();
+      c.w = be.upload_matrix(weight);  // only ever conv2d's w
+    }
     c.b = upload(p + ".bias", {co});
     return c;
   }
@@ -58,7 +64,8 @@ struct Binder {
 
 }  // namespace
 
-Vqvae::Vqvae(Backend& be, const VaeConfig& c, WeightSource& w) : be_(be), cfg_(c) {
+Vqvae::Vqvae(Backend& be, const VaeConfig& c, WeightSource& w, bool load_encoder)
+    : be_(be), cfg_(c), encoder_loaded_(load_encoder && c.has_encoder()) {
   if (c.ch_mult.empty() || c.ch <= 0 || c.cvae <= 0 || c.vocab_size <= 0)
     throw Error(w.origin() + ": incomplete VQVAE configuration");
   for (int m : c.ch_mult)
@@ -68,7 +75,9 @@ Vqvae::Vqvae(Backend& be, const VaeConfig& c, WeightSource& w) : be_(be), cfg_(c
   Binder bind{be, w, weight_bytes_};
   const int64_t levels = static_cast<int64_t>(c.ch_mult.size());
   codebook_ = bind.upload("quantize.embedding.weight", {c.vocab_size, c.cvae});
+  bind.load = encoder_loaded_;  // quant_conv belongs to the encoder's side
   quant_conv_ = bind.conv("quant_conv", c.cvae, c.cvae, c.quant_conv_ks);
+  bind.load = true;
   post_quant_conv_ = bind.conv("post_quant_conv", c.cvae, c.cvae, c.quant_conv_ks);
   for (int i = 0; i < c.num_phi; ++i) {
     const std::string name = c.phi_layout == PhiLayout::PartiallyShared ? "quantize.quant_resi.qresi_ls." + std::to_string(i)
@@ -99,6 +108,7 @@ Vqvae::Vqvae(Backend& be, const VaeConfig& c, WeightSource& w) : be_(be), cfg_(c
   dec_conv_out_ = bind.conv("decoder.conv_out", 3, block_in, 3);
 
   if (!c.has_encoder()) return;
+  bind.load = encoder_loaded_;
   enc_conv_in_ = bind.conv("encoder.conv_in", c.ch, 3, 3);
   block_in = c.ch;
   enc_down_.resize(static_cast<size_t>(levels));
@@ -121,6 +131,43 @@ Vqvae::Vqvae(Backend& be, const VaeConfig& c, WeightSource& w) : be_(be), cfg_(c
 }
 
 FeatureMap Vqvae::decode(const FeatureMap& f_hat) const {
+  return decode(f_hat, decode_images_per_pass(f_hat.h, f_hat.n));
+}
+
+FeatureMap Vqvae::decode(const FeatureMap& f_hat, int64_t per_pass) const {
+  if (per_pass < 1) throw Error("decoder passes need at least one image, got " + std::to_string(per_pass));
+  if (per_pass >= f_hat.n) return decode_pass(f_hat);
+  const size_t latent = static_cast<size_t>(f_hat.c * f_hat.h * f_hat.w);
+  FeatureMap img;
+  for (int64_t first = 0; first < f_hat.n; first += per_pass) {
+    const int64_t n = std::min(per_pass, f_hat.n - first);
+    const FeatureMap part{f_hat.data.slice(static_cast<size_t>(first) * latent, static_cast<size_t>(n) * latent), n,
+                          f_hat.c, f_hat.h, f_hat.w};
+    const FeatureMap out = decode_pass(part);
+    if (first == 0) img = new_map(f_hat.n, out.c, out.h, out.w);
+    const size_t image = static_cast<size_t>(out.c * out.h * out.w);
+    be_.copy(out.data.data(), out.size(), img.data.data() + static_cast<size_t>(first) * image);
+  }
+  return img;
+}
+
+int64_t Vqvae::decode_images_per_pass(int64_t S, int64_t images) const {
+  const uint64_t one = std::max<uint64_t>(decoder_map_bytes_per_image(S), 1);
+  return std::clamp<int64_t>(static_cast<int64_t>(kDecoderPassBytes / one), 1, std::max<int64_t>(images, 1));
+}
+
+uint64_t Vqvae::decoder_map_bytes_per_image(int64_t S) const {
+  uint64_t widest = 0, scores = 0;
+  for_each_decoder_layer(
+      S, false,
+      [&](const Conv2dWeights& c, int64_t side) {
+        widest = std::max(widest, static_cast<uint64_t>(std::max(c.ci, c.co) * side * side));
+      },
+      [&](int64_t, int64_t side) { scores = std::max(scores, static_cast<uint64_t>(side * side * side * side)); });
+  return (3 * widest + scores) * sizeof(float);
+}
+
+FeatureMap Vqvae::decode_pass(const FeatureMap& f_hat) const {
   FeatureMap h = conv(conv(f_hat, post_quant_conv_), dec_conv_in_);
   h = res_block(h, dec_mid_1_);
   for (const auto& a : dec_mid_attn_) h = attn_block(h, a);
@@ -133,7 +180,8 @@ FeatureMap Vqvae::decode(const FeatureMap& f_hat) const {
       h = conv(up, dec_up_[lvl].resample);
     }
   }
-  FeatureMap img = conv(group_norm(h, dec_norm_out_, true), dec_conv_out_);
+  group_norm_in_place(h, dec_norm_out_, true);
+  FeatureMap img = conv(h, dec_conv_out_);
   be_.clamp(img.data.data(), img.size(), -1.0f, 1.0f);
   return img;
 }
@@ -189,6 +237,8 @@ WorkspaceDemand Vqvae::decoder_conv_demand(int64_t S) const {
 
 FeatureMap Vqvae::encode(const FeatureMap& img) const {
   if (!cfg_.has_encoder()) throw Error("this VQVAE checkpoint has no encoder");
+  if (!encoder_loaded_)
+    throw Error("this pipeline was built without the VQVAE encoder (PipelineOptions::vae_encoder = false)");
   FeatureMap h = conv(img, enc_conv_in_);
   for (size_t lvl = 0; lvl < enc_down_.size(); ++lvl) {
     h = run_level(std::move(h), enc_down_[lvl]);

@@ -49,12 +49,26 @@ struct FeatureMap {
 
 class Vqvae {
  public:
-  Vqvae(Backend& backend, const VaeConfig& config, WeightSource& weights);
+  // Without load_encoder, the encoder's tensors (and quant_conv) are checked
+  // but not uploaded: generation only decodes.
+  Vqvae(Backend& backend, const VaeConfig& config, WeightSource& weights, bool load_encoder = true);
   const VaeConfig& config() const { return cfg_; }
   uint64_t weight_bytes() const { return weight_bytes_; }
 
-  // clamp(decoder(post_quant_conv(f_hat)), -1, 1): [N, Cvae, h, w] → [N, 3, H, W]
+  // clamp(decoder(post_quant_conv(f_hat)), -1, 1): [N, Cvae, h, w] → [N, 3, H, W],
+  // decode_images_per_pass() images at a time.
   FeatureMap decode(const FeatureMap& f_hat) const;
+  // The same, `images_per_pass` images at a time (the last pass takes the rest).
+  FeatureMap decode(const FeatureMap& f_hat, int64_t images_per_pass) const;
+  // Images the decoder runs together: as many of `images` as keep its maps
+  // within kDecoderPassBytes, at least one. Images are independent in the
+  // decoder, so this bounds its memory without changing a pixel.
+  int64_t decode_images_per_pass(int64_t S, int64_t images) const;
+  // The most bytes the decoder's maps of one S×S latent hold at once: three
+  // maps of the widest convolution side (a ResBlock's input, its first and
+  // its second convolution's outputs), and the largest attention's scores.
+  uint64_t decoder_map_bytes_per_image(int64_t S) const;
+  static constexpr uint64_t kDecoderPassBytes = uint64_t{128} << 20;
   // quant_conv(encoder(img)): [N, 3, H, W] in [-1, 1] → [N, Cvae, h, w]
   FeatureMap encode(const FeatureMap& img) const;
 
@@ -92,6 +106,8 @@ class Vqvae {
   FeatureMap conv(const FeatureMap& x, const Conv2dWeights& cw, int stride = 1, int pad_t = -1, int pad_l = -1,
                   int pad_b = -1, int pad_r = -1) const;
   FeatureMap group_norm(const FeatureMap& x, const GroupNormWeights& gn, bool then_silu) const;
+  void group_norm_in_place(FeatureMap& x, const GroupNormWeights& gn, bool then_silu) const;
+  FeatureMap decode_pass(const FeatureMap& f_hat) const;
   FeatureMap res_block(const FeatureMap& x, const ResBlock& rb) const;
   FeatureMap attn_block(const FeatureMap& x, const AttnBlock& ab) const;
   FeatureMap run_level(FeatureMap h, const ResLevel& level) const;
@@ -99,6 +115,7 @@ class Vqvae {
 
   Backend& be_;
   VaeConfig cfg_;
+  bool encoder_loaded_ = false;
   uint64_t weight_bytes_ = 0;
   Conv2dWeights quant_conv_, post_quant_conv_;
   Array<float> codebook_;  // [V, Cvae]

@@ -44,10 +44,17 @@ FeatureMap Vqvae::group_norm(const FeatureMap& x, const GroupNormWeights& gn, bo
   return y;
 }
 
-// x' = conv2(SiLU(GN2(conv1(SiLU(GN1(x)))))) + shortcut(x)
+void Vqvae::group_norm_in_place(FeatureMap& x, const GroupNormWeights& gn, bool then_silu) const {
+  be_.group_norm(x.data.data(), x.n, x.c, x.h * x.w, kGroups, gn.gamma.data(), gn.beta.data(), kGroupNormEps,
+                 then_silu, x.data.data());
+}
+
+// x' = conv2(SiLU(GN2(conv1(SiLU(GN1(x)))))) + shortcut(x). GN2 runs in
+// place, so at most three maps are alive at once (x, conv1's, conv2's).
 FeatureMap Vqvae::res_block(const FeatureMap& x, const ResBlock& rb) const {
   FeatureMap h = conv(group_norm(x, rb.norm1, true), rb.conv1);
-  h = conv(group_norm(h, rb.norm2, true), rb.conv2);
+  group_norm_in_place(h, rb.norm2, true);
+  h = conv(h, rb.conv2);
   if (rb.nin_shortcut.k) {
     const FeatureMap s = conv(x, rb.nin_shortcut);
     be_.add_inplace(h.data.data(), s.data.data(), h.size());

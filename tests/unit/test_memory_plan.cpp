@@ -1,0 +1,137 @@
+// What a request holds in memory: the decoder runs a bounded number of
+// images at a time, a generating pipeline does not hold the VQVAE encoder,
+// and the plan bounds the arrays the backend hands out, tightly.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "backend.hpp"
+#include "model/vqvae.hpp"
+#include "model/weights.hpp"
+#include "test_files.hpp"
+#include "varps/adapter.hpp"
+#include "varps/checkpoint.hpp"
+#include "varps/config.hpp"
+#include "varps/pipeline.hpp"
+
+namespace varps {
+namespace {
+
+const std::filesystem::path kGolden = std::filesystem::path(VARPS_TEST_DATA) / "golden" / "saln";
+
+std::vector<float> host(Backend& be, const FeatureMap& m) {
+  std::vector<float> v(m.size());
+  be.download(m.data.data(), v.size(), v.data());
+  return v;
+}
+
+// The tiny tokenizer with the released one's shape where memory peaks: the
+// two full-resolution levels have the same width.
+VaeConfig equal_top_levels() {
+  VaeConfig c = preset_vae_config("tiny");
+  c.ch_mult = {1, 1};
+  return c;
+}
+
+struct TinyVae {
+  std::unique_ptr<Backend> be = make_cpu_backend(2);
+  std::unique_ptr<WeightSource> w = random_weights(3, "test");
+  Vqvae vae{*be, equal_top_levels(), *w};
+
+  FeatureMap latent(int64_t n, int64_t S) {
+    Tensor t({n, vae.config().cvae, S, S});
+    fill_uniform(t, 5, "latent", 1.0f);
+    FeatureMap m{be->upload(t), n, t.shape[1], S, S};
+    return m;
+  }
+};
+
+TEST(DecoderPasses, ImagesInPassesDecodeAsInOne) {
+  TinyVae t;
+  const FeatureMap f = t.latent(5, 4);
+  const std::vector<float> whole = host(*t.be, t.vae.decode(f, 5));
+  for (int64_t per_pass : {1, 2, 4}) {  // 2 and 4 leave a short last pass
+    SCOPED_TRACE(per_pass);
+    const FeatureMap img = t.vae.decode(f, per_pass);
+    EXPECT_EQ(img.n, 5);
+    EXPECT_EQ(host(*t.be, img), whole);
+  }
+  EXPECT_CONTAINS(test::error_of([&] { t.vae.decode(f, 0); }), "at least one image");
+}
+
+// The per-image count is what the decoder's arrays really reach: one image
+// per pass holds at most its count (plus the images decoded so far), and
+// not much less.
+TEST(DecoderPasses, OneImageHoldsItsCountedMaps) {
+  TinyVae t;
+  const int64_t S = 4, images = 3;
+  const FeatureMap f = t.latent(images, S);
+  const uint64_t counted = t.vae.decoder_map_bytes_per_image(S);
+  const DeviceMemoryStats before = t.be->device_memory();
+  t.be->reset_peak_memory();
+  const FeatureMap img = t.vae.decode(f, 1);
+  const uint64_t held = t.be->device_memory().peak - before.in_use;
+  const uint64_t out_bytes = img.size() * sizeof(float);
+  EXPECT_LE(held, counted + out_bytes);
+  EXPECT_GE(static_cast<double>(held), 0.8 * static_cast<double>(counted));
+  // The pass size follows from the count.
+  EXPECT_EQ(t.vae.decode_images_per_pass(S, images), images) << "tiny maps: every image in one pass";
+  const int64_t fit = static_cast<int64_t>(Vqvae::kDecoderPassBytes / counted);
+  EXPECT_EQ(t.vae.decode_images_per_pass(S, fit + 10), fit);
+  EXPECT_EQ(t.vae.decode_images_per_pass(1 << 12, 2), 1) << "a huge latent still decodes, one image at a time";
+}
+
+uint64_t encoder_bytes(const Checkpoint& ckpt) {
+  uint64_t n = 0;
+  for (const TensorRecord& r : ckpt.tensors())
+    if (r.name.rfind("encoder.", 0) == 0 || r.name.rfind("quant_conv.", 0) == 0) n += static_cast<uint64_t>(numel(r.shape));
+  return n * sizeof(float);
+}
+
+TEST(GenerationPipeline, HoldsNoEncoder) {
+  PipelineOptions with_encoder{2};
+  PipelineOptions without = with_encoder;
+  without.vae_encoder = false;
+  const Pipeline full = Pipeline::from_files(kGolden / "var.safetensors", kGolden / "vae.safetensors", with_encoder);
+  const Pipeline gen = Pipeline::from_files(kGolden / "var.safetensors", kGolden / "vae.safetensors", without);
+  const auto req = expand_streams({3}, 2, 9, SamplingParams{});
+  const uint64_t saved = encoder_bytes(Checkpoint::open(kGolden / "vae.safetensors"));
+  ASSERT_GT(saved, 0u);
+  EXPECT_EQ(full.plan_memory(req).weights - gen.plan_memory(req).weights, saved);
+  const GeneratedImages a = full.generate(req), b = gen.generate(req);
+  EXPECT_EQ(a.tokens, b.tokens);
+  EXPECT_EQ(a.pixels, b.pixels);
+  const std::string e = test::error_of([&] { gen.encode(Tensor({1, 3, 16, 16})); });
+  EXPECT_CONTAINS(e, "without the VQVAE encoder");
+}
+
+// The arrays of a request (beside the weights) stay within the plan's KV
+// cache and activations, and reach at least 90 % of them. On the CPU the
+// plan's backend workspace (one im2col band) is not an array, which is why
+// the largest batches, where it matters least, are held to the 90 %.
+TEST(MemoryPlan, BoundsTheArraysOfARequestTightly) {
+  Pipeline pipe = Pipeline::from_preset("tiny", PipelineOptions{2});
+  auto check = [&](const std::vector<ImageRequest>& req, bool tight) {
+    const MemoryPlan plan = pipe.plan_memory(req);
+    pipe.release_cached_memory();
+    const uint64_t weights = pipe.device_memory().in_use;
+    pipe.reset_peak_device_memory();
+    pipe.generate(req);
+    const uint64_t held = pipe.device_memory().peak - weights;
+    const uint64_t planned = plan.kv_cache + plan.activations;
+    EXPECT_LE(held, planned);
+    if (tight) {
+      EXPECT_GE(static_cast<double>(held), 0.9 * static_cast<double>(planned));
+    }
+  };
+  for (int P : {1, 4, 8}) {
+    SCOPED_TRACE(P);
+    check(expand_streams({5}, P, 11, SamplingParams{2.0, 20, 0.9}), P >= 4);
+  }
+  pipe.attach_adapter(ParScaleAdapter::random_init(pipe.var_config(), 4, 3, 1));
+  SCOPED_TRACE("ParScale P=4");
+  check(expand_streams({5, 6}, 1, 11, SamplingParams{2.0, 20, 0.9}), true);
+}
+
+}  // namespace
+}  // namespace varps
