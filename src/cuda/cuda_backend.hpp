@@ -40,6 +40,9 @@ class CudaBackend final : public Backend {
   // With bf16/fp16 products the weight is stored in that precision only.
   Array<float> upload_matrix(const Tensor& t) override;
   size_t matrix_element_bytes() const override;
+  // With bf16/fp16 products the KV cache is stored in that precision too.
+  Array<float> alloc_kv_cache(size_t n) override;
+  size_t kv_element_bytes() const override;
   void upload_into_i32(const int32_t* host, size_t n, int32_t* dst) override;
   void download(const float* src, size_t n, float* host) override;
   void download_i32(const int32_t* src, size_t n, int32_t* host) override;

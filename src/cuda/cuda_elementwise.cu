@@ -2,15 +2,13 @@
 // sums use the round-to-nearest intrinsics where the CPU reference spells
 // out an order (it is built with -ffp-contract=off), so nvcc does not fuse
 // them into multiply-adds and the two backends round alike.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
 #include <cmath>
 
 #include "cuda/block_reduce.cuh"
 #include "cuda/cuda_backend.hpp"
 #include "cuda/cuda_check.hpp"
 #include "cuda/kernels.hpp"
+#include "cuda/storage_types.cuh"
 
 namespace varps::cuda {
 
@@ -110,12 +108,9 @@ __global__ void chw_to_tokens_kernel(const float* x, int64_t C, int64_t P, size_
   }
 }
 
-__global__ void cast_bf16_kernel(const float* src, size_t n, __nv_bfloat16* dst) {
-  VARPS_GRID_STRIDE(i, n) dst[i] = __float2bfloat16_rn(src[i]);
-}
-
-__global__ void cast_f16_kernel(const float* src, size_t n, __half* dst) {
-  VARPS_GRID_STRIDE(i, n) dst[i] = __float2half_rn(src[i]);
+template <typename T>
+__global__ void cast_kernel(const float* src, size_t n, T* dst) {
+  VARPS_GRID_STRIDE(i, n) dst[i] = to_stored<T>(src[i]);
 }
 
 }  // namespace
@@ -123,12 +118,11 @@ __global__ void cast_f16_kernel(const float* src, size_t n, __half* dst) {
 void cast_to_half_precision(const float* src, size_t n, void* dst, Precision p, cudaStream_t stream) {
   if (n == 0) return;
   if (p == Precision::BF16) {
-    cast_bf16_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(src, n, static_cast<__nv_bfloat16*>(dst));
-    VARPS_CUDA_LAUNCHED("cast_bf16_kernel");
+    cast_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(src, n, static_cast<__nv_bfloat16*>(dst));
   } else {
-    cast_f16_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(src, n, static_cast<__half*>(dst));
-    VARPS_CUDA_LAUNCHED("cast_f16_kernel");
+    cast_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(src, n, static_cast<__half*>(dst));
   }
+  VARPS_CUDA_LAUNCHED("cast_kernel");
 }
 
 void CudaBackend::silu(const float* x, size_t n, float* y) {

@@ -6,9 +6,6 @@
 // accumulated in double as there; the products round as cuBLASLt does.
 // Everything is enqueued on the backend's stream with no allocation,
 // synchronisation or host copy, so the ops can be captured in CUDA graphs.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -17,6 +14,7 @@
 #include "cuda/cuda_backend.hpp"
 #include "cuda/cuda_check.hpp"
 #include "cuda/resample_math.cuh"
+#include "cuda/storage_types.cuh"
 
 namespace varps::cuda {
 
@@ -66,21 +64,6 @@ __global__ void fill_planes_kernel(float* out, int64_t planes, int64_t Co, I P, 
   }
 }
 
-template <typename T>
-__device__ inline T to_operand(float v);
-template <>
-__device__ inline float to_operand<float>(float v) {
-  return v;
-}
-template <>
-__device__ inline __nv_bfloat16 to_operand<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
-template <>
-__device__ inline __half to_operand<__half>(float v) {
-  return __float2half_rn(v);
-}
-
 // col[r, c] for rows r = (ci, ky, kx) and columns c = (oy, ox) of the band
 // of output rows starting at oy0: the input pixel under tap (ky, kx), or the
 // zero padding.
@@ -99,7 +82,7 @@ __global__ void im2col_band_kernel(const float* __restrict__ xn, int64_t H, int6
       const I ox = c - oy * Wo;
       const int64_t iy = (oy0 + static_cast<int64_t>(oy)) * stride + ky - pad_t;
       const int64_t ix = static_cast<int64_t>(ox) * stride + kx - pad_l;
-      dst[c] = to_operand<T>((iy >= 0 && iy < H && ix >= 0 && ix < W) ? src[iy * W + ix] : 0.0f);
+      dst[c] = to_stored<T>((iy >= 0 && iy < H && ix >= 0 && ix < W) ? src[iy * W + ix] : 0.0f);
     }
   }
 }

@@ -186,6 +186,10 @@ Array<float> CudaBackend::upload_matrix(const Tensor& t) {
 
 size_t CudaBackend::matrix_element_bytes() const { return precision_ == Precision::F32 ? sizeof(float) : 2; }
 
+Array<float> CudaBackend::alloc_kv_cache(size_t n) { return device_array<float>(n, kv_element_bytes()); }
+
+size_t CudaBackend::kv_element_bytes() const { return precision_ == Precision::F32 ? sizeof(float) : 2; }
+
 const void* CudaBackend::matrix_operand(const float* w, size_t n) {
   {
     std::lock_guard<std::mutex> lock(heap_->mutex);

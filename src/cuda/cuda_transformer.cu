@@ -7,6 +7,7 @@
 #include "cuda/block_reduce.cuh"
 #include "cuda/cuda_backend.hpp"
 #include "cuda/cuda_check.hpp"
+#include "cuda/storage_types.cuh"
 
 namespace varps::cuda {
 
@@ -46,10 +47,32 @@ struct HeadScales {
   float v[kMaxHeads];
 };
 
+// Calls f(CacheT{}) with the type the KV cache is stored in: the product
+// precision's.
+template <typename F>
+void with_cache_type(Precision p, F&& f) {
+  if (p == Precision::BF16)
+    f(__nv_bfloat16{});
+  else if (p == Precision::F16)
+    f(__half{});
+  else
+    f(float{});
+}
+
+template <typename CacheT>
+CacheT* cache_elements(float* handle) {
+  return reinterpret_cast<CacheT*>(handle);
+}
+template <typename CacheT>
+const CacheT* cache_elements(const float* handle) {
+  return reinterpret_cast<const CacheT*>(handle);
+}
+
 // One warp per (row, token, head), grid-stride over them: lanes over the
-// head dimension.
+// head dimension. Keys and values are rounded to CacheT as they are stored.
+template <typename CacheT>
 __global__ void split_qkv_kernel(const float* qkv, int64_t rows, int64_t tokens, int64_t H, int64_t hd, bool l2norm,
-                                 HeadScales q_scale, float* q, float* k_cache, float* v_cache, int64_t capacity,
+                                 HeadScales q_scale, float* q, CacheT* k_cache, CacheT* v_cache, int64_t capacity,
                                  int64_t pos) {
   const int lane = threadIdx.x & 31;
   const int64_t warps = rows * tokens * H;
@@ -59,8 +82,8 @@ __global__ void split_qkv_kernel(const float* qkv, int64_t rows, int64_t tokens,
     const int64_t C = H * hd;
     const float* src = qkv + (r * tokens + i) * 3 * C + h * hd;
     float* qd = q + ((r * H + h) * tokens + i) * hd;
-    float* kd = k_cache + ((r * H + h) * capacity + pos + i) * hd;
-    float* vd = v_cache + ((r * H + h) * capacity + pos + i) * hd;
+    CacheT* kd = k_cache + ((r * H + h) * capacity + pos + i) * hd;
+    CacheT* vd = v_cache + ((r * H + h) * capacity + pos + i) * hd;
     if (l2norm) {
       float nq = 0.0f, nk = 0.0f;
       for (int64_t d = lane; d < hd; d += 32) {
@@ -74,15 +97,15 @@ __global__ void split_qkv_kernel(const float* qkv, int64_t rows, int64_t tokens,
       const float mul = q_scale.v[h];
       for (int64_t d = lane; d < hd; d += 32) {
         qd[d] = __fmul_rn(__fdiv_rn(src[d], dq), mul);
-        kd[d] = __fdiv_rn(src[C + d], dk);
+        kd[d] = to_stored<CacheT>(__fdiv_rn(src[C + d], dk));
       }
     } else {
       for (int64_t d = lane; d < hd; d += 32) {
         qd[d] = src[d];
-        kd[d] = src[C + d];
+        kd[d] = to_stored<CacheT>(src[C + d]);
       }
     }
-    for (int64_t d = lane; d < hd; d += 32) vd[d] = src[2 * C + d];
+    for (int64_t d = lane; d < hd; d += 32) vd[d] = to_stored<CacheT>(src[2 * C + d]);
   }
 }
 
@@ -95,9 +118,10 @@ constexpr int kKeyTile = 32;  // keys per tile, one per lane when scoring
 // reading key j hits its own bank); each lane scores one key of the tile,
 // and the warp keeps an online softmax (running max and sum) so the scores
 // never leave registers. DPL: head dimensions per lane (hd = 32·DPL on the
-// fast path; general hd up to 32·DPL with bounds checks).
-template <int DPL, bool EXACT>
-__global__ void attention_kernel(const float* q, const float* k_cache, const float* v_cache, int64_t H,
+// fast path; general hd up to 32·DPL with bounds checks). The cache holds
+// CacheT, the prefix float32; both are widened to float32 in the tiles.
+template <int DPL, bool EXACT, typename CacheT>
+__global__ void attention_kernel(const float* q, const CacheT* k_cache, const CacheT* v_cache, int64_t H,
                                  int64_t tokens, int hd, int64_t capacity, int64_t len, float scale,
                                  const float* prefix_k, const float* prefix_v, int64_t T, int64_t rows_per_stream,
                                  float* out) {
@@ -111,8 +135,8 @@ __global__ void attention_kernel(const float* q, const float* k_cache, const flo
   const int64_t i = static_cast<int64_t>(blockIdx.x) * kWarps + warp;
   const bool active = i < tokens;
   const int64_t stream_id = T > 0 ? r / rows_per_stream : 0;
-  const float* kc = k_cache + (r * H + h) * capacity * hd;
-  const float* vc = v_cache + (r * H + h) * capacity * hd;
+  const CacheT* kc = k_cache + (r * H + h) * capacity * hd;
+  const CacheT* vc = v_cache + (r * H + h) * capacity * hd;
   const float* pk = T > 0 ? prefix_k + (stream_id * H + h) * T * hd : nullptr;
   const float* pv = T > 0 ? prefix_v + (stream_id * H + h) * T * hd : nullptr;
 
@@ -131,10 +155,13 @@ __global__ void attention_kernel(const float* q, const float* k_cache, const flo
     for (int e = threadIdx.x; e < tile * hd; e += blockDim.x) {
       const int jj = e / hd, d = e % hd;
       const int64_t j = j0 + jj;
-      const float* kr = j < T ? pk + j * hd : kc + (j - T) * hd;
-      const float* vr = j < T ? pv + j * hd : vc + (j - T) * hd;
-      ks[jj * stride + d] = kr[d];
-      vs[jj * stride + d] = vr[d];
+      if (j < T) {
+        ks[jj * stride + d] = pk[j * hd + d];
+        vs[jj * stride + d] = pv[j * hd + d];
+      } else {
+        ks[jj * stride + d] = from_stored(kc[(j - T) * hd + d]);
+        vs[jj * stride + d] = from_stored(vc[(j - T) * hd + d]);
+      }
     }
     __syncthreads();
     if (!active) continue;
@@ -179,12 +206,12 @@ __global__ void attention_kernel(const float* q, const float* k_cache, const flo
   }
 }
 
-template <int DPL, bool EXACT>
-void launch_attention(cudaStream_t stream, const float* q, const float* k_cache, const float* v_cache, int64_t rows,
+template <int DPL, bool EXACT, typename CacheT>
+void launch_attention(cudaStream_t stream, const float* q, const CacheT* k_cache, const CacheT* v_cache, int64_t rows,
                       int64_t H, int64_t tokens, int64_t hd, int64_t capacity, int64_t len, float scale,
                       const KvPrefix& prefix, float* out) {
   const size_t smem = (2 * kKeyTile * (hd + 1) + kWarps * hd) * sizeof(float);
-  auto kernel = attention_kernel<DPL, EXACT>;
+  auto kernel = attention_kernel<DPL, EXACT, CacheT>;
   if (smem > 48 * 1024)
     VARPS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   const dim3 grid(static_cast<unsigned>((tokens + kWarps - 1) / kWarps), static_cast<unsigned>(H),
@@ -252,8 +279,12 @@ void CudaBackend::split_qkv_to_cache(const float* qkv, int64_t rows, int64_t tok
   if (l2norm)
     for (int64_t h = 0; h < H; ++h) scales.v[h] = q_scale_host[h];
   const size_t threads = static_cast<size_t>(rows * tokens * H) * 32;
-  split_qkv_kernel<<<grid_for(threads, kThreads), kThreads, 0, stream()>>>(qkv, rows, tokens, H, hd, l2norm, scales, q, k_cache, v_cache,
-                                               capacity, pos);
+  with_cache_type(precision_, [&](auto tag) {
+    using CacheT = decltype(tag);
+    split_qkv_kernel<<<grid_for(threads, kThreads), kThreads, 0, stream()>>>(
+        qkv, rows, tokens, H, hd, l2norm, scales, q, cache_elements<CacheT>(k_cache), cache_elements<CacheT>(v_cache),
+        capacity, pos);
+  });
   VARPS_CUDA_LAUNCHED("split_qkv_kernel");
 }
 
@@ -261,21 +292,26 @@ void CudaBackend::attention(const float* q, const float* k_cache, const float* v
                             int64_t tokens, int64_t hd, int64_t capacity, int64_t len, float scale,
                             const KvPrefix& prefix, float* out) {
   if (rows * H * tokens == 0) return;
-  const cudaStream_t s = stream();
-  if (hd == 64)
-    launch_attention<2, true>(s, q, k_cache, v_cache, rows, H, tokens, hd, capacity, len, scale, prefix, out);
-  else if (hd == 128)
-    launch_attention<4, true>(s, q, k_cache, v_cache, rows, H, tokens, hd, capacity, len, scale, prefix, out);
-  else if (hd <= 32)
-    launch_attention<1, false>(s, q, k_cache, v_cache, rows, H, tokens, hd, capacity, len, scale, prefix, out);
-  else if (hd <= 64)
-    launch_attention<2, false>(s, q, k_cache, v_cache, rows, H, tokens, hd, capacity, len, scale, prefix, out);
-  else if (hd <= 128)
-    launch_attention<4, false>(s, q, k_cache, v_cache, rows, H, tokens, hd, capacity, len, scale, prefix, out);
-  else if (hd <= 256)
-    launch_attention<8, false>(s, q, k_cache, v_cache, rows, H, tokens, hd, capacity, len, scale, prefix, out);
-  else
+  if (hd > 256)
     throw Error("the CUDA attention supports head_dim up to 256 (the model has " + std::to_string(hd) + ")");
+  const cudaStream_t s = stream();
+  with_cache_type(precision_, [&](auto tag) {
+    using CacheT = decltype(tag);
+    const CacheT* k = cache_elements<CacheT>(k_cache);
+    const CacheT* v = cache_elements<CacheT>(v_cache);
+    if (hd == 64)
+      launch_attention<2, true>(s, q, k, v, rows, H, tokens, hd, capacity, len, scale, prefix, out);
+    else if (hd == 128)
+      launch_attention<4, true>(s, q, k, v, rows, H, tokens, hd, capacity, len, scale, prefix, out);
+    else if (hd <= 32)
+      launch_attention<1, false>(s, q, k, v, rows, H, tokens, hd, capacity, len, scale, prefix, out);
+    else if (hd <= 64)
+      launch_attention<2, false>(s, q, k, v, rows, H, tokens, hd, capacity, len, scale, prefix, out);
+    else if (hd <= 128)
+      launch_attention<4, false>(s, q, k, v, rows, H, tokens, hd, capacity, len, scale, prefix, out);
+    else
+      launch_attention<8, false>(s, q, k, v, rows, H, tokens, hd, capacity, len, scale, prefix, out);
+  });
 }
 
 void CudaBackend::interleave_streams(const float* h, int64_t P, int64_t M, int64_t C, float* z) {

@@ -78,7 +78,7 @@ VarTransformer::VarTransformer(Backend& be, const VarConfig& c, WeightSource& w)
   head_b_ = up("head.bias", {c.vocab_size});
 }
 
-size_t VarTransformer::kv_cache_floats(const VarConfig& c, int64_t rows) {
+size_t VarTransformer::kv_cache_elements(const VarConfig& c, int64_t rows) {
   return static_cast<size_t>(2 * c.depth * rows * c.total_tokens() * c.embed_dim);
 }
 
@@ -105,8 +105,8 @@ VarSession VarTransformer::new_session(int64_t image_rows, const StreamAdapter* 
   s.head_mod = be_.alloc(static_cast<size_t>(R * 2 * C));
   const size_t cache = static_cast<size_t>(R * cfg_.total_tokens() * C);
   for (int i = 0; i < cfg_.depth; ++i) {
-    s.k_cache.push_back(be_.alloc(cache));
-    s.v_cache.push_back(be_.alloc(cache));
+    s.k_cache.push_back(be_.alloc_kv_cache(cache));
+    s.v_cache.push_back(be_.alloc_kv_cache(cache));
   }
   const size_t n = static_cast<size_t>(R * cfg_.max_scale_tokens());
   s.ln = be_.alloc(n * C);

@@ -39,7 +39,8 @@ struct VarSession {
   Array<float> cond;                    // [R, C] class embeddings
   std::vector<Array<float>> block_mod;  // per block [R, 6C]: gamma1, gamma2, scale1, scale2, shift1, shift2
   Array<float> head_mod;                // [R, 2C]: scale, shift
-  std::vector<Array<float>> k_cache, v_cache;  // per block [R, H, L, hd]
+  // per block [R, H, L, hd], stored as the backend chooses (alloc_kv_cache)
+  std::vector<Array<float>> k_cache, v_cache;
   Array<float> ln, qkv, q, attn, proj, hidden;  // workspace for the largest scale
   // ParScale aggregation workspace ([N·l, ·] at the largest scale).
   Array<float> agg_z, agg_hidden, agg_weights, agg_out;  // P·C, C, P, C per position
@@ -73,7 +74,7 @@ class VarTransformer {
   void forward_scale(const VarSession& s, float* x, int si, float* logits) const;
 
   uint64_t weight_bytes() const { return weight_bytes_; }
-  static size_t kv_cache_floats(const VarConfig& c, int64_t rows);
+  static size_t kv_cache_elements(const VarConfig& c, int64_t rows);
   static size_t workspace_floats(const VarConfig& c, int64_t rows);
   static size_t aggregation_floats(const VarConfig& c, int64_t image_rows, int64_t streams);
 

@@ -341,6 +341,65 @@ TEST_P(CudaAttention, SplitThenAttend) {
   }
 }
 
+// With bf16/fp16 products the KV cache is stored in that precision (2 bytes
+// an element): keys and values are rounded as they are appended, and
+// attention reads them back within the operand tolerance. The earlier
+// scales' keys go in through split_qkv_to_cache too, as the handle is opaque.
+TEST_P(CudaAttention, HalfPrecisionCache) {
+  const AttnShape s = GetParam();
+  const int64_t C = s.H * s.hd, capacity = s.pos + s.tokens + 3, len = s.pos + s.tokens;
+  const size_t cache_n = static_cast<size_t>(s.rows * s.H * capacity * s.hd);
+  for (const auto& [precision, tol] : {std::pair<std::string, double>{"bf16", kBf16Tol}, {"fp16", kFp16Tol}}) {
+    SCOPED_TRACE(precision);
+    auto half = make_backend(BackendOptions{"cuda", 0, precision});
+    ASSERT_EQ(half->kv_element_bytes(), 2u);
+    const uint64_t before = half->device_memory().in_use;
+    Array<float> hk = half->alloc_kv_cache(cache_n), hv = half->alloc_kv_cache(cache_n);
+    EXPECT_LE(half->device_memory().in_use - before, 2 * (cache_n * 2 + 256)) << "2 bytes an element";
+    Both kc = output(cache_n), vc = output(cache_n);
+    std::vector<float> q_scale(s.H, 1.5f);
+    auto append = [&](int64_t tokens, int64_t pos, uint32_t seed, Both& q, Array<float>& hq) {
+      const auto host = random_vector(s.rows * tokens * 3 * C, seed);
+      Both qkv = both(host);
+      auto hqkv = half->upload(Tensor({static_cast<int64_t>(host.size())}, host));
+      cpu_->split_qkv_to_cache(qkv.cpu.data(), s.rows, tokens, s.H, s.hd, true, q_scale.data(), q.cpu.data(),
+                               kc.cpu.data(), vc.cpu.data(), capacity, pos);
+      half->split_qkv_to_cache(hqkv.data(), s.rows, tokens, s.H, s.hd, true, q_scale.data(), hq.data(), hk.data(),
+                               hv.data(), capacity, pos);
+    };
+    if (s.pos > 0) {
+      Both earlier_q = output(s.rows * s.H * s.pos * s.hd);
+      Array<float> hq = half->alloc(earlier_q.n);
+      append(s.pos, 0, 40, earlier_q, hq);
+    }
+    Both q = output(s.rows * s.H * s.tokens * s.hd);
+    Array<float> hq = half->alloc(q.n);
+    append(s.tokens, s.pos, 41, q, hq);
+    std::vector<float> got_q(q.n);
+    half->download(hq.data(), q.n, got_q.data());
+    EXPECT_CLOSE(got_q, cpu_result(q), fp32_tol(s.hd));  // queries stay float32
+
+    const int64_t streams = s.prefix > 0 ? s.rows : 1;
+    const auto pkh = random_vector(std::max<int64_t>(1, streams * s.H * s.prefix * s.hd), 22),
+               pvh = random_vector(std::max<int64_t>(1, streams * s.H * s.prefix * s.hd), 23);
+    Both pk = both(pkh), pv = both(pvh);
+    auto hpk = half->upload(Tensor({static_cast<int64_t>(pkh.size())}, pkh));
+    auto hpv = half->upload(Tensor({static_cast<int64_t>(pvh.size())}, pvh));
+    Both out = output(s.rows * s.tokens * C);
+    auto hout = half->upload(Tensor({static_cast<int64_t>(out.n)}, std::vector<float>(out.n, NAN)));
+    cpu_->attention(q.cpu.data(), kc.cpu.data(), vc.cpu.data(), s.rows, s.H, s.tokens, s.hd, capacity, len, 1.0f,
+                    KvPrefix{pk.cpu.data(), pv.cpu.data(), s.prefix, 1}, out.cpu.data());
+    half->attention(hq.data(), hk.data(), hv.data(), s.rows, s.H, s.tokens, s.hd, capacity, len, 1.0f,
+                    KvPrefix{hpk.data(), hpv.data(), s.prefix, 1}, hout.data());
+    std::vector<float> got(out.n);
+    half->download(hout.data(), out.n, got.data());
+    const Compared cmp = compare(got, cpu_result(out));
+    EXPECT_EQ(cmp.mismatched_nonfinite, 0);
+    EXPECT_LE(cmp.error, tol);
+    EXPECT_GT(cmp.error, fp32_tol(s.hd + len + s.prefix)) << "the cache was not rounded";
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaAttention,
                          ::testing::Values(AttnShape{1, 1, 1, 64, 0, 0},     // the first scale
                                            AttnShape{2, 3, 9, 64, 5, 0},     // hd 64, fast path
