@@ -41,6 +41,7 @@ struct PlannedMemory {
   uint64_t weights = 0;
   uint64_t kv_cache = 0;
   uint64_t activations = 0;
+  uint64_t workspace = 0;  // the part of activations the backend holds for its own work
   uint64_t total() const { return weights + kv_cache + activations; }
 };
 
@@ -74,6 +75,10 @@ struct RunResult {
   double images_per_s = 0;    // streams / median latency
   double ms_per_stream = 0;   // median latency / streams
   uint64_t peak_memory_bytes = 0;  // measured
+  // The peak of the backend's arrays (weights, KV cache, activations; on a
+  // device also its workspaces): what the plan counts, on the CPU too, where
+  // peak_memory_bytes is the process RSS.
+  uint64_t arrays_peak_bytes = 0;
   PlannedMemory planned;           // the engine's plan
   uint64_t kv_bytes_per_stream = 0;  // theoretical KV-cache growth per added stream
   std::vector<int64_t> backbone_passes_per_scale;  // from the engine's counters

@@ -64,6 +64,7 @@ struct MemoryPlan {
   // Transformer workspace per row at the largest scale, logits, decoder maps,
   // and the backend's own workspaces (products, im2col, conversions).
   uint64_t activations = 0;
+  uint64_t workspace = 0;  // the part of `activations` the backend holds for its own work
   uint64_t total() const { return weights + kv_cache + activations; }
 };
 

@@ -29,6 +29,7 @@ Measurement measure(const Pipeline& pipe, const std::vector<ImageRequest>& req, 
   // backend's arrays (weights, caches, activations, workspaces).
   const DeviceMemoryStats device = pipe.device_memory();
   m.peak_memory_bytes = device.available ? device.peak : peak_rss_bytes();
+  m.arrays_peak_bytes = device.peak;
   return m;
 }
 

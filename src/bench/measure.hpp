@@ -15,6 +15,7 @@ struct Measurement {
   std::vector<StageTimings> stages;  // per repeat
   GeneratedImages last;              // outputs of the last repeat
   uint64_t peak_memory_bytes = 0;
+  uint64_t arrays_peak_bytes = 0;  // the backend's arrays, on every backend
 };
 
 // Releases the backend's cached memory and resets the peak before the

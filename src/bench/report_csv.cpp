@@ -11,7 +11,7 @@ std::string report_csv(const Report& r) {
   static const char* const header =
       "schedule,streams,median_ms,p10_ms,p90_ms,min_ms,max_ms,images_per_s,ms_per_stream,peak_memory_bytes,"
       "planned_total_bytes,planned_weights_bytes,planned_kv_cache_bytes,planned_activations_bytes,"
-      "kv_bytes_per_stream,backbone_passes_per_scale,rows_per_pass,token_disagreement,pixel_mad,cosine_similarity,"
+      "arrays_peak_bytes,kv_bytes_per_stream,backbone_passes_per_scale,rows_per_pass,token_disagreement,pixel_mad,cosine_similarity,"
       "control_token_disagreement,control_pixel_mad,control_cosine_similarity,flags\n";
   std::string out = header;
   for (const RunResult& run : r.runs) {
@@ -32,6 +32,7 @@ std::string report_csv(const Report& r) {
         std::to_string(run.planned.weights),
         std::to_string(run.planned.kv_cache),
         std::to_string(run.planned.activations),
+        std::to_string(run.arrays_peak_bytes),
         std::to_string(run.kv_bytes_per_stream),
         fmt::join(run.backbone_passes_per_scale, ";"),
         fmt::join(run.rows_per_pass, ";"),

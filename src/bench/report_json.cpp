@@ -29,6 +29,7 @@ json to_json(const RunResult& r, const HardwarePeaks& peaks) {
   j["images_per_s"] = r.images_per_s;
   j["ms_per_stream"] = r.ms_per_stream;
   j["peak_memory_bytes"] = r.peak_memory_bytes;
+  j["arrays_peak_bytes"] = r.arrays_peak_bytes;
   j["planned_memory_bytes"] = planned_json(r.planned);
   j["kv_bytes_per_stream"] = r.kv_bytes_per_stream;
   j["backbone_passes_per_scale"] = r.backbone_passes_per_scale;
@@ -59,7 +60,8 @@ json latency_json(const LatencyStats& s) {
 }
 
 json planned_json(const PlannedMemory& p) {
-  return {{"weights", p.weights}, {"kv_cache", p.kv_cache}, {"activations", p.activations}, {"total", p.total()}};
+  return {{"weights", p.weights},         {"kv_cache", p.kv_cache}, {"activations", p.activations},
+          {"of_which_workspace", p.workspace}, {"total", p.total()}};
 }
 
 json flags_json(const std::vector<Flag>& flags) {

@@ -23,13 +23,15 @@ std::string report_markdown(const Report& r) {
 
   out += "## Runs\n\n";
   out += "Latency of one whole request (tokens to pixels), median [p10–p90] over the repeats. "
-         "Memory in MiB: measured peak, and the engine's plan (weights / KV cache / activations). "
+         "Memory in MiB: measured peak, the peak of the backend's arrays (what the plan counts; on the CPU "
+         "the plan's workspace is not an array), and the engine's plan (weights / KV cache / activations). "
          "Diversity is the mean over pairs of streams; the control run gives every stream the same seed "
          "(token disagreement / pixel MAD / cosine, must be 0 / 0 / 1); — where P < 2.\n\n";
-  out += fmt::md_row({"schedule", "P", "median ms [p10–p90]", "images/s", "ms/stream", "peak MiB", "plan MiB (w/kv/act)",
+  out += fmt::md_row({"schedule", "P", "median ms [p10–p90]", "images/s", "ms/stream", "peak MiB", "arrays MiB",
+                      "plan MiB (w/kv/act)",
               "passes/scale", "rows/pass", "token disagreement", "pixel MAD", "cosine", "control (tok/MAD/cos)",
               "flags"});
-  out += fmt::md_row({"---", "---:", "---:", "---:", "---:", "---:", "---:", "---", "---", "---:", "---:", "---:", "---",
+  out += fmt::md_row({"---", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---", "---", "---:", "---:", "---:", "---",
               "---"});
   for (const RunResult& run : r.runs) {
     std::string flags;
@@ -42,6 +44,7 @@ std::string report_markdown(const Report& r) {
         fmt::fixed(run.images_per_s, run.images_per_s >= 10 ? 2 : 4),
         fmt::ms(run.ms_per_stream),
         fmt::mib(run.peak_memory_bytes),
+        fmt::mib(run.arrays_peak_bytes),
         fmt::mib(run.planned.total()) + " (" + fmt::mib(run.planned.weights) + "/" + fmt::mib(run.planned.kv_cache) +
             "/" + fmt::mib(run.planned.activations) + ")",
         fmt::compact(run.backbone_passes_per_scale),

@@ -31,7 +31,7 @@ RunResult run_one(const Pipeline& pipe, const BenchConfig& cfg, Schedule schedul
   r.schedule = schedule_name(schedule);
   r.streams = P;
   const MemoryPlan plan = pipe.plan_memory(req, schedule);
-  r.planned = {plan.weights, plan.kv_cache, plan.activations};
+  r.planned = {plan.weights, plan.kv_cache, plan.activations, plan.workspace};
   // What one more stream adds to a batched pass: its rows' KV cache.
   const MemoryPlan one = pipe.plan_memory({req.front()}, Schedule::Batched);
   r.kv_bytes_per_stream = one.kv_cache;
@@ -43,6 +43,7 @@ RunResult run_one(const Pipeline& pipe, const BenchConfig& cfg, Schedule schedul
   });
   r.latency_samples_ms = m.samples_ms;
   r.peak_memory_bytes = m.peak_memory_bytes;
+  r.arrays_peak_bytes = m.arrays_peak_bytes;
   const GeneratedImages& last = m.last;
 
   r.latency_ms = latency_stats(r.latency_samples_ms);

@@ -301,6 +301,7 @@ MemoryPlan Pipeline::plan_memory(const std::vector<ImageRequest>& requests, Sche
   WorkspaceDemand demand = vae.decoder_conv_demand(static_cast<int64_t>(S));
   demand.linear_input = R * l * static_cast<uint64_t>(std::max(cfg.embed_dim, cfg.mlp_hidden));
   const uint64_t workspace = impl_->backend->workspace_bytes(demand);
+  plan.workspace = workspace;
   uint64_t all_tokens = 0;  // every scale's token map stays until the end
   for (int pn : cfg.patch_nums) all_tokens += static_cast<uint64_t>(pn) * static_cast<uint64_t>(pn);
   plan.activations = transformer + decoder + workspace + B * cfg.cvae * S * S * f + B * all_tokens * sizeof(int32_t);

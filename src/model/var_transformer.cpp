@@ -84,7 +84,9 @@ size_t VarTransformer::kv_cache_elements(const VarConfig& c, int64_t rows) {
 
 size_t VarTransformer::workspace_floats(const VarConfig& c, int64_t rows) {
   const int64_t n = rows * c.max_scale_tokens();
-  return static_cast<size_t>(n * (c.embed_dim * 4 + 3 * c.embed_dim + c.mlp_hidden));
+  const int64_t per_token = 7 * c.embed_dim + c.mlp_hidden;       // ln, qkv, q, attn, proj; hidden
+  const int64_t per_row = (1 + 6 * c.depth + 2) * c.embed_dim;  // cond; every block's and the head's modulation
+  return static_cast<size_t>(n * per_token + rows * per_row);
 }
 
 size_t VarTransformer::aggregation_floats(const VarConfig& c, int64_t image_rows, int64_t streams) {

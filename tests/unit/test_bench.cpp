@@ -581,7 +581,7 @@ TEST(BenchReport, CsvHasHeaderAndOneLinePerRun) {
 TEST(BenchReport, MarkdownHasTablesThresholdsAndFlagReasons) {
   const Report rep = make_report();
   const std::string md = report_markdown(rep);
-  EXPECT_CONTAINS(md, "| schedule | P | median ms [p10–p90] | images/s | ms/stream | peak MiB | plan MiB (w/kv/act) |");
+  EXPECT_CONTAINS(md, "| schedule | P | median ms [p10–p90] | images/s | ms/stream | peak MiB | arrays MiB | plan MiB (w/kv/act) |");
   EXPECT_CONTAINS(md, "| batched | 4 | 90.00 [");
   EXPECT_CONTAINS(md, "| decode |");                       // stages table
   EXPECT_CONTAINS(md, "- backend: cpu");                   // machine

@@ -604,6 +604,12 @@ TEST(CliBench, TinyBenchWritesReportsWithRealCounters) {
     EXPECT_EQ(run["latency_samples_ms"].size(), 3u);
     EXPECT_GT(run["latency_ms"]["median"].get<double>(), 0.0);
     EXPECT_GT(run["peak_memory_bytes"].get<uint64_t>(), 0u);
+    // The arrays hold the weights and stay within the plan (the CPU's
+    // workspace is not an array).
+    const Json& plan = run["planned_memory_bytes"];
+    const uint64_t arrays = run["arrays_peak_bytes"].get<uint64_t>();
+    EXPECT_GT(arrays, plan["weights"].get<uint64_t>());
+    EXPECT_LE(arrays, plan["total"].get<uint64_t>() - plan["of_which_workspace"].get<uint64_t>());
     EXPECT_EQ(run["control_diversity"]["token_disagreement"].get<double>(), 0.0);
     if (P == 3) {
       EXPECT_GT(run["diversity"]["token_disagreement"].get<double>(), 0.0);
