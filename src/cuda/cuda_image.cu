@@ -218,30 +218,36 @@ __global__ void upsample_nearest2x_kernel(const float* __restrict__ x, I total, 
   }
 }
 
-// One thread per output pixel; the taps are recomputed per pixel (a few
-// dozen flops) rather than kept in a table, which would need a copy.
-template <typename I>
-__global__ void upsample_bicubic_kernel(const float* __restrict__ x, I total, int64_t h, int64_t w, I H, I W,
-                                        float* __restrict__ out) {
+enum class Resample { Bicubic, Area };
+
+// One thread per output pixel of [planes, out_h, out_w] from [planes, in_h,
+// in_w]; bicubic taps are recomputed per pixel (a few dozen flops) rather
+// than kept in a table, which would need a copy.
+template <Resample kMode, typename I>
+__global__ void resample_kernel(const float* __restrict__ x, I total, int64_t in_h, int64_t in_w, I out_h, I out_w,
+                                float* __restrict__ out) {
   for (I e = first_index<I>(); e < total; e += grid_step<I>()) {
-    const I row = e / W;
-    const I ox = e - row * W;
-    const I c = row / H;
-    const I oy = row - c * H;
-    out[e] = resample::bicubic_pixel(x + static_cast<int64_t>(c) * h * w, h, w, H, W, oy, ox);
+    const I row = e / out_w;
+    const I ox = e - row * out_w;
+    const I c = row / out_h;
+    const I oy = row - c * out_h;
+    const float* plane = x + static_cast<int64_t>(c) * in_h * in_w;
+    out[e] = kMode == Resample::Bicubic ? resample::bicubic_pixel(plane, in_h, in_w, out_h, out_w, oy, ox)
+                                        : resample::area_pixel(plane, in_h, in_w, out_h, out_w, oy, ox);
   }
 }
 
-template <typename I>
-__global__ void downsample_area_kernel(const float* __restrict__ x, I total, int64_t H, int64_t W, I h, I w,
-                                       float* __restrict__ out) {
-  for (I e = first_index<I>(); e < total; e += grid_step<I>()) {
-    const I row = e / w;
-    const I ox = e - row * w;
-    const I c = row / h;
-    const I oy = row - c * h;
-    out[e] = resample::area_pixel(x + static_cast<int64_t>(c) * H * W, H, W, h, w, oy, ox);
-  }
+template <Resample kMode>
+void launch_resample(cudaStream_t s, const float* x, int64_t NC, int64_t in_h, int64_t in_w, int64_t out_h,
+                     int64_t out_w, float* out) {
+  const int64_t total = NC * out_h * out_w;
+  if (total <= 0) return;
+  with_index_type(total, [&](auto tag) {
+    using I = decltype(tag);
+    resample_kernel<kMode, I><<<grid_for(static_cast<size_t>(total), kThreads), kThreads, 0, s>>>(
+        x, static_cast<I>(total), in_h, in_w, static_cast<I>(out_h), static_cast<I>(out_w), out);
+  });
+  VARPS_CUDA_LAUNCHED("resample_kernel");
 }
 
 // ---- codebook search ----
@@ -414,27 +420,12 @@ void CudaBackend::upsample_nearest2x(const float* x, int64_t NC, int64_t H, int6
 }
 
 void CudaBackend::upsample_bicubic(const float* x, int64_t NC, int64_t h, int64_t w, int64_t H, int64_t W, float* out) {
-  const int64_t total = NC * H * W;
-  if (total <= 0 || h <= 0 || w <= 0) return;
-  const cudaStream_t s = stream();
-  with_index_type(total, [&](auto tag) {
-    using I = decltype(tag);
-    upsample_bicubic_kernel<I><<<grid_for(static_cast<size_t>(total), kThreads), kThreads, 0, s>>>(
-        x, static_cast<I>(total), h, w, static_cast<I>(H), static_cast<I>(W), out);
-  });
-  VARPS_CUDA_LAUNCHED("upsample_bicubic_kernel");
+  if (h <= 0 || w <= 0) return;
+  launch_resample<Resample::Bicubic>(stream(), x, NC, h, w, H, W, out);
 }
 
 void CudaBackend::downsample_area(const float* x, int64_t NC, int64_t H, int64_t W, int64_t h, int64_t w, float* out) {
-  const int64_t total = NC * h * w;
-  if (total <= 0) return;
-  const cudaStream_t s = stream();
-  with_index_type(total, [&](auto tag) {
-    using I = decltype(tag);
-    downsample_area_kernel<I><<<grid_for(static_cast<size_t>(total), kThreads), kThreads, 0, s>>>(
-        x, static_cast<I>(total), H, W, static_cast<I>(h), static_cast<I>(w), out);
-  });
-  VARPS_CUDA_LAUNCHED("downsample_area_kernel");
+  launch_resample<Resample::Area>(stream(), x, NC, H, W, h, w, out);
 }
 
 void CudaBackend::nearest_code(const float* z, int64_t n, const float* codebook, int64_t V, int64_t C, int32_t* idx) {
