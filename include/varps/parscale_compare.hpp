@@ -37,7 +37,7 @@ struct CompareEntry {
   std::string model;      // VarConfig::describe()
   int parscale_streams = 0;  // 0: no adapter
   int prefix_tokens = 0;
-  uint64_t parameters = 0;   // float32 weights (VAR + VQVAE + adapter) / 4
+  uint64_t parameters = 0;   // VAR + VQVAE + adapter (Pipeline::parameters)
   std::vector<double> latency_samples_ms;
   LatencyStats latency_ms;
   uint64_t peak_memory_bytes = 0;

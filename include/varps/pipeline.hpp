@@ -176,6 +176,9 @@ class Pipeline {
   void detach_adapter();
   // P of the attached adapter; 1 without one.
   int adapter_streams() const;
+  // Parameters of the VAR, the VQVAE (the encoder's too, loaded or not) and
+  // the attached adapter, whatever precision they are stored in.
+  uint64_t parameters() const;
 
   // Rows a request puts through the backbone in one batched pass: one per
   // image, plus one unconditional row per image that uses guidance; times

@@ -24,7 +24,7 @@ CompareEntry measure_entry(const Pipeline& pipe, const std::string& label, int s
   e.prefix_tokens = prefix_tokens;
   const MemoryPlan plan = pipe.plan_memory(req);
   e.planned = {plan.weights, plan.kv_cache, plan.activations, plan.workspace};
-  e.parameters = plan.weights / sizeof(float);
+  e.parameters = pipe.parameters();
   const Measurement m = measure(pipe, req, GenerateOptions{}, cfg.warmup, cfg.repeats, [&](int i, double ms) {
     if (cfg.progress)
       cfg.progress(label + " repeat " + std::to_string(i + 1) + "/" + std::to_string(cfg.repeats) + ": " +

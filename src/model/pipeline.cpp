@@ -98,6 +98,11 @@ void Pipeline::detach_adapter() {
   impl_->adapter.reset();
 }
 
+uint64_t Pipeline::parameters() const {
+  return (impl_->var ? impl_->var->parameters() : 0) + impl_->vae->parameters() +
+         (impl_->adapter ? impl_->adapter->parameters : 0);
+}
+
 int Pipeline::adapter_streams() const { return impl_->adapter ? static_cast<int>(impl_->adapter->streams) : 1; }
 
 const VarConfig& Pipeline::var_config() const {

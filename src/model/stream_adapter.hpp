@@ -20,7 +20,8 @@ struct StreamAdapter {
   std::vector<Array<float>> prefix_k, prefix_v;  // per block [P, H, T, hd]
   Array<float> aggregate0_w, aggregate0_b;       // [C, P·C], [C]
   Array<float> aggregate2_w, aggregate2_b;       // [P, C], [P]
-  uint64_t bytes = 0;  // held on the backend
+  uint64_t bytes = 0;       // held on the backend
+  uint64_t parameters = 0;  // elements, whatever their precision
   std::string origin;
 };
 

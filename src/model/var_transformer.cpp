@@ -11,6 +11,7 @@ VarTransformer::VarTransformer(Backend& be, const VarConfig& c, WeightSource& w)
   const int64_t C = c.embed_dim, L = c.total_tokens(), H = c.num_heads, hid = c.mlp_hidden;
   auto upload = [&](const Tensor& t) {
     weight_bytes_ += t.data.size() * sizeof(float);
+    parameters_ += t.data.size();
     return be_.upload(t);
   };
   auto up = [&](const std::string& name, const Shape& shape) { return upload(w.take(name, shape)); };
@@ -19,6 +20,7 @@ VarTransformer::VarTransformer(Backend& be, const VarConfig& c, WeightSource& w)
   auto up_matrix = [&](const std::string& name, const Shape& shape) {
     const Tensor t = w.take(name, shape);
     weight_bytes_ += t.data.size() * be_.matrix_element_bytes();
+    parameters_ += t.data.size();
     return be_.upload_matrix(t);
   };
   word_embed_w_ = up_matrix("word_embed.weight", {C, c.cvae});

@@ -74,6 +74,7 @@ class VarTransformer {
   void forward_scale(const VarSession& s, float* x, int si, float* logits) const;
 
   uint64_t weight_bytes() const { return weight_bytes_; }
+  uint64_t parameters() const { return parameters_; }  // elements uploaded, whatever their precision
   static size_t kv_cache_elements(const VarConfig& c, int64_t rows);
   static size_t workspace_floats(const VarConfig& c, int64_t rows);
   static size_t aggregation_floats(const VarConfig& c, int64_t image_rows, int64_t streams);
@@ -85,7 +86,7 @@ class VarTransformer {
 
   Backend& be_;
   VarConfig cfg_;
-  uint64_t weight_bytes_ = 0;
+  uint64_t weight_bytes_ = 0, parameters_ = 0;
   Array<float> word_embed_w_, word_embed_b_;  // [C, Cvae], [C]
   Array<float> class_emb_;                    // [num_classes + 1, C]
   Array<float> pos_start_;                    // [C]

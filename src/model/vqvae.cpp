@@ -13,12 +13,14 @@ struct Binder {
   Backend& be;
   WeightSource& w;
   uint64_t& bytes;
+  uint64_t& parameters;  // counted loaded or not: the tokenizer's size
   // false: tensors are still taken (so a checkpoint is checked whole) but
   // not uploaded, and their arrays stay empty.
   bool load = true;
 
   Array<float> upload(const std::string& name, const Shape& shape) {
     const Tensor t = w.take(name, shape);
+    parameters += t.data.size();
     if (!load) return {};
     bytes += t.data.size() * sizeof(float);
     return be.upload(t);
@@ -30,6 +32,7 @@ struct Binder {
     c.ci = ci;
     c.k = k;
     const Tensor weight = w.take(p + ".weight", {co, ci, k, k});
+    parameters += weight.data.size();
     if (load) {
       bytes += weight.data.size() * be.matrix_element_bytes();
       c.w = be.upload_matrix(weight);  // only ever conv2d's w
@@ -72,7 +75,7 @@ Vqvae::Vqvae(Backend& be, const VaeConfig& c, WeightSource& w, bool load_encoder
     if ((c.ch * m) % 32 != 0)
       throw Error(w.origin() + ": VQVAE level width " + std::to_string(c.ch * m) +
                   " is not divisible by GroupNorm's 32 groups");
-  Binder bind{be, w, weight_bytes_};
+  Binder bind{be, w, weight_bytes_, parameters_};
   const int64_t levels = static_cast<int64_t>(c.ch_mult.size());
   codebook_ = bind.upload("quantize.embedding.weight", {c.vocab_size, c.cvae});
   bind.load = encoder_loaded_;  // quant_conv belongs to the encoder's side

@@ -54,6 +54,9 @@ class Vqvae {
   Vqvae(Backend& backend, const VaeConfig& config, WeightSource& weights, bool load_encoder = true);
   const VaeConfig& config() const { return cfg_; }
   uint64_t weight_bytes() const { return weight_bytes_; }
+  // Every tensor of the checkpoint's tokenizer, the encoder's too when it
+  // is not loaded.
+  uint64_t parameters() const { return parameters_; }
 
   // clamp(decoder(post_quant_conv(f_hat)), -1, 1): [N, Cvae, h, w] → [N, 3, H, W],
   // decode_images_per_pass() images at a time.
@@ -116,7 +119,7 @@ class Vqvae {
   Backend& be_;
   VaeConfig cfg_;
   bool encoder_loaded_ = false;
-  uint64_t weight_bytes_ = 0;
+  uint64_t weight_bytes_ = 0, parameters_ = 0;
   Conv2dWeights quant_conv_, post_quant_conv_;
   Array<float> codebook_;  // [V, Cvae]
   std::vector<Conv2dWeights> phi_;

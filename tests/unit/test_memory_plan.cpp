@@ -98,6 +98,10 @@ TEST(GenerationPipeline, HoldsNoEncoder) {
   const uint64_t saved = encoder_bytes(Checkpoint::open(kGolden / "vae.safetensors"));
   ASSERT_GT(saved, 0u);
   EXPECT_EQ(full.plan_memory(req).weights - gen.plan_memory(req).weights, saved);
+  // Parameters count the model, not what is held: float32 on the CPU, with
+  // the encoder whether it is loaded or not.
+  EXPECT_EQ(full.parameters(), full.plan_memory(req).weights / sizeof(float));
+  EXPECT_EQ(gen.parameters(), full.parameters());
   const GeneratedImages a = full.generate(req), b = gen.generate(req);
   EXPECT_EQ(a.tokens, b.tokens);
   EXPECT_EQ(a.pixels, b.pixels);
