@@ -5,6 +5,7 @@
 // runner that drives the engine lives in bench_runner.hpp.
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -12,6 +13,19 @@
 #include "varps/pipeline.hpp"
 
 namespace varps::bench {
+
+// What the streams bench and the ParScale comparison share: which P, how
+// many requests, and what each asks for.
+struct RunSettings {
+  std::vector<int> streams = {1, 2, 4, 8};
+  int warmup = 1;
+  int repeats = 5;
+  int class_id = 0;
+  uint64_t seed = 0;
+  SamplingParams sampling;
+  // One line per finished repeat ("batched P=4 repeat 2/5: 1234.5 ms").
+  std::function<void(const std::string&)> progress;
+};
 
 // Milliseconds. Percentiles interpolate linearly between order statistics
 // (numpy's default); an empty sample gives all zeros.

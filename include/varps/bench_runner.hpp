@@ -12,17 +12,9 @@
 
 namespace varps::bench {
 
-struct BenchConfig {
-  std::vector<int> streams = {1, 2, 4, 8};
+struct BenchConfig : RunSettings {
   std::vector<Schedule> schedules = {Schedule::Batched, Schedule::Sequential};
-  int warmup = 1;
-  int repeats = 5;
-  int class_id = 0;
-  uint64_t seed = 0;
-  SamplingParams sampling;
   HardwarePeaks peaks;  // copied into the report
-  // One line per finished repeat ("batched P=4 repeat 2/5: 1234.5 ms").
-  std::function<void(const std::string&)> progress;
 };
 
 // Runs every (schedule, P) in order of P, each schedule in the given order,

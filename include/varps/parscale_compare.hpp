@@ -17,19 +17,13 @@
 
 namespace varps::bench {
 
-struct CompareConfig {
-  std::vector<int> streams = {1, 2, 4, 8};  // ParScale P on the base model
-  int prefix_tokens = 48;                   // T of every adapter
+// streams: the ParScale P of the adapters on the base model.
+struct CompareConfig : RunSettings {
+  int prefix_tokens = 48;  // T of every adapter
   uint64_t adapter_seed = 0;
   std::vector<std::string> larger;  // presets measured after the base model
   int images = 1;                   // images per request (distinct seeds)
-  int warmup = 1;
-  int repeats = 5;
-  int class_id = 0;
-  bool unconditional = false;  // each model's own unconditional class instead of class_id
-  uint64_t seed = 0;
-  SamplingParams sampling;
-  std::function<void(const std::string&)> progress;
+  bool unconditional = false;       // each model's own unconditional class instead of class_id
 };
 
 struct CompareEntry {

@@ -206,14 +206,15 @@ int run_comparison(const BenchArgs& a, const ModelChoice& model, const bench::Co
 }  // namespace
 
 int run_bench(const BenchArgs& a) {
-  const int warmup = parse_int("--warmup", a.warmup, 0);
-  const int repeats = parse_int("--repeats", a.repeats, 1);
+  bench::RunSettings run;
+  run.warmup = parse_int("--warmup", a.warmup, 0);
+  run.repeats = parse_int("--repeats", a.repeats, 1);
   const double inf = std::numeric_limits<double>::infinity();
   const bench::HardwarePeaks peaks{parse_double("--peak-tflops", a.peak_tflops, 0.0, inf),
                                    parse_double("--peak-gbps", a.peak_gbps, 0.0, inf)};
-  const uint64_t seed = parse_u64("--seed", a.seed);
-  const SamplingParams sampling = parse_sampling(a.cfg, a.top_k, a.top_p, a.temperature);
-  const std::vector<int> streams = parse_int_list("--streams", a.streams);
+  run.seed = parse_u64("--seed", a.seed);
+  run.sampling = parse_sampling(a.cfg, a.top_k, a.top_p, a.temperature);
+  run.streams = parse_int_list("--streams", a.streams);
   const PipelineOptions device = parse_device(a.device);
   const std::optional<int64_t> cls = parse_class("--class", a.class_id);
   const ModelChoice model = choose_model(a.var, a.vae, a.preset);
@@ -226,14 +227,10 @@ int run_bench(const BenchArgs& a) {
     if (peaks.tflop_per_s > 0 || peaks.gb_per_s > 0)
       throw UsageError("--compare-parscale reports no achieved rates: drop --peak-tflops and --peak-gbps");
     bench::CompareConfig cfg;
-    cfg.streams = streams;
+    static_cast<bench::RunSettings&>(cfg) = run;
     cfg.prefix_tokens = parse_int("--prefix-tokens", a.prefix_tokens, 0);
     cfg.images = parse_int("--images", a.images, 1);
     cfg.larger = a.larger.empty() ? std::vector<std::string>{} : parse_larger(a.larger);
-    cfg.warmup = warmup;
-    cfg.repeats = repeats;
-    cfg.seed = seed;
-    cfg.sampling = sampling;
     const VarConfig vc = peek_var_config(model);
     cfg.class_id = cls ? check_class(*cls, vc) : vc.num_classes;
     cfg.unconditional = !cls;
@@ -246,12 +243,8 @@ int run_bench(const BenchArgs& a) {
     throw UsageError("--larger, --prefix-tokens and --images belong to --compare-parscale");
 
   bench::BenchConfig cfg;
-  cfg.streams = streams;
+  static_cast<bench::RunSettings&>(cfg) = run;
   cfg.schedules = parse_schedules(a.schedules);
-  cfg.warmup = warmup;
-  cfg.repeats = repeats;
-  cfg.seed = seed;
-  cfg.sampling = sampling;
   cfg.peaks = peaks;
 
   const VarConfig vc = peek_var_config(model);
