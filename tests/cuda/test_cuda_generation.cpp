@@ -42,8 +42,7 @@ TEST_P(CudaBf16Golden, LogitsWithinToleranceAndGreedyAgreementReported) {
   // Teacher forcing: every scale's logits against the reference.
   const Tensor ref = gc.f32("logits_BLV");
   const int64_t B = gc.batch(), L = ref.dim(1), V = ref.dim(2);
-  std::vector<ImageRequest> req;
-  for (int c : gc.labels()) req.push_back({c, 0, SamplingParams{0.0, 1, 0.0}});
+  const std::vector<ImageRequest> req = gc.greedy_requests();
   const auto gt = gc.token_maps("gt_idx_s");
   GenerateOptions forced;
   forced.forced_tokens = &gt;

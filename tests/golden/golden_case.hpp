@@ -31,6 +31,13 @@ struct GoldenCase {
   std::vector<int> patch_nums() const { return config["var"]["patch_nums"].get<std::vector<int>>(); }
   int64_t batch() const { return config["inputs"]["B"].get<int64_t>(); }
   std::vector<int> labels() const { return config["inputs"]["label_B"].get<std::vector<int>>(); }
+  // The batch's labels as unguided greedy requests (teacher forcing and
+  // greedy generation set their own tokens or sampling on top).
+  std::vector<ImageRequest> greedy_requests() const {
+    std::vector<ImageRequest> req;
+    for (int c : labels()) req.push_back({c, 0, SamplingParams{0.0, 1, 0.0}});
+    return req;
+  }
 
   Tensor f32(const std::string& n) const { return golden.read_f32(n); }
   std::vector<int32_t> i32(const std::string& n) const {

@@ -76,8 +76,7 @@ TEST_P(Golden, TeacherForcedLogits) {
   const int64_t B = gc_->batch();
   const Tensor ref = gc_->f32("logits_BLV");  // [B, L, V]
   const int64_t L = ref.dim(1), V = ref.dim(2);
-  std::vector<ImageRequest> req;
-  for (int c : gc_->labels()) req.push_back({c, 0, SamplingParams{0.0, 1, 0.0}});
+  const std::vector<ImageRequest> req = gc_->greedy_requests();
   const auto gt = gc_->token_maps("gt_idx_s");
   GenerateOptions opts;
   opts.forced_tokens = &gt;

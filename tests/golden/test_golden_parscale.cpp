@@ -64,8 +64,7 @@ TEST_P(GoldenParScale, TeacherForcedLogitsAndWeights) {
   const Tensor ref_w = gc_->f32(tag("w_BLP"));     // [B, L, P]
   const int64_t L = ref.dim(1), V = ref.dim(2);
   ASSERT_EQ(ref_w.dim(2), P);
-  std::vector<ImageRequest> req;
-  for (int c : gc_->labels()) req.push_back({c, 0, SamplingParams{0.0, 1, 0.0}});
+  const std::vector<ImageRequest> req = gc_->greedy_requests();
   const auto gt = gc_->token_maps("gt_idx_s");
   GenerateOptions opts;
   opts.forced_tokens = &gt;
