@@ -89,38 +89,35 @@ __global__ void im2col_band_kernel(const float* __restrict__ xn, int64_t H, int6
 
 // ---- GroupNorm ----
 
-// f(v) for every element of xs[0, cnt) this thread owns, four loads issued
-// before they are used (as float4 when kVec: cnt % 4 == 0 and xs aligned).
-template <bool kVec, typename I, typename F>
-__device__ inline void for_each_owned(const float* xs, I cnt, F&& f) {
+// g(p[i]) for i = threadIdx.x, + blockDim.x, ... below n, four loads issued
+// before they are used.
+template <typename T, typename I, typename G>
+__device__ inline void strided_by_four(const T* p, I n, G&& g) {
   const I step = blockDim.x;
   I i = threadIdx.x;
+  for (; i + 3 * step < n; i += 4 * step) {
+    const T a = p[i], b = p[i + step], c = p[i + 2 * step], d = p[i + 3 * step];
+    g(a);
+    g(b);
+    g(c);
+    g(d);
+  }
+  for (; i < n; i += step) g(p[i]);
+}
+
+// f(v) for every element of xs[0, cnt) this thread owns (as float4 loads
+// when kVec: cnt % 4 == 0 and xs aligned).
+template <bool kVec, typename I, typename F>
+__device__ inline void for_each_owned(const float* xs, I cnt, F&& f) {
   if constexpr (kVec) {
-    const float4* x4 = reinterpret_cast<const float4*>(xs);
-    const I n4 = cnt / 4;
-    auto f4 = [&](const float4& q) {
+    strided_by_four(reinterpret_cast<const float4*>(xs), static_cast<I>(cnt / 4), [&](const float4& q) {
       f(q.x);
       f(q.y);
       f(q.z);
       f(q.w);
-    };
-    for (; i + 3 * step < n4; i += 4 * step) {
-      const float4 a = x4[i], b = x4[i + step], c = x4[i + 2 * step], d = x4[i + 3 * step];
-      f4(a);
-      f4(b);
-      f4(c);
-      f4(d);
-    }
-    for (; i < n4; i += step) f4(x4[i]);
+    });
   } else {
-    for (; i + 3 * step < cnt; i += 4 * step) {
-      const float a = xs[i], b = xs[i + step], c = xs[i + 2 * step], d = xs[i + 3 * step];
-      f(a);
-      f(b);
-      f(c);
-      f(d);
-    }
-    for (; i < cnt; i += step) f(xs[i]);
+    strided_by_four(xs, cnt, f);
   }
 }
 
