@@ -107,6 +107,11 @@ class Backend {
   virtual Array<float> alloc_kv_cache(size_t n) { return alloc(n); }
   // Bytes an alloc_kv_cache() array holds per element.
   virtual size_t kv_element_bytes() const { return sizeof(float); }
+  // Every image's sampling parameters in backend memory, written once per
+  // request before its scales run: guidance() and sample() read them as
+  // they run, so a recorded step samples each request with its own values.
+  virtual Array<SampleJob> alloc_sample_jobs(size_t n) = 0;
+  virtual void upload_sample_jobs(const SampleJob* host, size_t n, SampleJob* dst) = 0;
   virtual void upload_into_i32(const int32_t* host, size_t n, int32_t* dst) = 0;
   virtual void download(const float* src, size_t n, float* host) = 0;
   virtual void download_i32(const int32_t* src, size_t n, int32_t* host) = 0;
@@ -120,7 +125,11 @@ class Backend {
   // Runs step(), which only enqueues this backend's ops, on arrays that
   // outlive `slot`, with the same shapes, addresses and arguments on every
   // call. A backend may record it into `slot` and replay the recording on
-  // later calls instead of calling step(); the CPU just calls it.
+  // later calls instead of calling step(). From its second call on, a step
+  // may not allocate, transfer to or from the host, or synchronise (a
+  // recording could not hold it). The CPU calls step() every time and
+  // refuses those calls there with an Error, so a step that breaks the rule
+  // fails on every backend, not only where it would have been recorded.
   virtual StepRun run_recorded(std::unique_ptr<StepRecording>& slot, const std::function<void()>& step) {
     (void)slot;
     step();
@@ -181,13 +190,18 @@ class Backend {
   virtual void weighted_stream_sum(const float* h, const float* w, int64_t P, int64_t M, int64_t C, float* out) = 0;
 
   // ---- guidance and sampling ----
-  // logits: [R, l, V], row b < B the conditional row of stream b. For a
-  // guided stream (uncond_row[b] >= 0): out[b] = a_b·cond − t_b·uncond with
-  // a_b = float(1 + t_b) as the reference rounds it; otherwise out[b] = cond.
-  virtual void guidance(const float* logits, int64_t B, int64_t lV, const std::vector<double>& t,
+  // logits: [R, l, V], row b < B the conditional row of image b; jobs[B] in
+  // backend memory (alloc_sample_jobs). For a guided image (uncond_row[b] >=
+  // 0): out[b] = a_b·cond − t_b·uncond with t_b = jobs[b].params.cfg · ratio
+  // in double and a_b = float(1 + t_b), as the reference rounds them;
+  // otherwise out[b] = cond.
+  virtual void guidance(const float* logits, int64_t B, int64_t lV, const SampleJob* jobs, double ratio,
                         const std::vector<int64_t>& uncond_row, float* out) = 0;
-  // logits[B, l, V] (clobbered) → idx[B, l]
-  virtual void sample(float* logits, int64_t B, int64_t l, int64_t V, const std::vector<SampleJob>& jobs,
+  // logits[B, l, V] (clobbered) → idx[B, l], image b drawn with jobs[b] (in
+  // backend memory). `filters`: whether some job keeps a top-k or top-p
+  // filter (sample_filters); a backend may leave out the memory of sorting
+  // when none does, so a call that says none while one does is refused.
+  virtual void sample(float* logits, int64_t B, int64_t l, int64_t V, const SampleJob* jobs, bool filters,
                       int scale_index, int32_t* idx) = 0;
 
   // ---- image-space ops, NCHW ----
@@ -216,6 +230,10 @@ class Backend {
   virtual void clamp(float* x, size_t n, float lo, float hi) = 0;
   virtual void fill_zero(float* x, size_t n) = 0;
 };
+
+// Whether some job keeps a top-k (0 < k < V) or top-p filter: sample()'s
+// `filters` for these jobs.
+bool sample_filters(const SampleJob* jobs, int64_t n, int64_t V);
 
 std::unique_ptr<Backend> make_cpu_backend(int threads);
 // Throws varps::Error when the device or precision name is unknown, or the

@@ -54,7 +54,9 @@ enum class Schedule { Batched, Sequential };
 struct EngineCounters {
   std::vector<int64_t> passes_per_scale;  // backbone passes run at each scale
   std::vector<int64_t> rows_per_scale;    // rows through the backbone at each scale, summed over passes
-  int64_t replayed_steps = 0;  // transformer steps launched from a recording (a CUDA graph)
+  // Steps launched from a recording (a CUDA graph): three per scale
+  // (transformer, sampling, residual) once a shape has been recorded.
+  int64_t replayed_steps = 0;
 };
 
 // The memory a request needs, planned once before it runs.

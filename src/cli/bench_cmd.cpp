@@ -134,7 +134,7 @@ std::map<std::string, std::string> machine_info(const Pipeline& pipe, const Pipe
       {"varps_version", kVersion},
   };
   if (device.device == "cuda")
-    machine["cuda_graphs"] = device.cuda_graphs ? "each scale's transformer step replayed from a graph after two requests"
+    machine["cuda_graphs"] = device.cuda_graphs ? "each scale's steps replayed from graphs after two requests"
                                                 : "off: every op launched";
   struct utsname u;
   if (uname(&u) == 0) machine["os"] = std::string(u.sysname) + " " + u.release + " " + u.machine;

@@ -7,10 +7,12 @@
 namespace varps {
 
 struct CpuBufferPool;
+struct RecordedStepThreads;
 
 class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(int threads);
+  ~CpuBackend() override;
   std::string name() const override { return "cpu"; }
   int threads() const override { return threads_; }
   std::string info() const override;
@@ -19,15 +21,21 @@ class CpuBackend final : public Backend {
   Array<float> zeros(size_t n) override;
   Array<int32_t> alloc_i32(size_t n) override;
   Array<float> upload(const Tensor& t) override;
+  Array<SampleJob> alloc_sample_jobs(size_t n) override;
+  void upload_sample_jobs(const SampleJob* host, size_t n, SampleJob* dst) override;
   void upload_into_i32(const int32_t* host, size_t n, int32_t* dst) override;
   void download(const float* src, size_t n, float* host) override;
   void download_i32(const int32_t* src, size_t n, int32_t* host) override;
   void copy(const float* src, size_t n, float* dst) override;
-  void synchronize() override {}
+  void synchronize() override;
   void release_cached() override;
   uint64_t workspace_bytes(const WorkspaceDemand& demand) const override;
   DeviceMemoryStats device_memory() const override;
   void reset_peak_memory() override;
+  // Calls step() every time; from a slot's second call on, refuses (an
+  // Error) what a recording could not hold: allocations, host transfers and
+  // synchronisation.
+  StepRun run_recorded(std::unique_ptr<StepRecording>& slot, const std::function<void()>& step) override;
 
   void linear(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N, float* y) override;
   void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
@@ -53,9 +61,9 @@ class CpuBackend final : public Backend {
   void stream_weights(float* a, int64_t M, int64_t P, double smooth) override;
   void weighted_stream_sum(const float* h, const float* w, int64_t P, int64_t M, int64_t C, float* out) override;
 
-  void guidance(const float* logits, int64_t B, int64_t lV, const std::vector<double>& t,
+  void guidance(const float* logits, int64_t B, int64_t lV, const SampleJob* jobs, double ratio,
                 const std::vector<int64_t>& uncond_row, float* out) override;
-  void sample(float* logits, int64_t B, int64_t l, int64_t V, const std::vector<SampleJob>& jobs, int scale_index,
+  void sample(float* logits, int64_t B, int64_t l, int64_t V, const SampleJob* jobs, bool filters, int scale_index,
               int32_t* idx) override;
 
   void conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const float* w, const float* b, int64_t Co,
@@ -75,9 +83,15 @@ class CpuBackend final : public Backend {
  private:
   template <typename T>
   Array<T> pooled(size_t n);
+  // Throws when the calling thread is inside a step that run_recorded holds
+  // to a recording's rules; `what` names the refused call.
+  void check_outside_recorded_step(const char* what) const;
 
   int threads_;
   std::shared_ptr<CpuBufferPool> pool_;
+  // Threads inside a step run_recorded holds to a recording's rules (one
+  // pipeline may serve requests from several threads).
+  std::unique_ptr<RecordedStepThreads> recorded_steps_;
 };
 
 }  // namespace varps

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <thread>
+#include <vector>
 
 #include "cpu/cpu_backend.hpp"
 #include "cpu/vector_math.hpp"
@@ -75,8 +77,56 @@ struct CpuBufferPool {
   ~CpuBufferPool() { clear(); }
 };
 
+struct RecordedStepThreads {
+  std::mutex mutex;
+  std::vector<std::thread::id> inside;
+  bool contains(std::thread::id id) {
+    std::lock_guard<std::mutex> lock(mutex);
+    return std::find(inside.begin(), inside.end(), id) != inside.end();
+  }
+};
+
+namespace {
+
+// A slot whose step has run once: its later runs are held to the rules.
+struct CpuStepRan final : StepRecording {};
+
+}  // namespace
+
+StepRun CpuBackend::run_recorded(std::unique_ptr<StepRecording>& slot, const std::function<void()>& step) {
+  if (!slot) {
+    step();
+    slot = std::make_unique<CpuStepRan>();
+    return StepRun::AsIs;
+  }
+  RecordedStepThreads& threads = *recorded_steps_;
+  const std::thread::id me = std::this_thread::get_id();
+  {
+    std::lock_guard<std::mutex> lock(threads.mutex);
+    threads.inside.push_back(me);
+  }
+  struct Leave {
+    RecordedStepThreads& threads;
+    std::thread::id me;
+    ~Leave() {
+      std::lock_guard<std::mutex> lock(threads.mutex);
+      threads.inside.erase(std::find(threads.inside.begin(), threads.inside.end(), me));
+    }
+  } leave{threads, me};
+  step();
+  return StepRun::AsIs;
+}
+
+void CpuBackend::check_outside_recorded_step(const char* what) const {
+  if (recorded_steps_->contains(std::this_thread::get_id()))
+    throw Error(std::string("a recorded step called ") + what +
+                " after its first run: a step may not allocate, transfer to or from the host, or synchronise "
+                "(a CUDA graph could not hold it)");
+}
+
 template <typename T>
 Array<T> CpuBackend::pooled(size_t n) {
+  check_outside_recorded_step("an allocation");
   // 64-byte alignment keeps AVX loads and OpenBLAS packing on cache lines.
   const size_t bytes = padded_bytes(n, sizeof(T));
   std::shared_ptr<CpuBufferPool> pool = pool_;
@@ -85,12 +135,16 @@ Array<T> CpuBackend::pooled(size_t n) {
 }
 
 CpuBackend::CpuBackend(int threads)
-    : threads_(threads > 0 ? threads : omp_get_num_procs()), pool_(std::make_shared<CpuBufferPool>()) {
+    : threads_(threads > 0 ? threads : omp_get_num_procs()),
+      pool_(std::make_shared<CpuBufferPool>()),
+      recorded_steps_(std::make_unique<RecordedStepThreads>()) {
   // One thread count for both pools; OpenBLAS (OpenMP build) runs
   // single-threaded when called inside one of our parallel regions.
   omp_set_num_threads(threads_);
   openblas_set_num_threads(threads_);
 }
+
+CpuBackend::~CpuBackend() = default;
 
 std::string CpuBackend::info() const {
   std::string s = "float32, ";
@@ -133,13 +187,24 @@ Array<float> CpuBackend::upload(const Tensor& t) {
   std::memcpy(a.data(), t.data.data(), t.data.size() * sizeof(float));
   return a;
 }
+Array<SampleJob> CpuBackend::alloc_sample_jobs(size_t n) { return pooled<SampleJob>(n); }
+void CpuBackend::upload_sample_jobs(const SampleJob* host, size_t n, SampleJob* dst) {
+  check_outside_recorded_step("upload_sample_jobs");
+  std::copy(host, host + n, dst);
+}
 void CpuBackend::upload_into_i32(const int32_t* host, size_t n, int32_t* dst) {
+  check_outside_recorded_step("upload_into_i32");
   std::memcpy(dst, host, n * sizeof(int32_t));
 }
-void CpuBackend::download(const float* src, size_t n, float* host) { std::memcpy(host, src, n * sizeof(float)); }
+void CpuBackend::download(const float* src, size_t n, float* host) {
+  check_outside_recorded_step("download");
+  std::memcpy(host, src, n * sizeof(float));
+}
 void CpuBackend::download_i32(const int32_t* src, size_t n, int32_t* host) {
+  check_outside_recorded_step("download_i32");
   std::memcpy(host, src, n * sizeof(int32_t));
 }
+void CpuBackend::synchronize() { check_outside_recorded_step("synchronize"); }
 void CpuBackend::copy(const float* src, size_t n, float* dst) { std::memcpy(dst, src, n * sizeof(float)); }
 
 void CpuBackend::silu(const float* x, size_t n, float* y) {

@@ -9,6 +9,7 @@
 
 #include "cpu/cpu_backend.hpp"
 #include "model/sampler.hpp"
+#include "varps/error.hpp"
 
 namespace varps {
 
@@ -153,8 +154,9 @@ void CpuBackend::weighted_stream_sum(const float* h, const float* w, int64_t P, 
   }
 }
 
-void CpuBackend::guidance(const float* logits, int64_t B, int64_t lV, const std::vector<double>& t,
+void CpuBackend::guidance(const float* logits, int64_t B, int64_t lV, const SampleJob* jobs, double ratio,
                           const std::vector<int64_t>& uncond_row, float* out) {
+  VARPS_CHECK(static_cast<int64_t>(uncond_row.size()) >= B, "guidance: one unconditional row entry per image");
   for (int64_t b = 0; b < B; ++b) {
     if (uncond_row[b] < 0) {
       std::memcpy(out + b * lV, logits + b * lV, static_cast<size_t>(lV) * sizeof(float));
@@ -162,8 +164,9 @@ void CpuBackend::guidance(const float* logits, int64_t B, int64_t lV, const std:
     }
     // The reference multiplies float32 tensors by Python floats: each scalar
     // is rounded to float32, then two products and a difference in float32.
-    const float a = static_cast<float>(1.0 + t[b]);
-    const float tt = static_cast<float>(t[b]);
+    const double t = jobs[b].params.cfg * ratio;
+    const float a = static_cast<float>(1.0 + t);
+    const float tt = static_cast<float>(t);
     const float* c = logits + b * lV;
     const float* u = logits + uncond_row[b] * lV;
     float* o = out + b * lV;
@@ -175,8 +178,10 @@ void CpuBackend::guidance(const float* logits, int64_t B, int64_t lV, const std:
   }
 }
 
-void CpuBackend::sample(float* logits, int64_t B, int64_t l, int64_t V, const std::vector<SampleJob>& jobs,
+void CpuBackend::sample(float* logits, int64_t B, int64_t l, int64_t V, const SampleJob* jobs, bool filters,
                         int scale_index, int32_t* idx) {
+  if (!filters && sample_filters(jobs, B, V))
+    throw Error("sample: told that no image keeps a top-k or top-p filter, but one does");
 #pragma omp parallel for collapse(2) schedule(dynamic, 4)
   for (int64_t b = 0; b < B; ++b)
     for (int64_t i = 0; i < l; ++i) {

@@ -43,6 +43,8 @@ class CudaBackend final : public Backend {
   // With bf16/fp16 products the KV cache is stored in that precision too.
   Array<float> alloc_kv_cache(size_t n) override;
   size_t kv_element_bytes() const override;
+  Array<SampleJob> alloc_sample_jobs(size_t n) override;
+  void upload_sample_jobs(const SampleJob* host, size_t n, SampleJob* dst) override;
   void upload_into_i32(const int32_t* host, size_t n, int32_t* dst) override;
   void download(const float* src, size_t n, float* host) override;
   void download_i32(const int32_t* src, size_t n, int32_t* host) override;
@@ -78,9 +80,9 @@ class CudaBackend final : public Backend {
   void stream_weights(float* a, int64_t M, int64_t P, double smooth) override;
   void weighted_stream_sum(const float* h, const float* w, int64_t P, int64_t M, int64_t C, float* out) override;
 
-  void guidance(const float* logits, int64_t B, int64_t lV, const std::vector<double>& t,
+  void guidance(const float* logits, int64_t B, int64_t lV, const SampleJob* jobs, double ratio,
                 const std::vector<int64_t>& uncond_row, float* out) override;
-  void sample(float* logits, int64_t B, int64_t l, int64_t V, const std::vector<SampleJob>& jobs, int scale_index,
+  void sample(float* logits, int64_t B, int64_t l, int64_t V, const SampleJob* jobs, bool filters, int scale_index,
               int32_t* idx) override;
 
   void conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const float* w, const float* b, int64_t Co,

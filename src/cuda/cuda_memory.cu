@@ -213,6 +213,13 @@ const void* CudaBackend::half_activations(const float* x, size_t n) {
   return xh;
 }
 
+Array<SampleJob> CudaBackend::alloc_sample_jobs(size_t n) { return device_array<SampleJob>(n); }
+
+void CudaBackend::upload_sample_jobs(const SampleJob* host, size_t n, SampleJob* dst) {
+  // From pageable memory: staged before the call returns, like upload().
+  VARPS_CUDA_CHECK(cudaMemcpyAsync(dst, host, n * sizeof(SampleJob), cudaMemcpyHostToDevice, heap_->stream));
+}
+
 void CudaBackend::upload_into_i32(const int32_t* host, size_t n, int32_t* dst) {
   VARPS_CUDA_CHECK(cudaMemcpyAsync(dst, host, n * sizeof(int32_t), cudaMemcpyHostToDevice, heap_->stream));
 }

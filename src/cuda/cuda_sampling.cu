@@ -16,9 +16,13 @@
 // an entry sitting exactly on a top-p or draw boundary may go the other way;
 // everything else is the reference algorithm step for step.
 //
-// Per-row parameters travel by value in kernel-argument structs, in chunks,
-// rather than through device memory: the step is meant to be captured in a
-// CUDA graph, where a host-to-device copy of parameters would be frozen.
+// Per-image parameters (seed, cfg, top-k, top-p, temperature) are read from
+// device memory, where the generation writes them once per request before
+// its scales run: the sampling step is captured in a CUDA graph, whose
+// kernel arguments are frozen, so only what is the same for every request
+// of a shape (the rows, the scale) travels as an argument. The kernels turn
+// the parameters into what they use (t·cond products, 1 − top_p, 1 / T)
+// with _rn intrinsics, in the host's double-precision order.
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 
@@ -43,12 +47,11 @@ constexpr int kGuidanceThreads = 256;
 
 struct GuidanceRows {
   int64_t uncond[kGuidanceRows];  // < 0: copy the conditional row
-  float a[kGuidanceRows];         // float(1 + t), rounded on the host as the reference does
-  float t[kGuidanceRows];
 };
 
 // blockIdx.y picks the row within the chunk; x is a grid-stride loop over it.
-__global__ void guidance_kernel(const float* logits, int64_t lV, int64_t first_row, GuidanceRows rows, float* out) {
+__global__ void guidance_kernel(const float* logits, int64_t lV, int64_t first_row, GuidanceRows rows,
+                                const SampleJob* jobs, double ratio, float* out) {
   const int r = static_cast<int>(blockIdx.y);
   const int64_t b = first_row + r;
   const float* c = logits + b * lV;
@@ -61,7 +64,9 @@ __global__ void guidance_kernel(const float* logits, int64_t lV, int64_t first_r
     return;
   }
   const float* u = logits + ur * lV;
-  const float a = rows.a[r], tt = rows.t[r];
+  // t = cfg·ratio and a = float(1 + t) as the host reference rounds them.
+  const double t = __dmul_rn(jobs[b].params.cfg, ratio);
+  const float a = static_cast<float>(__dadd_rn(1.0, t)), tt = static_cast<float>(t);
   for (int64_t i = start; i < lV; i += step) o[i] = __fsub_rn(__fmul_rn(a, c[i]), __fmul_rn(tt, u[i]));
 }
 
@@ -79,9 +84,17 @@ struct SampleJobParams {
   uint32_t flags;    // kTopP, kTemperature
 };
 
-struct SampleJobs {
-  SampleJobParams job[kSampleJobs];
-};
+// What sample_token (model/sampler.cpp) derives from the job, rounded as it is.
+__device__ SampleJobParams job_params(const SampleJob& job, int64_t V) {
+  const SamplingParams& sp = job.params;
+  SampleJobParams p;
+  p.seed = job.seed;
+  p.top_k = sp.top_k > 0 && sp.top_k < V ? sp.top_k : 0;
+  p.p_limit = static_cast<float>(__dsub_rn(1.0, sp.top_p));
+  p.inv_temp = static_cast<float>(__ddiv_rn(1.0, sp.temperature));
+  p.flags = (sp.top_p > 0.0 ? kTopP : 0u) | (sp.temperature != 1.0 ? kTemperature : 0u);
+  return p;
+}
 
 struct ArgMax {
   float v;
@@ -173,10 +186,11 @@ __device__ inline float key_value(uint64_t key) { return order_key_float(static_
 
 // One block per token row (b, i): blockIdx.x = (b - first_b)·l + i. The row is
 // clobbered as the CPU's is: temperature applied, filtered entries -inf.
-// Dynamic shared memory: pad_V keys when some job of the launch sorts.
+// Dynamic shared memory: pad_V keys when some job of the request filters
+// (sample()'s `filters`; the CPU refuses a call that says none while one does).
 __global__ void __launch_bounds__(kSampleThreads)
     sample_kernel(float* logits, int64_t first_b, int64_t l, int64_t V, uint32_t pad_V, int scale_index,
-                  SampleJobs jobs, int32_t* idx) {
+                  const SampleJob* jobs, int32_t* idx) {
   extern __shared__ uint64_t keys[];
   __shared__ SampleShared sh;
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
@@ -187,7 +201,7 @@ __global__ void __launch_bounds__(kSampleThreads)
   const int64_t jb = blockIdx.x / l32, i = blockIdx.x % l32;
   const int64_t row = (first_b + jb) * l + i;
   float* x = logits + row * V;
-  const SampleJobParams job = jobs.job[jb];
+  const SampleJobParams job = job_params(jobs[first_b + jb], V);
   const bool top_k = job.top_k > 0, top_p = (job.flags & kTopP) != 0, temp = (job.flags & kTemperature) != 0;
   const bool sort = top_k || top_p;
 
@@ -308,34 +322,26 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace
 
-void CudaBackend::guidance(const float* logits, int64_t B, int64_t lV, const std::vector<double>& t,
+void CudaBackend::guidance(const float* logits, int64_t B, int64_t lV, const SampleJob* jobs, double ratio,
                            const std::vector<int64_t>& uncond_row, float* out) {
-  if (static_cast<int64_t>(t.size()) < B || static_cast<int64_t>(uncond_row.size()) < B)
-    throw Error("CUDA guidance: " + std::to_string(B) + " rows but " + std::to_string(t.size()) + " weights and " +
-                std::to_string(uncond_row.size()) + " unconditional rows");
+  if (static_cast<int64_t>(uncond_row.size()) < B)
+    throw Error("CUDA guidance: " + std::to_string(B) + " rows but " + std::to_string(uncond_row.size()) +
+                " unconditional rows");
   if (B <= 0 || lV <= 0) return;
   // About four elements per thread; the grid-stride loop covers the rest.
   const unsigned blocks_x = static_cast<unsigned>(std::clamp<int64_t>(ceil_div(lV, kGuidanceThreads * 4), 1, 4096));
   for (int64_t b0 = 0; b0 < B; b0 += kGuidanceRows) {
     const int n = static_cast<int>(std::min<int64_t>(kGuidanceRows, B - b0));
     GuidanceRows rows{};
-    for (int r = 0; r < n; ++r) {
-      const double tb = t[b0 + r];
-      rows.uncond[r] = uncond_row[b0 + r];
-      rows.a[r] = static_cast<float>(1.0 + tb);
-      rows.t[r] = static_cast<float>(tb);
-    }
+    for (int r = 0; r < n; ++r) rows.uncond[r] = uncond_row[b0 + r];
     const dim3 grid(blocks_x, static_cast<unsigned>(n));
-    guidance_kernel<<<grid, kGuidanceThreads, 0, stream()>>>(logits, lV, b0, rows, out);
+    guidance_kernel<<<grid, kGuidanceThreads, 0, stream()>>>(logits, lV, b0, rows, jobs, ratio, out);
     VARPS_CUDA_LAUNCHED("guidance_kernel");
   }
 }
 
-void CudaBackend::sample(float* logits, int64_t B, int64_t l, int64_t V, const std::vector<SampleJob>& jobs,
+void CudaBackend::sample(float* logits, int64_t B, int64_t l, int64_t V, const SampleJob* jobs, bool filters,
                          int scale_index, int32_t* idx) {
-  if (static_cast<int64_t>(jobs.size()) < B)
-    throw Error("CUDA sample: " + std::to_string(B) + " images but " + std::to_string(jobs.size()) +
-                " sampling jobs");
   if (V < 1 || V > std::numeric_limits<int32_t>::max())
     throw Error("CUDA sample: vocabulary size V=" + std::to_string(V) + " out of range");
   if (B <= 0 || l <= 0) return;
@@ -353,32 +359,21 @@ void CudaBackend::sample(float* logits, int64_t B, int64_t l, int64_t V, const s
     sample_smem_limit_ = static_cast<int64_t>(optin) - static_cast<int64_t>(attr.sharedSizeBytes);
   }
   const int64_t max_dynamic = sample_smem_limit_;
+  const int64_t smem = filters ? sort_bytes : 0;
+  if (smem > max_dynamic)
+    throw Error("CUDA sample: top-k/top-p over a vocabulary of V=" + std::to_string(V) + " sorts " +
+                std::to_string(pad_V) + " keys in shared memory (" + std::to_string(smem) +
+                " bytes), more than this device's " + std::to_string(max_dynamic) + " bytes per block");
+  if (smem > 48 * 1024)
+    VARPS_CUDA_CHECK(
+        cudaFuncSetAttribute(sample_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
 
+  // Chunks of images keep a launch's blocks below 2^31.
   for (int64_t b0 = 0; b0 < B; b0 += kSampleJobs) {
-    const int n = static_cast<int>(std::min<int64_t>(kSampleJobs, B - b0));
-    SampleJobs params{};
-    bool sort = false;
-    for (int j = 0; j < n; ++j) {
-      const SamplingParams& sp = jobs[b0 + j].params;
-      SampleJobParams& p = params.job[j];
-      p.seed = jobs[b0 + j].seed;
-      p.top_k = sp.top_k > 0 && sp.top_k < V ? sp.top_k : 0;
-      p.p_limit = static_cast<float>(1.0 - sp.top_p);
-      p.inv_temp = static_cast<float>(1.0 / sp.temperature);
-      p.flags = (sp.top_p > 0.0 ? kTopP : 0u) | (sp.temperature != 1.0 ? kTemperature : 0u);
-      sort = sort || p.top_k > 0 || sp.top_p > 0.0;
-    }
-    const int64_t smem = sort ? sort_bytes : 0;
-    if (smem > max_dynamic)
-      throw Error("CUDA sample: top-k/top-p over a vocabulary of V=" + std::to_string(V) + " sorts " +
-                  std::to_string(pad_V) + " keys in shared memory (" + std::to_string(smem) +
-                  " bytes), more than this device's " + std::to_string(max_dynamic) + " bytes per block");
-    if (smem > 48 * 1024)
-      VARPS_CUDA_CHECK(
-          cudaFuncSetAttribute(sample_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+    const int64_t n = std::min<int64_t>(kSampleJobs, B - b0);
     const unsigned blocks = static_cast<unsigned>(n * l);
     sample_kernel<<<blocks, kSampleThreads, static_cast<size_t>(smem), stream()>>>(
-        logits, b0, l, V, sort ? static_cast<uint32_t>(pad_V) : 0u, scale_index, params, idx);
+        logits, b0, l, V, filters ? static_cast<uint32_t>(pad_V) : 0u, scale_index, jobs, idx);
     VARPS_CUDA_LAUNCHED("sample_kernel");
   }
 }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <functional>
 
 #include "model/pipeline_impl.hpp"
 #include "varps/error.hpp"
@@ -106,8 +107,10 @@ std::unique_ptr<GenerationState> new_state(const Pipeline::Impl& impl, const Gen
     st->scale_offset[si + 1] = st->scale_offset[si] + B * cfg.patch_nums[si] * cfg.patch_nums[si];
   st->all_idx = be.alloc_i32(static_cast<size_t>(st->scale_offset[K]));
   st->next_tokens = be.alloc(B * max_l * cfg.cvae);
+  st->jobs = be.alloc_sample_jobs(static_cast<size_t>(B));
   st->f_hat = impl.vae->new_map(B, cfg.cvae, S, S);
-  st->transformer_steps.resize(static_cast<size_t>(K));
+  st->residual = impl.vae->new_residual_maps(B, S);
+  st->steps.resize(static_cast<size_t>(K));
   return st;
 }
 
@@ -135,9 +138,11 @@ GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<I
   const auto t_start = std::chrono::steady_clock::now();
   StageClock clock(be);  // its marks lie within [t_start, the end]
   var.check_classes(rows.row_class);  // before any memory is taken for them
-  const GenerationShape shape{B, N, rows.uncond_row, adapter ? adapter->streams : 1};
+  const GenerationShape shape{B, N, rows.uncond_row, adapter ? adapter->streams : 1,
+                              sample_filters(jobs.data(), B, V)};
   std::unique_ptr<GenerationState> state = impl.take_state(shape);
   if (!state) state = new_state(impl, shape);
+  be.upload_sample_jobs(jobs.data(), jobs.size(), state->jobs.data());
   VarSession& session = state->session;
   var.begin(session, rows.row_class);
   const int64_t R = session.rows;  // every stream's copy of the image rows
@@ -150,12 +155,20 @@ GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<I
   out.tokens.assign(static_cast<size_t>(B), TokenMaps(static_cast<size_t>(K)));
   clock.lap(StageClock::Stage::Setup);
 
+  // Each scale runs three steps on the state's arrays, with the same shapes
+  // and arguments for every request of this shape, so the backend may
+  // replay recordings of them; the request's own values (classes, sampling
+  // parameters) are in those arrays. Inspection and teacher forcing move
+  // data to and from the host in the middle of sampling, so that step then
+  // runs as it is.
+  const bool record_sampling = !opts.on_logits && !opts.forced_tokens;
+  const auto run_step = [&](std::unique_ptr<StepRecording>& slot, const std::function<void()>& step) {
+    out.counters.replayed_steps += be.run_recorded(slot, step) == StepRun::Replayed;
+  };
   for (int si = 0; si < K; ++si) {
     const int64_t pn = cfg.patch_nums[si], l = pn * pn;
-    // The same arrays and shapes every time: the backend may replay a recording.
-    const StepRun run = be.run_recorded(state->transformer_steps[si],
-                                        [&] { var.forward_scale(session, x, si, logits); });
-    out.counters.replayed_steps += run == StepRun::Replayed;
+    ScaleSteps& steps = state->steps[si];
+    run_step(steps.transformer, [&] { var.forward_scale(session, x, si, logits); });
     ++out.counters.passes_per_scale[si];
     out.counters.rows_per_scale[si] += R;
     clock.lap(StageClock::Stage::Transformer, si);
@@ -167,34 +180,42 @@ GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<I
     }
 
     // Guidance: t = cfg · si/(K−1); logits = (1+t)·cond − t·uncond.
-    float* lg = logits;
-    if (guided) {
-      std::vector<double> t;
-      const double ratio = K > 1 ? static_cast<double>(si) / static_cast<double>(K - 1) : 0.0;
-      for (const auto& r : requests) t.push_back(r.sampling.cfg * ratio);
-      be.guidance(logits, B, l * V, t, rows.uncond_row, state->guided_logits.data());
-      lg = state->guided_logits.data();
-    }
-    if (opts.on_logits) {
-      std::vector<float> host(static_cast<size_t>(B * l * V));
-      be.download(lg, host.size(), host.data());
-      opts.on_logits(si, host.data(), B, l, V);
-    }
-    int32_t* idx = state->all_idx.data() + scale_offset[si];
-    if (opts.forced_tokens) {
-      const std::vector<int32_t>& forced = (*opts.forced_tokens)[si];
-      check_token_map(forced, B * l, V, si);
-      be.upload_into_i32(forced.data(), forced.size(), idx);
+    const double ratio = K > 1 ? static_cast<double>(si) / static_cast<double>(K - 1) : 0.0;
+    float* const lg = guided ? state->guided_logits.data() : logits;
+    int32_t* const idx = state->all_idx.data() + scale_offset[si];
+    const auto guide = [&] {
+      if (guided) be.guidance(logits, B, l * V, state->jobs.data(), ratio, rows.uncond_row, lg);
+    };
+    const auto draw = [&] { be.sample(lg, B, l, V, state->jobs.data(), shape.filters, si, idx); };
+    if (record_sampling) {
+      run_step(steps.sampling, [&] {
+        guide();
+        draw();
+      });
     } else {
-      be.sample(lg, B, l, V, jobs, si, idx);
+      guide();
+      if (opts.on_logits) {
+        std::vector<float> host(static_cast<size_t>(B * l * V));
+        be.download(lg, host.size(), host.data());
+        opts.on_logits(si, host.data(), B, l, V);
+      }
+      if (opts.forced_tokens) {
+        const std::vector<int32_t>& forced = (*opts.forced_tokens)[si];
+        check_token_map(forced, B * l, V, si);
+        be.upload_into_i32(forced.data(), forced.size(), idx);
+      } else {
+        draw();
+      }
     }
     clock.lap(StageClock::Stage::Sampling);
 
-    vae.add_scale(si, cfg.patch_nums, idx, f_hat);
-    if (si + 1 < K) {
-      vae.next_scale_tokens(f_hat, cfg.patch_nums[si + 1], state->next_tokens.data());
-      var.scale_input(session, state->next_tokens.data(), B, si + 1, rows.row_stream, x);
-    }
+    run_step(steps.residual, [&] {
+      vae.add_scale(si, cfg.patch_nums, idx, f_hat, state->residual);
+      if (si + 1 < K) {
+        vae.next_scale_tokens(f_hat, cfg.patch_nums[si + 1], state->residual, state->next_tokens.data());
+        var.scale_input(session, state->next_tokens.data(), B, si + 1, rows.row_stream, x);
+      }
+    });
     clock.lap(StageClock::Stage::Residual);
     if (opts.progress) opts.progress(si, static_cast<int>(K));
   }
@@ -304,7 +325,9 @@ MemoryPlan Pipeline::plan_memory(const std::vector<ImageRequest>& requests, Sche
   plan.workspace = workspace;
   uint64_t all_tokens = 0;  // every scale's token map stays until the end
   for (int pn : cfg.patch_nums) all_tokens += static_cast<uint64_t>(pn) * static_cast<uint64_t>(pn);
-  plan.activations = transformer + decoder + workspace + B * cfg.cvae * S * S * f + B * all_tokens * sizeof(int32_t);
+  const uint64_t residual = B * cfg.cvae * S * S * f + vae.residual_map_bytes(B, static_cast<int64_t>(S));  // f_hat too
+  plan.activations = transformer + decoder + workspace + residual + B * all_tokens * sizeof(int32_t) +
+                     B * sizeof(SampleJob);
   return plan;
 }
 

@@ -2,8 +2,9 @@
 // What a request of one shape holds on the backend, allocated once and reused
 // by the next request of the same shape (issue 4: static memory): the
 // transformer session (KV cache, activations), the input, logits and token
-// maps, f_hat, and the backend's recordings of each scale's transformer step,
-// which bake in those arrays' addresses and so live and die with them.
+// maps, the sampling parameters, f_hat and the residual path's maps, and the
+// backend's recordings of each scale's steps, which bake in those arrays'
+// addresses (and the shape) and so live and die with them.
 #include <memory>
 #include <vector>
 
@@ -18,7 +19,16 @@ struct GenerationShape {
   int64_t image_rows = 0;           // N: B plus one per guided image
   std::vector<int64_t> uncond_row;  // per image; -1 without guidance
   int64_t streams = 1;              // P of the attached adapter
+  bool filters = false;             // some image keeps a top-k or top-p filter (sample_filters)
   bool operator==(const GenerationShape&) const = default;
+};
+
+// A scale's three steps, recorded apart so that the stage clock's marks lie
+// between them.
+struct ScaleSteps {
+  std::unique_ptr<StepRecording> transformer;  // the backbone pass: logits
+  std::unique_ptr<StepRecording> sampling;     // guidance and the draw: a token map
+  std::unique_ptr<StepRecording> residual;     // f_hat += Phi(up(tokens)), and the next scale's input
 };
 
 struct GenerationState {
@@ -30,8 +40,10 @@ struct GenerationState {
   Array<float> next_tokens;    // [B, max_l, Cvae]
   Array<int32_t> all_idx;      // every scale's token map, [scale][B, l]
   std::vector<int64_t> scale_offset;  // where each scale's maps start in all_idx
+  Array<SampleJob> jobs;       // [B], written once per request
   FeatureMap f_hat;
-  std::vector<std::unique_ptr<StepRecording>> transformer_steps;  // per scale
+  ResidualMaps residual;
+  std::vector<ScaleSteps> steps;  // per scale
 };
 
 }  // namespace varps

@@ -154,13 +154,14 @@ std::vector<Tensor> Pipeline::tokens_to_f_hats(const std::vector<std::vector<int
     throw Error("expected " + std::to_string(patch_nums.size()) + " token maps, got " + std::to_string(tokens.size()));
   const int64_t S = patch_nums.back();
   FeatureMap f_hat = vae.zero_map(images, vae.config().cvae, S, S);
+  const ResidualMaps maps = vae.new_residual_maps(images, S);
   std::vector<Tensor> out;
   for (size_t si = 0; si < tokens.size(); ++si) {
     const int64_t n = images * patch_nums[si] * patch_nums[si];
     check_token_map(tokens[si], n, vae.config().vocab_size, static_cast<int>(si));
     Array<int32_t> idx = impl_->backend->alloc_i32(static_cast<size_t>(n));
     impl_->backend->upload_into_i32(tokens[si].data(), tokens[si].size(), idx.data());
-    vae.add_scale(static_cast<int>(si), patch_nums, idx.data(), f_hat);
+    vae.add_scale(static_cast<int>(si), patch_nums, idx.data(), f_hat, maps);
     out.push_back(impl_->download_map(f_hat));
   }
   return out;

@@ -31,35 +31,56 @@ int Vqvae::phi_index(int si, int num_scales) const {
   return best;
 }
 
-// h = (1 - r)·h + r·conv(h)
-void Vqvae::apply_phi(int phi, FeatureMap& h) const {
+namespace {
+
+// The first side×side of a map's capacity.
+FeatureMap with_side(const FeatureMap& m, int64_t side) {
+  VARPS_CHECK(side <= m.h && side <= m.w, "a residual map holds at most the latent's side");
+  FeatureMap v = m;
+  v.h = v.w = side;
+  return v;
+}
+
+}  // namespace
+
+ResidualMaps Vqvae::new_residual_maps(int64_t n, int64_t S) const {
+  const int64_t C = cfg_.cvae;
+  return {new_map(n, C, S, S), new_map(n, C, S, S), phi_.empty() ? FeatureMap{} : new_map(n, C, S, S)};
+}
+
+uint64_t Vqvae::residual_map_bytes(int64_t n, int64_t S) const {
+  const uint64_t map = static_cast<uint64_t>(n * cfg_.cvae * S * S) * sizeof(float);
+  return (phi_.empty() ? 2 : 3) * map;
+}
+
+void Vqvae::apply_phi(int phi, const FeatureMap& h, const FeatureMap& conv_out) const {
   if (phi_.empty()) return;
-  const FeatureMap c = conv(h, phi_[phi]);
+  conv_into(h, phi_[phi], conv_out);
   const float r = std::fabs(cfg_.quant_resi);
-  be_.axpby_inplace(h.data.data(), 1.0f - r, c.data.data(), r, h.size());
+  be_.axpby_inplace(h.data.data(), 1.0f - r, conv_out.data.data(), r, h.size());
 }
 
 void Vqvae::add_scale(int si, const std::vector<int>& patch_nums, const int32_t* idx, FeatureMap& f_hat,
-                      FeatureMap* residual) const {
+                      const ResidualMaps& maps, FeatureMap* residual) const {
   const int K = static_cast<int>(patch_nums.size());
   const int64_t pn = patch_nums[si], S = f_hat.h, C = cfg_.cvae;
-  FeatureMap h = new_map(f_hat.n, C, pn, pn);
+  VARPS_CHECK(maps.upsampled.n == f_hat.n && maps.upsampled.h == S, "residual maps of f_hat's size");
+  FeatureMap h = with_side(maps.scale_map, pn);
   be_.embed_chw(codebook_.data(), C, idx, f_hat.n, pn * pn, h.data.data());
   if (si != K - 1) {
-    FeatureMap up = new_map(f_hat.n, C, S, S);
-    be_.upsample_bicubic(h.data.data(), f_hat.n * C, pn, pn, S, S, up.data.data());
-    h = std::move(up);
+    be_.upsample_bicubic(h.data.data(), f_hat.n * C, pn, pn, S, S, maps.upsampled.data.data());
+    h = maps.upsampled;
   }
   VARPS_CHECK(h.h == S && h.w == f_hat.w, "last patch size must equal the latent size");
-  apply_phi(phi_index(si, K), h);
+  apply_phi(phi_index(si, K), h, maps.phi);
   be_.add_inplace(f_hat.data.data(), h.data.data(), f_hat.size());
   if (residual) be_.axpby_inplace(residual->data.data(), 1.0f, h.data.data(), -1.0f, residual->size());
 }
 
-void Vqvae::next_scale_tokens(const FeatureMap& f_hat, int pn, float* tokens) const {
-  Array<float> small = be_.alloc(static_cast<size_t>(f_hat.n * f_hat.c * pn * pn));
-  be_.downsample_area(f_hat.data.data(), f_hat.n * f_hat.c, f_hat.h, f_hat.w, pn, pn, small.data());
-  be_.chw_to_tokens(small.data(), f_hat.n, f_hat.c, int64_t{pn} * pn, tokens);
+void Vqvae::next_scale_tokens(const FeatureMap& f_hat, int pn, const ResidualMaps& maps, float* tokens) const {
+  const FeatureMap small = with_side(maps.scale_map, pn);
+  be_.downsample_area(f_hat.data.data(), f_hat.n * f_hat.c, f_hat.h, f_hat.w, pn, pn, small.data.data());
+  be_.chw_to_tokens(small.data.data(), f_hat.n, f_hat.c, int64_t{pn} * pn, tokens);
 }
 
 std::vector<std::vector<int32_t>> Vqvae::quantize(const FeatureMap& f, const std::vector<int>& patch_nums,
@@ -71,18 +92,19 @@ std::vector<std::vector<int32_t>> Vqvae::quantize(const FeatureMap& f, const std
   FeatureMap rest = new_map(f.n, f.c, f.h, f.w);
   be_.copy(f.data.data(), f.size(), rest.data.data());
   FeatureMap f_hat = zero_map(f.n, f.c, f.h, f.w);
+  const ResidualMaps maps = new_residual_maps(f.n, f.h);
   std::vector<std::vector<int32_t>> out;
   for (int si = 0; si < K; ++si) {
     const int64_t pn = patch_nums[si], n = f.n * pn * pn;
     Array<float> z = be_.alloc(static_cast<size_t>(n * C));
     if (si != K - 1) {
-      next_scale_tokens(rest, static_cast<int>(pn), z.data());
+      next_scale_tokens(rest, static_cast<int>(pn), maps, z.data());
     } else {
       be_.chw_to_tokens(rest.data.data(), f.n, C, pn * pn, z.data());
     }
     Array<int32_t> idx = be_.alloc_i32(static_cast<size_t>(n));
     be_.nearest_code(z.data(), n, codebook_.data(), cfg_.vocab_size, C, idx.data());
-    add_scale(si, patch_nums, idx.data(), f_hat, &rest);
+    add_scale(si, patch_nums, idx.data(), f_hat, maps, &rest);
     std::vector<int32_t> host(static_cast<size_t>(n));
     be_.download_i32(idx.data(), host.size(), host.data());
     out.push_back(std::move(host));

@@ -6,7 +6,17 @@
 #include <numeric>
 #include <vector>
 
+#include "backend.hpp"
+
 namespace varps {
+
+bool sample_filters(const SampleJob* jobs, int64_t n, int64_t V) {
+  for (int64_t b = 0; b < n; ++b) {
+    const SamplingParams& p = jobs[b].params;
+    if ((p.top_k > 0 && p.top_k < V) || p.top_p > 0.0) return true;
+  }
+  return false;
+}
 
 int32_t sample_token(float* logits, int64_t V, int top_k, double top_p, double temperature, double u) {
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();

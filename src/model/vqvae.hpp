@@ -47,6 +47,16 @@ struct FeatureMap {
   size_t size() const { return static_cast<size_t>(n * c * h * w); }
 };
 
+// The residual path's maps for N images of an S×S latent, allocated once
+// with a request's other arrays (Vqvae::new_residual_maps), so that a scale's
+// residual step allocates nothing and can be recorded.
+struct ResidualMaps {
+  FeatureMap scale_map;  // [N, Cvae, pn, pn] of one scale (pn ≤ S): its codebook vectors, or f_hat area-downsampled
+  FeatureMap upsampled;  // [N, Cvae, S, S]: the codebook vectors bicubic-upsampled
+  FeatureMap phi;        // [N, Cvae, S, S]: Phi's convolution of them
+  uint64_t bytes() const { return (scale_map.size() + upsampled.size() + phi.size()) * sizeof(float); }
+};
+
 class Vqvae {
  public:
   // Without load_encoder, the encoder's tensors (and quant_conv) are checked
@@ -78,13 +88,17 @@ class Vqvae {
   // ---- multi-scale residual path ----
   // Index of the Phi convolution used at scale si of `num_scales`.
   int phi_index(int si, int num_scales) const;
+  // Maps for the residual path of n images of an S×S latent, and their bytes.
+  ResidualMaps new_residual_maps(int64_t n, int64_t S) const;
+  uint64_t residual_map_bytes(int64_t n, int64_t S) const;
   // f_hat[N, Cvae, S, S] += Phi(upsample(codebook[idx])) for scale si with
-  // token map idx[N, pn, pn] (no upsampling at the last scale). When
-  // `residual` is given, it is reduced by the same amount.
+  // token map idx[N, pn, pn] (no upsampling at the last scale), in `maps`.
+  // When `residual` is given, it is reduced by the same amount.
   void add_scale(int si, const std::vector<int>& patch_nums, const int32_t* idx, FeatureMap& f_hat,
-                 FeatureMap* residual = nullptr) const;
-  // Next scale's input tokens [N, pn², Cvae] = area-downsampled f_hat.
-  void next_scale_tokens(const FeatureMap& f_hat, int pn, float* tokens) const;
+                 const ResidualMaps& maps, FeatureMap* residual = nullptr) const;
+  // Next scale's input tokens [N, pn², Cvae] = area-downsampled f_hat, by way
+  // of maps.scale_map.
+  void next_scale_tokens(const FeatureMap& f_hat, int pn, const ResidualMaps& maps, float* tokens) const;
   // Multi-scale quantisation of f[N, Cvae, S, S]: token maps per scale
   // ([N, pn²] each) and the final f_hat.
   std::vector<std::vector<int32_t>> quantize(const FeatureMap& f, const std::vector<int>& patch_nums,
@@ -108,13 +122,16 @@ class Vqvae {
  private:
   FeatureMap conv(const FeatureMap& x, const Conv2dWeights& cw, int stride = 1, int pad_t = -1, int pad_l = -1,
                   int pad_b = -1, int pad_r = -1) const;
+  // A stride-1, same-size convolution into y, which has its shape.
+  void conv_into(const FeatureMap& x, const Conv2dWeights& cw, const FeatureMap& y) const;
   FeatureMap group_norm(const FeatureMap& x, const GroupNormWeights& gn, bool then_silu) const;
   void group_norm_in_place(FeatureMap& x, const GroupNormWeights& gn, bool then_silu) const;
   FeatureMap decode_pass(const FeatureMap& f_hat) const;
   FeatureMap res_block(const FeatureMap& x, const ResBlock& rb) const;
   FeatureMap attn_block(const FeatureMap& x, const AttnBlock& ab) const;
   FeatureMap run_level(FeatureMap h, const ResLevel& level) const;
-  void apply_phi(int phi, FeatureMap& h) const;
+  // h = (1 − r)·h + r·Phi(h), Phi's output in `conv_out`.
+  void apply_phi(int phi, const FeatureMap& h, const FeatureMap& conv_out) const;
 
   Backend& be_;
   VaeConfig cfg_;

@@ -37,6 +37,13 @@ FeatureMap Vqvae::conv(const FeatureMap& x, const Conv2dWeights& cw, int stride,
   return y;
 }
 
+void Vqvae::conv_into(const FeatureMap& x, const Conv2dWeights& cw, const FeatureMap& y) const {
+  VARPS_CHECK(x.c == cw.ci && y.c == cw.co && y.n == x.n && y.h == x.h && y.w == x.w, "same-size conv shapes");
+  const int pad = cw.k / 2;
+  be_.conv2d(x.data.data(), x.n, x.c, x.h, x.w, cw.w.data(), cw.b.data(), cw.co, cw.k, 1, pad, pad, pad, pad,
+             y.data.data());
+}
+
 FeatureMap Vqvae::group_norm(const FeatureMap& x, const GroupNormWeights& gn, bool then_silu) const {
   FeatureMap y = new_map(x.n, x.c, x.h, x.w);
   be_.group_norm(x.data.data(), x.n, x.c, x.h * x.w, kGroups, gn.gamma.data(), gn.beta.data(), kGroupNormEps,

@@ -88,6 +88,16 @@ class CudaConformance : public ::testing::Test {
     be.download(be.name() == "cpu" ? b.cpu.data() : b.gpu.data(), b.n, v.data());
     return v;
   }
+  // Sampling parameters in each backend's memory.
+  struct BothJobs {
+    Array<SampleJob> cpu, gpu;
+  };
+  BothJobs jobs(const std::vector<SampleJob>& host) {
+    BothJobs j{cpu_->alloc_sample_jobs(host.size()), gpu_->alloc_sample_jobs(host.size())};
+    cpu_->upload_sample_jobs(host.data(), host.size(), j.cpu.data());
+    gpu_->upload_sample_jobs(host.data(), host.size(), j.gpu.data());
+    return j;
+  }
   std::vector<float> cpu_result(const Both& b) { return host(*cpu_, b); }
   std::vector<float> gpu_result(const Both& b) { return host(*gpu_, b); }
 
@@ -438,10 +448,11 @@ TEST_F(CudaConformance, StreamAggregation) {
 TEST_F(CudaConformance, Guidance) {
   const int64_t B = 3, lV = 257 * 5;
   Both logits = both(random_vector(5 * lV, 26, 5.0f)), out = output(B * lV);
-  const std::vector<double> t = {0.0, 1.5, 4.0};
+  // cfg·ratio is rounded in double, then to float: 0.7 and 5.3 are not exact.
+  const BothJobs j = jobs({{1, {0.0, 900, 0.95}}, {2, {1.5, 900, 0.95}}, {3, {5.3, 900, 0.95}}});
   const std::vector<int64_t> uncond = {3, -1, 4};
-  cpu_->guidance(logits.cpu.data(), B, lV, t, uncond, out.cpu.data());
-  gpu_->guidance(logits.gpu.data(), B, lV, t, uncond, out.gpu.data());
+  cpu_->guidance(logits.cpu.data(), B, lV, j.cpu.data(), 0.7, uncond, out.cpu.data());
+  gpu_->guidance(logits.gpu.data(), B, lV, j.gpu.data(), 0.7, uncond, out.gpu.data());
   EXPECT_EQ(gpu_result(out), cpu_result(out));  // the same float32 operations in the same order
 }
 
@@ -461,10 +472,12 @@ TEST_F(CudaConformance, SamplingDrawsTheSameTokens) {
     const int64_t B = 2, l = 257;
     const auto h = random_vector(B * l * c.V, 27, 3.0f);
     Both logits = both(h);
-    const std::vector<SampleJob> jobs = {{7, c.p}, {1234567890123ull, c.p}};
+    const std::vector<SampleJob> host_jobs = {{7, c.p}, {1234567890123ull, c.p}};
+    const BothJobs j = jobs(host_jobs);
+    const bool filters = sample_filters(host_jobs.data(), B, c.V);
     auto ci = cpu_->alloc_i32(B * l), gi = gpu_->alloc_i32(B * l);
-    cpu_->sample(logits.cpu.data(), B, l, c.V, jobs, 4, ci.data());
-    gpu_->sample(logits.gpu.data(), B, l, c.V, jobs, 4, gi.data());
+    cpu_->sample(logits.cpu.data(), B, l, c.V, j.cpu.data(), filters, 4, ci.data());
+    gpu_->sample(logits.gpu.data(), B, l, c.V, j.gpu.data(), filters, 4, gi.data());
     std::vector<int32_t> want(B * l), got(B * l);
     cpu_->download_i32(ci.data(), want.size(), want.data());
     gpu_->download_i32(gi.data(), got.size(), got.data());

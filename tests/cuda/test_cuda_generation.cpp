@@ -154,21 +154,24 @@ TEST_P(CudaGeneration, StageTimesAddUpWithinTheRequest) {
   EXPECT_EQ(pipe.work_clock()->kind(), "CUDA events on the backend's stream");
 }
 
-// Each scale's transformer step runs as it is, then is captured as a CUDA
-// graph, then replayed: the three give the same bits as running every op as
-// it is, and from the third request of a shape on every step is a replay.
+// Each scale's three steps (transformer, sampling, residual) run as they
+// are, then are captured as CUDA graphs, then replayed: the three give the
+// same bits as running every op as it is, and from the third request of a
+// shape on every step is a replay.
 TEST_P(CudaGeneration, GraphReplaysMatchOpsRunAsTheyAre) {
   const Pipeline graphs = pipeline("cuda", GetParam(), true), as_is = pipeline("cuda", GetParam(), false);
   const int64_t K = graphs.var_config().num_scales();
   for (int request = 0; request < 4; ++request) {
     SCOPED_TRACE(request);
-    // Same shape, other classes and seeds: the replay reads this request's inputs.
-    const auto req = expand_streams({request % 3, 7}, 2, 100 + request, SamplingParams{2.0, 900, 0.95});
+    // Same shape, other classes, seeds, guidance, filters and temperature:
+    // a replay reads this request's own values.
+    const SamplingParams sp{2.0 + 0.5 * request, 900 - 200 * request, 0.95 - 0.1 * request, 1.0 + 0.1 * request};
+    const auto req = expand_streams({request % 3, 7}, 2, 100 + request, sp);
     const GeneratedImages g = graphs.generate(req), e = as_is.generate(req);
     EXPECT_EQ(g.tokens, e.tokens);
     EXPECT_EQ(g.pixels, e.pixels);
     EXPECT_EQ(e.counters.replayed_steps, 0);
-    EXPECT_EQ(g.counters.replayed_steps, request >= 2 ? K : 0);
+    EXPECT_EQ(g.counters.replayed_steps, request >= 2 ? 3 * K : 0);
   }
 }
 

@@ -33,6 +33,30 @@ TEST(GenerationState, ARequestDoesNotDependOnThoseBeforeIt) {
   EXPECT_EQ(pipe.generate(b).counters.replayed_steps, 0) << "the CPU runs every step as it is";
 }
 
+// From the second request of a shape on, every scale's steps (transformer,
+// sampling, residual) run under the rules of a recording, which the CPU
+// enforces (RecordedSteps): none allocates, transfers or synchronises, so on
+// CUDA each can be captured as a graph. Guided and unguided images, filters
+// on and off, with a ParScale adapter and without.
+TEST(GenerationState, EveryScaleStepKeepsTheRulesOfARecording) {
+  const std::vector<ImageRequest> mixed = {{3, 11, SamplingParams{2.0, 20, 0.9}},
+                                           {5, 12, SamplingParams{0.0, 0, 0.0, 1.3}}};
+  const std::vector<ImageRequest> greedy = {{6, 13, SamplingParams{0.0, 1, 0.0}}};
+  const std::vector<ImageRequest> unfiltered = {{6, 13, SamplingParams{1.0, 0, 0.0}}};
+  Pipeline pipe = tiny();
+  for (const auto* req : {&mixed, &greedy, &unfiltered}) {
+    const GeneratedImages first = pipe.generate(*req);
+    GeneratedImages again;
+    ASSERT_NO_THROW(again = pipe.generate(*req));
+    expect_same(again, first);
+  }
+  pipe.attach_adapter(ParScaleAdapter::random_init(pipe.var_config(), 2, 3, 1));
+  const GeneratedImages first = pipe.generate(mixed);
+  GeneratedImages again;
+  ASSERT_NO_THROW(again = pipe.generate(mixed));
+  expect_same(again, first);
+}
+
 TEST(GenerationState, FollowsTheAttachedAdapter) {
   const auto req = expand_streams({4}, 2, 7, SamplingParams{});
   Pipeline pipe = tiny();
