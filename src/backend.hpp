@@ -52,6 +52,18 @@ struct KvPrefix {
   int64_t rows_per_stream = 1;
 };
 
+// GroupNorm, then SiLU when `silu`, applied to a convolution's input as it
+// is read, with the statistics group_norm_stats() computed: the normalised
+// map is never stored. Each value is the same float expression as in
+// group_norm().
+struct NormOnRead {
+  const float* stats = nullptr;  // [N, groups, 2]: mean and 1/sqrt(var + eps)
+  const float* gamma = nullptr;  // [C]
+  const float* beta = nullptr;   // [C]
+  int groups = 0;
+  bool silu = false;
+};
+
 // The largest operands a request hands the backend, from which it plans its
 // own memory (product workspaces, im2col bands, conversion scratch).
 struct WorkspaceDemand {
@@ -208,6 +220,17 @@ class Backend {
   // out[N, Co, Ho, Wo]; w[Co, Ci, k, k]; zero padding (top, left, bottom, right).
   virtual void conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const float* w, const float* b,
                       int64_t Co, int k, int stride, int pad_t, int pad_l, int pad_b, int pad_r, float* out) = 0;
+  // out[n] = conv(norm(x[n])) + b, or out[n] += conv(norm(x[n])) + b with
+  // `add_to_out`: a stride-1 k×k convolution (k odd) with k/2 zero padding
+  // of the normalised input (the padding is zero after normalisation).
+  // The sum is (out + b) + the product, so a residual block adds its
+  // second convolution to its input in place.
+  virtual void normalized_conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const NormOnRead& norm,
+                                 const float* w, const float* b, int64_t Co, int k, bool add_to_out, float* out) = 0;
+  // stats[n, g] = (mean, float(1/sqrt(var + eps))) of x[n, group g], as
+  // group_norm() computes them.
+  virtual void group_norm_stats(const float* x, int64_t N, int64_t C, int64_t HW, int groups, float eps,
+                                float* stats) = 0;
   // out may be x.
   virtual void group_norm(const float* x, int64_t N, int64_t C, int64_t HW, int groups, const float* gamma,
                           const float* beta, float eps, bool then_silu, float* out) = 0;

@@ -68,6 +68,10 @@ class CpuBackend final : public Backend {
 
   void conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const float* w, const float* b, int64_t Co,
               int k, int stride, int pad_t, int pad_l, int pad_b, int pad_r, float* out) override;
+  void normalized_conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const NormOnRead& norm,
+                         const float* w, const float* b, int64_t Co, int k, bool add_to_out, float* out) override;
+  void group_norm_stats(const float* x, int64_t N, int64_t C, int64_t HW, int groups, float eps,
+                        float* stats) override;
   void group_norm(const float* x, int64_t N, int64_t C, int64_t HW, int groups, const float* gamma, const float* beta,
                   float eps, bool then_silu, float* out) override;
   void upsample_nearest2x(const float* x, int64_t NC, int64_t H, int64_t W, float* out) override;
@@ -83,6 +87,11 @@ class CpuBackend final : public Backend {
  private:
   template <typename T>
   Array<T> pooled(size_t n);
+  // conv2d and normalized_conv2d: im2col bands (normalised as they are
+  // built when `norm` is given) times the weight, added to out or written.
+  void convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const NormOnRead* norm, const float* w,
+                const float* b, int64_t Co, int k, int stride, int pad_t, int pad_l, int pad_b, int pad_r,
+                bool add_to_out, float* out);
   // Throws when the calling thread is inside a step that run_recorded holds
   // to a recording's rules; `what` names the refused call.
   void check_outside_recorded_step(const char* what) const;

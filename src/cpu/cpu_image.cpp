@@ -10,6 +10,7 @@
 
 #include "cpu/cpu_backend.hpp"
 #include "cpu/vector_math.hpp"
+#include "varps/error.hpp"
 
 namespace varps {
 
@@ -18,12 +19,52 @@ constexpr int64_t kIm2colBandFloats = int64_t{4} << 20;
 }  // namespace
 
 uint64_t CpuBackend::workspace_bytes(const WorkspaceDemand& demand) const {
-  // One im2col band at a time, allocated per convolution.
-  return std::min<uint64_t>(demand.im2col, kIm2colBandFloats) * sizeof(float);
+  // One im2col band at a time, allocated per convolution, and for a
+  // normalized_conv2d the normalised input rows of the band, which hold
+  // each value once where the band holds it k·k times: at most a band more.
+  return 2 * std::min<uint64_t>(demand.im2col, kIm2colBandFloats) * sizeof(float);
 }
 
-void CpuBackend::conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const float* w, const float* b,
-                        int64_t Co, int k, int stride, int pad_t, int pad_l, int pad_b, int pad_r, float* out) {
+namespace {
+
+struct GroupStats {
+  float mean, rstd;
+};
+
+// Two passes in double, mean then variance (no cancellation in
+// E[x²] − E[x]²), each rounded to float once.
+GroupStats group_stats(const float* xs, int64_t cnt, float eps) {
+  double mean = 0.0;
+  for (int64_t i = 0; i < cnt; ++i) mean += xs[i];
+  mean /= static_cast<double>(cnt);
+  double var = 0.0;
+  for (int64_t i = 0; i < cnt; ++i) {
+    const double d = xs[i] - mean;
+    var += d * d;
+  }
+  var /= static_cast<double>(cnt);
+  return {static_cast<float>(mean), static_cast<float>(1.0 / std::sqrt(var + static_cast<double>(eps)))};
+}
+
+// The normalised value of channel c: (v − mean)·(γ_c·rstd) + β_c.
+struct ChannelNorm {
+  float mean = 0.0f, scale = 1.0f, shift = 0.0f;
+  float operator()(float v) const { return (v - mean) * scale + shift; }
+};
+
+ChannelNorm channel_norm(const NormOnRead& norm, int64_t n, int64_t C, int64_t c) {
+  const int64_t g = c / (C / norm.groups);
+  const float* st = norm.stats + (n * norm.groups + g) * 2;
+  return {st[0], norm.gamma[c] * st[1], norm.beta[c]};
+}
+
+}  // namespace
+
+// out[n] = (add_to_out ? out[n] : 0) + b + w · columns(x[n]), the columns
+// im2col'd band by band, normalised on the way when `norm` is given.
+void CpuBackend::convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const NormOnRead* norm,
+                          const float* w, const float* b, int64_t Co, int k, int stride, int pad_t, int pad_l,
+                          int pad_b, int pad_r, bool add_to_out, float* out) {
   const int64_t Ho = (H + pad_t + pad_b - k) / stride + 1;
   const int64_t Wo = (W + pad_l + pad_r - k) / stride + 1;
   const int64_t P = Ho * Wo;
@@ -32,10 +73,16 @@ void CpuBackend::conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_
     const float* xn = x + n * Ci * H * W;
     float* on = out + n * Co * P;
     if (b) {
-      for (int64_t co = 0; co < Co; ++co) std::fill(on + co * P, on + (co + 1) * P, b[co]);
+      for (int64_t co = 0; co < Co; ++co) {
+        float* plane = on + co * P;
+        if (add_to_out)
+          for (int64_t p = 0; p < P; ++p) plane[p] += b[co];
+        else
+          std::fill(plane, plane + P, b[co]);
+      }
     }
-    const float beta = b ? 1.0f : 0.0f;
-    if (k == 1 && stride == 1 && pad_t == 0 && pad_l == 0 && pad_b == 0 && pad_r == 0) {
+    const float beta = b || add_to_out ? 1.0f : 0.0f;
+    if (!norm && k == 1 && stride == 1 && pad_t == 0 && pad_l == 0 && pad_b == 0 && pad_r == 0) {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(Co), static_cast<int>(P),
                   static_cast<int>(Ci), 1.0f, w, static_cast<int>(Ci), xn, static_cast<int>(P), beta, on,
                   static_cast<int>(P));
@@ -46,15 +93,36 @@ void CpuBackend::conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_
     const int64_t max_cols = std::max<int64_t>(Wo, kIm2colBandFloats / std::max<int64_t>(Kdim, 1));
     const int64_t band_rows = std::max<int64_t>(1, std::min<int64_t>(Ho, max_cols / Wo));
     std::vector<float> col(static_cast<size_t>(Kdim * band_rows * Wo));
+    // With a norm, the input rows a band reads are normalised once into
+    // `normed` (each feeds k·k columns; normalising per column would repeat
+    // the SiLU k·k times).
+    std::vector<float> normed;
+    if (norm) normed.resize(static_cast<size_t>(Ci * std::min<int64_t>(H, (band_rows - 1) * stride + k) * W));
     for (int64_t oy0 = 0; oy0 < Ho; oy0 += band_rows) {
       const int64_t rows = std::min(band_rows, Ho - oy0);
       const int64_t cols = rows * Wo;
+      // Input rows [iy_lo, iy_hi) of every channel are read from xn, or from normed.
+      const int64_t iy_lo = std::max<int64_t>(0, oy0 * stride - pad_t);
+      const int64_t iy_hi = std::min<int64_t>(H, (oy0 + rows - 1) * stride - pad_t + k);
+      const int64_t in_rows = std::max<int64_t>(iy_hi - iy_lo, 0);
+      if (norm) {
+#pragma omp parallel for schedule(static)
+        for (int64_t ci = 0; ci < Ci; ++ci) {
+          const ChannelNorm cn = channel_norm(*norm, n, Ci, ci);
+          const float* s = xn + (ci * H + iy_lo) * W;
+          float* d = normed.data() + ci * in_rows * W;
+          for (int64_t i = 0; i < in_rows * W; ++i) d[i] = cn(s[i]);
+          if (norm->silu) cpu::silu_span(d, d, static_cast<size_t>(in_rows * W));
+        }
+      }
 #pragma omp parallel for collapse(2) schedule(static)
       for (int64_t ci = 0; ci < Ci; ++ci)
         for (int64_t kk = 0; kk < k * k; ++kk) {
           const int64_t ky = kk / k, kx = kk % k;
           float* dst = col.data() + (ci * k * k + kk) * cols;
-          const float* src = xn + ci * H * W;
+          // Row iy of this channel is src + (iy − first_row)·W.
+          const float* src = norm ? normed.data() + ci * in_rows * W : xn + ci * H * W;
+          const int64_t first_row = norm ? iy_lo : 0;
           for (int64_t oy = 0; oy < rows; ++oy) {
             const int64_t iy = (oy0 + oy) * stride + ky - pad_t;
             float* d = dst + oy * Wo;
@@ -62,7 +130,7 @@ void CpuBackend::conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_
               std::fill(d, d + Wo, 0.0f);
               continue;
             }
-            const float* s = src + iy * W;
+            const float* s = src + (iy - first_row) * W;
             for (int64_t ox = 0; ox < Wo; ++ox) {
               const int64_t ix = ox * stride + kx - pad_l;
               d[ox] = (ix >= 0 && ix < W) ? s[ix] : 0.0f;
@@ -76,6 +144,30 @@ void CpuBackend::conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_
   }
 }
 
+void CpuBackend::conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const float* w, const float* b,
+                        int64_t Co, int k, int stride, int pad_t, int pad_l, int pad_b, int pad_r, float* out) {
+  convolve(x, N, Ci, H, W, nullptr, w, b, Co, k, stride, pad_t, pad_l, pad_b, pad_r, false, out);
+}
+
+void CpuBackend::normalized_conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W,
+                                   const NormOnRead& norm, const float* w, const float* b, int64_t Co, int k,
+                                   bool add_to_out, float* out) {
+  VARPS_CHECK(k % 2 == 1 && norm.groups > 0 && Ci % norm.groups == 0, "normalized_conv2d: odd k, whole groups");
+  convolve(x, N, Ci, H, W, &norm, w, b, Co, k, 1, k / 2, k / 2, k / 2, k / 2, add_to_out, out);
+}
+
+void CpuBackend::group_norm_stats(const float* x, int64_t N, int64_t C, int64_t HW, int groups, float eps,
+                                  float* stats) {
+  const int64_t cpg = C / groups;
+#pragma omp parallel for collapse(2) schedule(dynamic)
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t g = 0; g < groups; ++g) {
+      const GroupStats st = group_stats(x + (n * C + g * cpg) * HW, cpg * HW, eps);
+      stats[(n * groups + g) * 2] = st.mean;
+      stats[(n * groups + g) * 2 + 1] = st.rstd;
+    }
+}
+
 void CpuBackend::group_norm(const float* x, int64_t N, int64_t C, int64_t HW, int groups, const float* gamma,
                             const float* beta, float eps, bool then_silu, float* out) {
   const int64_t cpg = C / groups;
@@ -84,24 +176,12 @@ void CpuBackend::group_norm(const float* x, int64_t N, int64_t C, int64_t HW, in
     for (int64_t g = 0; g < groups; ++g) {
       const float* xs = x + (n * C + g * cpg) * HW;
       float* os = out + (n * C + g * cpg) * HW;
-      const int64_t cnt = cpg * HW;
-      double mean = 0.0;
-      for (int64_t i = 0; i < cnt; ++i) mean += xs[i];
-      mean /= static_cast<double>(cnt);
-      double var = 0.0;
-      for (int64_t i = 0; i < cnt; ++i) {
-        const double d = xs[i] - mean;
-        var += d * d;
-      }
-      var /= static_cast<double>(cnt);
-      const float m = static_cast<float>(mean);
-      const float rstd = static_cast<float>(1.0 / std::sqrt(var + static_cast<double>(eps)));
+      const GroupStats st = group_stats(xs, cpg * HW, eps);
       for (int64_t c = 0; c < cpg; ++c) {
-        const float ga = gamma[g * cpg + c] * rstd;
-        const float be = beta[g * cpg + c];
+        const ChannelNorm cn{st.mean, gamma[g * cpg + c] * st.rstd, beta[g * cpg + c]};
         const float* xc = xs + c * HW;
         float* oc = os + c * HW;
-        for (int64_t i = 0; i < HW; ++i) oc[i] = (xc[i] - m) * ga + be;
+        for (int64_t i = 0; i < HW; ++i) oc[i] = cn(xc[i]);
         if (then_silu) cpu::silu_span(oc, oc, static_cast<size_t>(HW));
       }
     }

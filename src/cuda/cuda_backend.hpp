@@ -87,6 +87,10 @@ class CudaBackend final : public Backend {
 
   void conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const float* w, const float* b, int64_t Co,
               int k, int stride, int pad_t, int pad_l, int pad_b, int pad_r, float* out) override;
+  void normalized_conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const NormOnRead& norm,
+                         const float* w, const float* b, int64_t Co, int k, bool add_to_out, float* out) override;
+  void group_norm_stats(const float* x, int64_t N, int64_t C, int64_t HW, int groups, float eps,
+                        float* stats) override;
   void group_norm(const float* x, int64_t N, int64_t C, int64_t HW, int groups, const float* gamma, const float* beta,
                   float eps, bool then_silu, float* out) override;
   void upsample_nearest2x(const float* x, int64_t NC, int64_t H, int64_t W, float* out) override;
@@ -117,6 +121,11 @@ class CudaBackend final : public Backend {
   // in half precision behind a float handle).
   template <typename T>
   Array<T> device_array(size_t n, size_t elem_bytes = sizeof(T));
+  // conv2d and normalized_conv2d: im2col bands (normalised as they are
+  // built when `norm` is given) times the weight, added to out or written.
+  void convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const NormOnRead* norm, const float* w,
+                const float* b, int64_t Co, int k, int stride, int pad_t, int pad_l, int pad_b, int pad_r,
+                bool add_to_out, float* out);
   // Scratch memory for one op, valid until the stream passes it.
   float* scratch(size_t n);
   // The half-precision operand of weight w[n]: itself for an upload_matrix()

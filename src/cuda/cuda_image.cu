@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda/block_reduce.cuh"
 #include "cuda/cuda_backend.hpp"
@@ -53,23 +54,32 @@ bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 
 // ---- convolution ----
 
-// out[plane, :P] = b[plane % Co] (0 without a bias), before the products
-// accumulate into it with beta = 1.
-template <typename I>
+// out[plane, :P] = b[plane % Co] (0 without a bias), or += it with kAdd,
+// before the products accumulate into it with beta = 1.
+template <bool kAdd, typename I>
 __global__ void fill_planes_kernel(float* out, int64_t planes, int64_t Co, I P, const float* b) {
   for (int64_t pl = blockIdx.y; pl < planes; pl += gridDim.y) {
     const float v = b ? b[pl % Co] : 0.0f;
     float* dst = out + pl * static_cast<int64_t>(P);
-    for (I p = first_index<I>(); p < P; p += grid_step<I>()) dst[p] = v;
+    for (I p = first_index<I>(); p < P; p += grid_step<I>()) dst[p] = kAdd ? __fadd_rn(dst[p], v) : v;
   }
+}
+
+// (x − m)·ga + be, then x / (1 + e^−x), each step rounded as the CPU's
+// float expressions.
+__device__ inline float norm_value(float v, float m, float ga, float be, bool then_silu) {
+  const float y = __fadd_rn(__fmul_rn(__fsub_rn(v, m), ga), be);
+  return then_silu ? __fdiv_rn(y, __fadd_rn(1.0f, expf(-y))) : y;
 }
 
 // col[r, c] for rows r = (ci, ky, kx) and columns c = (oy, ox) of the band
 // of output rows starting at oy0: the input pixel under tap (ky, kx), or the
-// zero padding.
-template <typename I, typename T>
-__global__ void im2col_band_kernel(const float* __restrict__ xn, int64_t H, int64_t W, int k, int stride, int pad_t,
-                                   int pad_l, I Wo, int64_t oy0, int64_t Kdim, I cols, T* __restrict__ col) {
+// zero padding. With kNorm the pixel is normalised first (image n of the
+// NormOnRead's statistics), so the normalised map is never stored.
+template <bool kNorm, typename I, typename T>
+__global__ void im2col_band_kernel(const float* __restrict__ xn, int64_t Ci, int64_t H, int64_t W, int k, int stride,
+                                   int pad_t, int pad_l, I Wo, int64_t oy0, int64_t Kdim, I cols, NormOnRead norm,
+                                   int64_t n, T* __restrict__ col) {
   const int taps = k * k;
   for (int64_t r = blockIdx.y; r < Kdim; r += gridDim.y) {
     const int64_t ci = r / taps;
@@ -77,12 +87,22 @@ __global__ void im2col_band_kernel(const float* __restrict__ xn, int64_t H, int6
     const int ky = kk / k, kx = kk % k;
     const float* src = xn + ci * H * W;
     T* dst = col + r * static_cast<int64_t>(cols);
+    float m = 0.0f, ga = 1.0f, be = 0.0f;
+    if constexpr (kNorm) {
+      const float* st = norm.stats + (n * norm.groups + ci / (Ci / norm.groups)) * 2;
+      m = st[0];
+      ga = __fmul_rn(norm.gamma[ci], st[1]);
+      be = norm.beta[ci];
+    }
     for (I c = first_index<I>(); c < cols; c += grid_step<I>()) {
       const I oy = c / Wo;
       const I ox = c - oy * Wo;
       const int64_t iy = (oy0 + static_cast<int64_t>(oy)) * stride + ky - pad_t;
       const int64_t ix = static_cast<int64_t>(ox) * stride + kx - pad_l;
-      dst[c] = to_stored<T>((iy >= 0 && iy < H && ix >= 0 && ix < W) ? src[iy * W + ix] : 0.0f);
+      const bool inside = iy >= 0 && iy < H && ix >= 0 && ix < W;
+      float v = inside ? src[iy * W + ix] : 0.0f;
+      if constexpr (kNorm) v = inside ? norm_value(v, m, ga, be, norm.silu) : 0.0f;
+      dst[c] = to_stored<T>(v);
     }
   }
 }
@@ -121,11 +141,36 @@ __device__ inline void for_each_owned(const float* xs, I cnt, F&& f) {
   }
 }
 
-// (x − m)·ga + be, then x / (1 + e^−x), each step rounded as the CPU's
-// float expressions.
-__device__ inline float norm_value(float v, float m, float ga, float be, bool then_silu) {
-  const float y = __fadd_rn(__fmul_rn(__fsub_rn(v, m), ga), be);
-  return then_silu ? __fdiv_rn(y, __fadd_rn(1.0f, expf(-y))) : y;
+// The block's group xs[0, cnt): (mean, 1/sqrt(var + eps)) in float. Two
+// passes, mean then variance, in double as the CPU; the block sums in a
+// fixed order, so the result does not depend on other blocks.
+template <bool kVec, typename I>
+__device__ float2 group_mean_rstd(const float* xs, I cnt, float eps, double* red) {
+  double s = 0.0;
+  for_each_owned<kVec>(xs, cnt, [&](float v) { s += static_cast<double>(v); });
+  const double mean = block_sum(s, red) / static_cast<double>(cnt);
+  double q = 0.0;
+  for_each_owned<kVec>(xs, cnt, [&](float v) {
+    const double d = static_cast<double>(v) - mean;
+    q = __dadd_rn(q, __dmul_rn(d, d));  // not fused, as the CPU
+  });
+  const double var = block_sum(q, red) / static_cast<double>(cnt);
+  return make_float2(static_cast<float>(mean),
+                     static_cast<float>(__ddiv_rn(1.0, __dsqrt_rn(__dadd_rn(var, static_cast<double>(eps))))));
+}
+
+// stats[n, g] = group_mean_rstd of x[n, group g]: one block per (image, group).
+template <bool kVec, typename I>
+__global__ void __launch_bounds__(kNormThreads)
+    group_stats_kernel(const float* x, int64_t C, int64_t HW, int groups, float eps, float* stats) {
+  __shared__ double red[32];
+  const int64_t n = blockIdx.x / groups, g = blockIdx.x % groups;
+  const int64_t cpg = C / groups;
+  const float2 st = group_mean_rstd<kVec>(x + (n * C + g * cpg) * HW, static_cast<I>(cpg * HW), eps, red);
+  if (threadIdx.x == 0) {
+    stats[2 * blockIdx.x] = st.x;
+    stats[2 * blockIdx.x + 1] = st.y;
+  }
 }
 
 // One block per (image, group). x may be out: the statistics are read before
@@ -143,19 +188,8 @@ __global__ void __launch_bounds__(kNormThreads)
   float* os = out + first * HW;
   const I cnt = static_cast<I>(cpg * HW);
 
-  // Two passes, mean then variance, in double as the CPU; the block sums in
-  // a fixed order, so the result does not depend on other blocks.
-  double s = 0.0;
-  for_each_owned<kVec>(xs, cnt, [&](float v) { s += static_cast<double>(v); });
-  const double mean = block_sum(s, red) / static_cast<double>(cnt);
-  double q = 0.0;
-  for_each_owned<kVec>(xs, cnt, [&](float v) {
-    const double d = static_cast<double>(v) - mean;
-    q = __dadd_rn(q, __dmul_rn(d, d));  // not fused, as the CPU
-  });
-  const double var = block_sum(q, red) / static_cast<double>(cnt);
-  const float m = static_cast<float>(mean);
-  const float rstd = static_cast<float>(__ddiv_rn(1.0, __dsqrt_rn(__dadd_rn(var, static_cast<double>(eps)))));
+  const float2 st = group_mean_rstd<kVec>(xs, cnt, eps, red);
+  const float m = st.x, rstd = st.y;
 
   const float* gs = gamma + g * cpg;
   const float* bs = beta + g * cpg;
@@ -320,25 +354,42 @@ __global__ void nearest_code_kernel(const float* __restrict__ z, int64_t rows, i
 
 void CudaBackend::conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const float* w, const float* b,
                          int64_t Co, int k, int stride, int pad_t, int pad_l, int pad_b, int pad_r, float* out) {
+  convolve(x, N, Ci, H, W, nullptr, w, b, Co, k, stride, pad_t, pad_l, pad_b, pad_r, false, out);
+}
+
+void CudaBackend::normalized_conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W,
+                                    const NormOnRead& norm, const float* w, const float* b, int64_t Co, int k,
+                                    bool add_to_out, float* out) {
+  if (k % 2 != 1 || norm.groups <= 0 || Ci % norm.groups != 0)
+    throw Error("CUDA normalized_conv2d: needs an odd kernel and whole groups");
+  convolve(x, N, Ci, H, W, &norm, w, b, Co, k, 1, k / 2, k / 2, k / 2, k / 2, add_to_out, out);
+}
+
+void CudaBackend::convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const NormOnRead* norm,
+                           const float* w, const float* b, int64_t Co, int k, int stride, int pad_t, int pad_l,
+                           int pad_b, int pad_r, bool add_to_out, float* out) {
   const int64_t Ho = (H + pad_t + pad_b - k) / stride + 1;
   const int64_t Wo = (W + pad_l + pad_r - k) / stride + 1;
   if (N <= 0 || Co <= 0 || Ho <= 0 || Wo <= 0) return;
   const int64_t P = Ho * Wo;
   const int64_t Kdim = Ci * k * k;
   const cudaStream_t s = stream();
-  if (b || Kdim == 0) {
+  if (b || (Kdim == 0 && !add_to_out)) {
     // With no input channels the product is empty: out is the bias (or 0).
     const int64_t planes = N * Co;
     const dim3 grid(grid_for(static_cast<size_t>(P), kThreads),
                     static_cast<unsigned>(std::min<int64_t>(planes, kMaxGridY)));
     with_index_type(P, [&](auto tag) {
       using I = decltype(tag);
-      fill_planes_kernel<I><<<grid, kThreads, 0, s>>>(out, planes, Co, static_cast<I>(P), b);
+      if (add_to_out)
+        fill_planes_kernel<true, I><<<grid, kThreads, 0, s>>>(out, planes, Co, static_cast<I>(P), b);
+      else
+        fill_planes_kernel<false, I><<<grid, kThreads, 0, s>>>(out, planes, Co, static_cast<I>(P), b);
     });
     VARPS_CUDA_LAUNCHED("fill_planes_kernel");
   }
   if (Kdim == 0) return;
-  const float beta = b ? 1.0f : 0.0f;
+  const float beta = b || add_to_out ? 1.0f : 0.0f;
 
   // With bf16/fp16 products the weight and the input columns are half
   // precision (float32 accumulation into out); else everything is float32.
@@ -346,7 +397,7 @@ void CudaBackend::conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64
   const cudaDataType_t operands = half ? half_type() : CUDA_R_32F;
   const void* wop = half ? matrix_operand(w, static_cast<size_t>(Co * Kdim)) : w;
 
-  if (k == 1 && stride == 1 && pad_t == 0 && pad_l == 0 && pad_b == 0 && pad_r == 0) {
+  if (!norm && k == 1 && stride == 1 && pad_t == 0 && pad_l == 0 && pad_b == 0 && pad_r == 0) {
     for (int64_t n = 0; n < N; ++n) {
       const float* xn = x + n * Ci * H * W;
       const void* xop = half ? half_activations(xn, static_cast<size_t>(Ci * P)) : xn;
@@ -360,6 +411,7 @@ void CudaBackend::conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64
   const int64_t band_rows = std::max<int64_t>(1, std::min<int64_t>(Ho, max_cols / Wo));
   const size_t col_elems = static_cast<size_t>(Kdim * band_rows * Wo);
   void* col = scratch(half ? (col_elems + 1) / 2 : col_elems);
+  const NormOnRead no_norm{};
   for (int64_t n = 0; n < N; ++n) {
     const float* xn = x + n * Ci * H * W;
     for (int64_t oy0 = 0; oy0 < Ho; oy0 += band_rows) {
@@ -370,8 +422,15 @@ void CudaBackend::conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64
       with_index_type(cols, [&](auto tag) {
         using I = decltype(tag);
         auto launch = [&](auto* typed_col) {
-          im2col_band_kernel<<<grid, kThreads, 0, s>>>(xn, H, W, k, stride, pad_t, pad_l, static_cast<I>(Wo), oy0,
-                                                       Kdim, static_cast<I>(cols), typed_col);
+          using T = std::remove_pointer_t<decltype(typed_col)>;
+          if (norm)
+            im2col_band_kernel<true, I, T><<<grid, kThreads, 0, s>>>(xn, Ci, H, W, k, stride, pad_t, pad_l,
+                                                                     static_cast<I>(Wo), oy0, Kdim,
+                                                                     static_cast<I>(cols), *norm, n, typed_col);
+          else
+            im2col_band_kernel<false, I, T><<<grid, kThreads, 0, s>>>(xn, Ci, H, W, k, stride, pad_t, pad_l,
+                                                                      static_cast<I>(Wo), oy0, Kdim,
+                                                                      static_cast<I>(cols), no_norm, n, typed_col);
         };
         if (!half)
           launch(static_cast<float*>(col));
@@ -385,6 +444,23 @@ void CudaBackend::conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64
                         operands);
     }
   }
+}
+
+void CudaBackend::group_norm_stats(const float* x, int64_t N, int64_t C, int64_t HW, int groups, float eps,
+                                   float* stats) {
+  if (N <= 0 || C <= 0 || HW <= 0 || groups <= 0 || C / groups == 0) return;
+  const int64_t cnt = C / groups * HW;
+  const bool vec = HW % 4 == 0 && aligned16(x);
+  const unsigned blocks = static_cast<unsigned>(N * groups);
+  const cudaStream_t s = stream();
+  with_index_type(cnt, [&](auto tag) {
+    using I = decltype(tag);
+    if (vec)
+      group_stats_kernel<true, I><<<blocks, kNormThreads, 0, s>>>(x, C, HW, groups, eps, stats);
+    else
+      group_stats_kernel<false, I><<<blocks, kNormThreads, 0, s>>>(x, C, HW, groups, eps, stats);
+  });
+  VARPS_CUDA_LAUNCHED("group_stats_kernel");
 }
 
 void CudaBackend::group_norm(const float* x, int64_t N, int64_t C, int64_t HW, int groups, const float* gamma,

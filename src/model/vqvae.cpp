@@ -160,39 +160,52 @@ int64_t Vqvae::decode_images_per_pass(int64_t S, int64_t images) const {
 }
 
 uint64_t Vqvae::decoder_map_bytes_per_image(int64_t S) const {
-  uint64_t widest = 0, scores = 0;
+  // A convolution holds its input and its output; a residual block's second
+  // one adds into the block's input (or its 1×1 shortcut's output, made
+  // while the first's output is alive); an attention block holds x, the
+  // norm then q/k/v, its output and the projection's, and the scores.
+  uint64_t peak = 0;
   for_each_decoder_layer(
       S, false,
       [&](const Conv2dWeights& c, int64_t side) {
-        widest = std::max(widest, static_cast<uint64_t>(std::max(c.ci, c.co) * side * side));
+        peak = std::max(peak, static_cast<uint64_t>((c.ci + c.co) * side * side));
       },
-      [&](int64_t, int64_t side) { scores = std::max(scores, static_cast<uint64_t>(side * side * side * side)); });
-  return (3 * widest + scores) * sizeof(float);
+      [&](int64_t channels, int64_t side) {
+        const uint64_t p = static_cast<uint64_t>(side * side);
+        peak = std::max(peak, 6 * static_cast<uint64_t>(channels) * p + p * p);
+      },
+      [&](const ResBlock& rb, int64_t side) {
+        if (rb.nin_shortcut.k)
+          peak = std::max(peak, static_cast<uint64_t>((rb.conv1.ci + 2 * rb.conv1.co) * side * side));
+      });
+  return (peak + 2 * kGroupNormGroups) * sizeof(float);  // and a norm's statistics
 }
 
 FeatureMap Vqvae::decode_pass(const FeatureMap& f_hat) const {
   FeatureMap h = conv(conv(f_hat, post_quant_conv_), dec_conv_in_);
-  h = res_block(h, dec_mid_1_);
+  h = res_block(std::move(h), dec_mid_1_);
   for (const auto& a : dec_mid_attn_) h = attn_block(h, a);
-  h = res_block(h, dec_mid_2_);
+  h = res_block(std::move(h), dec_mid_2_);
   for (int64_t lvl = static_cast<int64_t>(dec_up_.size()) - 1; lvl >= 0; --lvl) {
     h = run_level(std::move(h), dec_up_[lvl]);
     if (lvl != 0) {
       FeatureMap up = new_map(h.n, h.c, 2 * h.h, 2 * h.w);
       be_.upsample_nearest2x(h.data.data(), h.n * h.c, h.h, h.w, up.data.data());
+      h = FeatureMap{};  // before the convolution: two maps of the new width, not two and a quarter
       h = conv(up, dec_up_[lvl].resample);
     }
   }
-  group_norm_in_place(h, dec_norm_out_, true);
-  FeatureMap img = conv(h, dec_conv_out_);
+  FeatureMap img = normalized_conv(h, dec_norm_out_, dec_conv_out_);
   be_.clamp(img.data.data(), img.size(), -1.0f, 1.0f);
   return img;
 }
 
 void Vqvae::for_each_decoder_layer(int64_t S, bool with_phi,
                                    const std::function<void(const Conv2dWeights&, int64_t)>& on_conv,
-                                   const std::function<void(int64_t, int64_t)>& on_attention) const {
+                                   const std::function<void(int64_t, int64_t)>& on_attention,
+                                   const std::function<void(const ResBlock&, int64_t)>& on_res_block) const {
   auto res = [&](const ResBlock& rb, int64_t side) {
+    if (on_res_block) on_res_block(rb, side);
     on_conv(rb.conv1, side);
     on_conv(rb.conv2, side);
     if (rb.nin_shortcut.k) on_conv(rb.nin_shortcut, side);
@@ -248,10 +261,10 @@ FeatureMap Vqvae::encode(const FeatureMap& img) const {
     // Downsample: zero pad right and bottom by one, 3x3 conv, stride 2.
     if (lvl + 1 != enc_down_.size()) h = conv(h, enc_down_[lvl].resample, 2, 0, 0, 1, 1);
   }
-  h = res_block(h, enc_mid_1_);
+  h = res_block(std::move(h), enc_mid_1_);
   for (const auto& a : enc_mid_attn_) h = attn_block(h, a);
-  h = res_block(h, enc_mid_2_);
-  h = conv(group_norm(h, enc_norm_out_, true), enc_conv_out_);
+  h = res_block(std::move(h), enc_mid_2_);
+  h = normalized_conv(h, enc_norm_out_, enc_conv_out_);
   return conv(h, quant_conv_);
 }
 

@@ -77,11 +77,14 @@ class Vqvae {
   // within kDecoderPassBytes, at least one. Images are independent in the
   // decoder, so this bounds its memory without changing a pixel.
   int64_t decode_images_per_pass(int64_t S, int64_t images) const;
-  // The most bytes the decoder's maps of one S×S latent hold at once: three
-  // maps of the widest convolution side (a ResBlock's input, its first and
-  // its second convolution's outputs), and the largest attention's scores.
+  // The most bytes the decoder's maps of one S×S latent hold at once: a
+  // convolution's input and output (a residual block's norms are applied as
+  // its convolutions read, and its second convolution adds into the block's
+  // input), a 1×1 shortcut's output beside them, or an attention block's
+  // maps and scores.
   uint64_t decoder_map_bytes_per_image(int64_t S) const;
   static constexpr uint64_t kDecoderPassBytes = uint64_t{128} << 20;
+  static constexpr int kGroupNormGroups = 32;  // every GroupNorm of the tokenizer
   // quant_conv(encoder(img)): [N, 3, H, W] in [-1, 1] → [N, Cvae, h, w]
   FeatureMap encode(const FeatureMap& img) const;
 
@@ -110,11 +113,13 @@ class Vqvae {
   WorkspaceDemand decoder_conv_demand(int64_t S) const;
   // Every convolution of decode() of an S×S latent in the order they run
   // (after the residual path's Phi convolutions when `with_phi`), with the
-  // side of its square, stride-1 output; and each attention block's
-  // (channels, side) before its projection.
+  // side of its square, stride-1 output; each attention block's (channels,
+  // side) before its projection; and each residual block before its
+  // convolutions.
   void for_each_decoder_layer(int64_t S, bool with_phi,
                               const std::function<void(const Conv2dWeights&, int64_t side)>& on_conv,
-                              const std::function<void(int64_t channels, int64_t side)>& on_attention) const;
+                              const std::function<void(int64_t channels, int64_t side)>& on_attention,
+                              const std::function<void(const ResBlock&, int64_t side)>& on_res_block = {}) const;
 
   FeatureMap new_map(int64_t n, int64_t c, int64_t h, int64_t w) const;  // contents undefined
   FeatureMap zero_map(int64_t n, int64_t c, int64_t h, int64_t w) const;
@@ -125,9 +130,14 @@ class Vqvae {
   // A stride-1, same-size convolution into y, which has its shape.
   void conv_into(const FeatureMap& x, const Conv2dWeights& cw, const FeatureMap& y) const;
   FeatureMap group_norm(const FeatureMap& x, const GroupNormWeights& gn, bool then_silu) const;
-  void group_norm_in_place(FeatureMap& x, const GroupNormWeights& gn, bool then_silu) const;
+  // conv(SiLU(GN(x))) of a same-size convolution, the norm applied as the
+  // convolution reads x; into *add_to (out += ...) when given, else a new map.
+  FeatureMap normalized_conv(const FeatureMap& x, const GroupNormWeights& gn, const Conv2dWeights& cw,
+                             FeatureMap* add_to = nullptr) const;
   FeatureMap decode_pass(const FeatureMap& f_hat) const;
-  FeatureMap res_block(const FeatureMap& x, const ResBlock& rb) const;
+  // Consumes x: without a shortcut convolution the block's output is x's
+  // memory, so a caller passes a map it no longer needs (std::move).
+  FeatureMap res_block(FeatureMap x, const ResBlock& rb) const;
   FeatureMap attn_block(const FeatureMap& x, const AttnBlock& ab) const;
   FeatureMap run_level(FeatureMap h, const ResLevel& level) const;
   // h = (1 − r)·h + r·Phi(h), Phi's output in `conv_out`.

@@ -7,7 +7,7 @@
 namespace varps {
 
 namespace {
-constexpr int kGroups = 32;
+constexpr int kGroups = Vqvae::kGroupNormGroups;
 constexpr float kGroupNormEps = 1e-6f;
 }  // namespace
 
@@ -51,24 +51,28 @@ FeatureMap Vqvae::group_norm(const FeatureMap& x, const GroupNormWeights& gn, bo
   return y;
 }
 
-void Vqvae::group_norm_in_place(FeatureMap& x, const GroupNormWeights& gn, bool then_silu) const {
-  be_.group_norm(x.data.data(), x.n, x.c, x.h * x.w, kGroups, gn.gamma.data(), gn.beta.data(), kGroupNormEps,
-                 then_silu, x.data.data());
+FeatureMap Vqvae::normalized_conv(const FeatureMap& x, const GroupNormWeights& gn, const Conv2dWeights& cw,
+                                   FeatureMap* add_to) const {
+  Array<float> stats = be_.alloc(static_cast<size_t>(x.n * kGroups * 2));
+  be_.group_norm_stats(x.data.data(), x.n, x.c, x.h * x.w, kGroups, kGroupNormEps, stats.data());
+  FeatureMap y = add_to ? *add_to : new_map(x.n, cw.co, x.h, x.w);
+  VARPS_CHECK(y.n == x.n && y.c == cw.co && y.h == x.h && y.w == x.w, "normalized conv output shape");
+  const NormOnRead norm{stats.data(), gn.gamma.data(), gn.beta.data(), kGroups, true};
+  be_.normalized_conv2d(x.data.data(), x.n, x.c, x.h, x.w, norm, cw.w.data(), cw.b.data(), cw.co, cw.k,
+                        add_to != nullptr, y.data.data());
+  return y;
 }
 
-// x' = conv2(SiLU(GN2(conv1(SiLU(GN1(x)))))) + shortcut(x). GN2 runs in
-// place, so at most three maps are alive at once (x, conv1's, conv2's).
-FeatureMap Vqvae::res_block(const FeatureMap& x, const ResBlock& rb) const {
-  FeatureMap h = conv(group_norm(x, rb.norm1, true), rb.conv1);
-  group_norm_in_place(h, rb.norm2, true);
-  h = conv(h, rb.conv2);
-  if (rb.nin_shortcut.k) {
-    const FeatureMap s = conv(x, rb.nin_shortcut);
-    be_.add_inplace(h.data.data(), s.data.data(), h.size());
-  } else {
-    be_.add_inplace(h.data.data(), x.data.data(), h.size());
-  }
-  return h;
+// x' = conv2(SiLU(GN2(h))) + shortcut(x) with h = conv1(SiLU(GN1(x))). The
+// norms are applied as the convolutions read, and conv2 adds into the
+// shortcut, which is x itself when the channels agree: two maps of the
+// block's width are alive at once (and a 1×1 shortcut's output beside them).
+FeatureMap Vqvae::res_block(FeatureMap x, const ResBlock& rb) const {
+  const FeatureMap h = normalized_conv(x, rb.norm1, rb.conv1);
+  FeatureMap out = rb.nin_shortcut.k ? conv(x, rb.nin_shortcut) : std::move(x);
+  x = FeatureMap{};
+  normalized_conv(h, rb.norm2, rb.conv2, &out);
+  return out;
 }
 
 // Single-head attention over the H·W positions, scale C^-1/2, then + x.
@@ -95,7 +99,7 @@ FeatureMap Vqvae::attn_block(const FeatureMap& x, const AttnBlock& ab) const {
 
 FeatureMap Vqvae::run_level(FeatureMap h, const ResLevel& level) const {
   for (size_t i = 0; i < level.block.size(); ++i) {
-    h = res_block(h, level.block[i]);
+    h = res_block(std::move(h), level.block[i]);
     if (!level.attn.empty()) h = attn_block(h, level.attn[i]);
   }
   return h;

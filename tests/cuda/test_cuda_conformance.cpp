@@ -564,6 +564,38 @@ TEST_F(CudaConformance, GroupNorm) {
   }
 }
 
+// The decoder's GroupNorm + SiLU + convolution with the norm applied as the
+// im2col band is built, written or added into the output.
+TEST_F(CudaConformance, NormalizedConvolution) {
+  struct Conv {
+    int64_t N, Ci, H, W, Co;
+    int k, groups;
+    bool add_to_out;
+  };
+  for (const Conv& c : {Conv{2, 4, 7, 5, 3, 3, 2, false}, Conv{1, 6, 9, 9, 6, 3, 3, true}, Conv{2, 8, 4, 3, 5, 1, 4, true},
+                       Conv{1, 32, 17, 33, 16, 3, 32, true}}) {
+    SCOPED_TRACE("Ci " + std::to_string(c.Ci) + " k " + std::to_string(c.k) + " add " + std::to_string(c.add_to_out));
+    const int64_t HW = c.H * c.W;
+    Both x = both(random_vector(c.N * c.Ci * HW, 40, 3.0f)), g = both(random_vector(c.Ci, 41)),
+         b = both(random_vector(c.Ci, 42));
+    Both w = both(random_vector(c.Co * c.Ci * c.k * c.k, 43, 0.2f)), bias = both(random_vector(c.Co, 44));
+    Both stats = output(c.N * c.groups * 2);
+    cpu_->group_norm_stats(x.cpu.data(), c.N, c.Ci, HW, c.groups, 1e-6f, stats.cpu.data());
+    gpu_->group_norm_stats(x.gpu.data(), c.N, c.Ci, HW, c.groups, 1e-6f, stats.gpu.data());
+    EXPECT_CLOSE(gpu_result(stats), cpu_result(stats), fp32_tol(c.Ci / c.groups * HW));
+    // The same statistics on both sides, so the convolution is compared alone.
+    Both same = copy_of(stats);
+    Both out = c.add_to_out ? both(random_vector(c.N * c.Co * HW, 45)) : output(c.N * c.Co * HW);
+    const NormOnRead cn{same.cpu.data(), g.cpu.data(), b.cpu.data(), static_cast<int>(c.groups), true};
+    const NormOnRead gn{same.gpu.data(), g.gpu.data(), b.gpu.data(), static_cast<int>(c.groups), true};
+    cpu_->normalized_conv2d(x.cpu.data(), c.N, c.Ci, c.H, c.W, cn, w.cpu.data(), bias.cpu.data(), c.Co, c.k,
+                            c.add_to_out, out.cpu.data());
+    gpu_->normalized_conv2d(x.gpu.data(), c.N, c.Ci, c.H, c.W, gn, w.gpu.data(), bias.gpu.data(), c.Co, c.k,
+                            c.add_to_out, out.gpu.data());
+    EXPECT_CLOSE(gpu_result(out), cpu_result(out), fp32_tol(c.Ci * c.k * c.k));
+  }
+}
+
 TEST_F(CudaConformance, Resampling) {
   const int64_t NC = 6;
   Both small = both(random_vector(NC * 3 * 5, 34));
