@@ -326,8 +326,11 @@ MemoryPlan Pipeline::plan_memory(const std::vector<ImageRequest>& requests, Sche
   uint64_t all_tokens = 0;  // every scale's token map stays until the end
   for (int pn : cfg.patch_nums) all_tokens += static_cast<uint64_t>(pn) * static_cast<uint64_t>(pn);
   const uint64_t residual = B * cfg.cvae * S * S * f + vae.residual_map_bytes(B, static_cast<int64_t>(S));  // f_hat too
-  plan.activations = transformer + decoder + workspace + residual + B * all_tokens * sizeof(int32_t) +
-                     B * sizeof(SampleJob);
+  // The two small arrays in 256-byte granules, the coarsest any backend
+  // allocates in; the large ones are multiples of it.
+  const auto granules = [](uint64_t bytes) { return (bytes + 255) / 256 * 256; };
+  plan.activations = transformer + decoder + workspace + residual + granules(B * all_tokens * sizeof(int32_t)) +
+                     granules(B * sizeof(SampleJob));
   return plan;
 }
 
