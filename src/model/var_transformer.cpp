@@ -87,7 +87,9 @@ size_t VarTransformer::kv_cache_elements(const VarConfig& c, int64_t rows) {
 size_t VarTransformer::workspace_floats(const VarConfig& c, int64_t rows) {
   const int64_t n = rows * c.max_scale_tokens();
   const int64_t per_token = 7 * c.embed_dim + c.mlp_hidden;       // ln, qkv, q, attn, proj; hidden
-  const int64_t per_row = (1 + 6 * c.depth + 2) * c.embed_dim;  // cond; every block's and the head's modulation
+  // cond and SiLU(cond); the shared modulation; every block's and the
+  // head's; the class (an int32, as large as a float)
+  const int64_t per_row = (2 + (c.shared_aln ? 6 : 0) + 6 * c.depth + 2) * c.embed_dim + 1;
   return static_cast<size_t>(n * per_token + rows * per_row);
 }
 
@@ -104,7 +106,10 @@ VarSession VarTransformer::new_session(int64_t image_rows, const StreamAdapter* 
   s.image_rows = N;
   s.streams = P;
   s.adapter = adapter;
+  s.class_ids = be_.alloc_i32(static_cast<size_t>(R));
   s.cond = be_.alloc(static_cast<size_t>(R * C));
+  s.cond_act = be_.alloc(static_cast<size_t>(R * C));
+  if (cfg_.shared_aln) s.shared_mod = be_.alloc(static_cast<size_t>(R * 6 * C));
   for (size_t i = 0; i < blocks_.size(); ++i) s.block_mod.push_back(be_.alloc(static_cast<size_t>(R * 6 * C)));
   s.head_mod = be_.alloc(static_cast<size_t>(R * 2 * C));
   const size_t cache = static_cast<size_t>(R * cfg_.total_tokens() * C);
@@ -143,17 +148,14 @@ void VarTransformer::begin(VarSession& s, const std::vector<int32_t>& image_row_
   std::vector<int32_t> row_classes;  // stream-major: row p·N + j is image row j
   for (int64_t p = 0; p < s.streams; ++p)
     row_classes.insert(row_classes.end(), image_row_classes.begin(), image_row_classes.end());
-  Array<int32_t> ids = be_.alloc_i32(row_classes.size());
-  be_.upload_into_i32(row_classes.data(), row_classes.size(), ids.data());
-  be_.gather_rows(class_emb_.data(), C, ids.data(), R, s.cond.data());
+  be_.upload_into_i32(row_classes.data(), row_classes.size(), s.class_ids.data());
+  be_.gather_rows(class_emb_.data(), C, s.class_ids.data(), R, s.cond.data());
 
-  Array<float> act = be_.alloc(static_cast<size_t>(R * C));
+  const Array<float>& act = s.cond_act;
   be_.silu(s.cond.data(), static_cast<size_t>(R * C), act.data());
-  Array<float> shared;
-  if (cfg_.shared_aln) {
-    shared = be_.alloc(static_cast<size_t>(R * 6 * C));
+  const Array<float>& shared = s.shared_mod;
+  if (cfg_.shared_aln)
     be_.linear(act.data(), R, C, shared_ada_w_.data(), shared_ada_b_.data(), 6 * C, shared.data());
-  }
   for (size_t i = 0; i < blocks_.size(); ++i) {
     const VarBlock& b = blocks_[i];
     float* mod = s.block_mod[i].data();

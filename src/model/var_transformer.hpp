@@ -36,7 +36,10 @@ struct VarSession {
   int64_t image_rows = 0;  // N
   int64_t streams = 1;     // P
   const StreamAdapter* adapter = nullptr;
+  Array<int32_t> class_ids;             // [R]
   Array<float> cond;                    // [R, C] class embeddings
+  Array<float> cond_act;                // [R, C] SiLU(cond)
+  Array<float> shared_mod;              // [R, 6C] with shared AdaLN: the modulation before each block's gss
   std::vector<Array<float>> block_mod;  // per block [R, 6C]: gamma1, gamma2, scale1, scale2, shift1, shift2
   Array<float> head_mod;                // [R, 2C]: scale, shift
   // per block [R, H, L, hd], stored as the backend chooses (alloc_kv_cache)
