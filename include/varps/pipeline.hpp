@@ -55,7 +55,8 @@ struct EngineCounters {
   std::vector<int64_t> passes_per_scale;  // backbone passes run at each scale
   std::vector<int64_t> rows_per_scale;    // rows through the backbone at each scale, summed over passes
   // Steps launched from a recording (a CUDA graph): three per scale
-  // (transformer, sampling, residual) once a shape has been recorded.
+  // (transformer, sampling, residual) and one per decoder pass, once a
+  // shape has been recorded.
   int64_t replayed_steps = 0;
 };
 

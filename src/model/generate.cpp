@@ -114,6 +114,14 @@ std::unique_ptr<GenerationState> new_state(const Pipeline::Impl& impl, const Gen
   return st;
 }
 
+DecoderState new_decoder_state(const Vqvae& vae, const FeatureMap& f_hat) {
+  const int64_t per_pass = vae.decode_images_per_pass(f_hat.h, f_hat.n);
+  DecoderState d{vae.new_decoder_arena(f_hat.h, per_pass), vae.new_image_map(f_hat), {}, {}};
+  d.passes = Vqvae::decoder_passes(f_hat, d.images, per_pass);
+  d.steps.resize(d.passes.size());
+  return d;
+}
+
 GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<ImageRequest>& requests,
                                  const GenerateOptions& opts) {
   Backend& be = *impl.backend;
@@ -155,9 +163,9 @@ GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<I
   out.tokens.assign(static_cast<size_t>(B), TokenMaps(static_cast<size_t>(K)));
   clock.lap(StageClock::Stage::Setup);
 
-  // Each scale runs three steps on the state's arrays, with the same shapes
-  // and arguments for every request of this shape, so the backend may
-  // replay recordings of them; the request's own values (classes, sampling
+  // Each scale runs three steps, and each decoder pass one, on the state's
+  // arrays, with the same shapes and arguments for every request of this
+  // shape, so the backend may replay recordings of them; the request's own values (classes, sampling
   // parameters) are in those arrays. Inspection and teacher forcing move
   // data to and from the host in the middle of sampling, so that step then
   // runs as it is.
@@ -232,7 +240,11 @@ GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<I
   if (opts.keep_f_hat) out.f_hat = impl.download_map(f_hat);
   out.count = B;
   if (opts.decode) {
-    FeatureMap img = vae.decode(f_hat);
+    if (!state->decoder) state->decoder = new_decoder_state(vae, f_hat);
+    DecoderState& dec = *state->decoder;
+    for (size_t p = 0; p < dec.passes.size(); ++p)
+      run_step(dec.steps[p], [&] { vae.decode_pass(dec.passes[p].f_hat, dec.arena, dec.passes[p].img); });
+    const FeatureMap& img = dec.images;
     // [-1, 1] → [0, 1]
     out.height = img.h;
     out.width = img.w;
@@ -313,11 +325,11 @@ MemoryPlan Pipeline::plan_memory(const std::vector<ImageRequest>& requests, Sche
                          + (R * cfg.embed_dim + N * cfg.vocab_size) * l * f  // x, logits
                          + B * l * (cfg.vocab_size + cfg.cvae) * f;          // guided logits, next input
   if (impl_->adapter) transformer += VarTransformer::aggregation_floats(cfg, N, P) * f;
-  // The decoder's maps for the images it runs together, and the images.
+  // The decoder's arena for the images it runs together, and the images.
   const Vqvae& vae = *impl_->vae;
-  const uint64_t decoder = vae.decoder_map_bytes_per_image(static_cast<int64_t>(S)) *
-                               static_cast<uint64_t>(vae.decode_images_per_pass(static_cast<int64_t>(S), B)) +
-                           B * 3 * side * side * f;
+  const uint64_t decoder =
+      vae.decoder_arena_bytes(static_cast<int64_t>(S), vae.decode_images_per_pass(static_cast<int64_t>(S), B)) +
+      B * 3 * side * side * f;
   // The backend's own memory: product workspaces, im2col bands, conversions.
   WorkspaceDemand demand = vae.decoder_conv_demand(static_cast<int64_t>(S));
   demand.linear_input = R * l * static_cast<uint64_t>(std::max(cfg.embed_dim, cfg.mlp_hidden));

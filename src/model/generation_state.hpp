@@ -2,10 +2,12 @@
 // What a request of one shape holds on the backend, allocated once and reused
 // by the next request of the same shape (issue 4: static memory): the
 // transformer session (KV cache, activations), the input, logits and token
-// maps, the sampling parameters, f_hat and the residual path's maps, and the
-// backend's recordings of each scale's steps, which bake in those arrays'
-// addresses (and the shape) and so live and die with them.
+// maps, the sampling parameters, f_hat and the residual path's maps, the
+// decoder's arena and images, and the backend's recordings of each scale's
+// steps and each decoder pass, which bake in those arrays' addresses (and
+// the shape) and so live and die with them.
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "backend.hpp"
@@ -31,6 +33,15 @@ struct ScaleSteps {
   std::unique_ptr<StepRecording> residual;     // f_hat += Phi(up(tokens)), and the next scale's input
 };
 
+// The decoder's memory for a request's images, and a recording of each of
+// its passes.
+struct DecoderState {
+  MapArena arena;
+  FeatureMap images;  // [B, 3, H, W]
+  std::vector<Vqvae::DecoderPass> passes;
+  std::vector<std::unique_ptr<StepRecording>> steps;  // per pass
+};
+
 struct GenerationState {
   GenerationShape shape;
   VarSession session;
@@ -44,6 +55,7 @@ struct GenerationState {
   FeatureMap f_hat;
   ResidualMaps residual;
   std::vector<ScaleSteps> steps;  // per scale
+  std::optional<DecoderState> decoder;  // from the first request of this shape that decodes
 };
 
 }  // namespace varps

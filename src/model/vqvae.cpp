@@ -139,19 +139,28 @@ FeatureMap Vqvae::decode(const FeatureMap& f_hat) const {
 
 FeatureMap Vqvae::decode(const FeatureMap& f_hat, int64_t per_pass) const {
   if (per_pass < 1) throw Error("decoder passes need at least one image, got " + std::to_string(per_pass));
-  if (per_pass >= f_hat.n) return decode_pass(f_hat);
-  const size_t latent = static_cast<size_t>(f_hat.c * f_hat.h * f_hat.w);
-  FeatureMap img;
+  MapArena arena = new_decoder_arena(f_hat.h, std::min(per_pass, f_hat.n));
+  const FeatureMap img = new_image_map(f_hat);
+  for (const DecoderPass& pass : decoder_passes(f_hat, img, per_pass)) decode_pass(pass.f_hat, arena, pass.img);
+  return img;
+}
+
+std::vector<Vqvae::DecoderPass> Vqvae::decoder_passes(const FeatureMap& f_hat, const FeatureMap& img,
+                                                      int64_t per_pass) {
+  const auto part = [](const FeatureMap& m, int64_t first, int64_t n) {
+    const size_t one = static_cast<size_t>(m.c * m.h * m.w);
+    return FeatureMap{m.data.slice(static_cast<size_t>(first) * one, static_cast<size_t>(n) * one), n, m.c, m.h, m.w};
+  };
+  std::vector<DecoderPass> passes;
   for (int64_t first = 0; first < f_hat.n; first += per_pass) {
     const int64_t n = std::min(per_pass, f_hat.n - first);
-    const FeatureMap part{f_hat.data.slice(static_cast<size_t>(first) * latent, static_cast<size_t>(n) * latent), n,
-                          f_hat.c, f_hat.h, f_hat.w};
-    const FeatureMap out = decode_pass(part);
-    if (first == 0) img = new_map(f_hat.n, out.c, out.h, out.w);
-    const size_t image = static_cast<size_t>(out.c * out.h * out.w);
-    be_.copy(out.data.data(), out.size(), img.data.data() + static_cast<size_t>(first) * image);
+    passes.push_back({part(f_hat, first, n), part(img, first, n)});
   }
-  return img;
+  return passes;
+}
+
+FeatureMap Vqvae::new_image_map(const FeatureMap& f_hat) const {
+  return new_map(f_hat.n, 3, f_hat.h * cfg_.downsample(), f_hat.w * cfg_.downsample());
 }
 
 int64_t Vqvae::decode_images_per_pass(int64_t S, int64_t images) const {
@@ -160,6 +169,10 @@ int64_t Vqvae::decode_images_per_pass(int64_t S, int64_t images) const {
 }
 
 uint64_t Vqvae::decoder_map_bytes_per_image(int64_t S) const {
+  return (decoder_map_floats_per_image(S) + kNormStatsFloats) * sizeof(float);
+}
+
+uint64_t Vqvae::decoder_map_floats_per_image(int64_t S) const {
   // A convolution holds its input and its output; a residual block's second
   // one adds into the block's input (or its 1×1 shortcut's output, made
   // while the first's output is alive); an attention block holds x, the
@@ -178,26 +191,45 @@ uint64_t Vqvae::decoder_map_bytes_per_image(int64_t S) const {
         if (rb.nin_shortcut.k)
           peak = std::max(peak, static_cast<uint64_t>((rb.conv1.ci + 2 * rb.conv1.co) * side * side));
       });
-  return (peak + 2 * kGroupNormGroups) * sizeof(float);  // and a norm's statistics
+  return peak;
 }
 
-FeatureMap Vqvae::decode_pass(const FeatureMap& f_hat) const {
-  FeatureMap h = conv(conv(f_hat, post_quant_conv_), dec_conv_in_);
-  h = res_block(std::move(h), dec_mid_1_);
-  for (const auto& a : dec_mid_attn_) h = attn_block(h, a);
-  h = res_block(std::move(h), dec_mid_2_);
+MapArena Vqvae::new_decoder_arena(int64_t S, int64_t images) const {
+  const uint64_t n = static_cast<uint64_t>(std::max<int64_t>(images, 1));
+  return MapArena(be_, decoder_map_floats_per_image(S) * n, kDecoderMapsAlive, kNormStatsFloats * n);
+}
+
+uint64_t Vqvae::decoder_arena_bytes(int64_t S, int64_t images) const {
+  const uint64_t n = static_cast<uint64_t>(std::max<int64_t>(images, 1));
+  return MapArena::buffer_floats(decoder_map_floats_per_image(S) * n, kDecoderMapsAlive, kNormStatsFloats * n) *
+         sizeof(float);
+}
+
+// Each layer's output goes to the end of the arena opposite its input; the
+// maps a layer holds beside its input are in res_block and attn_block.
+void Vqvae::decode_pass(const FeatureMap& f_hat, MapArena& arena, const FeatureMap& img) const {
+  VARPS_CHECK(img.n == f_hat.n && img.c == 3 && img.h == f_hat.h * cfg_.downsample() &&
+                  img.w == f_hat.w * cfg_.downsample(),
+              "decoder pass image shape");
+  FeatureMap h;
+  {
+    const FeatureMap q = conv(f_hat, post_quant_conv_, arena);
+    h = conv(q, dec_conv_in_, arena);
+  }
+  h = res_block(std::move(h), dec_mid_1_, arena);
+  for (const auto& a : dec_mid_attn_) h = attn_block(h, a, arena);
+  h = res_block(std::move(h), dec_mid_2_, arena);
   for (int64_t lvl = static_cast<int64_t>(dec_up_.size()) - 1; lvl >= 0; --lvl) {
-    h = run_level(std::move(h), dec_up_[lvl]);
+    h = run_level(std::move(h), dec_up_[lvl], arena);
     if (lvl != 0) {
-      FeatureMap up = new_map(h.n, h.c, 2 * h.h, 2 * h.w);
+      const FeatureMap up = arena.opposite(h, h.n, h.c, 2 * h.h, 2 * h.w);
       be_.upsample_nearest2x(h.data.data(), h.n * h.c, h.h, h.w, up.data.data());
-      h = FeatureMap{};  // before the convolution: two maps of the new width, not two and a quarter
-      h = conv(up, dec_up_[lvl].resample);
+      h = FeatureMap{};  // before the convolution: its output takes h's end
+      h = conv(up, dec_up_[lvl].resample, arena);
     }
   }
-  FeatureMap img = normalized_conv(h, dec_norm_out_, dec_conv_out_);
+  normalized_conv(h, dec_norm_out_, dec_conv_out_, img, false, arena);
   be_.clamp(img.data.data(), img.size(), -1.0f, 1.0f);
-  return img;
 }
 
 void Vqvae::for_each_decoder_layer(int64_t S, bool with_phi,
@@ -255,17 +287,19 @@ FeatureMap Vqvae::encode(const FeatureMap& img) const {
   if (!cfg_.has_encoder()) throw Error("this VQVAE checkpoint has no encoder");
   if (!encoder_loaded_)
     throw Error("this pipeline was built without the VQVAE encoder (PipelineOptions::vae_encoder = false)");
-  FeatureMap h = conv(img, enc_conv_in_);
+  HeapMaps maps(be_);
+  FeatureMap h = conv(img, enc_conv_in_, maps);
   for (size_t lvl = 0; lvl < enc_down_.size(); ++lvl) {
-    h = run_level(std::move(h), enc_down_[lvl]);
+    h = run_level(std::move(h), enc_down_[lvl], maps);
     // Downsample: zero pad right and bottom by one, 3x3 conv, stride 2.
-    if (lvl + 1 != enc_down_.size()) h = conv(h, enc_down_[lvl].resample, 2, 0, 0, 1, 1);
+    if (lvl + 1 != enc_down_.size()) h = conv(h, enc_down_[lvl].resample, maps, 2, 0, 0, 1, 1);
   }
-  h = res_block(std::move(h), enc_mid_1_);
-  for (const auto& a : enc_mid_attn_) h = attn_block(h, a);
-  h = res_block(std::move(h), enc_mid_2_);
-  h = normalized_conv(h, enc_norm_out_, enc_conv_out_);
-  return conv(h, quant_conv_);
+  h = res_block(std::move(h), enc_mid_1_, maps);
+  for (const auto& a : enc_mid_attn_) h = attn_block(h, a, maps);
+  h = res_block(std::move(h), enc_mid_2_, maps);
+  const FeatureMap z = maps.opposite(h, h.n, enc_conv_out_.co, h.h, h.w);
+  normalized_conv(h, enc_norm_out_, enc_conv_out_, z, false, maps);
+  return conv(z, quant_conv_, maps);
 }
 
 }  // namespace varps

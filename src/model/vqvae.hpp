@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "backend.hpp"
+#include "model/feature_map.hpp"
+#include "model/map_arena.hpp"
 #include "model/weights.hpp"
 #include "varps/config.hpp"
 
@@ -38,13 +40,6 @@ struct ResLevel {
   std::vector<ResBlock> block;
   std::vector<AttnBlock> attn;  // empty, or one after each block
   Conv2dWeights resample;       // upsample/downsample conv; k == 0 when absent
-};
-
-// A feature map in backend memory: [N, C, H, W].
-struct FeatureMap {
-  Array<float> data;
-  int64_t n = 0, c = 0, h = 0, w = 0;
-  size_t size() const { return static_cast<size_t>(n * c * h * w); }
 };
 
 // The residual path's maps for N images of an S×S latent, allocated once
@@ -81,10 +76,29 @@ class Vqvae {
   // convolution's input and output (a residual block's norms are applied as
   // its convolutions read, and its second convolution adds into the block's
   // input), a 1×1 shortcut's output beside them, or an attention block's
-  // maps and scores.
+  // maps and scores; and a norm's statistics.
   uint64_t decoder_map_bytes_per_image(int64_t S) const;
   static constexpr uint64_t kDecoderPassBytes = uint64_t{128} << 20;
   static constexpr int kGroupNormGroups = 32;  // every GroupNorm of the tokenizer
+
+  // The decoder's own memory for passes of up to `images` images of an S×S
+  // latent (decoder_map_bytes_per_image each, and the arena's padding):
+  // allocated once, every pass's maps lie in it.
+  MapArena new_decoder_arena(int64_t S, int64_t images) const;
+  uint64_t decoder_arena_bytes(int64_t S, int64_t images) const;
+  // One pass: img[n, 3, H, W] = the decoder of f_hat[n, Cvae, S, S] (n up
+  // to the arena's images), every map in `arena`. It allocates nothing, so
+  // a backend may record it.
+  void decode_pass(const FeatureMap& f_hat, MapArena& arena, const FeatureMap& img) const;
+  // The latents and images of each pass of decode(f_hat, images_per_pass),
+  // as parts of f_hat and img.
+  struct DecoderPass {
+    FeatureMap f_hat, img;
+  };
+  static std::vector<DecoderPass> decoder_passes(const FeatureMap& f_hat, const FeatureMap& img,
+                                                 int64_t images_per_pass);
+  // [n, 3, H, W] for the images of f_hat[n, Cvae, S, S].
+  FeatureMap new_image_map(const FeatureMap& f_hat) const;
   // quant_conv(encoder(img)): [N, 3, H, W] in [-1, 1] → [N, Cvae, h, w]
   FeatureMap encode(const FeatureMap& img) const;
 
@@ -125,21 +139,28 @@ class Vqvae {
   FeatureMap zero_map(int64_t n, int64_t c, int64_t h, int64_t w) const;
 
  private:
-  FeatureMap conv(const FeatureMap& x, const Conv2dWeights& cw, int stride = 1, int pad_t = -1, int pad_l = -1,
-                  int pad_b = -1, int pad_r = -1) const;
+  // The layers take their maps from `maps`, each placed so that it does
+  // not disturb the maps it must live with (MapStore).
+  // A convolution of x into a map opposite x.
+  FeatureMap conv(const FeatureMap& x, const Conv2dWeights& cw, MapStore& maps, int stride = 1, int pad_t = -1,
+                  int pad_l = -1, int pad_b = -1, int pad_r = -1) const;
   // A stride-1, same-size convolution into y, which has its shape.
   void conv_into(const FeatureMap& x, const Conv2dWeights& cw, const FeatureMap& y) const;
-  FeatureMap group_norm(const FeatureMap& x, const GroupNormWeights& gn, bool then_silu) const;
-  // conv(SiLU(GN(x))) of a same-size convolution, the norm applied as the
-  // convolution reads x; into *add_to (out += ...) when given, else a new map.
-  FeatureMap normalized_conv(const FeatureMap& x, const GroupNormWeights& gn, const Conv2dWeights& cw,
-                             FeatureMap* add_to = nullptr) const;
-  FeatureMap decode_pass(const FeatureMap& f_hat) const;
+  // y = conv(SiLU(GN(x))) of a same-size convolution (y += ... with
+  // `add`), the norm applied as the convolution reads x.
+  void normalized_conv(const FeatureMap& x, const GroupNormWeights& gn, const Conv2dWeights& cw, const FeatureMap& y,
+                       bool add, MapStore& maps) const;
   // Consumes x: without a shortcut convolution the block's output is x's
   // memory, so a caller passes a map it no longer needs (std::move).
-  FeatureMap res_block(FeatureMap x, const ResBlock& rb) const;
-  FeatureMap attn_block(const FeatureMap& x, const AttnBlock& ab) const;
-  FeatureMap run_level(FeatureMap h, const ResLevel& level) const;
+  FeatureMap res_block(FeatureMap x, const ResBlock& rb, MapStore& maps) const;
+  FeatureMap attn_block(const FeatureMap& x, const AttnBlock& ab, MapStore& maps) const;
+  FeatureMap run_level(FeatureMap h, const ResLevel& level, MapStore& maps) const;
+  // Elements of decoder_map_bytes_per_image: the maps', and the statistics'.
+  uint64_t decoder_map_floats_per_image(int64_t S) const;
+  static constexpr uint64_t kNormStatsFloats = 2 * kGroupNormGroups;
+  // The most maps a decoder layer holds at once (an attention block: its
+  // input, q/k/v, its output before the projection, and one more).
+  static constexpr int kDecoderMapsAlive = 4;
   // h = (1 − r)·h + r·Phi(h), Phi's output in `conv_out`.
   void apply_phi(int phi, const FeatureMap& h, const FeatureMap& conv_out) const;
 

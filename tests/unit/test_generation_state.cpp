@@ -34,9 +34,9 @@ TEST(GenerationState, ARequestDoesNotDependOnThoseBeforeIt) {
 }
 
 // From the second request of a shape on, every scale's steps (transformer,
-// sampling, residual) run under the rules of a recording, which the CPU
-// enforces (RecordedSteps): none allocates, transfers or synchronises, so on
-// CUDA each can be captured as a graph. Guided and unguided images, filters
+// sampling, residual) and every decoder pass run under the rules of a
+// recording, which the CPU enforces (RecordedSteps): none allocates,
+// transfers or synchronises, so on CUDA each can be captured as a graph. Guided and unguided images, filters
 // on and off, with a ParScale adapter and without.
 TEST(GenerationState, EveryScaleStepKeepsTheRulesOfARecording) {
   const std::vector<ImageRequest> mixed = {{3, 11, SamplingParams{2.0, 20, 0.9}},
