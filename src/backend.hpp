@@ -29,6 +29,12 @@ class Array {
   bool empty() const { return n_ == 0; }
   // Elements [offset, offset + n) as a handle that keeps the whole array alive.
   Array slice(size_t offset, size_t n) const { return Array(std::shared_ptr<T>(p_, p_.get() + offset), n); }
+  // The same of an array whose elements are stored `element_bytes` wide (an
+  // opaque handle such as a KV cache).
+  Array slice_stored(size_t offset, size_t n, size_t element_bytes) const {
+    T* p = reinterpret_cast<T*>(reinterpret_cast<char*>(p_.get()) + offset * element_bytes);
+    return Array(std::shared_ptr<T>(p_, p), n);
+  }
 
  private:
   std::shared_ptr<T> p_;

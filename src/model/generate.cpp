@@ -114,9 +114,13 @@ std::unique_ptr<GenerationState> new_state(const Pipeline::Impl& impl, const Gen
   return st;
 }
 
-DecoderState new_decoder_state(const Vqvae& vae, const FeatureMap& f_hat) {
+// The decoder runs after the last scale, when the KV cache is dead until the
+// next request's first scale rewrites it: its arena lies in the cache's
+// memory when that holds it (Vqvae::new_decoder_arena).
+DecoderState new_decoder_state(const Vqvae& vae, const FeatureMap& f_hat, const VarSession& session) {
   const int64_t per_pass = vae.decode_images_per_pass(f_hat.h, f_hat.n);
-  DecoderState d{vae.new_decoder_arena(f_hat.h, per_pass), vae.new_image_map(f_hat), {}, {}};
+  const Array<float> kv_memory = session.kv_memory.slice(0, session.kv_bytes / sizeof(float));
+  DecoderState d{vae.new_decoder_arena(f_hat.h, per_pass, kv_memory), vae.new_image_map(f_hat), {}, {}};
   d.passes = Vqvae::decoder_passes(f_hat, d.images, per_pass);
   d.steps.resize(d.passes.size());
   return d;
@@ -240,7 +244,7 @@ GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<I
   if (opts.keep_f_hat) out.f_hat = impl.download_map(f_hat);
   out.count = B;
   if (opts.decode) {
-    if (!state->decoder) state->decoder = new_decoder_state(vae, f_hat);
+    if (!state->decoder) state->decoder = new_decoder_state(vae, f_hat, session);
     DecoderState& dec = *state->decoder;
     for (size_t p = 0; p < dec.passes.size(); ++p)
       run_step(dec.steps[p], [&] { vae.decode_pass(dec.passes[p].f_hat, dec.arena, dec.passes[p].img); });
@@ -325,11 +329,12 @@ MemoryPlan Pipeline::plan_memory(const std::vector<ImageRequest>& requests, Sche
                          + (R * cfg.embed_dim + N * cfg.vocab_size) * l * f  // x, logits
                          + B * l * (cfg.vocab_size + cfg.cvae) * f;          // guided logits, next input
   if (impl_->adapter) transformer += VarTransformer::aggregation_floats(cfg, N, P) * f;
-  // The decoder's arena for the images it runs together, and the images.
+  // The decoder's arena for the images it runs together, unless it lies in
+  // the KV cache's memory (new_decoder_state), and the images.
   const Vqvae& vae = *impl_->vae;
-  const uint64_t decoder =
-      vae.decoder_arena_bytes(static_cast<int64_t>(S), vae.decode_images_per_pass(static_cast<int64_t>(S), B)) +
-      B * 3 * side * side * f;
+  const uint64_t arena =
+      vae.decoder_arena_bytes(static_cast<int64_t>(S), vae.decode_images_per_pass(static_cast<int64_t>(S), B));
+  const uint64_t decoder = (arena <= plan.kv_cache ? 0 : arena) + B * 3 * side * side * f;
   // The backend's own memory: product workspaces, im2col bands, conversions.
   WorkspaceDemand demand = vae.decoder_conv_demand(static_cast<int64_t>(S));
   demand.linear_input = R * l * static_cast<uint64_t>(std::max(cfg.embed_dim, cfg.mlp_hidden));

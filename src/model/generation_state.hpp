@@ -36,7 +36,7 @@ struct ScaleSteps {
 // The decoder's memory for a request's images, and a recording of each of
 // its passes.
 struct DecoderState {
-  MapArena arena;
+  MapArena arena;  // in the session's KV cache memory when that holds it
   FeatureMap images;  // [B, 3, H, W]
   std::vector<Vqvae::DecoderPass> passes;
   std::vector<std::unique_ptr<StepRecording>> steps;  // per pass

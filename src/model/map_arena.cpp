@@ -43,8 +43,13 @@ struct MapArena::Ledger {
 };
 
 MapArena::MapArena(Backend& be, size_t map_floats, int max_maps, size_t stats_floats)
-    : capacity_(buffer_floats(map_floats, max_maps, 0)), ledger_(std::make_shared<Ledger>()) {
-  buffer_ = be.alloc(buffer_floats(map_floats, max_maps, stats_floats));
+    : MapArena(be.alloc(buffer_floats(map_floats, max_maps, stats_floats)), map_floats, max_maps, stats_floats) {}
+
+MapArena::MapArena(Array<float> memory, size_t map_floats, int max_maps, size_t stats_floats)
+    : buffer_(std::move(memory)), capacity_(buffer_floats(map_floats, max_maps, 0)), ledger_(std::make_shared<Ledger>()) {
+  if (buffer_.size() < capacity_ + stats_floats)
+    throw Error("map arena: " + std::to_string(buffer_.size()) + " elements of memory for an arena of " +
+                std::to_string(capacity_ + stats_floats));
   stats_ = buffer_.slice(capacity_, stats_floats);
 }
 

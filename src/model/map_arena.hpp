@@ -18,6 +18,9 @@ class MapArena final : public MapStore {
   // Room for up to `max_maps` live maps of `map_floats` elements in all,
   // each padded to start on 256 bytes, and `stats_floats` of norm statistics.
   MapArena(Backend& be, size_t map_floats, int max_maps, size_t stats_floats);
+  // The same in `memory`, which holds at least buffer_floats() elements and
+  // which nothing else uses while the arena's maps live.
+  MapArena(Array<float> memory, size_t map_floats, int max_maps, size_t stats_floats);
   // Elements the buffer of such an arena holds.
   static size_t buffer_floats(size_t map_floats, int max_maps, size_t stats_floats);
 

@@ -112,10 +112,12 @@ VarSession VarTransformer::new_session(int64_t image_rows, const StreamAdapter* 
   if (cfg_.shared_aln) s.shared_mod = be_.alloc(static_cast<size_t>(R * 6 * C));
   for (size_t i = 0; i < blocks_.size(); ++i) s.block_mod.push_back(be_.alloc(static_cast<size_t>(R * 6 * C)));
   s.head_mod = be_.alloc(static_cast<size_t>(R * 2 * C));
-  const size_t cache = static_cast<size_t>(R * cfg_.total_tokens() * C);
-  for (int i = 0; i < cfg_.depth; ++i) {
-    s.k_cache.push_back(be_.alloc_kv_cache(cache));
-    s.v_cache.push_back(be_.alloc_kv_cache(cache));
+  const size_t cache = static_cast<size_t>(R * cfg_.total_tokens() * C), stored = be_.kv_element_bytes();
+  s.kv_memory = be_.alloc_kv_cache(kv_cache_elements(cfg_, R));
+  s.kv_bytes = kv_cache_elements(cfg_, R) * stored;
+  for (size_t i = 0; i < static_cast<size_t>(cfg_.depth); ++i) {
+    s.k_cache.push_back(s.kv_memory.slice_stored(2 * i * cache, cache, stored));
+    s.v_cache.push_back(s.kv_memory.slice_stored((2 * i + 1) * cache, cache, stored));
   }
   const size_t n = static_cast<size_t>(R * cfg_.max_scale_tokens());
   s.ln = be_.alloc(n * C);

@@ -42,8 +42,11 @@ struct VarSession {
   Array<float> shared_mod;              // [R, 6C] with shared AdaLN: the modulation before each block's gss
   std::vector<Array<float>> block_mod;  // per block [R, 6C]: gamma1, gamma2, scale1, scale2, shift1, shift2
   Array<float> head_mod;                // [R, 2C]: scale, shift
-  // per block [R, H, L, hd], stored as the backend chooses (alloc_kv_cache)
+  // per block [R, H, L, hd], stored as the backend chooses (alloc_kv_cache),
+  // all in one allocation of kv_bytes
   std::vector<Array<float>> k_cache, v_cache;
+  Array<float> kv_memory;
+  uint64_t kv_bytes = 0;
   Array<float> ln, qkv, q, attn, proj, hidden;  // workspace for the largest scale
   // ParScale aggregation workspace ([N·l, ·] at the largest scale).
   Array<float> agg_z, agg_hidden, agg_weights, agg_out;  // P·C, C, P, C per position

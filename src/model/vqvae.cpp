@@ -194,9 +194,12 @@ uint64_t Vqvae::decoder_map_floats_per_image(int64_t S) const {
   return peak;
 }
 
-MapArena Vqvae::new_decoder_arena(int64_t S, int64_t images) const {
+MapArena Vqvae::new_decoder_arena(int64_t S, int64_t images, const Array<float>& idle) const {
   const uint64_t n = static_cast<uint64_t>(std::max<int64_t>(images, 1));
-  return MapArena(be_, decoder_map_floats_per_image(S) * n, kDecoderMapsAlive, kNormStatsFloats * n);
+  const uint64_t maps = decoder_map_floats_per_image(S) * n, stats = kNormStatsFloats * n;
+  if (idle.size() * sizeof(float) >= decoder_arena_bytes(S, images))
+    return MapArena(idle, maps, kDecoderMapsAlive, stats);
+  return MapArena(be_, maps, kDecoderMapsAlive, stats);
 }
 
 uint64_t Vqvae::decoder_arena_bytes(int64_t S, int64_t images) const {

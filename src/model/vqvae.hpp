@@ -82,9 +82,11 @@ class Vqvae {
   static constexpr int kGroupNormGroups = 32;  // every GroupNorm of the tokenizer
 
   // The decoder's own memory for passes of up to `images` images of an S×S
-  // latent (decoder_map_bytes_per_image each, and the arena's padding):
-  // allocated once, every pass's maps lie in it.
-  MapArena new_decoder_arena(int64_t S, int64_t images) const;
+  // latent (decoder_map_bytes_per_image each, and the arena's padding),
+  // every pass's maps lie in it. It is `idle` when that holds
+  // decoder_arena_bytes (memory nothing else uses while the decoder runs),
+  // else allocated.
+  MapArena new_decoder_arena(int64_t S, int64_t images, const Array<float>& idle = {}) const;
   uint64_t decoder_arena_bytes(int64_t S, int64_t images) const;
   // One pass: img[n, 3, H, W] = the decoder of f_hat[n, Cvae, S, S] (n up
   // to the arena's images), every map in `arena`. It allocates nothing, so

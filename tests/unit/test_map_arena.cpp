@@ -65,5 +65,18 @@ TEST(MapArena, AReleasedMapFreesItsPlace) {
   EXPECT_EQ(t.arena.high_water(), 1152u);
 }
 
+// An arena may lie in memory that another use leaves idle (the decoder's in
+// the KV cache): its maps are placed there, and memory that is too small is
+// refused.
+TEST(MapArena, LiesInGivenMemory) {
+  std::unique_ptr<Backend> be = make_cpu_backend(1);
+  const Array<float> idle = be->alloc(MapArena::buffer_floats(1000, 2, 8) + 3);
+  MapArena arena(idle, 1000, 2, 8);
+  EXPECT_EQ(arena.opposite(FeatureMap{}, 1, 1, 1, 10).data.data(), idle.data());
+  EXPECT_EQ(arena.norm_stats(4, 1).data(), idle.data() + arena.capacity());
+  const Array<float> small = be->alloc(MapArena::buffer_floats(1000, 2, 8) - 1);
+  EXPECT_CONTAINS(test::error_of([&] { MapArena(small, 1000, 2, 8); }), "elements of memory for an arena of 1160");
+}
+
 }  // namespace
 }  // namespace varps

@@ -122,7 +122,10 @@ TEST(GenerationPipeline, HoldsNoEncoder) {
 
 // The arrays of a request (beside the weights) stay within the plan's KV
 // cache and activations less the backend's workspace (on the CPU an im2col
-// band, not an array), and reach at least 90 % of them.
+// band, not an array), and fall short of them by less than 1 KiB: the
+// padding of a few small arrays. So the plan neither leaves out nor
+// invents an array; the decoder's arena, which lies in the KV cache where
+// that holds it, included.
 TEST(MemoryPlan, BoundsTheArraysOfARequestTightly) {
   Pipeline pipe = Pipeline::from_preset("tiny", PipelineOptions{2});
   auto check = [&](const std::vector<ImageRequest>& req) {
@@ -134,7 +137,7 @@ TEST(MemoryPlan, BoundsTheArraysOfARequestTightly) {
     const uint64_t held = pipe.device_memory().peak - weights;
     const uint64_t planned = plan.kv_cache + plan.activations - plan.workspace;
     EXPECT_LE(held, planned);
-    EXPECT_GE(static_cast<double>(held), 0.9 * static_cast<double>(planned));
+    EXPECT_LT(planned - held, 1024u);
   };
   for (int P : {1, 4, 8}) {
     SCOPED_TRACE(P);
