@@ -84,13 +84,21 @@ size_t VarTransformer::kv_cache_elements(const VarConfig& c, int64_t rows) {
   return static_cast<size_t>(2 * c.depth * rows * c.total_tokens() * c.embed_dim);
 }
 
+size_t VarTransformer::q_offset(const VarConfig& c, size_t n) {
+  const size_t qkv = n * 3 * static_cast<size_t>(c.embed_dim);
+  return (qkv + 63) / 64 * 64;  // q on 256 bytes
+}
+
+size_t VarTransformer::block_work_floats(const VarConfig& c, size_t n) {
+  return std::max(q_offset(c, n) + n * static_cast<size_t>(c.embed_dim), n * static_cast<size_t>(c.mlp_hidden));
+}
+
 size_t VarTransformer::workspace_floats(const VarConfig& c, int64_t rows) {
-  const int64_t n = rows * c.max_scale_tokens();
-  const int64_t per_token = 7 * c.embed_dim + c.mlp_hidden;       // ln, qkv, q, attn, proj; hidden
+  const size_t n = static_cast<size_t>(rows * c.max_scale_tokens());
   // cond and SiLU(cond); the shared modulation; every block's and the
   // head's; the class (an int32, as large as a float)
   const int64_t per_row = (2 + (c.shared_aln ? 6 : 0) + 6 * c.depth + 2) * c.embed_dim + 1;
-  return static_cast<size_t>(n * per_token + rows * per_row);
+  return n * static_cast<size_t>(c.embed_dim) + block_work_floats(c, n) + static_cast<size_t>(rows * per_row);
 }
 
 size_t VarTransformer::aggregation_floats(const VarConfig& c, int64_t image_rows, int64_t streams) {
@@ -121,11 +129,12 @@ VarSession VarTransformer::new_session(int64_t image_rows, const StreamAdapter* 
   }
   const size_t n = static_cast<size_t>(R * cfg_.max_scale_tokens());
   s.ln = be_.alloc(n * C);
-  s.qkv = be_.alloc(n * 3 * C);
-  s.q = be_.alloc(n * C);
-  s.attn = be_.alloc(n * C);
-  s.proj = be_.alloc(n * C);
-  s.hidden = be_.alloc(n * cfg_.mlp_hidden);
+  s.proj = s.ln;
+  const Array<float> work = be_.alloc(block_work_floats(cfg_, n));
+  s.qkv = work.slice(0, n * 3 * C);
+  s.q = work.slice(q_offset(cfg_, n), n * C);
+  s.attn = work.slice(0, n * C);
+  s.hidden = work.slice(0, n * cfg_.mlp_hidden);
   if (adapter) {
     const size_t m = static_cast<size_t>(N * cfg_.max_scale_tokens());
     s.agg_z = be_.alloc(m * P * C);

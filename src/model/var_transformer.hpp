@@ -47,7 +47,12 @@ struct VarSession {
   std::vector<Array<float>> k_cache, v_cache;
   Array<float> kv_memory;
   uint64_t kv_bytes = 0;
-  Array<float> ln, qkv, q, attn, proj, hidden;  // workspace for the largest scale
+  // A block's activations at the largest scale, in two arrays by lifetime
+  // (block_forward): `ln` holds the modulated LN output, then each
+  // projection's output once that has been read (proj is ln); the other
+  // holds qkv with q beside it, then the attention output over qkv's start
+  // (split_qkv_to_cache has read it), then the MLP hidden.
+  Array<float> ln, qkv, q, attn, proj, hidden;
   // ParScale aggregation workspace ([N·l, ·] at the largest scale).
   Array<float> agg_z, agg_hidden, agg_weights, agg_out;  // P·C, C, P, C per position
 };
@@ -86,6 +91,10 @@ class VarTransformer {
   static size_t aggregation_floats(const VarConfig& c, int64_t image_rows, int64_t streams);
 
  private:
+  // The array of qkv, q, attn and hidden for n tokens (VarSession), and
+  // where q starts in it.
+  static size_t block_work_floats(const VarConfig& c, size_t n);
+  static size_t q_offset(const VarConfig& c, size_t n);
   void block_forward(const VarSession& s, int b, float* x, int64_t l, int64_t cached) const;
   // h[R, l, C] → out[N, l, C], and the weights into s.agg_weights.
   void aggregate_streams(const VarSession& s, const float* h, int64_t l, float* out) const;
