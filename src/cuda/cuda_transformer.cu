@@ -3,7 +3,9 @@
 // ParScale prefix in front), and the ParScale aggregation.
 #include <cmath>
 #include <string>
+#include <type_traits>
 
+#include "cuda/attention_mma.hpp"
 #include "cuda/block_reduce.cuh"
 #include "cuda/cuda_backend.hpp"
 #include "cuda/cuda_check.hpp"
@@ -299,6 +301,12 @@ void CudaBackend::attention(const float* q, const float* k_cache, const float* v
     using CacheT = decltype(tag);
     const CacheT* k = cache_elements<CacheT>(k_cache);
     const CacheT* v = cache_elements<CacheT>(v_cache);
+    if constexpr (!std::is_same_v<CacheT, float>) {
+      if (attention_mma_applies(hd, tokens, sizeof(CacheT))) {
+        launch_attention_mma<CacheT>(s, q, k, v, rows, H, tokens, capacity, len, scale, prefix, out);
+        return;
+      }
+    }
     if (hd == 64)
       launch_attention<2, true>(s, q, k, v, rows, H, tokens, hd, capacity, len, scale, prefix, out);
     else if (hd == 128)

@@ -353,7 +353,9 @@ TEST_P(CudaAttention, SplitThenAttend) {
 
 // With bf16/fp16 products the KV cache is stored in that precision (2 bytes
 // an element): keys and values are rounded as they are appended, and
-// attention reads them back within the operand tolerance. The earlier
+// attention reads them back within the operand tolerance. With head_dim 64
+// and 16 queries or more it runs on tensor cores, which round the queries
+// and the softmax weights too (attention_mma_applies). The earlier
 // scales' keys go in through split_qkv_to_cache too, as the handle is opaque.
 TEST_P(CudaAttention, HalfPrecisionCache) {
   const AttnShape s = GetParam();
@@ -418,7 +420,10 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudaAttention,
                                            AttnShape{2, 1, 5, 128, 3, 0},    // hd 128
                                            AttnShape{2, 2, 4, 16, 1, 0},     // hd below a warp
                                            AttnShape{3, 2, 9, 64, 5, 5},     // ParScale prefix
-                                           AttnShape{2, 2, 33, 40, 2, 7}),   // prefix, general path
+                                           AttnShape{2, 2, 33, 40, 2, 7},    // prefix, general path
+                                           // hd 64, 16 queries or more: the tensor-core path with a
+                                           // half-precision cache, a short last warp, two key tiles
+                                           AttnShape{2, 2, 70, 64, 30, 9}),
                          [](const ::testing::TestParamInfo<AttnShape>& i) {
                            const AttnShape& s = i.param;
                            std::string name = "r";  // built with += (GCC 12 warns falsely on "r" + ...)
