@@ -19,9 +19,9 @@ void add_device_flags(CLI::App* cmd, DeviceArgs& a) {
       ->type_name("P")
       ->capture_default_str();
   cmd->add_option("--cuda-graphs", a.cuda_graphs,
-                  "cuda: on records each scale's steps (transformer, sampling, residual path) and each decoder pass "
-                  "once as CUDA graphs and replays them for later requests of the same shape (from the third on); off launches every "
-                  "op (to compare, or debug)")
+                  "cuda: on records each scale's steps (transformer, sampling, residual path) and each decoder "
+                  "pass once as CUDA graphs and replays them for later requests of the same shape (from the third "
+                  "on); off launches every op (to compare, or debug)")
       ->type_name("on|off")
       ->capture_default_str();
   cmd->add_option("--threads,-j", a.threads, "CPU threads; 0 uses all cores")->type_name("N")->capture_default_str();

@@ -19,7 +19,7 @@ bool attention_mma_applies(int64_t hd, int64_t tokens, size_t cache_element_byte
 // As Backend::attention for hd = 64, T = __nv_bfloat16 or __half.
 template <typename T>
 void launch_attention_mma(cudaStream_t stream, const float* q, const T* k_cache, const T* v_cache, int64_t rows,
-                          int64_t H, int64_t tokens, int64_t capacity, int64_t len, float scale,
-                          const KvPrefix& prefix, float* out);
+                          int64_t H, int64_t tokens, int64_t capacity, int64_t len, float scale, const KvPrefix& prefix,
+                          float* out);
 
 }  // namespace varps::cuda

@@ -23,10 +23,10 @@ namespace varps::cuda {
 namespace {
 
 constexpr int kHd = 64;
-constexpr int kMmaWarps = 4;                  // 16 queries each
-constexpr int kMmaQueries = 16 * kMmaWarps;   // per block
-constexpr int kMmaKeys = 64;                  // keys per tile
-constexpr int kTileStride = kHd + 8;          // elements per tile row: 144 bytes, so fragment loads hit distinct banks
+constexpr int kMmaWarps = 4;                 // 16 queries each
+constexpr int kMmaQueries = 16 * kMmaWarps;  // per block
+constexpr int kMmaKeys = 64;                 // keys per tile
+constexpr int kTileStride = kHd + 8;         // elements per tile row: 144 bytes, so fragment loads hit distinct banks
 
 template <typename T>
 __device__ inline uint16_t bits_of(float v) {
@@ -188,8 +188,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
 #pragma unroll
     for (int kk = 0; kk < kMmaKeys / 16; ++kk) {
       const uint32_t pa[4] = {pack<T>(s[2 * kk][0], s[2 * kk][1]), pack<T>(s[2 * kk][2], s[2 * kk][3]),
-                              pack<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                              pack<T>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+                              pack<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]), pack<T>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
       const uint16_t* v0 = vs + (16 * kk + 2 * t) * kTileStride + g;
 #pragma unroll
       for (int n = 0; n < kHd / 8; ++n) {
@@ -207,8 +206,10 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
 #pragma unroll
   for (int n = 0; n < kHd / 8; ++n) {
     const int64_t d = h * kHd + 8 * n + 2 * t;
-    if (ra < tokens) *reinterpret_cast<float2*>(out + (r * tokens + ra) * C + d) = make_float2(o[n][0] * inv_a, o[n][1] * inv_a);
-    if (rb < tokens) *reinterpret_cast<float2*>(out + (r * tokens + rb) * C + d) = make_float2(o[n][2] * inv_b, o[n][3] * inv_b);
+    if (ra < tokens)
+      *reinterpret_cast<float2*>(out + (r * tokens + ra) * C + d) = make_float2(o[n][0] * inv_a, o[n][1] * inv_a);
+    if (rb < tokens)
+      *reinterpret_cast<float2*>(out + (r * tokens + rb) * C + d) = make_float2(o[n][2] * inv_b, o[n][3] * inv_b);
   }
 }
 
@@ -220,13 +221,13 @@ bool attention_mma_applies(int64_t hd, int64_t tokens, size_t cache_element_byte
 
 template <typename T>
 void launch_attention_mma(cudaStream_t stream, const float* q, const T* k_cache, const T* v_cache, int64_t rows,
-                          int64_t H, int64_t tokens, int64_t capacity, int64_t len, float scale,
-                          const KvPrefix& prefix, float* out) {
+                          int64_t H, int64_t tokens, int64_t capacity, int64_t len, float scale, const KvPrefix& prefix,
+                          float* out) {
   const dim3 grid(static_cast<unsigned>((tokens + kMmaQueries - 1) / kMmaQueries), static_cast<unsigned>(H),
                   static_cast<unsigned>(rows));
   attention_mma_kernel<T><<<grid, kMmaWarps * 32, 0, stream>>>(q, k_cache, v_cache, H, tokens, capacity, len, scale,
-                                                                prefix.k, prefix.v, prefix.tokens,
-                                                                prefix.rows_per_stream, out);
+                                                               prefix.k, prefix.v, prefix.tokens,
+                                                               prefix.rows_per_stream, out);
   VARPS_CUDA_LAUNCHED("attention_mma_kernel");
 }
 

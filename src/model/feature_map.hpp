@@ -33,7 +33,9 @@ class MapStore {
 class HeapMaps final : public MapStore {
  public:
   explicit HeapMaps(Backend& be) : be_(be) {}
-  FeatureMap opposite(const FeatureMap&, int64_t n, int64_t c, int64_t h, int64_t w) override { return take(n, c, h, w); }
+  FeatureMap opposite(const FeatureMap&, int64_t n, int64_t c, int64_t h, int64_t w) override {
+    return take(n, c, h, w);
+  }
   FeatureMap beside(const FeatureMap&, int64_t n, int64_t c, int64_t h, int64_t w) override { return take(n, c, h, w); }
   Array<float> norm_stats(int64_t n, int groups) override { return be_.alloc(static_cast<size_t>(n * groups * 2)); }
 

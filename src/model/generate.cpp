@@ -169,10 +169,10 @@ GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<I
 
   // Each scale runs three steps, and each decoder pass one, on the state's
   // arrays, with the same shapes and arguments for every request of this
-  // shape, so the backend may replay recordings of them; the request's own values (classes, sampling
-  // parameters) are in those arrays. Inspection and teacher forcing move
-  // data to and from the host in the middle of sampling, so that step then
-  // runs as it is.
+  // shape, so the backend may replay recordings of them; the request's own
+  // values (classes, sampling parameters) are in those arrays. Inspection
+  // and teacher forcing move data to and from the host in the middle of
+  // sampling, so that step then runs as it is.
   const bool record_sampling = !opts.on_logits && !opts.forced_tokens;
   const auto run_step = [&](std::unique_ptr<StepRecording>& slot, const std::function<void()>& step) {
     out.counters.replayed_steps += be.run_recorded(slot, step) == StepRun::Replayed;

@@ -46,7 +46,9 @@ MapArena::MapArena(Backend& be, size_t map_floats, int max_maps, size_t stats_fl
     : MapArena(be.alloc(buffer_floats(map_floats, max_maps, stats_floats)), map_floats, max_maps, stats_floats) {}
 
 MapArena::MapArena(Array<float> memory, size_t map_floats, int max_maps, size_t stats_floats)
-    : buffer_(std::move(memory)), capacity_(buffer_floats(map_floats, max_maps, 0)), ledger_(std::make_shared<Ledger>()) {
+    : buffer_(std::move(memory)),
+      capacity_(buffer_floats(map_floats, max_maps, 0)),
+      ledger_(std::make_shared<Ledger>()) {
   if (buffer_.size() < capacity_ + stats_floats)
     throw Error("map arena: " + std::to_string(buffer_.size()) + " elements of memory for an arena of " +
                 std::to_string(capacity_ + stats_floats));
@@ -80,14 +82,14 @@ FeatureMap MapArena::beside(const FeatureMap& of, int64_t n, int64_t c, int64_t 
 FeatureMap MapArena::place(End end, size_t skip, int64_t n, int64_t c, int64_t h, int64_t w) {
   const size_t size = static_cast<size_t>(n * c * h * w), floats = aligned(size);
   if (skip + floats > capacity_)
-    throw Error("map arena: " + map_text(n, c, h, w) + " " + std::to_string(skip) + " elements from an edge does not fit in " +
-                std::to_string(capacity_));
+    throw Error("map arena: " + map_text(n, c, h, w) + " " + std::to_string(skip) +
+                " elements from an edge does not fit in " + std::to_string(capacity_));
   const size_t offset = end == End::Low ? skip : capacity_ - skip - floats;
   for (const Block& b : ledger_->live)
     if (offset < b.offset + b.floats && b.offset < offset + floats)
-      throw Error("map arena: " + map_text(n, c, h, w) + " would overlap a live one (" + std::to_string(ledger_->extent(End::Low)) +
-                  " + " + std::to_string(ledger_->extent(End::High)) + " of " + std::to_string(capacity_) +
-                  " elements in use)");
+      throw Error("map arena: " + map_text(n, c, h, w) + " would overlap a live one (" +
+                  std::to_string(ledger_->extent(End::Low)) + " + " + std::to_string(ledger_->extent(End::High)) +
+                  " of " + std::to_string(capacity_) + " elements in use)");
   const uint64_t id = ledger_->next_id++;
   ledger_->live.push_back({id, offset, floats, skip, end});
   ledger_->high_water = std::max(ledger_->high_water, ledger_->extent(End::Low) + ledger_->extent(End::High));

@@ -94,7 +94,7 @@ size_t VarTransformer::block_work_floats(const VarConfig& c, size_t n) {
 }
 
 size_t VarTransformer::workspace_floats(const VarConfig& c, int64_t rows) {
-  const size_t n = static_cast<size_t>(rows * c.max_scale_tokens());
+  const size_t n = static_cast<size_t>(rows * c.max_scale_tokens());  // ln (and proj), and the block's other array
   // cond and SiLU(cond); the shared modulation; every block's and the
   // head's; the class (an int32, as large as a float)
   const int64_t per_row = (2 + (c.shared_aln ? 6 : 0) + 6 * c.depth + 2) * c.embed_dim + 1;

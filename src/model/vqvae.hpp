@@ -157,7 +157,8 @@ class Vqvae {
   FeatureMap res_block(FeatureMap x, const ResBlock& rb, MapStore& maps) const;
   FeatureMap attn_block(const FeatureMap& x, const AttnBlock& ab, MapStore& maps) const;
   FeatureMap run_level(FeatureMap h, const ResLevel& level, MapStore& maps) const;
-  // Elements of decoder_map_bytes_per_image: the maps', and the statistics'.
+  // The maps' elements of decoder_map_bytes_per_image (the rest is a
+  // norm's kNormStatsFloats).
   uint64_t decoder_map_floats_per_image(int64_t S) const;
   static constexpr uint64_t kNormStatsFloats = 2 * kGroupNormGroups;
   // The most maps a decoder layer holds at once (an attention block: its

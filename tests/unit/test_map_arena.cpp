@@ -23,7 +23,7 @@ TEST(MapArena, PlacesMapsFromBothEnds) {
   ASSERT_EQ(t.arena.capacity(), 1024u + 2 * MapArena::kAlign);
   EXPECT_EQ(MapArena::buffer_floats(1000, 2, 8), t.arena.capacity() + 8);
   const float* base = t.base();
-  const FeatureMap outside;  // not in the arena: the low end
+  const FeatureMap outside;                                      // not in the arena: the low end
   const FeatureMap a = t.arena.opposite(outside, 1, 2, 10, 10);  // 200 → 256 elements
   EXPECT_EQ(at(a, base), 0u);
   const FeatureMap b = t.arena.opposite(a, 1, 1, 10, 10);  // 100 → 128, at the high end

@@ -74,7 +74,8 @@ TEST(DecoderPasses, OneImageHoldsItsCountedMaps) {
   EXPECT_EQ(t.be->device_memory().in_use - before, t.vae.decoder_arena_bytes(S, 1) + img.size() * sizeof(float));
   EXPECT_LE(t.vae.decoder_arena_bytes(S, 1), counted + 4 * MapArena::kAlign * sizeof(float));
   t.be->reset_peak_memory();
-  for (const Vqvae::DecoderPass& pass : Vqvae::decoder_passes(f, img, 1)) t.vae.decode_pass(pass.f_hat, arena, pass.img);
+  for (const Vqvae::DecoderPass& pass : Vqvae::decoder_passes(f, img, 1))
+    t.vae.decode_pass(pass.f_hat, arena, pass.img);
   EXPECT_EQ(t.be->device_memory().peak, t.be->device_memory().in_use) << "a pass allocated";
   EXPECT_EQ(host(*t.be, img), host(*t.be, t.vae.decode(f, images)));
   // The maps reach their count (the rest of it is the norm's statistics).
