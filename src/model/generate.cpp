@@ -332,9 +332,11 @@ MemoryPlan Pipeline::plan_memory(const std::vector<ImageRequest>& requests, Sche
   // The decoder's arena for the images it runs together, unless it lies in
   // the KV cache's memory (new_decoder_state), and the images.
   const Vqvae& vae = *impl_->vae;
-  const uint64_t arena =
-      vae.decoder_arena_bytes(static_cast<int64_t>(S), vae.decode_images_per_pass(static_cast<int64_t>(S), B));
-  const uint64_t decoder = (arena <= plan.kv_cache ? 0 : arena) + B * 3 * side * side * f;
+  const int64_t per_pass = vae.decode_images_per_pass(static_cast<int64_t>(S), B);
+  const uint64_t arena = vae.decoder_arena_fits(static_cast<int64_t>(S), per_pass, plan.kv_cache)
+                             ? 0
+                             : vae.decoder_arena_bytes(static_cast<int64_t>(S), per_pass);
+  const uint64_t decoder = arena + B * 3 * side * side * f;
   // The backend's own memory: product workspaces, im2col bands, conversions.
   WorkspaceDemand demand = vae.decoder_conv_demand(static_cast<int64_t>(S));
   demand.linear_input = R * l * static_cast<uint64_t>(std::max(cfg.embed_dim, cfg.mlp_hidden));

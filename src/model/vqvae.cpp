@@ -197,9 +197,13 @@ uint64_t Vqvae::decoder_map_floats_per_image(int64_t S) const {
 MapArena Vqvae::new_decoder_arena(int64_t S, int64_t images, const Array<float>& idle) const {
   const uint64_t n = static_cast<uint64_t>(std::max<int64_t>(images, 1));
   const uint64_t maps = decoder_map_floats_per_image(S) * n, stats = kNormStatsFloats * n;
-  if (idle.size() * sizeof(float) >= decoder_arena_bytes(S, images))
+  if (decoder_arena_fits(S, images, idle.size() * sizeof(float)))
     return MapArena(idle, maps, kDecoderMapsAlive, stats);
   return MapArena(be_, maps, kDecoderMapsAlive, stats);
+}
+
+bool Vqvae::decoder_arena_fits(int64_t S, int64_t images, uint64_t idle_bytes) const {
+  return decoder_arena_bytes(S, images) <= idle_bytes;
 }
 
 uint64_t Vqvae::decoder_arena_bytes(int64_t S, int64_t images) const {

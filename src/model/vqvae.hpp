@@ -88,6 +88,9 @@ class Vqvae {
   // else allocated.
   MapArena new_decoder_arena(int64_t S, int64_t images, const Array<float>& idle = {}) const;
   uint64_t decoder_arena_bytes(int64_t S, int64_t images) const;
+  // Whether new_decoder_arena places the arena in idle memory of that many
+  // bytes (and allocates nothing for it).
+  bool decoder_arena_fits(int64_t S, int64_t images, uint64_t idle_bytes) const;
   // One pass: img[n, 3, H, W] = the decoder of f_hat[n, Cvae, S, S] (n up
   // to the arena's images), every map in `arena`. It allocates nothing, so
   // a backend may record it.
