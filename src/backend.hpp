@@ -162,6 +162,13 @@ class Backend {
   // y[M,N] = x[M,K] · w[N,K]ᵀ (+ b[N])
   virtual void linear(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N,
                       float* y) = 0;
+  // y = GELU_tanh(x·wᵀ + b): linear() then gelu_tanh_inplace(), which a
+  // backend may fuse into the product's epilogue.
+  virtual void linear_gelu(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N,
+                           float* y) {
+    linear(x, M, K, w, b, N, y);
+    gelu_tanh_inplace(y, static_cast<size_t>(M * N));
+  }
   // C[M,N] = alpha · op(A) · op(B) + beta · C, with leading dimensions.
   virtual void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                     int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) = 0;
@@ -184,6 +191,15 @@ class Backend {
   // out[r, i, :] = LN(x[r, i, :]) · (1 + scale[r, :]) + shift[r, :]; LN without affine.
   virtual void adaln_modulate(const float* x, int64_t rows, int64_t tokens, int64_t C, const float* scale,
                               const float* shift, int64_t mod_stride, float eps, float* out) = 0;
+  // add_scaled_rows(x, delta, gamma, ...) then adaln_modulate(x, ..., out):
+  // a block's gamma-scaled residual, then the next LayerNorm, which a backend
+  // may fuse into one pass over x. out may be delta.
+  virtual void add_scaled_rows_then_adaln(float* x, const float* delta, const float* gamma, int64_t gamma_stride,
+                                          int64_t rows, int64_t tokens, int64_t C, const float* scale,
+                                          const float* shift, int64_t mod_stride, float eps, float* out) {
+    add_scaled_rows(x, delta, gamma, gamma_stride, rows, tokens, C);
+    adaln_modulate(x, rows, tokens, C, scale, shift, mod_stride, eps, out);
+  }
   // Splits qkv[r, i, 3, H, hd] into queries q[r, H, i, hd] and appends keys and
   // values to the caches k_cache/v_cache[r, H, capacity, hd] at position `pos`.
   // With l2norm, q and k are L2-normalised (norm floored at 1e-12) and q is

@@ -57,6 +57,9 @@ class CudaBackend final : public Backend {
   void reset_peak_memory() override;
 
   void linear(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N, float* y) override;
+  // GELU in cuBLASLt's epilogue.
+  void linear_gelu(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N,
+                   float* y) override;
   void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
             const float* B, int64_t ldb, float beta, float* C, int64_t ldc) override;
 
@@ -71,6 +74,10 @@ class CudaBackend final : public Backend {
 
   void adaln_modulate(const float* x, int64_t rows, int64_t tokens, int64_t C, const float* scale, const float* shift,
                       int64_t mod_stride, float eps, float* out) override;
+  // One kernel: each token's residual, then its LayerNorm and modulation.
+  void add_scaled_rows_then_adaln(float* x, const float* delta, const float* gamma, int64_t gamma_stride,
+                                  int64_t rows, int64_t tokens, int64_t C, const float* scale, const float* shift,
+                                  int64_t mod_stride, float eps, float* out) override;
   void split_qkv_to_cache(const float* qkv, int64_t rows, int64_t tokens, int64_t H, int64_t hd, bool l2norm,
                           const float* q_scale_host, float* q, float* k_cache, float* v_cache, int64_t capacity,
                           int64_t pos) override;
@@ -134,6 +141,9 @@ class CudaBackend final : public Backend {
   // x[n] converted to half precision in scratch.
   const void* half_activations(const float* x, size_t n);
   cudaDataType_t half_type() const;  // with bf16/fp16 products
+  // linear(), with GELU_tanh after the bias when `gelu`.
+  void product_with_epilogue(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N,
+                             bool gelu, float* y);
   // Row-major C[M,N] = alpha·op(A)·op(B) + beta·C with A and B of type
   // `operands` (float32 accumulation and output).
   void row_major_product(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const void* A,

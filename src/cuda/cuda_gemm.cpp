@@ -51,7 +51,7 @@ uint32_t alignment_of(const void* ptr) {
 LtContext::Plan& LtContext::plan_for(const LtProduct& p) {
   const uint32_t align_a = alignment_of(p.A), align_b = alignment_of(p.B), align_d = alignment_of(p.D);
   const Key key{p.trans_a,      p.trans_b,       p.m,     p.n,     p.k,    p.lda,  p.ldb,
-                p.ldd,          static_cast<int>(p.operand_type), p.bias != nullptr, p.beta != 0.0f,
+                p.ldd,          static_cast<int>(p.operand_type), p.bias != nullptr, p.gelu, p.beta != 0.0f,
                 align_a,        align_b,         align_d};
   auto found = plans_.find(key);
   if (found != plans_.end()) return found->second;
@@ -62,10 +62,13 @@ LtContext::Plan& LtContext::plan_for(const LtProduct& p) {
   const cublasOperation_t op_b = p.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   VARPS_CUDA_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof op_a));
   VARPS_CUDA_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof op_b));
-  if (p.bias) {
-    const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-    const cudaDataType_t bias_type = CUDA_R_32F;
+  if (p.bias || p.gelu) {
+    const cublasLtEpilogue_t epi = p.gelu ? (p.bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU)
+                                          : CUBLASLT_EPILOGUE_BIAS;
     VARPS_CUDA_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+  }
+  if (p.bias) {
+    const cudaDataType_t bias_type = CUDA_R_32F;
     VARPS_CUDA_CHECK(
         cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof bias_type));
   }
@@ -127,8 +130,19 @@ void LtContext::run(const LtProduct& p) {
 }
 
 void CudaBackend::linear(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N, float* y) {
+  product_with_epilogue(x, M, K, w, b, N, false, y);
+}
+
+void CudaBackend::linear_gelu(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N,
+                              float* y) {
+  product_with_epilogue(x, M, K, w, b, N, true, y);
+}
+
+void CudaBackend::product_with_epilogue(const float* x, int64_t M, int64_t K, const float* w, const float* b,
+                                        int64_t N, bool gelu, float* y) {
   if (M == 0 || N == 0) return;
   LtProduct p;
+  p.gelu = gelu;
   p.trans_a = true;  // w[N, K] row-major is a K×N column-major matrix
   p.m = N;
   p.n = M;

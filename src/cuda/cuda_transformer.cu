@@ -17,16 +17,13 @@ namespace {
 
 constexpr unsigned kThreads = 256;
 
-// One block per token: mean and variance in two passes accumulated in
-// double, like the CPU, so the normalisation does not lose digits to
-// cancellation; then the modulation with the CPU's rounding order.
-__global__ void adaln_kernel(const float* x, int64_t tokens, int64_t C, const float* scale, const float* shift,
-                             int64_t mod_stride, float eps, float* out) {
-  __shared__ double red[32];
-  const int64_t row_token = blockIdx.x;
-  const int64_t r = row_token / tokens;
-  const float* xx = x + row_token * C;
-  float* yy = out + row_token * C;
+// One token's LN(x)·(1 + scale) + shift by one block: mean and variance in
+// two passes accumulated in double, like the CPU, so the normalisation does
+// not lose digits to cancellation; then the modulation with the CPU's
+// rounding order. Each thread reads and writes the channels c ≡ threadIdx.x
+// (mod blockDim.x) only, so out may be an array the caller read those from.
+__device__ void modulate_token(const float* xx, int64_t C, const float* sc, const float* sh, float eps, float* yy,
+                               double* red) {
   double s = 0.0;
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) s += xx[c];
   const double mean = block_sum(s, red) / static_cast<double>(C);
@@ -38,10 +35,34 @@ __global__ void adaln_kernel(const float* x, int64_t tokens, int64_t C, const fl
   const double var = block_sum(v, red) / static_cast<double>(C);
   const float m = static_cast<float>(mean);
   const float rstd = static_cast<float>(1.0 / sqrt(var + static_cast<double>(eps)));
-  const float* sc = scale + r * mod_stride;
-  const float* sh = shift + r * mod_stride;
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
     yy[c] = __fadd_rn(__fmul_rn(__fmul_rn(__fsub_rn(xx[c], m), rstd), __fadd_rn(1.0f, sc[c])), sh[c]);
+}
+
+// One block per token.
+__global__ void adaln_kernel(const float* x, int64_t tokens, int64_t C, const float* scale, const float* shift,
+                             int64_t mod_stride, float eps, float* out) {
+  __shared__ double red[32];
+  const int64_t row_token = blockIdx.x;
+  const int64_t r = row_token / tokens;
+  modulate_token(x + row_token * C, C, scale + r * mod_stride, shift + r * mod_stride, eps, out + row_token * C, red);
+}
+
+// One block per token: x += delta·gamma with add_scaled_rows_kernel's
+// rounding, then modulate_token on the new x. A thread adds the channels it
+// later normalises, and reads delta's before it writes out's, so out may be
+// delta.
+__global__ void residual_adaln_kernel(float* x, const float* delta, const float* gamma, int64_t gamma_stride,
+                                      int64_t tokens, int64_t C, const float* scale, const float* shift,
+                                      int64_t mod_stride, float eps, float* out) {
+  __shared__ double red[32];
+  const int64_t row_token = blockIdx.x;
+  const int64_t r = row_token / tokens;
+  float* xx = x + row_token * C;
+  const float* dd = delta + row_token * C;
+  const float* g = gamma + r * gamma_stride;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) xx[c] = __fadd_rn(xx[c], __fmul_rn(dd[c], g[c]));
+  modulate_token(xx, C, scale + r * mod_stride, shift + r * mod_stride, eps, out + row_token * C, red);
 }
 
 constexpr int kMaxHeads = 64;
@@ -268,6 +289,15 @@ void CudaBackend::adaln_modulate(const float* x, int64_t rows, int64_t tokens, i
   adaln_kernel<<<static_cast<unsigned>(rows * tokens), kThreads, 0, stream()>>>(x, tokens, C, scale, shift,
                                                                                  mod_stride, eps, out);
   VARPS_CUDA_LAUNCHED("adaln_kernel");
+}
+
+void CudaBackend::add_scaled_rows_then_adaln(float* x, const float* delta, const float* gamma, int64_t gamma_stride,
+                                             int64_t rows, int64_t tokens, int64_t C, const float* scale,
+                                             const float* shift, int64_t mod_stride, float eps, float* out) {
+  if (rows * tokens == 0) return;
+  residual_adaln_kernel<<<static_cast<unsigned>(rows * tokens), kThreads, 0, stream()>>>(
+      x, delta, gamma, gamma_stride, tokens, C, scale, shift, mod_stride, eps, out);
+  VARPS_CUDA_LAUNCHED("residual_adaln_kernel");
 }
 
 void CudaBackend::split_qkv_to_cache(const float* qkv, int64_t rows, int64_t tokens, int64_t H, int64_t hd,

@@ -13,7 +13,7 @@ namespace varps::cuda {
 struct DeviceHeap;
 
 // Column-major D[m, n] = alpha · op(A) · op(B) + beta · C (+ bias[m] per
-// column), C and D the same float32 array.
+// column, then GELU_tanh when `gelu`), C and D the same float32 array.
 struct LtProduct {
   bool trans_a = false, trans_b = false;
   int64_t m = 0, n = 0, k = 0;
@@ -25,6 +25,7 @@ struct LtProduct {
   int64_t ldd = 0;
   float alpha = 1.0f, beta = 0.0f;
   const float* bias = nullptr;
+  bool gelu = false;  // cuBLASLt's GELU epilogue is the tanh approximation
   cudaDataType_t operand_type = CUDA_R_32F;  // A and B
 };
 
@@ -45,8 +46,8 @@ struct LtContext {
   };
   // Shape, types, epilogue, and the alignment of A, B and D: an algorithm
   // is picked for the alignment the pointers really have.
-  using Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, bool, bool, uint32_t,
-                         uint32_t, uint32_t>;
+  using Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, bool, bool, bool,
+                         uint32_t, uint32_t, uint32_t>;
   Plan& plan_for(const LtProduct& p);
 
   DeviceHeap& heap_;

@@ -208,14 +208,12 @@ void VarTransformer::block_forward(const VarSession& s, int bi, float* x, int64_
   const float* mod = s.block_mod[bi].data();
   const float* gamma1 = mod;
   const float* gamma2 = mod + C;
-  const float* scale1 = mod + 2 * C;
   const float* scale2 = mod + 3 * C;
-  const float* shift1 = mod + 4 * C;
   const float* shift2 = mod + 5 * C;
   const float eps = cfg_.norm_eps;
 
-  // x = x + proj(attn(LN(x)·(1+scale1) + shift1))·gamma1
-  be_.adaln_modulate(x, R, l, C, scale1, shift1, 6 * C, eps, s.ln.data());
+  // x = x + proj(attn(LN(x)·(1+scale1) + shift1))·gamma1, the modulated LN
+  // already in s.ln (forward_scale or the previous block).
   be_.linear(s.ln.data(), M, C, b.mat_qkv_w.data(), b.qkv_bias.data(), 3 * C, s.qkv.data());
   be_.split_qkv_to_cache(s.qkv.data(), R, l, H, hd, cfg_.attn_l2_norm, b.q_scale.data(), s.q.data(),
                          s.k_cache[bi].data(), s.v_cache[bi].data(), L, cached);
@@ -227,14 +225,18 @@ void VarTransformer::block_forward(const VarSession& s, int bi, float* x, int64_
   be_.attention(s.q.data(), s.k_cache[bi].data(), s.v_cache[bi].data(), R, H, l, hd, L, cached + l, scale, prefix,
                 s.attn.data());
   be_.linear(s.attn.data(), M, C, b.proj_w.data(), b.proj_b.data(), C, s.proj.data());
-  be_.add_scaled_rows(x, s.proj.data(), gamma1, 6 * C, R, l, C);
+  be_.add_scaled_rows_then_adaln(x, s.proj.data(), gamma1, 6 * C, R, l, C, scale2, shift2, 6 * C, eps,
+                                 s.ln.data());
 
-  // x = x + fc2(GELU(fc1(LN(x)·(1+scale2) + shift2)))·gamma2
-  be_.adaln_modulate(x, R, l, C, scale2, shift2, 6 * C, eps, s.ln.data());
-  be_.linear(s.ln.data(), M, C, b.fc1_w.data(), b.fc1_b.data(), hid, s.hidden.data());
-  be_.gelu_tanh_inplace(s.hidden.data(), static_cast<size_t>(M * hid));
+  // x = x + fc2(GELU(fc1(LN(x)·(1+scale2) + shift2)))·gamma2, then the
+  // modulated LN of what reads x next: the next block, or the head.
+  be_.linear_gelu(s.ln.data(), M, C, b.fc1_w.data(), b.fc1_b.data(), hid, s.hidden.data());
   be_.linear(s.hidden.data(), M, hid, b.fc2_w.data(), b.fc2_b.data(), C, s.proj.data());
-  be_.add_scaled_rows(x, s.proj.data(), gamma2, 6 * C, R, l, C);
+  const bool last = bi + 1 == cfg_.depth;
+  const float* next_scale = last ? s.head_mod.data() : s.block_mod[bi + 1].data() + 2 * C;
+  const float* next_shift = last ? s.head_mod.data() + C : s.block_mod[bi + 1].data() + 4 * C;
+  be_.add_scaled_rows_then_adaln(x, s.proj.data(), gamma2, 6 * C, R, l, C, next_scale, next_shift,
+                                 last ? 2 * C : 6 * C, eps, s.ln.data());
 }
 
 void VarTransformer::aggregate_streams(const VarSession& s, const float* h, int64_t l, float* out) const {
@@ -253,9 +255,11 @@ void VarTransformer::aggregate_streams(const VarSession& s, const float* h, int6
 void VarTransformer::forward_scale(const VarSession& s, float* x, int si, float* logits) const {
   const int64_t C = cfg_.embed_dim, l = int64_t{cfg_.patch_nums[si]} * cfg_.patch_nums[si];
   const int64_t cached = cfg_.first_token_of_scale(si);  // the earlier scales' tokens
+  // Each block leaves the next one's modulated LN in s.ln, and the last the
+  // head's: LN(x)·(1+scale) + shift, modulation from the raw class embedding.
+  const float* mod0 = s.block_mod[0].data();
+  be_.adaln_modulate(x, s.rows, l, C, mod0 + 2 * C, mod0 + 4 * C, 6 * C, cfg_.norm_eps, s.ln.data());
   for (int bi = 0; bi < cfg_.depth; ++bi) block_forward(s, bi, x, l, cached);
-  // head(LN(x)·(1+scale) + shift), modulation from the raw class embedding
-  be_.adaln_modulate(x, s.rows, l, C, s.head_mod.data(), s.head_mod.data() + C, 2 * C, cfg_.norm_eps, s.ln.data());
   const float* h = s.ln.data();
   if (s.adapter) {
     aggregate_streams(s, h, l, s.agg_out.data());

@@ -308,6 +308,49 @@ TEST_F(CudaConformance, AdaLnModulate) {
   }
 }
 
+// The fused residual and LayerNorm against add_scaled_rows then
+// adaln_modulate, with out in delta's memory as a transformer block calls it.
+TEST_F(CudaConformance, ResidualThenAdaLn) {
+  for (int64_t C : {int64_t{1}, int64_t{129}, int64_t{1024}}) {
+    SCOPED_TRACE(C);
+    const int64_t rows = 3, tokens = 5, g_stride = 6 * C, m_stride = 2 * C;
+    auto xh = random_vector(rows * tokens * C, 50, 2.0f);
+    for (float& v : xh) v += 30.0f;
+    Both x = both(xh), delta = both(random_vector(rows * tokens * C, 51)),
+         gamma = both(random_vector(rows * g_stride, 52)), mod = both(random_vector(rows * m_stride, 53));
+    cpu_->add_scaled_rows(x.cpu.data(), delta.cpu.data(), gamma.cpu.data() + C, g_stride, rows, tokens, C);
+    cpu_->adaln_modulate(x.cpu.data(), rows, tokens, C, mod.cpu.data(), mod.cpu.data() + C, m_stride, 1e-6f,
+                         delta.cpu.data());
+    gpu_->add_scaled_rows_then_adaln(x.gpu.data(), delta.gpu.data(), gamma.gpu.data() + C, g_stride, rows, tokens,
+                                     C, mod.gpu.data(), mod.gpu.data() + C, m_stride, 1e-6f, delta.gpu.data());
+    // The residual has one rounding per element, in the same order.
+    EXPECT_EQ(gpu_result(x), cpu_result(x));
+    EXPECT_CLOSE(gpu_result(delta), cpu_result(delta), fp32_tol(C));
+  }
+}
+
+// GELU in the product's epilogue against linear then gelu_tanh_inplace.
+TEST_F(CudaConformance, LinearGelu) {
+  for (const auto& [precision, tol] :
+       {std::pair<std::string, double>{"fp32", fp32_tol(320)}, {"bf16", kBf16Tol}, {"fp16", kFp16Tol}}) {
+    SCOPED_TRACE(precision);
+    auto be = make_backend(BackendOptions{"cuda", 0, precision});
+    for (const bool bias : {false, true}) {
+      const int64_t M = 37, K = 320, N = 129;
+      const auto xh = random_vector(M * K, 54), wh = random_vector(N * K, 55, 0.1f), bh = random_vector(N, 56);
+      Both x = both(xh), w = both(wh), b = both(bh), y = output(M * N);
+      cpu_->linear(x.cpu.data(), M, K, w.cpu.data(), bias ? b.cpu.data() : nullptr, N, y.cpu.data());
+      cpu_->gelu_tanh_inplace(y.cpu.data(), static_cast<size_t>(M * N));
+      auto gx = be->upload(Tensor({M * K}, xh)), gw = be->upload_matrix(Tensor({N, K}, wh)),
+           gb = be->upload(Tensor({N}, bh)), gy = be->alloc(M * N);
+      be->linear_gelu(gx.data(), M, K, gw.data(), bias ? gb.data() : nullptr, N, gy.data());
+      std::vector<float> got(M * N);
+      be->download(gy.data(), got.size(), got.data());
+      EXPECT_CLOSE(got, cpu_result(y), tol);
+    }
+  }
+}
+
 struct AttnShape {
   int64_t rows, H, tokens, hd, pos, prefix;
 };
