@@ -13,10 +13,10 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
-#include <type_traits>
 
 #include "cuda/attention_mma.hpp"
 #include "cuda/cuda_check.hpp"
+#include "cuda/mma_m16n8k16.cuh"
 
 namespace varps::cuda {
 
@@ -28,36 +28,6 @@ constexpr int kMmaQueries = 16 * kMmaWarps;  // per block
 constexpr int kMmaKeys = 64;                 // keys per tile
 constexpr int kTileStride = kHd + 8;         // elements per tile row: 144 bytes, so fragment loads hit distinct banks
 
-template <typename T>
-__device__ inline uint16_t bits_of(float v) {
-  if constexpr (std::is_same_v<T, __half>)
-    return __half_as_ushort(__float2half_rn(v));
-  else
-    return __bfloat16_as_ushort(__float2bfloat16_rn(v));
-}
-
-// Two values as one 32-bit operand register: `lo` the lower index.
-template <typename T>
-__device__ inline uint32_t pack(float lo, float hi) {
-  return static_cast<uint32_t>(bits_of<T>(lo)) | (static_cast<uint32_t>(bits_of<T>(hi)) << 16);
-}
-
-// c += a·b for a 16×16 A (row-major fragment), a 16×8 B (column fragment).
-template <typename T>
-__device__ inline void mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-  if constexpr (std::is_same_v<T, __half>) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  } else {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-}
-
 __device__ inline float quad_max(float v) {
   v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
   return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
@@ -67,10 +37,8 @@ __device__ inline float quad_sum(float v) {
   return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
 
-// Fragment layouts (PTX ISA, mma.m16n8k16): lane = 4·g + t. A holds rows g
-// and g + 8, columns 2t, 2t + 1 and those + 8; B columns (here keys, or
-// head dims) g, rows 2t, 2t + 1 and those + 8; C rows g and g + 8, columns
-// 2t, 2t + 1.
+// Fragments as in mma_m16n8k16.cuh; B's columns are keys (scores) or head
+// dims (the weighted sum of values).
 template <typename T>
 __global__ void __launch_bounds__(kMmaWarps * 32)
     attention_mma_kernel(const float* q, const T* k_cache, const T* v_cache, int64_t H, int64_t tokens,

@@ -118,9 +118,9 @@ class CudaBackend final : public Backend {
 
   cudaStream_t stream() const;
 
-  // Elements of an im2col band (and of the codebook distances) at once: 64 MB
-  // of float32 scratch, where the 256x256x160 decoder level would need 377 MB
-  // for a whole image.
+  // Elements of a float32 im2col band (and of the codebook distances) at
+  // once: 64 MB of scratch, where the 256x256x160 decoder level would need
+  // 377 MB for a whole image. bf16/fp16 convolutions need no band.
   static constexpr int64_t kBandElements = int64_t{16} << 20;
 
  private:
@@ -128,8 +128,10 @@ class CudaBackend final : public Backend {
   // in half precision behind a float handle).
   template <typename T>
   Array<T> device_array(size_t n, size_t elem_bytes = sizeof(T));
-  // conv2d and normalized_conv2d: im2col bands (normalised as they are
-  // built when `norm` is given) times the weight, added to out or written.
+  // conv2d and normalized_conv2d: the weight times the im2col columns
+  // (normalised as they are built when `norm` is given), added to out or
+  // written; the columns are float32 bands in scratch, or with bf16/fp16
+  // products shared-memory tiles of the tensor-core kernel.
   void convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const NormOnRead* norm, const float* w,
                 const float* b, int64_t Co, int k, int stride, int pad_t, int pad_l, int pad_b, int pad_r,
                 bool add_to_out, float* out);

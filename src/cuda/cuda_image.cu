@@ -1,5 +1,6 @@
-// Image-space ops of the CUDA backend (NCHW): convolution as im2col plus
-// cuBLASLt products, GroupNorm, the PyTorch resampling modes and the
+// Image-space ops of the CUDA backend (NCHW): convolution (float32 as
+// im2col plus cuBLASLt products, bf16/fp16 as the implicit GEMM of
+// cuda_conv_mma.cu; 1×1 on a plain input as one product), GroupNorm, the PyTorch resampling modes and the
 // codebook search. They follow the CPU reference (src/cpu/cpu_image.cpp):
 // the resampling kernels round every operation as it does (see
 // resample_math.cuh) and match it bit for bit; GroupNorm's statistics are
@@ -12,8 +13,10 @@
 #include <type_traits>
 
 #include "cuda/block_reduce.cuh"
+#include "cuda/conv_mma.hpp"
 #include "cuda/cuda_backend.hpp"
 #include "cuda/cuda_check.hpp"
+#include "cuda/group_norm_math.cuh"
 #include "cuda/resample_math.cuh"
 #include "cuda/storage_types.cuh"
 
@@ -63,13 +66,6 @@ __global__ void fill_planes_kernel(float* out, int64_t planes, int64_t Co, I P, 
     float* dst = out + pl * static_cast<int64_t>(P);
     for (I p = first_index<I>(); p < P; p += grid_step<I>()) dst[p] = kAdd ? __fadd_rn(dst[p], v) : v;
   }
-}
-
-// (x − m)·ga + be, then x / (1 + e^−x), each step rounded as the CPU's
-// float expressions.
-__device__ inline float norm_value(float v, float m, float ga, float be, bool then_silu) {
-  const float y = __fadd_rn(__fmul_rn(__fsub_rn(v, m), ga), be);
-  return then_silu ? __fdiv_rn(y, __fadd_rn(1.0f, expf(-y))) : y;
 }
 
 // col[r, c] for rows r = (ci, ky, kx) and columns c = (oy, ox) of the band
@@ -374,6 +370,20 @@ void CudaBackend::convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int
   const int64_t P = Ho * Wo;
   const int64_t Kdim = Ci * k * k;
   const cudaStream_t s = stream();
+  // With bf16/fp16 products the weight and the input columns are half
+  // precision (float32 accumulation into out); else everything is float32.
+  const bool half = precision_ != Precision::F32;
+  const bool pointwise = !norm && k == 1 && stride == 1 && pad_t == 0 && pad_l == 0 && pad_b == 0 && pad_r == 0;
+  if (half && Kdim > 0 && !pointwise) {
+    // Tensor cores, the columns built in shared memory (cuda_conv_mma.cu).
+    const ConvGeometry geo{N, Ci, H, W, Co, Ho, Wo, k, stride, pad_t, pad_l};
+    const void* wop = matrix_operand(w, static_cast<size_t>(Co * Kdim));
+    if (precision_ == Precision::BF16)
+      launch_conv_mma(s, x, geo, norm, static_cast<const __nv_bfloat16*>(wop), b, add_to_out, out);
+    else
+      launch_conv_mma(s, x, geo, norm, static_cast<const __half*>(wop), b, add_to_out, out);
+    return;
+  }
   if (b || (Kdim == 0 && !add_to_out)) {
     // With no input channels the product is empty: out is the bias (or 0).
     const int64_t planes = N * Co;
@@ -390,14 +400,10 @@ void CudaBackend::convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int
   }
   if (Kdim == 0) return;
   const float beta = b || add_to_out ? 1.0f : 0.0f;
-
-  // With bf16/fp16 products the weight and the input columns are half
-  // precision (float32 accumulation into out); else everything is float32.
-  const bool half = precision_ != Precision::F32;
   const cudaDataType_t operands = half ? half_type() : CUDA_R_32F;
   const void* wop = half ? matrix_operand(w, static_cast<size_t>(Co * Kdim)) : w;
 
-  if (!norm && k == 1 && stride == 1 && pad_t == 0 && pad_l == 0 && pad_b == 0 && pad_r == 0) {
+  if (pointwise) {
     for (int64_t n = 0; n < N; ++n) {
       const float* xn = x + n * Ci * H * W;
       const void* xop = half ? half_activations(xn, static_cast<size_t>(Ci * P)) : xn;
@@ -406,7 +412,7 @@ void CudaBackend::convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int
     return;
   }
 
-  // im2col over bands of output rows, as the CPU, with a larger band.
+  // float32: im2col over bands of output rows, as the CPU, with a larger band.
   const int64_t max_cols = std::max<int64_t>(Wo, kBandFloats / Kdim);
   const int64_t band_rows = std::max<int64_t>(1, std::min<int64_t>(Ho, max_cols / Wo));
   const size_t col_elems = static_cast<size_t>(Kdim * band_rows * Wo);

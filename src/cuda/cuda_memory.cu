@@ -147,10 +147,11 @@ float* CudaBackend::scratch(size_t n) {
 uint64_t CudaBackend::workspace_bytes(const WorkspaceDemand& d) const {
   // One scratch region serves every op in turn, so it is the largest of
   // their needs, in float32 granules.
+  // With bf16/fp16 products a k×k convolution builds its columns in shared
+  // memory (cuda_conv_mma.cu) and only conversions need scratch.
   const bool half = precision_ != Precision::F32;
-  const uint64_t band = std::min<uint64_t>(d.im2col, kBandElements);
-  uint64_t floats = half ? (band + 1) / 2 : band;
-  if (half) floats = std::max({floats, (d.linear_input + 1) / 2, (d.pointwise_input + 1) / 2});
+  const uint64_t floats = half ? std::max((d.linear_input + 1) / 2, (d.pointwise_input + 1) / 2)
+                               : std::min<uint64_t>(d.im2col, kBandElements);
   return lt_->workspace_bytes() + (floats ? granule_bytes(floats, sizeof(float)) : 0);
 }
 
