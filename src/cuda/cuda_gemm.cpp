@@ -108,25 +108,31 @@ LtContext::Plan& LtContext::plan_for(const LtProduct& p) {
       split_k = 1;
     if (split_k <= 1) chosen = i;
   }
-  if (chosen < 0) {
-    cublasLtMatrixLayoutDestroy(plan.a);
-    cublasLtMatrixLayoutDestroy(plan.b);
-    cublasLtMatrixLayoutDestroy(plan.d);
-    cublasLtMatmulDescDestroy(plan.desc);
-    throw Error("cuBLASLt has no algorithm without split-K for a " + std::to_string(p.m) + "x" + std::to_string(p.n) +
-                "x" + std::to_string(p.k) + " product (status " + std::to_string(static_cast<int>(st)) + ")");
+  plan.status = static_cast<int>(st);
+  if (chosen >= 0) {
+    plan.algo = results[chosen].algo;
+    plan.usable = true;
   }
-  plan.algo = results[chosen].algo;
   return plans_.emplace(key, plan).first->second;
 }
 
 void LtContext::run(const LtProduct& p) {
+  if (!try_run(p)) {
+    const Plan& plan = plan_for(p);
+    throw Error("cuBLASLt has no algorithm without split-K for a " + std::to_string(p.m) + "x" + std::to_string(p.n) +
+                "x" + std::to_string(p.k) + " product (status " + std::to_string(plan.status) + ")");
+  }
+}
+
+bool LtContext::try_run(const LtProduct& p) {
   Plan& plan = plan_for(p);
+  if (!plan.usable) return false;
   if (p.bias)
     VARPS_CUDA_CHECK(
         cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &p.bias, sizeof p.bias));
   VARPS_CUDA_CHECK(cublasLtMatmul(handle_, plan.desc, &p.alpha, p.A, plan.a, p.B, plan.b, &p.beta, p.D, plan.d, p.D,
                                   plan.d, &plan.algo, workspace_, workspace_bytes_, heap_.stream));
+  return true;
 }
 
 void CudaBackend::linear(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N, float* y) {
@@ -155,13 +161,20 @@ void CudaBackend::product_with_epilogue(const float* x, int64_t M, int64_t K, co
   if (precision_ == Precision::F32) {
     p.A = w;
     p.B = x;
+  } else {
+    p.operand_type = half_type();
+    p.A = matrix_operand(w, static_cast<size_t>(N * K));
+    p.B = half_activations(x, static_cast<size_t>(M * K));
+  }
+  if (lt_->try_run(p)) return;
+  if (gelu) {
+    // No GELU epilogue for these types: the product, then the GELU kernel.
+    p.gelu = false;
     lt_->run(p);
+    gelu_tanh_inplace(y, static_cast<size_t>(M * N));
     return;
   }
-  p.operand_type = half_type();
-  p.A = matrix_operand(w, static_cast<size_t>(N * K));
-  p.B = half_activations(x, static_cast<size_t>(M * K));
-  lt_->run(p);
+  lt_->run(p);  // throws, naming the product cuBLASLt has no algorithm for
 }
 
 void CudaBackend::gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,

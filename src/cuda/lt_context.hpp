@@ -36,6 +36,9 @@ struct LtContext {
   LtContext& operator=(const LtContext&) = delete;
 
   void run(const LtProduct& p);
+  // run(p), or false when cuBLASLt has no algorithm for p (an epilogue it
+  // does not offer for these types), remembered per shape.
+  bool try_run(const LtProduct& p);
   size_t workspace_bytes() const { return workspace_bytes_; }
 
  private:
@@ -43,6 +46,8 @@ struct LtContext {
     cublasLtMatmulDesc_t desc = nullptr;
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
     cublasLtMatmulAlgo_t algo{};
+    bool usable = false;  // an algorithm was found; else only the failure is kept
+    int status = 0;       // the heuristic's status when none was
   };
   // Shape, types, epilogue, and the alignment of A, B and D: an algorithm
   // is picked for the alignment the pointers really have.
