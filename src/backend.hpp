@@ -169,6 +169,15 @@ class Backend {
     linear(x, M, K, w, b, N, y);
     gelu_tanh_inplace(y, static_cast<size_t>(M * N));
   }
+  // y[M,N] = fc2(GELU_tanh(fc1(x))) with fc1 = (w1[H,C], b1) and fc2 =
+  // (w2[N,H], b2): linear_gelu() into hidden[M,H], then linear(). A backend
+  // may store the hidden layer at its product precision (hidden holds M·H
+  // floats' room either way; its contents are the backend's).
+  virtual void mlp(const float* x, int64_t M, int64_t C, const float* w1, const float* b1, int64_t H,
+                   const float* w2, const float* b2, int64_t N, float* hidden, float* y) {
+    linear_gelu(x, M, C, w1, b1, H, hidden);
+    linear(hidden, M, H, w2, b2, N, y);
+  }
   // C[M,N] = alpha · op(A) · op(B) + beta · C, with leading dimensions.
   virtual void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                     int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) = 0;

@@ -60,6 +60,9 @@ class CudaBackend final : public Backend {
   // GELU in cuBLASLt's epilogue.
   void linear_gelu(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N,
                    float* y) override;
+  // With bf16/fp16 products the hidden layer is stored in that precision.
+  void mlp(const float* x, int64_t M, int64_t C, const float* w1, const float* b1, int64_t H, const float* w2,
+           const float* b2, int64_t N, float* hidden, float* y) override;
   void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
             const float* B, int64_t ldb, float beta, float* C, int64_t ldc) override;
 

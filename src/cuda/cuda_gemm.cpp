@@ -51,7 +51,8 @@ uint32_t alignment_of(const void* ptr) {
 LtContext::Plan& LtContext::plan_for(const LtProduct& p) {
   const uint32_t align_a = alignment_of(p.A), align_b = alignment_of(p.B), align_d = alignment_of(p.D);
   const Key key{p.trans_a,      p.trans_b,       p.m,     p.n,     p.k,    p.lda,  p.ldb,
-                p.ldd,          static_cast<int>(p.operand_type), p.bias != nullptr, p.gelu, p.beta != 0.0f,
+                p.ldd,          static_cast<int>(p.operand_type), static_cast<int>(p.d_type), p.bias != nullptr,
+                p.gelu,         p.beta != 0.0f,
                 align_a,        align_b,         align_d};
   auto found = plans_.find(key);
   if (found != plans_.end()) return found->second;
@@ -77,7 +78,7 @@ LtContext::Plan& LtContext::plan_for(const LtProduct& p) {
   const uint64_t b_rows = p.trans_b ? p.n : p.k, b_cols = p.trans_b ? p.k : p.n;
   VARPS_CUDA_CHECK(cublasLtMatrixLayoutCreate(&plan.a, p.operand_type, a_rows, a_cols, p.lda));
   VARPS_CUDA_CHECK(cublasLtMatrixLayoutCreate(&plan.b, p.operand_type, b_rows, b_cols, p.ldb));
-  VARPS_CUDA_CHECK(cublasLtMatrixLayoutCreate(&plan.d, CUDA_R_32F, p.m, p.n, p.ldd));
+  VARPS_CUDA_CHECK(cublasLtMatrixLayoutCreate(&plan.d, p.d_type, p.m, p.n, p.ldd));
 
   cublasLtMatmulPreference_t pref = nullptr;
   VARPS_CUDA_CHECK(cublasLtMatmulPreferenceCreate(&pref));
@@ -175,6 +176,46 @@ void CudaBackend::product_with_epilogue(const float* x, int64_t M, int64_t K, co
     return;
   }
   lt_->run(p);  // throws, naming the product cuBLASLt has no algorithm for
+}
+
+void CudaBackend::mlp(const float* x, int64_t M, int64_t C, const float* w1, const float* b1, int64_t H,
+                      const float* w2, const float* b2, int64_t N, float* hidden, float* y) {
+  if (precision_ == Precision::F32 || M == 0 || H == 0 || N == 0) {
+    Backend::mlp(x, M, C, w1, b1, H, w2, b2, N, hidden, y);
+    return;
+  }
+  // fc1 writes the hidden layer in the product precision, GELU applied, so
+  // fc2 reads it as it is: no float32 hidden layer, no conversion kernel.
+  LtProduct fc1;
+  fc1.trans_a = true;
+  fc1.m = H;
+  fc1.n = M;
+  fc1.k = C;
+  fc1.lda = fc1.ldb = C;
+  fc1.operand_type = fc1.d_type = half_type();
+  fc1.A = matrix_operand(w1, static_cast<size_t>(H * C));
+  fc1.B = half_activations(x, static_cast<size_t>(M * C));
+  fc1.D = hidden;
+  fc1.ldd = H;
+  fc1.bias = b1;
+  fc1.gelu = true;
+  if (!lt_->try_run(fc1)) {  // no such epilogue for a half-precision output
+    Backend::mlp(x, M, C, w1, b1, H, w2, b2, N, hidden, y);
+    return;
+  }
+  LtProduct fc2;
+  fc2.trans_a = true;
+  fc2.m = N;
+  fc2.n = M;
+  fc2.k = H;
+  fc2.lda = fc2.ldb = H;
+  fc2.operand_type = half_type();
+  fc2.A = matrix_operand(w2, static_cast<size_t>(N * H));
+  fc2.B = hidden;
+  fc2.D = y;
+  fc2.ldd = N;
+  fc2.bias = b2;
+  lt_->run(fc2);
 }
 
 void CudaBackend::gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,

@@ -13,7 +13,9 @@ namespace varps::cuda {
 struct DeviceHeap;
 
 // Column-major D[m, n] = alpha · op(A) · op(B) + beta · C (+ bias[m] per
-// column, then GELU_tanh when `gelu`), C and D the same float32 array.
+// column, then GELU_tanh when `gelu`), C and D the same array, of d_type
+// (float32, or the operands' half type for an output that only feeds
+// another product).
 struct LtProduct {
   bool trans_a = false, trans_b = false;
   int64_t m = 0, n = 0, k = 0;
@@ -21,12 +23,13 @@ struct LtProduct {
   int64_t lda = 0;
   const void* B = nullptr;
   int64_t ldb = 0;
-  float* D = nullptr;
+  void* D = nullptr;
   int64_t ldd = 0;
   float alpha = 1.0f, beta = 0.0f;
   const float* bias = nullptr;
   bool gelu = false;  // cuBLASLt's GELU epilogue is the tanh approximation
   cudaDataType_t operand_type = CUDA_R_32F;  // A and B
+  cudaDataType_t d_type = CUDA_R_32F;        // C and D
 };
 
 struct LtContext {
@@ -51,8 +54,8 @@ struct LtContext {
   };
   // Shape, types, epilogue, and the alignment of A, B and D: an algorithm
   // is picked for the alignment the pointers really have.
-  using Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, bool, bool, bool,
-                         uint32_t, uint32_t, uint32_t>;
+  using Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, bool, bool,
+                         bool, uint32_t, uint32_t, uint32_t>;
   Plan& plan_for(const LtProduct& p);
 
   DeviceHeap& heap_;

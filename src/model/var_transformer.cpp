@@ -230,8 +230,8 @@ void VarTransformer::block_forward(const VarSession& s, int bi, float* x, int64_
 
   // x = x + fc2(GELU(fc1(LN(x)·(1+scale2) + shift2)))·gamma2, then the
   // modulated LN of what reads x next: the next block, or the head.
-  be_.linear_gelu(s.ln.data(), M, C, b.fc1_w.data(), b.fc1_b.data(), hid, s.hidden.data());
-  be_.linear(s.hidden.data(), M, hid, b.fc2_w.data(), b.fc2_b.data(), C, s.proj.data());
+  be_.mlp(s.ln.data(), M, C, b.fc1_w.data(), b.fc1_b.data(), hid, b.fc2_w.data(), b.fc2_b.data(), C,
+          s.hidden.data(), s.proj.data());
   const bool last = bi + 1 == cfg_.depth;
   const float* next_scale = last ? s.head_mod.data() : s.block_mod[bi + 1].data() + 2 * C;
   const float* next_shift = last ? s.head_mod.data() + C : s.block_mod[bi + 1].data() + 4 * C;

@@ -351,6 +351,33 @@ TEST_F(CudaConformance, LinearGelu) {
   }
 }
 
+// The block's MLP against linear, GELU, linear on the CPU. With bf16/fp16
+// products the hidden layer is stored in that precision between the
+// products (two chained roundings stay within the operand tolerance).
+TEST_F(CudaConformance, Mlp) {
+  for (const auto& [precision, tol] :
+       {std::pair<std::string, double>{"fp32", fp32_tol(4 * 96)}, {"bf16", kBf16Tol}, {"fp16", kFp16Tol}}) {
+    SCOPED_TRACE(precision);
+    auto be = make_backend(BackendOptions{"cuda", 0, precision});
+    const int64_t M = 37, C = 96, H = 4 * C, N = C;
+    const auto xh = random_vector(M * C, 57), w1 = random_vector(H * C, 58, 0.1f), b1 = random_vector(H, 59),
+               w2 = random_vector(N * H, 60, 0.05f), b2 = random_vector(N, 61);
+    Both x = both(xh), cw1 = both(w1), cb1 = both(b1), cw2 = both(w2), cb2 = both(b2), hid = output(M * H),
+         y = output(M * N);
+    cpu_->linear(x.cpu.data(), M, C, cw1.cpu.data(), cb1.cpu.data(), H, hid.cpu.data());
+    cpu_->gelu_tanh_inplace(hid.cpu.data(), static_cast<size_t>(M * H));
+    cpu_->linear(hid.cpu.data(), M, H, cw2.cpu.data(), cb2.cpu.data(), N, y.cpu.data());
+    auto gx = be->upload(Tensor({M * C}, xh)), gw1 = be->upload_matrix(Tensor({H, C}, w1)),
+         gb1 = be->upload(Tensor({H}, b1)), gw2 = be->upload_matrix(Tensor({N, H}, w2)),
+         gb2 = be->upload(Tensor({N}, b2)), ghid = be->alloc(M * H),
+         gy = be->upload(Tensor({M * N}, std::vector<float>(M * N, NAN)));
+    be->mlp(gx.data(), M, C, gw1.data(), gb1.data(), H, gw2.data(), gb2.data(), N, ghid.data(), gy.data());
+    std::vector<float> got(M * N);
+    be->download(gy.data(), got.size(), got.data());
+    EXPECT_CLOSE(got, cpu_result(y), tol);
+  }
+}
+
 struct AttnShape {
   int64_t rows, H, tokens, hd, pos, prefix;
 };
