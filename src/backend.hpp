@@ -172,7 +172,7 @@ class Backend {
   // y[M,N] = fc2(GELU_tanh(fc1(x))) with fc1 = (w1[H,C], b1) and fc2 =
   // (w2[N,H], b2): linear_gelu() into hidden[M,H], then linear(). A backend
   // may store the hidden layer at its product precision (hidden holds M·H
-  // floats' room either way; its contents are the backend's).
+  // floats' room either way; its contents are the backend's). y may be x.
   virtual void mlp(const float* x, int64_t M, int64_t C, const float* w1, const float* b1, int64_t H,
                    const float* w2, const float* b2, int64_t N, float* hidden, float* y) {
     linear_gelu(x, M, C, w1, b1, H, hidden);

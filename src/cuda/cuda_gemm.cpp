@@ -145,28 +145,38 @@ void CudaBackend::linear_gelu(const float* x, int64_t M, int64_t K, const float*
   product_with_epilogue(x, M, K, w, b, N, true, y);
 }
 
-void CudaBackend::product_with_epilogue(const float* x, int64_t M, int64_t K, const float* w, const float* b,
-                                        int64_t N, bool gelu, float* y) {
-  if (M == 0 || N == 0) return;
+namespace {
+
+// y[M, N] = x[M, K]·w[N, K]ᵀ (+ b[N]) with operands of type `operands`: the
+// column-major yᵀ = w·xᵀ, cuBLASLt's "TN" product on the arrays as stored.
+LtProduct linear_product(const void* x, int64_t M, int64_t K, const void* w, const float* b, int64_t N, void* y,
+                         cudaDataType_t operands) {
   LtProduct p;
-  p.gelu = gelu;
-  p.trans_a = true;  // w[N, K] row-major is a K×N column-major matrix
+  p.trans_a = true;
   p.m = N;
   p.n = M;
   p.k = K;
+  p.A = w;
   p.lda = K;
+  p.B = x;
   p.ldb = K;
   p.D = y;
   p.ldd = N;
   p.bias = b;
-  if (precision_ == Precision::F32) {
-    p.A = w;
-    p.B = x;
-  } else {
-    p.operand_type = half_type();
-    p.A = matrix_operand(w, static_cast<size_t>(N * K));
-    p.B = half_activations(x, static_cast<size_t>(M * K));
-  }
+  p.operand_type = operands;
+  return p;
+}
+
+}  // namespace
+
+void CudaBackend::product_with_epilogue(const float* x, int64_t M, int64_t K, const float* w, const float* b,
+                                        int64_t N, bool gelu, float* y) {
+  if (M == 0 || N == 0) return;
+  const bool half = precision_ != Precision::F32;
+  LtProduct p = half ? linear_product(half_activations(x, static_cast<size_t>(M * K)), M, K,
+                                      matrix_operand(w, static_cast<size_t>(N * K)), b, N, y, half_type())
+                     : linear_product(x, M, K, w, b, N, y, CUDA_R_32F);
+  p.gelu = gelu;
   if (lt_->try_run(p)) return;
   if (gelu) {
     // No GELU epilogue for these types: the product, then the GELU kernel.
@@ -186,36 +196,15 @@ void CudaBackend::mlp(const float* x, int64_t M, int64_t C, const float* w1, con
   }
   // fc1 writes the hidden layer in the product precision, GELU applied, so
   // fc2 reads it as it is: no float32 hidden layer, no conversion kernel.
-  LtProduct fc1;
-  fc1.trans_a = true;
-  fc1.m = H;
-  fc1.n = M;
-  fc1.k = C;
-  fc1.lda = fc1.ldb = C;
-  fc1.operand_type = fc1.d_type = half_type();
-  fc1.A = matrix_operand(w1, static_cast<size_t>(H * C));
-  fc1.B = half_activations(x, static_cast<size_t>(M * C));
-  fc1.D = hidden;
-  fc1.ldd = H;
-  fc1.bias = b1;
+  LtProduct fc1 = linear_product(half_activations(x, static_cast<size_t>(M * C)), M, C,
+                                 matrix_operand(w1, static_cast<size_t>(H * C)), b1, H, hidden, half_type());
   fc1.gelu = true;
+  fc1.d_type = half_type();
   if (!lt_->try_run(fc1)) {  // no such epilogue for a half-precision output
     Backend::mlp(x, M, C, w1, b1, H, w2, b2, N, hidden, y);
     return;
   }
-  LtProduct fc2;
-  fc2.trans_a = true;
-  fc2.m = N;
-  fc2.n = M;
-  fc2.k = H;
-  fc2.lda = fc2.ldb = H;
-  fc2.operand_type = half_type();
-  fc2.A = matrix_operand(w2, static_cast<size_t>(N * H));
-  fc2.B = hidden;
-  fc2.D = y;
-  fc2.ldd = N;
-  fc2.bias = b2;
-  lt_->run(fc2);
+  lt_->run(linear_product(hidden, M, H, matrix_operand(w2, static_cast<size_t>(N * H)), b2, N, y, half_type()));
 }
 
 void CudaBackend::gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
