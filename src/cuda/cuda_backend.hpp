@@ -57,7 +57,7 @@ class CudaBackend final : public Backend {
   void reset_peak_memory() override;
 
   void linear(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N, float* y) override;
-  // GELU in cuBLASLt's epilogue.
+  // With bf16/fp16 products, GELU in cuBLASLt's epilogue.
   void linear_gelu(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N,
                    float* y) override;
   // With bf16/fp16 products the hidden layer is stored in that precision.
