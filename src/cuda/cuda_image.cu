@@ -1,7 +1,7 @@
 // Image-space ops of the CUDA backend (NCHW): convolution (float32 as
 // im2col plus cuBLASLt products, bf16/fp16 as the implicit GEMM of
-// cuda_conv_mma.cu; 1×1 on a plain input as one product), GroupNorm, the PyTorch resampling modes and the
-// codebook search. They follow the CPU reference (src/cpu/cpu_image.cpp):
+// cuda_conv_mma.cu; 1×1 on a plain input as one product), GroupNorm, the
+// PyTorch resampling modes and the codebook search. They follow the CPU reference (src/cpu/cpu_image.cpp):
 // the resampling kernels round every operation as it does (see
 // resample_math.cuh) and match it bit for bit; GroupNorm's statistics are
 // accumulated in double as there; the products round as cuBLASLt does.

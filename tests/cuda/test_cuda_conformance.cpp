@@ -605,9 +605,12 @@ TEST_F(CudaConformance, ConvolutionsWithHalfPrecisionOperands) {
   };
   for (const auto& [precision, tol] : {std::pair<std::string, double>{"bf16", kBf16Tol}, {"fp16", kFp16Tol}}) {
     auto half = make_backend(BackendOptions{"cuda", 0, precision});
-    for (const Conv& c : {Conv{2, 16, 33, 17, 8, 3, 1, 1, 1, 1, 1, false}, Conv{1, 24, 9, 9, 5, 3, 2, 1, 1, 1, 1, false},
-                          Conv{2, 32, 7, 9, 24, 1, 1, 0, 0, 0, 0, false}, Conv{1, 5, 10, 11, 70, 3, 1, 1, 1, 1, 1, true},
-                          Conv{2, 3, 9, 8, 4, 3, 2, 0, 0, 1, 1, false}, Conv{1, 40, 12, 13, 129, 3, 1, 1, 1, 1, 1, true},
+    for (const Conv& c : {Conv{2, 16, 33, 17, 8, 3, 1, 1, 1, 1, 1, false},
+                          Conv{1, 24, 9, 9, 5, 3, 2, 1, 1, 1, 1, false},
+                          Conv{2, 32, 7, 9, 24, 1, 1, 0, 0, 0, 0, false},
+                          Conv{1, 5, 10, 11, 70, 3, 1, 1, 1, 1, 1, true},
+                          Conv{2, 3, 9, 8, 4, 3, 2, 0, 0, 1, 1, false},
+                          Conv{1, 40, 12, 13, 129, 3, 1, 1, 1, 1, 1, true},
                           Conv{3, 8, 5, 4, 3, 1, 1, 1, 0, 0, 1, false}}) {
       SCOPED_TRACE(precision + " Ci " + std::to_string(c.Ci) + " Co " + std::to_string(c.Co) + " k " +
                    std::to_string(c.k) + " stride " + std::to_string(c.stride));
@@ -637,8 +640,9 @@ TEST_F(CudaConformance, ConvolutionsWithHalfPrecisionOperands) {
         cpu_->normalized_conv2d(x.cpu.data(), c.N, c.Ci, c.H, c.W,
                                 NormOnRead{stats.cpu.data(), gamma.cpu.data(), beta.cpu.data(), groups, false},
                                 w.cpu.data(), b.cpu.data(), c.Co, c.k, true, out.cpu.data());
-        half->normalized_conv2d(hx.data(), c.N, c.Ci, c.H, c.W, NormOnRead{hs.data(), hg.data(), hbe.data(), groups, false},
-                                hw.data(), hb.data(), c.Co, c.k, true, hy.data());
+        half->normalized_conv2d(hx.data(), c.N, c.Ci, c.H, c.W,
+                                NormOnRead{hs.data(), hg.data(), hbe.data(), groups, false}, hw.data(), hb.data(),
+                                c.Co, c.k, true, hy.data());
       } else {
         cpu_->conv2d(x.cpu.data(), c.N, c.Ci, c.H, c.W, w.cpu.data(), b.cpu.data(), c.Co, c.k, c.stride, c.pt, c.pl,
                      c.pb, c.pr, out.cpu.data());
