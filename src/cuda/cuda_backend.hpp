@@ -20,8 +20,9 @@ enum class Precision { F32, BF16, F16 };
 // Device-resident state shared by the backend and the deleters of the arrays
 // it hands out (an array may outlive the backend object).
 struct DeviceHeap;
-// cuBLASLt handle, workspace and cached matmul plans.
+// cuBLASLt handle, workspace and cached matmul plans, and one product.
 struct LtContext;
+struct LtProduct;
 
 // Kernel launch helpers live in the .cu files; they take the stream and raw
 // pointers and report launch errors with VARPS_CUDA_LAUNCHED.
@@ -149,6 +150,10 @@ class CudaBackend final : public Backend {
   // linear(), with GELU_tanh after the bias when `gelu`.
   void product_with_epilogue(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N,
                              bool gelu, float* y);
+  // Runs p, whose D is float32 with `outputs` elements, then GELU_tanh when
+  // `gelu`: in cuBLASLt's epilogue with bf16/fp16 products where it offers
+  // one for the types, else by the GELU kernel.
+  void run_product(LtProduct p, bool gelu, size_t outputs);
   // Row-major C[M,N] = alpha·op(A)·op(B) + beta·C with A and B of type
   // `operands` (float32 accumulation and output).
   void row_major_product(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const void* A,

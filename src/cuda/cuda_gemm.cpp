@@ -173,13 +173,17 @@ void CudaBackend::product_with_epilogue(const float* x, int64_t M, int64_t K, co
                                         int64_t N, bool gelu, float* y) {
   if (M == 0 || N == 0) return;
   const bool half = precision_ != Precision::F32;
-  LtProduct p = half ? linear_product(half_activations(x, static_cast<size_t>(M * K)), M, K,
-                                      matrix_operand(w, static_cast<size_t>(N * K)), b, N, y, half_type())
-                     : linear_product(x, M, K, w, b, N, y, CUDA_R_32F);
+  const LtProduct p = half ? linear_product(half_activations(x, static_cast<size_t>(M * K)), M, K,
+                                            matrix_operand(w, static_cast<size_t>(N * K)), b, N, y, half_type())
+                           : linear_product(x, M, K, w, b, N, y, CUDA_R_32F);
+  run_product(p, gelu, static_cast<size_t>(M * N));
+}
+
+void CudaBackend::run_product(LtProduct p, bool gelu, size_t outputs) {
   // float32 products are the mode that reproduces the reference, so their
   // GELU stays the kernel that rounds as the CPU does; cuBLASLt does not
   // document its epilogue's accuracy.
-  p.gelu = gelu && half;
+  p.gelu = gelu && precision_ != Precision::F32;
   if (!lt_->try_run(p)) {
     // run() names the product and throws when cuBLASLt has no algorithm for
     // it at all; one without the epilogue is the fallback for one with.
@@ -187,7 +191,7 @@ void CudaBackend::product_with_epilogue(const float* x, int64_t M, int64_t K, co
     p.gelu = false;
     lt_->run(p);
   }
-  if (gelu && !p.gelu) gelu_tanh_inplace(y, static_cast<size_t>(M * N));
+  if (gelu && !p.gelu) gelu_tanh_inplace(static_cast<float*>(p.D), outputs);
 }
 
 void CudaBackend::mlp(const float* x, int64_t M, int64_t C, const float* w1, const float* b1, int64_t H,
@@ -202,8 +206,12 @@ void CudaBackend::mlp(const float* x, int64_t M, int64_t C, const float* w1, con
                                  matrix_operand(w1, static_cast<size_t>(H * C)), b1, H, hidden, half_type());
   fc1.gelu = true;
   fc1.d_type = half_type();
-  if (!lt_->try_run(fc1)) {  // no such epilogue for a half-precision output
-    Backend::mlp(x, M, C, w1, b1, H, w2, b2, N, hidden, y);
+  if (!lt_->try_run(fc1)) {
+    // No such epilogue for a half-precision output: fc1 into a float32
+    // hidden layer from the operand already converted, then fc2 as linear().
+    fc1.d_type = CUDA_R_32F;
+    run_product(fc1, true, static_cast<size_t>(M * H));
+    linear(hidden, M, H, w2, b2, N, y);
     return;
   }
   lt_->run(linear_product(hidden, M, H, matrix_operand(w2, static_cast<size_t>(N * H)), b2, N, y, half_type()));
