@@ -17,6 +17,14 @@
 
 namespace varps::cuda {
 
+#ifndef __CUDACC__
+// A host compiler builds the kernels only for their CPU emulation in the
+// tests (tests/cuda/kernel_emulator.hpp), which defines this warp-wide
+// product from the fragment layouts above.
+template <typename T>
+void emulated_mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1);
+#endif
+
 template <typename T>
 __device__ inline uint16_t bits_of(float v) {
   if constexpr (std::is_same_v<T, __half>)
@@ -34,6 +42,9 @@ __device__ inline uint32_t pack(float lo, float hi) {
 // c += a·b for a 16×16 A (row-major fragment), a 16×8 B (column fragment).
 template <typename T>
 __device__ inline void mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+#ifndef __CUDACC__
+  emulated_mma<T>(c, a, b0, b1);
+#else
   if constexpr (std::is_same_v<T, __half>) {
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
@@ -45,6 +56,7 @@ __device__ inline void mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
   }
+#endif
 }
 
 }  // namespace varps::cuda

@@ -1,0 +1,169 @@
+// The tensor-core kernels (implicit-GEMM convolution, head_dim-64
+// attention) run on the CPU through kernel_emulator.hpp and are compared
+// with the CPU backend's ops, in every build with the CUDA backend, GPU or
+// not. The reference gets the operands the kernel's products see (rounded
+// to bf16/fp16), so a convolution must agree to float32 summation-order
+// error and an attention to the rounding of its softmax weights; a wrong
+// index, tile bound or fragment layout is off by the size of the values.
+#include <gtest/gtest.h>
+
+#ifdef VARPS_HAVE_CUDA
+// First: the device built-ins of the kernel headers below.
+#include "cuda/kernel_emulator.hpp"
+//
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "backend.hpp"
+#include "cuda/attention_mma_kernel.cuh"
+#include "cuda/conv_mma_kernel.cuh"
+#include "cuda/normalised_error.hpp"
+#endif
+
+namespace varps::testing {
+namespace {
+
+#ifdef VARPS_HAVE_CUDA
+
+using emulator::launch;
+
+template <typename T>
+std::vector<T> to_precision(const std::vector<float>& v) {
+  std::vector<T> out;
+  out.reserve(v.size());
+  for (float x : v) out.push_back(T(x));
+  return out;
+}
+
+template <typename T>
+std::vector<float> rounded(const std::vector<float>& v) {
+  std::vector<float> out;
+  out.reserve(v.size());
+  for (float x : v) out.push_back(static_cast<float>(T(x)));
+  return out;
+}
+
+struct ConvCase {
+  const char* what;
+  int64_t N, Ci, H, W, Co;
+  int k, stride, pad_t, pad_l, pad_b, pad_r;
+  int groups = 0;  // GroupNorm on read when > 0
+  bool silu = false, add = false;
+};
+
+template <typename T>
+void check_conv(const ConvCase& c) {
+  SCOPED_TRACE(c.what);
+  auto cpu = make_cpu_backend(1);
+  const int64_t Ho = (c.H + c.pad_t + c.pad_b - c.k) / c.stride + 1,
+                Wo = (c.W + c.pad_l + c.pad_r - c.k) / c.stride + 1;
+  const int64_t HW = c.H * c.W, P = Ho * Wo, Kdim = c.Ci * c.k * c.k;
+  const std::vector<float> x = random_vector(c.N * c.Ci * HW, 11), w = random_vector(c.Co * Kdim, 12, 0.2f),
+                           b = random_vector(c.Co, 13), before = random_vector(c.N * c.Co * P, 14);
+  // The input as the product reads it: normalised first when asked.
+  std::vector<float> seen = x, stats, gamma, beta;
+  NormOnRead norm;
+  if (c.groups > 0) {
+    gamma = random_vector(c.Ci, 15, 0.5f);
+    beta = random_vector(c.Ci, 16);
+    stats.resize(c.N * c.groups * 2);
+    cpu->group_norm_stats(x.data(), c.N, c.Ci, HW, c.groups, 1e-6f, stats.data());
+    cpu->group_norm(x.data(), c.N, c.Ci, HW, c.groups, gamma.data(), beta.data(), 1e-6f, c.silu, seen.data());
+    norm = NormOnRead{stats.data(), gamma.data(), beta.data(), c.groups, c.silu};
+  }
+  std::vector<float> seen_r = rounded<T>(seen), w_r = rounded<T>(w), ref(c.N * c.Co * P);
+  cpu->conv2d(seen_r.data(), c.N, c.Ci, c.H, c.W, w_r.data(), b.data(), c.Co, c.k, c.stride, c.pad_t, c.pad_l, c.pad_b,
+              c.pad_r, ref.data());
+  if (c.add)
+    for (size_t i = 0; i < ref.size(); ++i) ref[i] += before[i];
+
+  const std::vector<T> wt = to_precision<T>(w);
+  const auto* wbits = reinterpret_cast<const uint16_t*>(wt.data());
+  const cuda::ConvGeometry geo{c.N, c.Ci, c.H, c.W, c.Co, Ho, Wo, c.k, c.stride, c.pad_t, c.pad_l};
+  std::vector<float> out = c.add ? before : std::vector<float>(ref.size(), NAN);
+  launch(cuda::conv_mma::kernel_for<T>(c.groups > 0, c.add), cuda::conv_mma::grid_of(geo, c.N),
+         dim3(cuda::conv_mma::kThreads), x.data(), geo, norm, wbits, cuda::conv_mma::weights_vectorised(geo, wbits),
+         b.data(), int64_t{0}, out.data());
+  EXPECT_CLOSE(out, ref, fp32_tol(Kdim));
+}
+
+// Shapes that cross the kernel's 64-channel × 128-pixel tiles and its
+// 32-row steps, rows that are not 16-byte weight loads, strides, one-sided
+// and 1×1 padding, GroupNorm + SiLU on read and the residual add.
+const ConvCase kConvCases[] = {
+    {"3x3, 70 channels, 45 rows (no 16-byte loads)", 2, 5, 9, 13, 70, 3, 1, 1, 1, 1, 1},
+    {"3x3, 129 channels, 144 pixels, 144 rows", 1, 16, 12, 12, 129, 3, 1, 1, 1, 1, 1},
+    {"3x3 stride 2, one-sided padding", 1, 8, 17, 15, 16, 3, 2, 0, 0, 1, 1},
+    {"1x1 with padding", 2, 3, 5, 6, 8, 1, 1, 1, 1, 1, 1},
+    {"3x3 with a residual add", 1, 8, 7, 9, 20, 3, 1, 1, 1, 1, 1, 0, false, true},
+    {"GroupNorm + SiLU on read, 3x3", 2, 32, 10, 10, 24, 3, 1, 1, 1, 1, 1, 8, true},
+    {"GroupNorm on read, 3x3, residual add", 1, 16, 6, 11, 9, 3, 1, 1, 1, 1, 1, 4, false, true},
+    {"GroupNorm + SiLU on read, 1x1", 1, 8, 12, 13, 5, 1, 1, 0, 0, 0, 0, 2, true},
+};
+
+TEST(EmulatedKernels, TensorCoreConvolutionBf16) {
+  for (const ConvCase& c : kConvCases) check_conv<__nv_bfloat16>(c);
+}
+
+TEST(EmulatedKernels, TensorCoreConvolutionFp16) {
+  for (const ConvCase& c : kConvCases) check_conv<__half>(c);
+}
+
+struct AttentionCase {
+  const char* what;
+  int64_t rows, H, tokens, capacity, len;
+  int64_t prefix_tokens = 0, rows_per_stream = 1;
+};
+
+template <typename T>
+void check_attention(const AttentionCase& c, double tol) {
+  SCOPED_TRACE(c.what);
+  constexpr int64_t hd = cuda::attention_mma::kHd;
+  auto cpu = make_cpu_backend(1);
+  const int64_t streams = c.rows / c.rows_per_stream;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  // Queries of about 2.5 times the keys' size give peaked softmax weights.
+  const std::vector<float> q = random_vector(c.rows * c.H * c.tokens * hd, 21, 2.5f),
+                           k = random_vector(c.rows * c.H * c.capacity * hd, 22),
+                           v = random_vector(c.rows * c.H * c.capacity * hd, 23),
+                           pk = random_vector(streams * c.H * c.prefix_tokens * hd, 24),
+                           pv = random_vector(streams * c.H * c.prefix_tokens * hd, 25);
+  const std::vector<float> q_r = rounded<T>(q), k_r = rounded<T>(k), v_r = rounded<T>(v), pk_r = rounded<T>(pk),
+                           pv_r = rounded<T>(pv);
+  std::vector<float> ref(c.rows * c.tokens * c.H * hd);
+  cpu->attention(q_r.data(), k_r.data(), v_r.data(), c.rows, c.H, c.tokens, hd, c.capacity, c.len, scale,
+                 KvPrefix{pk_r.data(), pv_r.data(), c.prefix_tokens, c.rows_per_stream}, ref.data());
+
+  const std::vector<T> kt = to_precision<T>(k), vt = to_precision<T>(v);
+  std::vector<float> out(ref.size(), NAN);
+  launch(cuda::attention_mma::attention_mma_kernel<T>, cuda::attention_mma::grid_of(c.rows, c.H, c.tokens),
+         dim3(cuda::attention_mma::kThreads), q.data(), kt.data(), vt.data(), c.H, c.tokens, c.capacity, c.len, scale,
+         c.prefix_tokens > 0 ? pk.data() : nullptr, c.prefix_tokens > 0 ? pv.data() : nullptr, c.prefix_tokens,
+         c.rows_per_stream, out.data());
+  EXPECT_CLOSE(out, ref, tol);
+}
+
+// Query counts that leave warps and blocks partly idle, key counts that end
+// inside a 64-key tile, and a ParScale prefix shared by a stream's rows.
+const AttentionCase kAttentionCases[] = {
+    {"16 queries over 16 keys", 1, 2, 16, 16, 16},
+    {"17 queries over 70 of 80 cached keys", 2, 3, 17, 80, 70},
+    {"70 queries (two blocks) over a prefix and 90 keys", 4, 2, 70, 96, 90, 5, 2},
+    {"one full tile of keys after a 64-token prefix", 2, 1, 33, 64, 64, 64, 1},
+};
+
+TEST(EmulatedKernels, TensorCoreAttentionBf16) {
+  for (const AttentionCase& c : kAttentionCases) check_attention<__nv_bfloat16>(c, kBf16Tol);
+}
+
+TEST(EmulatedKernels, TensorCoreAttentionFp16) {
+  for (const AttentionCase& c : kAttentionCases) check_attention<__half>(c, kFp16Tol);
+}
+
+#else
+TEST(EmulatedKernels, NeedsTheCudaBackend) { GTEST_SKIP() << "built without the CUDA backend (VARPS_CUDA=OFF)"; }
+#endif
+
+}  // namespace
+}  // namespace varps::testing
