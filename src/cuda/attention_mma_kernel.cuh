@@ -23,6 +23,9 @@
 #include "cuda/mma_m16n8k16.cuh"
 
 namespace varps::cuda::attention_mma {
+// Internal linkage, as kernels private to their launching file: the tests
+// build their own copies.
+namespace {
 
 constexpr int kHd = 64;
 constexpr int kMmaWarps = 4;                 // 16 queries each
@@ -189,4 +192,5 @@ inline dim3 grid_of(int64_t rows, int64_t H, int64_t tokens) {
               static_cast<unsigned>(rows));
 }
 
+}  // namespace
 }  // namespace varps::cuda::attention_mma

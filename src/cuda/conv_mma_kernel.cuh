@@ -25,6 +25,9 @@
 #include "cuda/mma_m16n8k16.cuh"
 
 namespace varps::cuda::conv_mma {
+// Internal linkage, as kernels private to their launching file: the tests
+// build their own copies.
+namespace {
 
 constexpr int kBM = 64;   // output channels per block
 constexpr int kBN = 128;  // output pixels per block
@@ -193,4 +196,5 @@ inline bool weights_vectorised(const ConvGeometry& geo, const void* w) {
   return (geo.Ci * geo.k * geo.k) % 8 == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0;
 }
 
+}  // namespace
 }  // namespace varps::cuda::conv_mma

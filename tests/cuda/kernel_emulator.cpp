@@ -4,12 +4,15 @@
 
 #include <barrier>
 #include <bit>
+#include <cstddef>
+#include <cstring>
 #include <deque>
 #include <stdexcept>
 #include <thread>
 #include <type_traits>
 #include <vector>
 
+#include "cuda/dynamic_shared.cuh"
 #include "cuda/mma_m16n8k16.cuh"
 
 thread_local uint3 threadIdx;
@@ -25,15 +28,19 @@ constexpr int kWarp = 32;
 // What a warp's lanes hand each other between two of its barriers.
 struct Warp {
   std::barrier<> sync{kWarp};
-  float value[kWarp];
+  alignas(8) unsigned char value[kWarp][8];
   uint32_t a[kWarp][4];
   uint32_t b[kWarp][2];
 };
 
 struct Block {
-  explicit Block(int threads) : sync(threads), warps(threads / kWarp) {}
+  Block(int threads, size_t shared_bytes)
+      : sync(threads),
+        warps(threads / kWarp),
+        dynamic_shared((shared_bytes + sizeof(std::max_align_t) - 1) / sizeof(std::max_align_t)) {}
   std::barrier<> sync;
   std::deque<Warp> warps;
+  std::vector<std::max_align_t> dynamic_shared;
 };
 
 thread_local Block* this_block = nullptr;
@@ -55,13 +62,13 @@ float value_of(uint32_t reg, int half) {
 
 }  // namespace
 
-void run_grid(dim3 grid, dim3 block, const std::function<void()>& body) {
+void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const std::function<void()>& body) {
   if (block.y != 1 || block.z != 1 || block.x % kWarp != 0 || block.x == 0)
     throw std::invalid_argument("emulator: blocks must be a whole number of warps in x");
   for (unsigned bz = 0; bz < grid.z; ++bz)
     for (unsigned by = 0; by < grid.y; ++by)
       for (unsigned bx = 0; bx < grid.x; ++bx) {
-        Block state(static_cast<int>(block.x));
+        Block state(static_cast<int>(block.x), shared_bytes);
         std::vector<std::jthread> threads;
         threads.reserve(block.x);
         for (unsigned x = 0; x < block.x; ++x)
@@ -87,14 +94,20 @@ using varps::testing::emulator::this_warp;
 
 void __syncthreads() { this_block->sync.arrive_and_wait(); }
 
-float __shfl_xor_sync(unsigned, float v, int lane_mask) {
+void* emulated_dynamic_shared() { return this_block->dynamic_shared.data(); }
+
+namespace varps::testing::emulator {
+
+void warp_exchange(const void* mine, void* got, size_t bytes, int from) {
+  if (bytes > sizeof(Warp::value[0])) throw std::invalid_argument("emulator: shuffles of at most 8 bytes");
   auto& w = this_warp();
-  w.value[lane()] = v;
+  std::memcpy(w.value[lane()], mine, bytes);
   w.sync.arrive_and_wait();
-  const float got = w.value[lane() ^ lane_mask];
-  w.sync.arrive_and_wait();
-  return got;
+  std::memcpy(got, w.value[from], bytes);
+  w.sync.arrive_and_wait();  // the values may be overwritten
 }
+
+}  // namespace varps::testing::emulator
 
 namespace varps::cuda {
 

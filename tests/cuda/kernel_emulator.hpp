@@ -20,6 +20,8 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 
@@ -32,8 +34,29 @@ extern thread_local uint3 blockIdx;
 extern thread_local dim3 blockDim;
 extern thread_local dim3 gridDim;
 
+namespace varps::testing::emulator {
+// Every lane of the calling warp offers `mine`; each gets lane `from`'s.
+void warp_exchange(const void* mine, void* got, size_t bytes, int from);
+}  // namespace varps::testing::emulator
+
 void __syncthreads();
-float __shfl_xor_sync(unsigned mask, float v, int lane_mask);
+
+template <typename T>
+T __shfl_xor_sync(unsigned, T v, int lane_mask) {
+  T got;
+  varps::testing::emulator::warp_exchange(&v, &got, sizeof(T), static_cast<int>(threadIdx.x % 32) ^ lane_mask);
+  return got;
+}
+
+template <typename T>
+T __shfl_sync(unsigned, T v, int src_lane) {
+  T got;
+  varps::testing::emulator::warp_exchange(&v, &got, sizeof(T), src_lane % 32);
+  return got;
+}
+
+using std::max;
+using std::min;
 
 inline float __fadd_rn(float a, float b) { return a + b; }
 inline float __fsub_rn(float a, float b) { return a - b; }
@@ -42,14 +65,16 @@ inline float __fdiv_rn(float a, float b) { return a / b; }
 
 namespace varps::testing::emulator {
 
-// Runs body once per thread of every block, with the built-ins above set.
-// The kernels' pointers are host memory.
-// Blocks must be one-dimensional in threads and a whole number of warps.
-void run_grid(dim3 grid, dim3 block, const std::function<void()>& body);
+// Runs body once per thread of every block, with the built-ins above set
+// and `shared_bytes` of dynamic shared memory (VARPS_DYNAMIC_SHARED). Blocks
+// must be one-dimensional in threads and a whole number of warps. The
+// kernels' pointers are host memory.
+void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const std::function<void()>& body);
 
+// kernel<<<grid, block, shared_bytes>>>(args...)
 template <typename... Params, typename... Args>
-void launch(void (*kernel)(Params...), dim3 grid, dim3 block, Args... args) {
-  run_grid(grid, block, [&] { kernel(static_cast<Params>(args)...); });
+void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes, Args... args) {
+  run_grid(grid, block, shared_bytes, [&] { kernel(static_cast<Params>(args)...); });
 }
 
 }  // namespace varps::testing::emulator

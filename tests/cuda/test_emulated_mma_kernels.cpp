@@ -19,6 +19,7 @@
 #include "cuda/attention_mma_kernel.cuh"
 #include "cuda/conv_mma_kernel.cuh"
 #include "cuda/normalised_error.hpp"
+#include "cuda/rounded_operands.hpp"
 #endif
 
 namespace varps::testing {
@@ -27,22 +28,6 @@ namespace {
 #ifdef VARPS_HAVE_CUDA
 
 using emulator::launch;
-
-template <typename T>
-std::vector<T> to_precision(const std::vector<float>& v) {
-  std::vector<T> out;
-  out.reserve(v.size());
-  for (float x : v) out.push_back(T(x));
-  return out;
-}
-
-template <typename T>
-std::vector<float> rounded(const std::vector<float>& v) {
-  std::vector<float> out;
-  out.reserve(v.size());
-  for (float x : v) out.push_back(static_cast<float>(T(x)));
-  return out;
-}
 
 struct ConvCase {
   const char* what;
@@ -83,7 +68,7 @@ void check_conv(const ConvCase& c) {
   const cuda::ConvGeometry geo{c.N, c.Ci, c.H, c.W, c.Co, Ho, Wo, c.k, c.stride, c.pad_t, c.pad_l};
   std::vector<float> out = c.add ? before : std::vector<float>(ref.size(), NAN);
   launch(cuda::conv_mma::kernel_for<T>(c.groups > 0, c.add), cuda::conv_mma::grid_of(geo, c.N),
-         dim3(cuda::conv_mma::kThreads), x.data(), geo, norm, wbits, cuda::conv_mma::weights_vectorised(geo, wbits),
+         dim3(cuda::conv_mma::kThreads), 0, x.data(), geo, norm, wbits, cuda::conv_mma::weights_vectorised(geo, wbits),
          b.data(), int64_t{0}, out.data());
   EXPECT_CLOSE(out, ref, fp32_tol(Kdim));
 }
@@ -102,11 +87,11 @@ const ConvCase kConvCases[] = {
     {"GroupNorm + SiLU on read, 1x1", 1, 8, 12, 13, 5, 1, 1, 0, 0, 0, 0, 2, true},
 };
 
-TEST(EmulatedKernels, TensorCoreConvolutionBf16) {
+TEST(EmulatedMmaKernels, TensorCoreConvolutionBf16) {
   for (const ConvCase& c : kConvCases) check_conv<__nv_bfloat16>(c);
 }
 
-TEST(EmulatedKernels, TensorCoreConvolutionFp16) {
+TEST(EmulatedMmaKernels, TensorCoreConvolutionFp16) {
   for (const ConvCase& c : kConvCases) check_conv<__half>(c);
 }
 
@@ -138,8 +123,8 @@ void check_attention(const AttentionCase& c, double tol) {
   const std::vector<T> kt = to_precision<T>(k), vt = to_precision<T>(v);
   std::vector<float> out(ref.size(), NAN);
   launch(cuda::attention_mma::attention_mma_kernel<T>, cuda::attention_mma::grid_of(c.rows, c.H, c.tokens),
-         dim3(cuda::attention_mma::kThreads), q.data(), kt.data(), vt.data(), c.H, c.tokens, c.capacity, c.len, scale,
-         c.prefix_tokens > 0 ? pk.data() : nullptr, c.prefix_tokens > 0 ? pv.data() : nullptr, c.prefix_tokens,
+         dim3(cuda::attention_mma::kThreads), 0, q.data(), kt.data(), vt.data(), c.H, c.tokens, c.capacity, c.len,
+         scale, c.prefix_tokens > 0 ? pk.data() : nullptr, c.prefix_tokens > 0 ? pv.data() : nullptr, c.prefix_tokens,
          c.rows_per_stream, out.data());
   EXPECT_CLOSE(out, ref, tol);
 }
@@ -153,16 +138,16 @@ const AttentionCase kAttentionCases[] = {
     {"one full tile of keys after a 64-token prefix", 2, 1, 33, 64, 64, 64, 1},
 };
 
-TEST(EmulatedKernels, TensorCoreAttentionBf16) {
+TEST(EmulatedMmaKernels, TensorCoreAttentionBf16) {
   for (const AttentionCase& c : kAttentionCases) check_attention<__nv_bfloat16>(c, kBf16Tol);
 }
 
-TEST(EmulatedKernels, TensorCoreAttentionFp16) {
+TEST(EmulatedMmaKernels, TensorCoreAttentionFp16) {
   for (const AttentionCase& c : kAttentionCases) check_attention<__half>(c, kFp16Tol);
 }
 
 #else
-TEST(EmulatedKernels, NeedsTheCudaBackend) { GTEST_SKIP() << "built without the CUDA backend (VARPS_CUDA=OFF)"; }
+TEST(EmulatedMmaKernels, NeedsTheCudaBackend) { GTEST_SKIP() << "built without the CUDA backend (VARPS_CUDA=OFF)"; }
 #endif
 
 }  // namespace
