@@ -1,8 +1,8 @@
 #pragma once
 // Runs CUDA kernels on the CPU, so that kernels can be checked against the
-// CPU backend on machines without a GPU (this one, and CI). A kernel header
-// (src/cuda/*_kernel.cuh) built by the host compiler after this header sees
-// the device built-ins it uses defined here:
+// CPU backend on machines without a GPU (the development VM, and CI). A
+// kernel header (src/cuda/*_kernel.cuh, *_kernels.cuh) built by the host
+// compiler after this header sees the device built-ins it uses defined here:
 //
 // - every thread of a block is a std::thread; the blocks of a grid run one
 //   after another, so a kernel's __shared__ arrays become function statics;
@@ -13,9 +13,10 @@
 //   with -ffp-contract=off, so each is one rounding, as on the device).
 //
 // What it checks is the kernel's own logic: indexing, tiling, bounds,
-// fragment layouts, the online softmax. What it cannot: timing, the memory
-// model beyond the barriers, and the tensor core's summation order (the
-// emulated product adds in k order in float32).
+// fragment layouts, barriers, the online softmax. What it cannot: timing,
+// the memory model beyond the barriers, the device's expf and sqrt (the
+// host's stand in), and the tensor core's summation order (the emulated
+// product adds in k order in float32).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
