@@ -2,9 +2,9 @@
 // The tensor-core convolution's kernel, which cuda_conv_mma.cu launches: an
 // implicit GEMM for bf16/fp16 products, out[n, co, p] = Σ_r w[co, r]·col[r,
 // p] over r = (ci, ky, kx), where col[r, p] is the input pixel under tap
-// (ky, kx) of output pixel p, or the zero padding, normalised first when the convolution reads a GroupNorm.
-// Each block builds the tiles of col it needs in shared memory, rounded to
-// the product precision, so the im2col matrix (9× the input for a 3×3
+// (ky, kx) of output pixel p, or the zero padding, normalised first when
+// the convolution reads a GroupNorm. Each block builds the tiles of col it
+// needs in shared memory, rounded to the product precision, so the im2col matrix (9× the input for a 3×3
 // kernel) never reaches global memory, and the bias and the residual add
 // happen in the epilogue.
 //
