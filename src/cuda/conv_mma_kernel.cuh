@@ -4,9 +4,9 @@
 // p] over r = (ci, ky, kx), where col[r, p] is the input pixel under tap
 // (ky, kx) of output pixel p, or the zero padding, normalised first when
 // the convolution reads a GroupNorm. Each block builds the tiles of col it
-// needs in shared memory, rounded to the product precision, so the im2col matrix (9× the input for a 3×3
-// kernel) never reaches global memory, and the bias and the residual add
-// happen in the epilogue.
+// needs in shared memory, rounded to the product precision, so the im2col
+// matrix (9× the input for a 3×3 kernel) never reaches global memory, and
+// the bias and the residual add happen in the epilogue.
 //
 // A block computes 64 output channels × 128 output pixels of one image with
 // 8 warps of 32×32 (mma_m16n8k16.cuh), stepping over r 32 at a time.
