@@ -3,7 +3,7 @@
 // cache of --precision bf16/fp16): scores and the weighted sum of values as
 // mma.sync m16n8k16 products with float32 accumulation, the softmax online
 // in float32 between them (FlashAttention-2's scheme). The SIMT kernel of
-// cuda_transformer.cu stays the path for a float32 cache, other head dims
+// transformer_kernels.cuh stays the path for a float32 cache, other head dims
 // and scales of fewer than 16 queries.
 //
 // Each warp takes 16 queries of one (row, head); a block's warps share K/V

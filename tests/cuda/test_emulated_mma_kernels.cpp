@@ -17,6 +17,7 @@
 
 #include "backend.hpp"
 #include "cuda/attention_mma_kernel.cuh"
+#include "cuda/attention_problem.hpp"
 #include "cuda/conv_mma_kernel.cuh"
 #include "cuda/normalised_error.hpp"
 #include "cuda/rounded_operands.hpp"
@@ -95,47 +96,25 @@ TEST(EmulatedMmaKernels, TensorCoreConvolutionFp16) {
   for (const ConvCase& c : kConvCases) check_conv<__half>(c);
 }
 
-struct AttentionCase {
-  const char* what;
-  int64_t rows, H, tokens, capacity, len;
-  int64_t prefix_tokens = 0, rows_per_stream = 1;
-};
-
 template <typename T>
 void check_attention(const AttentionCase& c, double tol) {
   SCOPED_TRACE(c.what);
-  constexpr int64_t hd = cuda::attention_mma::kHd;
-  auto cpu = make_cpu_backend(1);
-  const int64_t streams = c.rows / c.rows_per_stream;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  // Queries of about 2.5 times the keys' size give peaked softmax weights.
-  const std::vector<float> q = random_vector(c.rows * c.H * c.tokens * hd, 21, 2.5f),
-                           k = random_vector(c.rows * c.H * c.capacity * hd, 22),
-                           v = random_vector(c.rows * c.H * c.capacity * hd, 23),
-                           pk = random_vector(streams * c.H * c.prefix_tokens * hd, 24),
-                           pv = random_vector(streams * c.H * c.prefix_tokens * hd, 25);
-  const std::vector<float> q_r = rounded<T>(q), k_r = rounded<T>(k), v_r = rounded<T>(v), pk_r = rounded<T>(pk),
-                           pv_r = rounded<T>(pv);
-  std::vector<float> ref(c.rows * c.tokens * c.H * hd);
-  cpu->attention(q_r.data(), k_r.data(), v_r.data(), c.rows, c.H, c.tokens, hd, c.capacity, c.len, scale,
-                 KvPrefix{pk_r.data(), pv_r.data(), c.prefix_tokens, c.rows_per_stream}, ref.data());
-
-  const std::vector<T> kt = to_precision<T>(k), vt = to_precision<T>(v);
-  std::vector<float> out(ref.size(), NAN);
+  // The kernel rounds the queries and the prefix to T as they enter its products.
+  const auto p = attention_problem<T>(c, true);
+  std::vector<float> out(p.ref.size(), NAN);
   launch(cuda::attention_mma::attention_mma_kernel<T>, cuda::attention_mma::grid_of(c.rows, c.H, c.tokens),
-         dim3(cuda::attention_mma::kThreads), 0, q.data(), kt.data(), vt.data(), c.H, c.tokens, c.capacity, c.len,
-         scale, c.prefix_tokens > 0 ? pk.data() : nullptr, c.prefix_tokens > 0 ? pv.data() : nullptr, c.prefix_tokens,
-         c.rows_per_stream, out.data());
-  EXPECT_CLOSE(out, ref, tol);
+         dim3(cuda::attention_mma::kThreads), 0, p.q.data(), p.k.data(), p.v.data(), c.H, c.tokens, c.capacity, c.len,
+         p.scale, p.prefix_k(), p.prefix_v(), c.prefix_tokens, c.rows_per_stream, out.data());
+  EXPECT_CLOSE(out, p.ref, tol);
 }
 
 // Query counts that leave warps and blocks partly idle, key counts that end
 // inside a 64-key tile, and a ParScale prefix shared by a stream's rows.
 const AttentionCase kAttentionCases[] = {
-    {"16 queries over 16 keys", 1, 2, 16, 16, 16},
-    {"17 queries over 70 of 80 cached keys", 2, 3, 17, 80, 70},
-    {"70 queries (two blocks) over a prefix and 90 keys", 4, 2, 70, 96, 90, 5, 2},
-    {"one full tile of keys after a 64-token prefix", 2, 1, 33, 64, 64, 64, 1},
+    {"16 queries over 16 keys", 1, 2, 16, 64, 16, 16},
+    {"17 queries over 70 of 80 cached keys", 2, 3, 17, 64, 80, 70},
+    {"70 queries (two blocks) over a prefix and 90 keys", 4, 2, 70, 64, 96, 90, 5, 2},
+    {"one full tile of keys after a 64-token prefix", 2, 1, 33, 64, 64, 64, 64, 1},
 };
 
 TEST(EmulatedMmaKernels, TensorCoreAttentionBf16) {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "backend.hpp"
+#include "cuda/attention_problem.hpp"
 #include "cuda/normalised_error.hpp"
 #include "cuda/rounded_operands.hpp"
 #include "cuda/transformer_kernels.cuh"
@@ -102,37 +103,19 @@ TEST(EmulatedTransformerKernels, SplitQkvToCache) {
   }
 }
 
-struct AttentionCase {
-  const char* what;
-  int64_t rows, H, tokens, hd, capacity, len;
-  int64_t prefix_tokens = 0, rows_per_stream = 1;
-};
-
 template <typename CacheT>
 void check_attention(const AttentionCase& c, double tol) {
   SCOPED_TRACE(c.what);
-  auto cpu = make_cpu_backend(1);
-  const int64_t streams = c.rows / c.rows_per_stream;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
-  const auto q = random_vector(c.rows * c.H * c.tokens * c.hd, 51, 2.5f),
-             k = random_vector(c.rows * c.H * c.capacity * c.hd, 52),
-             v = random_vector(c.rows * c.H * c.capacity * c.hd, 53),
-             pk = random_vector(streams * c.H * c.prefix_tokens * c.hd, 54),
-             pv = random_vector(streams * c.H * c.prefix_tokens * c.hd, 55);
-  const auto k_r = rounded<CacheT>(k), v_r = rounded<CacheT>(v);
-  std::vector<float> ref(c.rows * c.tokens * c.H * c.hd), out(ref.size(), NAN);
-  cpu->attention(q.data(), k_r.data(), v_r.data(), c.rows, c.H, c.tokens, c.hd, c.capacity, c.len, scale,
-                 KvPrefix{pk.data(), pv.data(), c.prefix_tokens, c.rows_per_stream}, ref.data());
-
-  const std::vector<CacheT> kt = to_precision<CacheT>(k), vt = to_precision<CacheT>(v);
+  // The kernel widens the cache to float32 and reads queries and prefix as they are.
+  const auto p = attention_problem<CacheT>(c, false);
+  std::vector<float> out(p.ref.size(), NAN);
   tk::with_attention_variant(c.hd, [&](auto dpl, auto exact) {
     launch(tk::attention_kernel<decltype(dpl)::value, decltype(exact)::value, CacheT>,
-           tk::attention_grid(c.rows, c.H, c.tokens), dim3(tk::kWarps * 32), tk::attention_shared_bytes(c.hd), q.data(),
-           kt.data(), vt.data(), c.H, c.tokens, static_cast<int>(c.hd), c.capacity, c.len, scale,
-           c.prefix_tokens > 0 ? pk.data() : nullptr, c.prefix_tokens > 0 ? pv.data() : nullptr, c.prefix_tokens,
-           c.rows_per_stream, out.data());
+           tk::attention_grid(c.rows, c.H, c.tokens), dim3(tk::kWarps * 32), tk::attention_shared_bytes(c.hd),
+           p.q.data(), p.k.data(), p.v.data(), c.H, c.tokens, static_cast<int>(c.hd), c.capacity, c.len, p.scale,
+           p.prefix_k(), p.prefix_v(), c.prefix_tokens, c.rows_per_stream, out.data());
   });
-  EXPECT_CLOSE(out, ref, tol);
+  EXPECT_CLOSE(out, p.ref, tol);
 }
 
 // Every head-dim variant (exact 64 and 128; bounded ≤ 32, ≤ 64, ≤ 128,
