@@ -72,10 +72,14 @@ struct NormOnRead {
 
 // The largest operands a request hands the backend, from which it plans its
 // own memory (product workspaces, im2col bands, conversion scratch).
+struct ConvolutionShape {
+  int64_t ci = 0, co = 0, k = 0, side = 0;  // a stride-1 k×k convolution on a side×side map
+};
 struct WorkspaceDemand {
   uint64_t linear_input = 0;     // elements of the largest x of linear()
   uint64_t im2col = 0;           // elements of the largest im2col matrix of one image (k > 1)
   uint64_t pointwise_input = 0;  // elements of the largest 1×1 convolution input of one image
+  std::vector<ConvolutionShape> convolutions;  // every stride-1 convolution, for a backend's per-shape algorithms
 };
 
 // A backend's recording of the ops one step enqueued (a CUDA graph), kept by
@@ -119,6 +123,11 @@ class Backend {
   virtual Array<float> upload_matrix(const Tensor& t) { return upload(t); }
   // Bytes an upload_matrix() weight holds per element.
   virtual size_t matrix_element_bytes() const { return sizeof(float); }
+  // Bytes an upload_matrix() weight of this shape holds (a backend may pad
+  // the layout it keeps).
+  virtual uint64_t matrix_bytes(const Shape& shape) const {
+    return static_cast<uint64_t>(numel(shape)) * matrix_element_bytes();
+  }
   // A KV cache: an array only ever passed as k_cache/v_cache to
   // split_qkv_to_cache() and attention(), so a backend may store it at a
   // lower precision (the handle is then opaque to every other op).

@@ -2,12 +2,17 @@
 // The CPU backend: float32, OpenBLAS for matrix products, OpenMP for the
 // elementwise work. It is the readable reference every other backend is
 // tested against.
+#include <vector>
+
 #include "backend.hpp"
 
 namespace varps {
 
 struct CpuBufferPool;
 struct RecordedStepThreads;
+namespace cpu {
+class PackedMatrices;
+}
 
 class CpuBackend final : public Backend {
  public:
@@ -21,6 +26,11 @@ class CpuBackend final : public Backend {
   Array<float> zeros(size_t n) override;
   Array<int32_t> alloc_i32(size_t n) override;
   Array<float> upload(const Tensor& t) override;
+  // A [N, K] weight is kept as the B panels of x·wᵀ and a [Co, Ci, k, k] one
+  // as the A panels of a convolution (cpu/packed_matrices.hpp); any other
+  // shape as it is.
+  Array<float> upload_matrix(const Tensor& t) override;
+  uint64_t matrix_bytes(const Shape& shape) const override;
   Array<SampleJob> alloc_sample_jobs(size_t n) override;
   void upload_sample_jobs(const SampleJob* host, size_t n, SampleJob* dst) override;
   void upload_into_i32(const int32_t* host, size_t n, int32_t* dst) override;
@@ -38,6 +48,9 @@ class CpuBackend final : public Backend {
   StepRun run_recorded(std::unique_ptr<StepRecording>& slot, const std::function<void()>& step) override;
 
   void linear(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N, float* y) override;
+  // GELU in the product's epilogue.
+  void linear_gelu(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N,
+                   float* y) override;
   void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
             const float* B, int64_t ldb, float beta, float* C, int64_t ldc) override;
 
@@ -87,6 +100,11 @@ class CpuBackend final : public Backend {
  private:
   template <typename T>
   Array<T> pooled(size_t n);
+  // y = x·wᵀ + b, then GELU when `gelu`.
+  void product(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N, bool gelu, float* y);
+  // w's panels in the given role: its own when upload_matrix() packed it so,
+  // else packed into `scratch`.
+  const float* panels_of(const float* w, int64_t rows, int64_t depth, bool as_a, std::vector<float>& scratch) const;
   // conv2d and normalized_conv2d: im2col bands (normalised as they are
   // built when `norm` is given) times the weight, added to out or written.
   void convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const NormOnRead* norm, const float* w,
@@ -98,6 +116,7 @@ class CpuBackend final : public Backend {
 
   int threads_;
   std::shared_ptr<CpuBufferPool> pool_;
+  std::shared_ptr<cpu::PackedMatrices> packed_;
   // Threads inside a step run_recorded holds to a recording's rules (one
   // pipeline may serve requests from several threads).
   std::unique_ptr<RecordedStepThreads> recorded_steps_;

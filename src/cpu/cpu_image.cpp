@@ -8,7 +8,11 @@
 #include <limits>
 #include <vector>
 
+#include "cpu/channel_norm.hpp"
 #include "cpu/cpu_backend.hpp"
+#include "cpu/gemm_kernel.hpp"
+#include "cpu/panel_gemm.hpp"
+#include "cpu/winograd.hpp"
 #include "cpu/vector_math.hpp"
 #include "varps/error.hpp"
 
@@ -19,10 +23,19 @@ constexpr int64_t kIm2colBandFloats = int64_t{4} << 20;
 }  // namespace
 
 uint64_t CpuBackend::workspace_bytes(const WorkspaceDemand& demand) const {
-  // One im2col band at a time, allocated per convolution, and for a
-  // normalized_conv2d the normalised input rows of the band, which hold
-  // each value once where the band holds it k·k times: at most a band more.
-  return 2 * std::min<uint64_t>(demand.im2col, kIm2colBandFloats) * sizeof(float);
+  // One band of columns at a time (a 1×1 convolution's too), allocated per
+  // convolution, and for a normalized_conv2d the normalised input rows of
+  // the band, which hold each value once where the band holds it k·k
+  // times: at most a band more. Each thread packs its block of a product's
+  // activations beside them.
+  // A Winograd convolution holds its transformed weights and each thread's
+  // group of tiles instead.
+  const uint64_t band = std::min<uint64_t>(std::max(demand.im2col, demand.pointwise_input), kIm2colBandFloats);
+  uint64_t floats = 2 * band + static_cast<uint64_t>(threads_) * cpu::product_scratch_floats();
+  for (const ConvolutionShape& c : demand.convolutions)
+    if (cpu::winograd_takes(c.ci, c.co, c.side, c.side, static_cast<int>(c.k), 1, 1, 1, 1, 1))
+      floats = std::max<uint64_t>(floats, cpu::winograd_workspace_floats(c.ci, c.co, c.side, threads_));
+  return floats * sizeof(float);
 }
 
 namespace {
@@ -46,22 +59,11 @@ GroupStats group_stats(const float* xs, int64_t cnt, float eps) {
   return {static_cast<float>(mean), static_cast<float>(1.0 / std::sqrt(var + static_cast<double>(eps)))};
 }
 
-// The normalised value of channel c: (v − mean)·(γ_c·rstd) + β_c.
-struct ChannelNorm {
-  float mean = 0.0f, scale = 1.0f, shift = 0.0f;
-  float operator()(float v) const { return (v - mean) * scale + shift; }
-};
-
-ChannelNorm channel_norm(const NormOnRead& norm, int64_t n, int64_t C, int64_t c) {
-  const int64_t g = c / (C / norm.groups);
-  const float* st = norm.stats + (n * norm.groups + g) * 2;
-  return {st[0], norm.gamma[c] * st[1], norm.beta[c]};
-}
-
 }  // namespace
 
 // out[n] = (add_to_out ? out[n] : 0) + b + w · columns(x[n]), the columns
-// im2col'd band by band, normalised on the way when `norm` is given.
+// im2col'd band by band straight into B panels (cpu/panel_gemm.hpp),
+// normalised on the way when `norm` is given.
 void CpuBackend::convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const NormOnRead* norm,
                           const float* w, const float* b, int64_t Co, int k, int stride, int pad_t, int pad_l,
                           int pad_b, int pad_r, bool add_to_out, float* out) {
@@ -69,6 +71,22 @@ void CpuBackend::convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int6
   const int64_t Wo = (W + pad_l + pad_r - k) / stride + 1;
   const int64_t P = Ho * Wo;
   const int64_t Kdim = Ci * k * k;
+  std::vector<float> weight_scratch;
+  const float* a = panels_of(w, Co, Kdim, true, weight_scratch);
+  if (cpu::winograd_takes(Ci, Co, H, W, k, stride, pad_t, pad_l, pad_b, pad_r)) {
+    cpu::winograd_convolve(x, N, Ci, H, W, norm, a, b, Co, add_to_out, out);
+    return;
+  }
+  // Bands of output rows keep the columns near 16 MB (the 256x256x160
+  // decoder level would need 377 MB at once).
+  const int64_t max_cols = std::max<int64_t>(Wo, kIm2colBandFloats / std::max<int64_t>(Kdim, 1));
+  const int64_t band_rows = std::max<int64_t>(1, std::min<int64_t>(Ho, max_cols / Wo));
+  std::vector<float> band(cpu::b_panel_floats(band_rows * Wo, Kdim));
+  // With a norm, the input rows a band reads are normalised once into
+  // `normed` (each feeds k·k columns; normalising per column would repeat
+  // the SiLU k·k times).
+  std::vector<float> normed;
+  if (norm) normed.resize(static_cast<size_t>(Ci * std::min<int64_t>(H, (band_rows - 1) * stride + k) * W));
   for (int64_t n = 0; n < N; ++n) {
     const float* xn = x + n * Ci * H * W;
     float* on = out + n * Co * P;
@@ -81,23 +99,7 @@ void CpuBackend::convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int6
           std::fill(plane, plane + P, b[co]);
       }
     }
-    const float beta = b || add_to_out ? 1.0f : 0.0f;
-    if (!norm && k == 1 && stride == 1 && pad_t == 0 && pad_l == 0 && pad_b == 0 && pad_r == 0) {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(Co), static_cast<int>(P),
-                  static_cast<int>(Ci), 1.0f, w, static_cast<int>(Ci), xn, static_cast<int>(P), beta, on,
-                  static_cast<int>(P));
-      continue;
-    }
-    // im2col over bands of output rows keeps the column buffer near 16 MB
-    // (the 256x256x160 decoder level would need 377 MB at once).
-    const int64_t max_cols = std::max<int64_t>(Wo, kIm2colBandFloats / std::max<int64_t>(Kdim, 1));
-    const int64_t band_rows = std::max<int64_t>(1, std::min<int64_t>(Ho, max_cols / Wo));
-    std::vector<float> col(static_cast<size_t>(Kdim * band_rows * Wo));
-    // With a norm, the input rows a band reads are normalised once into
-    // `normed` (each feeds k·k columns; normalising per column would repeat
-    // the SiLU k·k times).
-    std::vector<float> normed;
-    if (norm) normed.resize(static_cast<size_t>(Ci * std::min<int64_t>(H, (band_rows - 1) * stride + k) * W));
+    const bool accumulate = b || add_to_out;
     for (int64_t oy0 = 0; oy0 < Ho; oy0 += band_rows) {
       const int64_t rows = std::min(band_rows, Ho - oy0);
       const int64_t cols = rows * Wo;
@@ -108,38 +110,38 @@ void CpuBackend::convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int6
       if (norm) {
 #pragma omp parallel for schedule(static)
         for (int64_t ci = 0; ci < Ci; ++ci) {
-          const ChannelNorm cn = channel_norm(*norm, n, Ci, ci);
+          const cpu::ChannelNorm cn = cpu::channel_norm(*norm, n, Ci, ci);
           const float* s = xn + (ci * H + iy_lo) * W;
           float* d = normed.data() + ci * in_rows * W;
           for (int64_t i = 0; i < in_rows * W; ++i) d[i] = cn(s[i]);
           if (norm->silu) cpu::silu_span(d, d, static_cast<size_t>(in_rows * W));
         }
       }
+      // Column q of the band is lane q % 16 of panel q / 16; the lanes past
+      // the last column stay zero.
+      const int64_t panels = (cols + cpu::kTileCols - 1) / cpu::kTileCols;
+      std::fill(band.begin() + (panels - 1) * Kdim * cpu::kTileCols, band.begin() + panels * Kdim * cpu::kTileCols,
+                0.0f);
 #pragma omp parallel for collapse(2) schedule(static)
       for (int64_t ci = 0; ci < Ci; ++ci)
         for (int64_t kk = 0; kk < k * k; ++kk) {
-          const int64_t ky = kk / k, kx = kk % k;
-          float* dst = col.data() + (ci * k * k + kk) * cols;
+          const int64_t ky = kk / k, kx = kk % k, row = ci * k * k + kk;
+          float* dst = band.data() + row * cpu::kTileCols;
           // Row iy of this channel is src + (iy − first_row)·W.
           const float* src = norm ? normed.data() + ci * in_rows * W : xn + ci * H * W;
           const int64_t first_row = norm ? iy_lo : 0;
           for (int64_t oy = 0; oy < rows; ++oy) {
             const int64_t iy = (oy0 + oy) * stride + ky - pad_t;
-            float* d = dst + oy * Wo;
-            if (iy < 0 || iy >= H) {
-              std::fill(d, d + Wo, 0.0f);
-              continue;
-            }
-            const float* s = src + (iy - first_row) * W;
+            const float* s = (iy < 0 || iy >= H) ? nullptr : src + (iy - first_row) * W;
             for (int64_t ox = 0; ox < Wo; ++ox) {
-              const int64_t ix = ox * stride + kx - pad_l;
-              d[ox] = (ix >= 0 && ix < W) ? s[ix] : 0.0f;
+              const int64_t q = oy * Wo + ox, ix = ox * stride + kx - pad_l;
+              dst[(q / cpu::kTileCols) * Kdim * cpu::kTileCols + q % cpu::kTileCols] =
+                  (s && ix >= 0 && ix < W) ? s[ix] : 0.0f;
             }
           }
         }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(Co), static_cast<int>(cols),
-                  static_cast<int>(Kdim), 1.0f, w, static_cast<int>(Kdim), col.data(), static_cast<int>(cols), beta,
-                  on + oy0 * Wo, static_cast<int>(P));
+      cpu::multiply_panels(cpu::AOperand{a, 0, true}, band.data(), Co, cols, Kdim,
+                           cpu::ProductOutput{on + oy0 * Wo, P, accumulate, nullptr, false});
     }
   }
 }
@@ -178,7 +180,7 @@ void CpuBackend::group_norm(const float* x, int64_t N, int64_t C, int64_t HW, in
       float* os = out + (n * C + g * cpg) * HW;
       const GroupStats st = group_stats(xs, cpg * HW, eps);
       for (int64_t c = 0; c < cpg; ++c) {
-        const ChannelNorm cn{st.mean, gamma[g * cpg + c] * st.rstd, beta[g * cpg + c]};
+        const cpu::ChannelNorm cn{st.mean, gamma[g * cpg + c] * st.rstd, beta[g * cpg + c]};
         const float* xc = xs + c * HW;
         float* oc = os + c * HW;
         for (int64_t i = 0; i < HW; ++i) oc[i] = cn(xc[i]);

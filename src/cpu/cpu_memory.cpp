@@ -9,10 +9,13 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
 #include "cpu/cpu_backend.hpp"
+#include "cpu/packed_matrices.hpp"
+#include "cpu/panel_gemm.hpp"
 #include "cpu/vector_math.hpp"
 #include "varps/error.hpp"
 
@@ -137,6 +140,7 @@ Array<T> CpuBackend::pooled(size_t n) {
 CpuBackend::CpuBackend(int threads)
     : threads_(threads > 0 ? threads : omp_get_num_procs()),
       pool_(std::make_shared<CpuBufferPool>()),
+      packed_(std::make_shared<cpu::PackedMatrices>()),
       recorded_steps_(std::make_unique<RecordedStepThreads>()) {
   // One thread count for both pools; OpenBLAS (OpenMP build) runs
   // single-threaded when called inside one of our parallel regions.
@@ -187,6 +191,48 @@ Array<float> CpuBackend::upload(const Tensor& t) {
   std::memcpy(a.data(), t.data.data(), t.data.size() * sizeof(float));
   return a;
 }
+namespace {
+
+// The layout upload_matrix() keeps a weight of this shape in, if any.
+std::optional<cpu::PackedMatrix> packed_layout(const Shape& shape) {
+  if ((shape.size() != 2 && shape.size() != 4) || numel(shape) == 0) return std::nullopt;
+  const auto role = shape.size() == 2 ? cpu::PackedMatrix::Role::B : cpu::PackedMatrix::Role::A;
+  return cpu::PackedMatrix{role, shape[0], numel(shape) / shape[0]};
+}
+
+size_t packed_floats(const cpu::PackedMatrix& m) {
+  return m.role == cpu::PackedMatrix::Role::B ? cpu::b_panel_floats(m.rows, m.depth)
+                                              : cpu::a_panel_floats(m.rows, m.depth);
+}
+
+}  // namespace
+
+Array<float> CpuBackend::upload_matrix(const Tensor& t) {
+  const std::optional<cpu::PackedMatrix> layout = packed_layout(t.shape);
+  if (!layout) return upload(t);
+  check_outside_recorded_step("an allocation");
+  const size_t n = packed_floats(*layout), bytes = padded_bytes(n, sizeof(float));
+  float* p = static_cast<float*>(pool_->get(bytes));
+  if (layout->role == cpu::PackedMatrix::Role::B)
+    cpu::pack_b_panels_from_rows(t.data.data(), layout->rows, layout->depth, layout->depth, p);
+  else
+    cpu::pack_a_panels(t.data.data(), layout->rows, layout->depth, layout->depth, p);
+  packed_->add(p, *layout);
+  std::shared_ptr<CpuBufferPool> pool = pool_;
+  std::shared_ptr<cpu::PackedMatrices> packed = packed_;
+  return Array<float>(std::shared_ptr<float>(p,
+                                             [pool, packed, bytes](float* q) {
+                                               packed->remove(q);
+                                               pool->put(bytes, q);
+                                             }),
+                      n);
+}
+
+uint64_t CpuBackend::matrix_bytes(const Shape& shape) const {
+  const std::optional<cpu::PackedMatrix> layout = packed_layout(shape);
+  return (layout ? packed_floats(*layout) : static_cast<size_t>(numel(shape))) * sizeof(float);
+}
+
 Array<SampleJob> CpuBackend::alloc_sample_jobs(size_t n) { return pooled<SampleJob>(n); }
 void CpuBackend::upload_sample_jobs(const SampleJob* host, size_t n, SampleJob* dst) {
   check_outside_recorded_step("upload_sample_jobs");
@@ -267,23 +313,6 @@ void CpuBackend::clamp(float* x, size_t n, float lo, float hi) {
 }
 
 void CpuBackend::fill_zero(float* x, size_t n) { std::fill(x, x + n, 0.0f); }
-
-void CpuBackend::linear(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N, float* y) {
-  if (M == 0) return;
-  if (b) {
-#pragma omp parallel for schedule(static) if (M * N > 65536)
-    for (int64_t m = 0; m < M; ++m) std::memcpy(y + m * N, b, N * sizeof(float));
-  }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(M), static_cast<int>(N), static_cast<int>(K),
-              1.0f, x, static_cast<int>(K), w, static_cast<int>(K), b ? 1.0f : 0.0f, y, static_cast<int>(N));
-}
-
-void CpuBackend::gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                      int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-              static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), alpha, A, static_cast<int>(lda), B,
-              static_cast<int>(ldb), beta, C, static_cast<int>(ldc));
-}
 
 void CpuBackend::gather_rows(const float* table, int64_t C, const int32_t* idx, int64_t n, float* out) {
   for (int64_t r = 0; r < n; ++r) std::memcpy(out + r * C, table + static_cast<int64_t>(idx[r]) * C, C * sizeof(float));

@@ -24,19 +24,21 @@ inline void silu_span(const float* x, float* y, size_t n) {
   for (; i < n; ++i) y[i] = x[i] / (1.0f + std::exp(-x[i]));
 }
 
+// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), 8 lanes.
+inline __m256 gelu_tanh8(__m256 v) {
+  const __m256 vk = _mm256_set1_ps(0.7978845608028654f), vc = _mm256_set1_ps(0.044715f),
+               half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+  const __m256 cube = _mm256_mul_ps(_mm256_mul_ps(v, v), v);
+  const __m256 inner = _mm256_mul_ps(vk, _mm256_add_ps(v, _mm256_mul_ps(vc, cube)));
+  const __m256 t = _ZGVdN8v_tanhf(inner);
+  return _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, t));
+}
+
 // x = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
 inline void gelu_tanh_span(float* x, size_t n) {
-  const float k = 0.7978845608028654f;
-  const __m256 vk = _mm256_set1_ps(k), vc = _mm256_set1_ps(0.044715f), half = _mm256_set1_ps(0.5f),
-               one = _mm256_set1_ps(1.0f);
   size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 v = _mm256_loadu_ps(x + i);
-    const __m256 cube = _mm256_mul_ps(_mm256_mul_ps(v, v), v);
-    const __m256 inner = _mm256_mul_ps(vk, _mm256_add_ps(v, _mm256_mul_ps(vc, cube)));
-    const __m256 t = _ZGVdN8v_tanhf(inner);
-    _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, t)));
-  }
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, gelu_tanh8(_mm256_loadu_ps(x + i)));
+  const float k = 0.7978845608028654f;
   for (; i < n; ++i) {
     const float v = x[i];
     x[i] = 0.5f * v * (1.0f + std::tanh(k * (v + 0.044715f * (v * v * v))));

@@ -10,7 +10,8 @@ StreamAdapter::StreamAdapter(Backend& be, const ParScaleAdapter& a, const VarCon
   origin = a.origin;
   // What the backend holds: the aggregation matrices at its matrix-product precision.
   const uint64_t matrices = a.aggregate0_w.data.size() + a.aggregate2_w.data.size();
-  bytes = a.bytes() - matrices * sizeof(float) + matrices * be.matrix_element_bytes();
+  bytes = a.bytes() - matrices * sizeof(float) + be.matrix_bytes(a.aggregate0_w.shape) +
+          be.matrix_bytes(a.aggregate2_w.shape);
   parameters = a.bytes() / sizeof(float);
   for (int b = 0; b < a.depth(); ++b) {
     prefix_k.push_back(be.upload(a.prefix_k[b]));

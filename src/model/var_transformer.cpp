@@ -19,7 +19,7 @@ VarTransformer::VarTransformer(Backend& be, const VarConfig& c, WeightSource& w)
   // matrix-product precision.
   auto up_matrix = [&](const std::string& name, const Shape& shape) {
     const Tensor t = w.take(name, shape);
-    weight_bytes_ += t.data.size() * be_.matrix_element_bytes();
+    weight_bytes_ += be_.matrix_bytes(t.shape);
     parameters_ += t.data.size();
     return be_.upload_matrix(t);
   };

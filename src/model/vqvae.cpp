@@ -34,7 +34,7 @@ struct Binder {
     const Tensor weight = w.take(p + ".weight", {co, ci, k, k});
     parameters += weight.data.size();
     if (load) {
-      bytes += weight.data.size() * be.matrix_element_bytes();
+      bytes += be.matrix_bytes(weight.shape);
       c.w = be.upload_matrix(weight);  // only ever conv2d's w
     }
     c.b = upload(p + ".bias", {co});
@@ -281,6 +281,7 @@ WorkspaceDemand Vqvae::decoder_conv_demand(int64_t S) const {
       S, true,
       [&](const Conv2dWeights& c, int64_t side) {
         const uint64_t hw = static_cast<uint64_t>(side * side);
+        d.convolutions.push_back({c.ci, c.co, c.k, side});
         if (c.k > 1)
           d.im2col = std::max(d.im2col, static_cast<uint64_t>(c.ci * c.k * c.k) * hw);
         else

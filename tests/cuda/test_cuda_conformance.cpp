@@ -635,7 +635,7 @@ TEST_F(CudaConformance, HalfPrecisionConvolutionNeedsNoScratch) {
   half->conv2d(x.data(), 1, Ci, S, S, w.data(), nullptr, Co, 3, 1, 1, 1, 1, 1, y.data());
   half->synchronize();
   EXPECT_EQ(half->device_memory().in_use, before);
-  EXPECT_EQ(half->workspace_bytes(WorkspaceDemand{0, static_cast<uint64_t>(Ci * 9 * S * S), 0}),
+  EXPECT_EQ(half->workspace_bytes(WorkspaceDemand{0, static_cast<uint64_t>(Ci * 9 * S * S), 0, {}}),
             half->workspace_bytes(WorkspaceDemand{}));
 }
 

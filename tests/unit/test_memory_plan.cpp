@@ -93,11 +93,14 @@ TEST(DecoderPasses, OneImageHoldsItsCountedMaps) {
   EXPECT_EQ(t.vae.decode_images_per_pass(1 << 12, 2), 1) << "a huge latent still decodes, one image at a time";
 }
 
-uint64_t encoder_bytes(const Checkpoint& ckpt) {
+// What a backend holds of the encoder's tensors: its convolution weights in
+// the backend's layout for them, the rest as float32.
+uint64_t encoder_bytes(const Checkpoint& ckpt, const Backend& be) {
   uint64_t n = 0;
   for (const TensorRecord& r : ckpt.tensors())
-    if (r.name.rfind("encoder.", 0) == 0 || r.name.rfind("quant_conv.", 0) == 0) n += static_cast<uint64_t>(numel(r.shape));
-  return n * sizeof(float);
+    if (r.name.rfind("encoder.", 0) == 0 || r.name.rfind("quant_conv.", 0) == 0)
+      n += r.shape.size() == 4 ? be.matrix_bytes(r.shape) : static_cast<uint64_t>(numel(r.shape)) * sizeof(float);
+  return n;
 }
 
 TEST(GenerationPipeline, HoldsNoEncoder) {
@@ -107,12 +110,17 @@ TEST(GenerationPipeline, HoldsNoEncoder) {
   const Pipeline full = Pipeline::from_files(kGolden / "var.safetensors", kGolden / "vae.safetensors", with_encoder);
   const Pipeline gen = Pipeline::from_files(kGolden / "var.safetensors", kGolden / "vae.safetensors", without);
   const auto req = expand_streams({3}, 2, 9, SamplingParams{});
-  const uint64_t saved = encoder_bytes(Checkpoint::open(kGolden / "vae.safetensors"));
+  const Checkpoint vae = Checkpoint::open(kGolden / "vae.safetensors");
+  const uint64_t saved = encoder_bytes(vae, *make_cpu_backend(1));
   ASSERT_GT(saved, 0u);
   EXPECT_EQ(full.plan_memory(req).weights - gen.plan_memory(req).weights, saved);
-  // Parameters count the model, not what is held: float32 on the CPU, with
-  // the encoder whether it is loaded or not.
-  EXPECT_EQ(full.parameters(), full.plan_memory(req).weights / sizeof(float));
+  // Parameters count the model, not what is held: the CPU holds float32 and
+  // pads the last panel of its packed weights (by 5.6 % on this model, whose
+  // 8-channel convolutions get 12-row panels; 0.15 % for d16 and its VQVAE).
+  // The encoder counts whether it is loaded or not.
+  const uint64_t held = full.plan_memory(req).weights, counted = full.parameters() * sizeof(float);
+  EXPECT_LE(counted, held);
+  EXPECT_LT(held - counted, held / 10);
   EXPECT_EQ(gen.parameters(), full.parameters());
   const GeneratedImages a = full.generate(req), b = gen.generate(req);
   EXPECT_EQ(a.tokens, b.tokens);

@@ -1,0 +1,55 @@
+// Matrix products of the CPU backend: x·wᵀ on the panels of
+// cpu/panel_gemm.hpp, and general products through OpenBLAS.
+#include <cblas.h>
+
+#include "cpu/cpu_backend.hpp"
+#include "cpu/packed_matrices.hpp"
+#include "cpu/panel_gemm.hpp"
+#include "varps/error.hpp"
+
+namespace varps {
+
+const float* CpuBackend::panels_of(const float* w, int64_t rows, int64_t depth, bool as_a,
+                                   std::vector<float>& scratch) const {
+  const auto role = as_a ? cpu::PackedMatrix::Role::A : cpu::PackedMatrix::Role::B;
+  if (const std::optional<cpu::PackedMatrix> m = packed_->find(w)) {
+    if (m->role != role || m->rows != rows || m->depth != depth)
+      throw Error("a packed weight of " + std::to_string(m->rows) + "x" + std::to_string(m->depth) +
+                  " used as one of " + std::to_string(rows) + "x" + std::to_string(depth));
+    return w;
+  }
+  if (as_a) {
+    scratch.resize(cpu::a_panel_floats(rows, depth));
+    cpu::pack_a_panels(w, rows, depth, depth, scratch.data());
+  } else {
+    scratch.resize(cpu::b_panel_floats(rows, depth));
+    cpu::pack_b_panels_from_rows(w, rows, depth, depth, scratch.data());
+  }
+  return scratch.data();
+}
+
+void CpuBackend::product(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N, bool gelu,
+                         float* y) {
+  if (M == 0) return;
+  std::vector<float> scratch;
+  const float* panels = panels_of(w, N, K, false, scratch);
+  cpu::multiply_panels(cpu::AOperand{x, K, false}, panels, M, N, K, cpu::ProductOutput{y, N, false, b, gelu});
+}
+
+void CpuBackend::linear(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N, float* y) {
+  product(x, M, K, w, b, N, false, y);
+}
+
+void CpuBackend::linear_gelu(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N,
+                             float* y) {
+  product(x, M, K, w, b, N, true, y);
+}
+
+void CpuBackend::gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                      int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+              static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), alpha, A, static_cast<int>(lda), B,
+              static_cast<int>(ldb), beta, C, static_cast<int>(ldc));
+}
+
+}  // namespace varps

@@ -1,0 +1,170 @@
+#include "cpu/panel_gemm.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "cpu/gemm_kernel.hpp"
+
+namespace varps::cpu {
+
+namespace {
+
+// A k block of a B panel (256·16 floats, 16 KiB) stays in L1 while the
+// tiles of an A block (96 rows, 96 KiB) pass over it from L2.
+constexpr int64_t kBlockK = 256;
+constexpr int64_t kBlockPanelsA = 16;
+
+int64_t panels_of(int64_t n, int64_t width) { return (n + width - 1) / width; }
+
+void run_tile(int rows, const float* a, const float* b, int64_t kc, float* c, int64_t ldc, bool resume, bool last,
+              const TileEpilogue& epi) {
+  switch (rows) {
+    case 1: multiply_tile<1>(a, b, kc, c, ldc, resume, last, epi); break;
+    case 2: multiply_tile<2>(a, b, kc, c, ldc, resume, last, epi); break;
+    case 3: multiply_tile<3>(a, b, kc, c, ldc, resume, last, epi); break;
+    case 4: multiply_tile<4>(a, b, kc, c, ldc, resume, last, epi); break;
+    case 5: multiply_tile<5>(a, b, kc, c, ldc, resume, last, epi); break;
+    default: multiply_tile<6>(a, b, kc, c, ldc, resume, last, epi); break;
+  }
+}
+
+// A tile with fewer than 16 columns of C goes through a full-width copy
+// (B's padding columns are zero, so the extra lanes hold zeros).
+void run_narrow_tile(int rows, int cols, const float* a, const float* b, int64_t kc, float* c, int64_t ldc,
+                     bool resume, bool last, const ProductOutput& out, int64_t n0) {
+  alignas(32) float tile[kTileRows * kTileCols] = {};
+  alignas(32) float bias[kTileCols] = {};
+  for (int r = 0; r < rows; ++r)
+    if (resume) std::memcpy(tile + r * kTileCols, c + r * ldc, static_cast<size_t>(cols) * sizeof(float));
+  TileEpilogue epi{nullptr, out.gelu};
+  if (out.column_bias) {
+    std::memcpy(bias, out.column_bias + n0, static_cast<size_t>(cols) * sizeof(float));
+    epi.column_bias = bias;
+  }
+  run_tile(rows, a, b, kc, tile, kTileCols, resume, last, epi);
+  for (int r = 0; r < rows; ++r) std::memcpy(c + r * ldc, tile + r * kTileCols, static_cast<size_t>(cols) * sizeof(float));
+}
+
+// The tiles of A panels [i0, i1) and B panels [j0, j1), k block by k block.
+void multiply_range(const AOperand& a, const float* b_panels, int64_t M, int64_t N, int64_t K, const ProductOutput& out,
+                    int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+  std::vector<float> block;
+  if (!a.packed) block.resize(static_cast<size_t>(kBlockPanelsA * kTileRows * std::min(K, kBlockK)));
+  for (int64_t kb = 0; kb < K; kb += kBlockK) {
+    const int64_t kc = std::min(kBlockK, K - kb);
+    const bool resume = out.accumulate || kb > 0, last = kb + kc == K;
+    for (int64_t ib = i0; ib < i1; ib += kBlockPanelsA) {
+      const int64_t ie = std::min(i1, ib + kBlockPanelsA);
+      if (!a.packed) {
+        const int64_t first_row = ib * kTileRows, rows = std::min(M, ie * kTileRows) - first_row;
+        pack_a_panels(a.data + first_row * a.ld + kb, rows, kc, a.ld, block.data());
+      }
+      for (int64_t j = j0; j < j1; ++j) {
+        const float* b = b_panels + (j * K + kb) * kTileCols;
+        const int64_t n0 = j * kTileCols;
+        const int cols = static_cast<int>(std::min<int64_t>(kTileCols, N - n0));
+        const TileEpilogue epi{out.column_bias ? out.column_bias + n0 : nullptr, out.gelu};
+        for (int64_t i = ib; i < ie; ++i) {
+          const float* ap = a.packed ? a.data + (i * K + kb) * kTileRows : block.data() + (i - ib) * kc * kTileRows;
+          const int rows = static_cast<int>(std::min<int64_t>(kTileRows, M - i * kTileRows));
+          float* c = out.c + i * kTileRows * out.ldc + n0;
+          if (cols == kTileCols)
+            run_tile(rows, ap, b, kc, c, out.ldc, resume, last, epi);
+          else
+            run_narrow_tile(rows, cols, ap, b, kc, c, out.ldc, resume, last, out, n0);
+        }
+      }
+    }
+  }
+}
+
+// C = (accumulate ? C : 0) + bias, then GELU: the product of an empty k.
+void empty_product(int64_t M, int64_t N, const ProductOutput& out) {
+  for (int64_t m = 0; m < M; ++m) {
+    float* row = out.c + m * out.ldc;
+    for (int64_t n = 0; n < N; ++n) {
+      float v = out.accumulate ? row[n] : 0.0f;
+      if (out.column_bias) v += out.column_bias[n];
+      row[n] = v;
+    }
+    if (out.gelu) gelu_tanh_span(row, static_cast<size_t>(N));
+  }
+}
+
+}  // namespace
+
+size_t product_scratch_floats() { return static_cast<size_t>(kBlockPanelsA * kTileRows * kBlockK); }
+
+size_t a_panel_floats(int64_t M, int64_t K) {
+  return static_cast<size_t>(panels_of(M, kTileRows) * kTileRows * K);
+}
+
+size_t b_panel_floats(int64_t N, int64_t K) {
+  return static_cast<size_t>(panels_of(N, kTileCols) * kTileCols * K);
+}
+
+void pack_a_panels(const float* x, int64_t M, int64_t K, int64_t ldx, float* panels) {
+  for (int64_t i = 0; i < panels_of(M, kTileRows); ++i) {
+    float* dst = panels + i * K * kTileRows;
+    for (int r = 0; r < kTileRows; ++r) {
+      const int64_t m = i * kTileRows + r;
+      if (m < M) {
+        const float* src = x + m * ldx;
+        for (int64_t k = 0; k < K; ++k) dst[k * kTileRows + r] = src[k];
+      } else {
+        for (int64_t k = 0; k < K; ++k) dst[k * kTileRows + r] = 0.0f;
+      }
+    }
+  }
+}
+
+void pack_b_panels_from_rows(const float* w, int64_t N, int64_t K, int64_t ldw, float* panels) {
+  const int64_t np = panels_of(N, kTileCols);
+#pragma omp parallel for schedule(static) if (N * K > 65536)
+  for (int64_t j = 0; j < np; ++j) {
+    float* dst = panels + j * K * kTileCols;
+    for (int c = 0; c < kTileCols; ++c) {
+      const int64_t n = j * kTileCols + c;
+      if (n < N) {
+        const float* src = w + n * ldw;
+        for (int64_t k = 0; k < K; ++k) dst[k * kTileCols + c] = src[k];
+      } else {
+        for (int64_t k = 0; k < K; ++k) dst[k * kTileCols + c] = 0.0f;
+      }
+    }
+  }
+}
+
+void multiply_panels(const AOperand& a, const float* b_panels, int64_t M, int64_t N, int64_t K,
+                     const ProductOutput& out) {
+  if (M <= 0 || N <= 0) return;
+  if (K == 0) {
+    empty_product(M, N, out);
+    return;
+  }
+  const int64_t mp = panels_of(M, kTileRows), np = panels_of(N, kTileCols);
+  const int threads = omp_in_parallel() ? 1 : std::max(1, omp_get_max_threads());
+  // Each thread takes whole B panels when there are enough of them (every
+  // weight is then read from memory once), else whole A panels.
+  const bool split_b = np >= 2 * static_cast<int64_t>(threads) || mp < threads;
+  const int64_t work = split_b ? np : mp;
+  const int teams = static_cast<int>(std::min<int64_t>(threads, work));
+  if (teams <= 1) {
+    multiply_range(a, b_panels, M, N, K, out, 0, mp, 0, np);
+    return;
+  }
+#pragma omp parallel num_threads(teams)
+  {
+    const int64_t t = omp_get_thread_num();
+    const int64_t lo = work * t / teams, hi = work * (t + 1) / teams;
+    if (split_b)
+      multiply_range(a, b_panels, M, N, K, out, 0, mp, lo, hi);
+    else
+      multiply_range(a, b_panels, M, N, K, out, lo, hi, 0, np);
+  }
+}
+
+}  // namespace varps::cpu

@@ -1,0 +1,51 @@
+#pragma once
+// Matrix products of the CPU backend on panel-packed operands: A as panels
+// of 6 rows ([K][6] each), B as panels of 16 columns ([K][16] each), so the
+// register tile (gemm_kernel.hpp) reads both contiguously. Weights are
+// packed once, when they are uploaded; activations are packed as the
+// product runs, a cache-sized block at a time.
+//
+// Results are bit-identical for a row whatever the row count, the thread
+// count and the blocking (see gemm_kernel.hpp).
+#include <cstddef>
+#include <cstdint>
+
+namespace varps::cpu {
+
+// Floats of M rows (or columns) of length K packed as A (or B) panels; the
+// last panel is zero-padded.
+size_t a_panel_floats(int64_t M, int64_t K);
+size_t b_panel_floats(int64_t N, int64_t K);
+
+// Rows m < M of x (x[m·ldx + k]) as A panels.
+void pack_a_panels(const float* x, int64_t M, int64_t K, int64_t ldx, float* panels);
+// The B of x·wᵀ: column n is row n of w (w[n·ldw + k]).
+void pack_b_panels_from_rows(const float* w, int64_t N, int64_t K, int64_t ldw, float* panels);
+
+// Where A comes from: rows of a row-major array, packed block by block as
+// the product runs, or panels packed beforehand.
+struct AOperand {
+  const float* data = nullptr;
+  int64_t ld = 0;       // row stride of the rows
+  bool packed = false;  // data holds a_panel_floats(M, K) floats of panels
+};
+
+// What is done with the sum.
+struct ProductOutput {
+  float* c = nullptr;
+  int64_t ldc = 0;
+  bool accumulate = false;            // C += A·B (the sum starts from C), else C = A·B
+  const float* column_bias = nullptr;  // + bias[n], after the sum
+  bool gelu = false;                  // then GELU (tanh form)
+};
+
+// The floats a thread of multiply_panels() holds while it runs (its block of
+// A rows, packed as they are read).
+size_t product_scratch_floats();
+
+// C[M, N] from A[M, K] and B (b_panel_floats(N, K) floats of panels).
+// Spreads over the OpenMP threads, unless called inside a parallel region.
+void multiply_panels(const AOperand& a, const float* b_panels, int64_t M, int64_t N, int64_t K,
+                     const ProductOutput& out);
+
+}  // namespace varps::cpu
