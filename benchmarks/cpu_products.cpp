@@ -1,0 +1,109 @@
+// The CPU backend's matrix products and convolutions at the shapes a d16
+// generation runs, beside OpenBLAS's SGEMM on the same operands, and the
+// machine's ceilings they are measured against: SGEMM's rate on a large
+// product and the rate at which a 2-row product streams weights from memory.
+//
+//   ./build/benchmarks/varps_microbench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+#include <benchmark/benchmark.h>
+#include <cblas.h>
+#include <omp.h>
+
+#include <cmath>
+#include <vector>
+
+#include "backend.hpp"
+#include "varps/tensor.hpp"
+
+namespace varps {
+namespace {
+
+std::vector<float> wave(size_t n, float step, float scale) {
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = scale * std::sin(static_cast<float>(i) * step);
+  return v;
+}
+
+int threads() { return omp_get_max_threads(); }
+
+void set_flops(benchmark::State& state, double flops_per_iteration) {
+  state.counters["FLOP/s"] = benchmark::Counter(flops_per_iteration, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// Enough copies of the weight that a pass reads it from memory, not cache.
+int64_t copies_beyond_cache(int64_t bytes) { return std::max<int64_t>(1, (int64_t{96} << 20) / std::max<int64_t>(bytes, 1) + 1); }
+
+// y[M, N] = x[M, K]·wᵀ + b through the backend (weights packed at upload).
+void BM_Linear(benchmark::State& state) {
+  const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
+  auto be = make_cpu_backend(threads());
+  const int64_t copies = copies_beyond_cache(N * K * 4);
+  std::vector<Array<float>> w;
+  for (int64_t c = 0; c < copies; ++c) w.push_back(be->upload_matrix(Tensor({N, K}, wave(N * K, 0.11f + c, 0.01f))));
+  auto x = be->upload(Tensor({M, K}, wave(M * K, 0.37f, 1.0f)));
+  auto b = be->upload(Tensor({N}, wave(N, 0.5f, 0.1f)));
+  auto y = be->alloc(static_cast<size_t>(M * N));
+  int64_t i = 0;
+  for (auto _ : state) be->linear(x.data(), M, K, w[i++ % copies].data(), b.data(), N, y.data());
+  set_flops(state, 2.0 * M * N * K);
+  state.counters["weights B/s"] =
+      benchmark::Counter(4.0 * N * K, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// The same product through OpenBLAS, the bias preset as the backend used to.
+void BM_OpenBlasLinear(benchmark::State& state) {
+  const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
+  openblas_set_num_threads(threads());
+  const int64_t copies = copies_beyond_cache(N * K * 4);
+  std::vector<std::vector<float>> w;
+  for (int64_t c = 0; c < copies; ++c) w.push_back(wave(N * K, 0.11f + c, 0.01f));
+  const std::vector<float> x = wave(M * K, 0.37f, 1.0f), b = wave(N, 0.5f, 0.1f);
+  std::vector<float> y(M * N);
+  int64_t i = 0;
+  for (auto _ : state) {
+    for (int64_t m = 0; m < M; ++m) std::copy(b.begin(), b.end(), y.begin() + m * N);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x.data(), K, w[i++ % copies].data(), K, 1.0f,
+                y.data(), N);
+  }
+  set_flops(state, 2.0 * M * N * K);
+  state.counters["weights B/s"] =
+      benchmark::Counter(4.0 * N * K, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// Rows at the transformer's scales (2 rows per guided image: 1×1 … 16×16
+// tokens), then a 4-image batch; the d16 block's products.
+void TransformerShapes(benchmark::internal::Benchmark* b) {
+  for (int64_t rows : {2, 50, 200, 512, 2048})
+    for (auto [n, k] : {std::pair<int64_t, int64_t>{3072, 1024}, {1024, 1024}, {4096, 1024}, {1024, 4096}})
+      b->Args({rows, n, k});
+}
+
+BENCHMARK(BM_Linear)->Apply(TransformerShapes)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_OpenBlasLinear)->Apply(TransformerShapes)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// One image's 3×3 convolution, C → C channels on a side×side map.
+void BM_Conv3x3(benchmark::State& state) {
+  const int64_t C = state.range(0), side = state.range(1);
+  auto be = make_cpu_backend(threads());
+  auto w = be->upload_matrix(Tensor({C, C, 3, 3}, wave(C * C * 9, 0.13f, 0.02f)));
+  auto b = be->upload(Tensor({C}, wave(C, 0.7f, 0.1f)));
+  auto x = be->upload(Tensor({C * side * side}, wave(C * side * side, 0.31f, 1.0f)));
+  auto y = be->alloc(static_cast<size_t>(C * side * side));
+  for (auto _ : state) be->conv2d(x.data(), 1, C, side, side, w.data(), b.data(), C, 3, 1, 1, 1, 1, 1, y.data());
+  set_flops(state, 2.0 * C * C * 9 * side * side);
+}
+
+// The decoder's 3×3 convolutions: widths and sides of the released VQVAE.
+BENCHMARK(BM_Conv3x3)
+    ->Args({640, 16})
+    ->Args({640, 32})
+    ->Args({320, 64})
+    ->Args({320, 128})
+    ->Args({160, 128})
+    ->Args({160, 256})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace varps
+
+BENCHMARK_MAIN();
