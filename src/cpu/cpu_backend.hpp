@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "backend.hpp"
+#include "cpu/scratch_pool.hpp"
 
 namespace varps {
 
@@ -103,8 +104,8 @@ class CpuBackend final : public Backend {
   // y = x·wᵀ + b, then GELU when `gelu`.
   void product(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N, bool gelu, float* y);
   // w's panels in the given role: its own when upload_matrix() packed it so,
-  // else packed into `scratch`.
-  const float* panels_of(const float* w, int64_t rows, int64_t depth, bool as_a, std::vector<float>& scratch) const;
+  // else packed into scratch held by `lease`.
+  const float* panels_of(const float* w, int64_t rows, int64_t depth, bool as_a, cpu::ScratchPool::Lease& lease) const;
   // conv2d and normalized_conv2d: im2col bands (normalised as they are
   // built when `norm` is given) times the weight, added to out or written.
   void convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const NormOnRead* norm, const float* w,
@@ -117,6 +118,7 @@ class CpuBackend final : public Backend {
   int threads_;
   std::shared_ptr<CpuBufferPool> pool_;
   std::shared_ptr<cpu::PackedMatrices> packed_;
+  std::unique_ptr<cpu::ScratchPool> scratch_;
   // Threads inside a step run_recorded holds to a recording's rules (one
   // pipeline may serve requests from several threads).
   std::unique_ptr<RecordedStepThreads> recorded_steps_;

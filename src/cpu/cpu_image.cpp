@@ -71,22 +71,22 @@ void CpuBackend::convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int6
   const int64_t Wo = (W + pad_l + pad_r - k) / stride + 1;
   const int64_t P = Ho * Wo;
   const int64_t Kdim = Ci * k * k;
-  std::vector<float> weight_scratch;
+  cpu::ScratchPool::Lease weight_scratch;
   const float* a = panels_of(w, Co, Kdim, true, weight_scratch);
   if (cpu::winograd_takes(Ci, Co, H, W, k, stride, pad_t, pad_l, pad_b, pad_r)) {
-    cpu::winograd_convolve(x, N, Ci, H, W, norm, a, b, Co, add_to_out, out);
+    cpu::winograd_convolve(x, N, Ci, H, W, norm, a, b, Co, add_to_out, out, *scratch_);
     return;
   }
   // Bands of output rows keep the columns near 16 MB (the 256x256x160
   // decoder level would need 377 MB at once).
   const int64_t max_cols = std::max<int64_t>(Wo, kIm2colBandFloats / std::max<int64_t>(Kdim, 1));
   const int64_t band_rows = std::max<int64_t>(1, std::min<int64_t>(Ho, max_cols / Wo));
-  std::vector<float> band(cpu::b_panel_floats(band_rows * Wo, Kdim));
+  const cpu::ScratchPool::Lease band = scratch_->take(cpu::b_panel_floats(band_rows * Wo, Kdim));
   // With a norm, the input rows a band reads are normalised once into
   // `normed` (each feeds k·k columns; normalising per column would repeat
   // the SiLU k·k times).
-  std::vector<float> normed;
-  if (norm) normed.resize(static_cast<size_t>(Ci * std::min<int64_t>(H, (band_rows - 1) * stride + k) * W));
+  const cpu::ScratchPool::Lease normed =
+      scratch_->take(norm ? static_cast<size_t>(Ci * std::min<int64_t>(H, (band_rows - 1) * stride + k) * W) : 0);
   for (int64_t n = 0; n < N; ++n) {
     const float* xn = x + n * Ci * H * W;
     float* on = out + n * Co * P;
@@ -120,7 +120,7 @@ void CpuBackend::convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int6
       // Column q of the band is lane q % 16 of panel q / 16; the lanes past
       // the last column stay zero.
       const int64_t panels = (cols + cpu::kTileCols - 1) / cpu::kTileCols;
-      std::fill(band.begin() + (panels - 1) * Kdim * cpu::kTileCols, band.begin() + panels * Kdim * cpu::kTileCols,
+      std::fill(band.data() + (panels - 1) * Kdim * cpu::kTileCols, band.data() + panels * Kdim * cpu::kTileCols,
                 0.0f);
 #pragma omp parallel for collapse(2) schedule(static)
       for (int64_t ci = 0; ci < Ci; ++ci)

@@ -141,6 +141,7 @@ CpuBackend::CpuBackend(int threads)
     : threads_(threads > 0 ? threads : omp_get_num_procs()),
       pool_(std::make_shared<CpuBufferPool>()),
       packed_(std::make_shared<cpu::PackedMatrices>()),
+      scratch_(std::make_unique<cpu::ScratchPool>()),
       recorded_steps_(std::make_unique<RecordedStepThreads>()) {
   // One thread count for both pools; OpenBLAS (OpenMP build) runs
   // single-threaded when called inside one of our parallel regions.
@@ -160,6 +161,7 @@ std::string CpuBackend::info() const {
 
 void CpuBackend::release_cached() {
   pool_->clear();
+  scratch_->clear();
   // Hand freed heap pages back too, so the next run's peak is its own.
   malloc_trim(0);
 }

@@ -10,7 +10,7 @@
 namespace varps {
 
 const float* CpuBackend::panels_of(const float* w, int64_t rows, int64_t depth, bool as_a,
-                                   std::vector<float>& scratch) const {
+                                   cpu::ScratchPool::Lease& lease) const {
   const auto role = as_a ? cpu::PackedMatrix::Role::A : cpu::PackedMatrix::Role::B;
   if (const std::optional<cpu::PackedMatrix> m = packed_->find(w)) {
     if (m->role != role || m->rows != rows || m->depth != depth)
@@ -19,20 +19,20 @@ const float* CpuBackend::panels_of(const float* w, int64_t rows, int64_t depth, 
     return w;
   }
   if (as_a) {
-    scratch.resize(cpu::a_panel_floats(rows, depth));
-    cpu::pack_a_panels(w, rows, depth, depth, scratch.data());
+    lease = scratch_->take(cpu::a_panel_floats(rows, depth));
+    cpu::pack_a_panels(w, rows, depth, depth, lease.data());
   } else {
-    scratch.resize(cpu::b_panel_floats(rows, depth));
-    cpu::pack_b_panels_from_rows(w, rows, depth, depth, scratch.data());
+    lease = scratch_->take(cpu::b_panel_floats(rows, depth));
+    cpu::pack_b_panels_from_rows(w, rows, depth, depth, lease.data());
   }
-  return scratch.data();
+  return lease.data();
 }
 
 void CpuBackend::product(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N, bool gelu,
                          float* y) {
   if (M == 0) return;
-  std::vector<float> scratch;
-  const float* panels = panels_of(w, N, K, false, scratch);
+  cpu::ScratchPool::Lease lease;
+  const float* panels = panels_of(w, N, K, false, lease);
   cpu::multiply_panels(cpu::AOperand{x, K, false}, panels, M, N, K, cpu::ProductOutput{y, N, false, b, gelu});
 }
 

@@ -51,8 +51,8 @@ void run_narrow_tile(int rows, int cols, const float* a, const float* b, int64_t
 // The tiles of A panels [i0, i1) and B panels [j0, j1), k block by k block.
 void multiply_range(const AOperand& a, const float* b_panels, int64_t M, int64_t N, int64_t K, const ProductOutput& out,
                     int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
-  std::vector<float> block;
-  if (!a.packed) block.resize(static_cast<size_t>(kBlockPanelsA * kTileRows * std::min(K, kBlockK)));
+  // On the stack (96 KiB): every product would otherwise allocate it.
+  alignas(64) float block[kBlockPanelsA * kTileRows * kBlockK];
   for (int64_t kb = 0; kb < K; kb += kBlockK) {
     const int64_t kc = std::min(kBlockK, K - kb);
     const bool resume = out.accumulate || kb > 0, last = kb + kc == K;
@@ -60,7 +60,7 @@ void multiply_range(const AOperand& a, const float* b_panels, int64_t M, int64_t
       const int64_t ie = std::min(i1, ib + kBlockPanelsA);
       if (!a.packed) {
         const int64_t first_row = ib * kTileRows, rows = std::min(M, ie * kTileRows) - first_row;
-        pack_a_panels(a.data + first_row * a.ld + kb, rows, kc, a.ld, block.data());
+        pack_a_panels(a.data + first_row * a.ld + kb, rows, kc, a.ld, block);
       }
       for (int64_t j = j0; j < j1; ++j) {
         const float* b = b_panels + (j * K + kb) * kTileCols;
@@ -68,7 +68,7 @@ void multiply_range(const AOperand& a, const float* b_panels, int64_t M, int64_t
         const int cols = static_cast<int>(std::min<int64_t>(kTileCols, N - n0));
         const TileEpilogue epi{out.column_bias ? out.column_bias + n0 : nullptr, out.gelu};
         for (int64_t i = ib; i < ie; ++i) {
-          const float* ap = a.packed ? a.data + (i * K + kb) * kTileRows : block.data() + (i - ib) * kc * kTileRows;
+          const float* ap = a.packed ? a.data + (i * K + kb) * kTileRows : block + (i - ib) * kc * kTileRows;
           const int rows = static_cast<int>(std::min<int64_t>(kTileRows, M - i * kTileRows));
           float* c = out.c + i * kTileRows * out.ldc + n0;
           if (cols == kTileCols)

@@ -113,16 +113,29 @@ inline void output_transform_1d(const T m[kPatch], T y[kOut]) {
 // A thread's buffers for one group of tiles: the input rows of a tile row,
 // their transform along y, the transformed inputs and the 36 products.
 struct GroupBuffers {
-  std::vector<float> patch, rows, columns, products;
+  size_t patch_floats = 0, rows_floats = 0, columns_floats = 0, products_floats = 0;
+  float *patch = nullptr, *rows = nullptr, *columns = nullptr, *products = nullptr;
+  ScratchPool::Lease lease;
+
   GroupBuffers(int64_t tw, int64_t Ci, int64_t Co) {
     const int64_t row_width = kOut * tw + 2, group_rows = rows_per_group(tw);
     const int64_t padded = (group_rows * tw + kTileCols - 1) / kTileCols * kTileCols;
-    patch.resize(static_cast<size_t>(kPatch * row_width));
-    rows.resize(static_cast<size_t>(group_rows * kPatch * row_width));
-    columns.resize(static_cast<size_t>(kFreq) * b_panel_floats(padded, Ci));
-    products.resize(static_cast<size_t>(kFreq * Co * padded));
+    patch_floats = static_cast<size_t>(kPatch * row_width);
+    rows_floats = static_cast<size_t>(group_rows * kPatch * row_width);
+    columns_floats = static_cast<size_t>(kFreq) * b_panel_floats(padded, Ci);
+    products_floats = static_cast<size_t>(kFreq * Co * padded);
   }
-  size_t floats() const { return patch.size() + rows.size() + columns.size() + products.size(); }
+  size_t floats() const { return patch_floats + rows_floats + columns_floats + products_floats; }
+  // The transformed inputs' padding lanes are multiplied too (their
+  // products are not read): zero, not whatever the pool's memory held.
+  void take(ScratchPool& pool) {
+    lease = pool.take(floats());
+    patch = lease.data();
+    rows = patch + patch_floats;
+    columns = rows + rows_floats;
+    products = columns + columns_floats;
+    std::fill(columns, columns + columns_floats, 0.0f);
+  }
 };
 
 // Rows of input channel ci that tile row ty reads (4ty − 1 … 4ty + 4),
@@ -151,9 +164,9 @@ void transform_input_channel(const float* plane, int64_t H, int64_t W, const Til
   const int64_t rows = tiles / t.tw;
   // Bᵀ along y: z[r][i][x] = Σ_k Bᵀ[i][k]·row_k[x], whole rows at a time.
   for (int64_t r = 0; r < rows; ++r) {
-    float* patch = buf.patch.data();
+    float* patch = buf.patch;
     read_patch_rows(plane, H, W, ty0 + r, cn, silu, t.row_width, patch);
-    float* z = buf.rows.data() + r * kPatch * t.row_width;
+    float* z = buf.rows + r * kPatch * t.row_width;
     const float* d[kPatch];
     for (int k = 0; k < kPatch; ++k) d[k] = patch + k * t.row_width;
     for (int64_t x = 0; x < t.row_width; ++x) {
@@ -169,11 +182,11 @@ void transform_input_channel(const float* plane, int64_t H, int64_t W, const Til
     float d[kPatch][kPatch][kLanes] = {};  // [i][k][q]: z row i at column 4·tx + k
     for (int q = 0; q < kLanes && t0 + q < tiles; ++q) {
       const int64_t r = (t0 + q) / t.tw, tx = (t0 + q) % t.tw;
-      const float* z = buf.rows.data() + r * kPatch * t.row_width + kOut * tx;
+      const float* z = buf.rows + r * kPatch * t.row_width + kOut * tx;
       for (int i = 0; i < kPatch; ++i)
         for (int k = 0; k < kPatch; ++k) d[i][k][q] = z[i * t.row_width + k];
     }
-    float* dst = buf.columns.data() + ((t0 / kTileCols) * Ci + ci) * kTileCols + t0 % kTileCols;
+    float* dst = buf.columns + ((t0 / kTileCols) * Ci + ci) * kTileCols + t0 % kTileCols;
     for (int i = 0; i < kPatch; ++i) {
       float v[kPatch][kLanes];
       for (int q = 0; q < kLanes; ++q) {
@@ -235,20 +248,21 @@ bool winograd_takes(int64_t Ci, int64_t Co, int64_t H, int64_t W, int k, int str
 
 size_t winograd_workspace_floats(int64_t Ci, int64_t Co, int64_t W, int threads) {
   const GroupBuffers group((W + kOut - 1) / kOut, Ci, Co);
-  return static_cast<size_t>(kFreq) * a_panel_floats(Co, Ci) +
-         static_cast<size_t>(threads) * (group.floats() + product_scratch_floats());
+  return static_cast<size_t>(kFreq) * a_panel_floats(Co, Ci) + static_cast<size_t>(threads) * group.floats();
 }
 
 void winograd_convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const NormOnRead* norm,
-                       const float* w_panels, const float* b, int64_t Co, bool add_to_out, float* out) {
+                       const float* w_panels, const float* b, int64_t Co, bool add_to_out, float* out,
+                       ScratchPool& scratch) {
   const Tiling t = tiling(H, W);
-  std::vector<float> U(static_cast<size_t>(kFreq) * a_panel_floats(Co, Ci));
+  const ScratchPool::Lease U = scratch.take(static_cast<size_t>(kFreq) * a_panel_floats(Co, Ci));
   transform_weights(w_panels, Ci, Co, U.data());
   const size_t u_freq = a_panel_floats(Co, Ci), v_freq = b_panel_floats(t.padded_tiles, Ci);
   const int64_t work = N * t.groups;
 #pragma omp parallel
   {
     GroupBuffers buf(t.tw, Ci, Co);
+    buf.take(scratch);
 #pragma omp for schedule(dynamic)
     for (int64_t item = 0; item < work; ++item) {
       const int64_t n = item / t.groups, ty0 = (item % t.groups) * t.rows_per_group;
@@ -260,8 +274,8 @@ void winograd_convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t
                                 norm && norm->silu, buf);
       }
       for (int f = 0; f < kFreq; ++f)
-        multiply_panels(AOperand{U.data() + f * u_freq, 0, true}, buf.columns.data() + f * v_freq, Co, tiles, Ci,
-                        ProductOutput{buf.products.data() + f * Co * t.padded_tiles, t.padded_tiles, false, nullptr,
+        multiply_panels(AOperand{U.data() + f * u_freq, 0, true}, buf.columns + f * v_freq, Co, tiles, Ci,
+                        ProductOutput{buf.products + f * Co * t.padded_tiles, t.padded_tiles, false, nullptr,
                                       false});
       transform_output(buf, t, H, W, ty0, tiles, Co, b, add_to_out, out + n * Co * H * W);
     }

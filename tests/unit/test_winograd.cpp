@@ -101,8 +101,9 @@ TEST(Winograd, MatchesTheDirectSumInDouble) {
     be->group_norm_stats(xa.data(), c.N, c.Ci, HW, groups, 1e-6f, sa.data());
     be->download(sa.data(), stats.size(), stats.data());
     const NormOnRead norm{stats.data(), gamma.data(), beta.data(), groups, true};
+    cpu::ScratchPool scratch;
     cpu::winograd_convolve(x.data(), c.N, c.Ci, c.H, c.W, c.norm ? &norm : nullptr, panels.data(),
-                           c.bias ? b.data() : nullptr, c.Co, c.add, got.data());
+                           c.bias ? b.data() : nullptr, c.Co, c.add, got.data(), scratch);
     EXPECT_LE(relative_to_terms(c, x, w, b, start, c.norm ? &norm : nullptr, got), kBound);
   }
 }
