@@ -140,7 +140,7 @@ void CpuBackend::convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int6
             }
           }
         }
-      cpu::multiply_panels(cpu::AOperand{a, 0, true}, band.data(), Co, cols, Kdim,
+      cpu::multiply_panels(cpu::AOperand{a, 0, true}, cpu::BOperand::panels(band.data(), Kdim), Co, cols, Kdim,
                            cpu::ProductOutput{on + oy0 * Wo, P, accumulate, nullptr, false});
     }
   }

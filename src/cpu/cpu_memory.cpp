@@ -295,18 +295,7 @@ void CpuBackend::add_broadcast_rows(float* y, const float* v, int64_t rows, int6
 
 void CpuBackend::softmax_rows(float* x, int64_t n, int64_t len) {
 #pragma omp parallel for schedule(static) if (n * len > 16384)
-  for (int64_t r = 0; r < n; ++r) {
-    float* row = x + r * len;
-    float mx = -INFINITY;
-    for (int64_t j = 0; j < len; ++j) mx = std::max(mx, row[j]);
-    float sum = 0.0f;
-    for (int64_t j = 0; j < len; ++j) {
-      row[j] = std::exp(row[j] - mx);
-      sum += row[j];
-    }
-    const float inv = 1.0f / sum;
-    for (int64_t j = 0; j < len; ++j) row[j] *= inv;
-  }
+  for (int64_t r = 0; r < n; ++r) cpu::softmax_span(x + r * len, static_cast<size_t>(len), 1.0f);
 }
 
 void CpuBackend::clamp(float* x, size_t n, float lo, float hi) {

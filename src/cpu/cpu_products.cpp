@@ -33,7 +33,7 @@ void CpuBackend::product(const float* x, int64_t M, int64_t K, const float* w, c
   if (M == 0) return;
   cpu::ScratchPool::Lease lease;
   const float* panels = panels_of(w, N, K, false, lease);
-  cpu::multiply_panels(cpu::AOperand{x, K, false}, panels, M, N, K, cpu::ProductOutput{y, N, false, b, gelu});
+  cpu::multiply_panels(cpu::AOperand{x, K, false}, cpu::BOperand::panels(panels, K), M, N, K, cpu::ProductOutput{y, N, false, b, gelu});
 }
 
 void CpuBackend::linear(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N, float* y) {

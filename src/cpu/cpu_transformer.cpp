@@ -1,6 +1,5 @@
 // Transformer ops of the CPU backend: AdaLN, the attention with its KV cache,
 // guidance and sampling.
-#include <cblas.h>
 
 #include <algorithm>
 #include <cmath>
@@ -8,6 +7,9 @@
 #include <vector>
 
 #include "cpu/cpu_backend.hpp"
+#include "cpu/gemm_kernel.hpp"
+#include "cpu/panel_gemm.hpp"
+#include "cpu/vector_math.hpp"
 #include "model/sampler.hpp"
 #include "varps/error.hpp"
 
@@ -76,16 +78,60 @@ void CpuBackend::split_qkv_to_cache(const float* qkv, int64_t rows, int64_t toke
       }
 }
 
+namespace {
+
+// Rows of one head (keys or values, [tokens, hd] each), the stream's prefix
+// then the row's cache, as the B panels of a product over their hd columns
+// (lane = token): the keys of scores = q·Kᵀ.
+void pack_tokens_as_columns(const float* prefix, int64_t T, const float* cache, int64_t len, int64_t hd,
+                            float* panels) {
+  const int64_t n = T + len;
+  for (int64_t j = 0; j < (n + cpu::kTileCols - 1) / cpu::kTileCols; ++j)
+    for (int c = 0; c < cpu::kTileCols; ++c) {
+      const int64_t t = j * cpu::kTileCols + c;
+      const float* src = t < T ? prefix + t * hd : t < n ? cache + (t - T) * hd : nullptr;
+      float* dst = panels + j * hd * cpu::kTileCols + c;
+      for (int64_t d = 0; d < hd; ++d) dst[d * cpu::kTileCols] = src ? src[d] : 0.0f;
+    }
+}
+
+// The same rows as the B panels of a product over the tokens (lane = one
+// of hd columns): the values of out = P·V, when hd is not a whole number of
+// panels and V cannot be read as it is.
+void pack_tokens_as_rows(const float* prefix, int64_t T, const float* cache, int64_t len, int64_t hd,
+                         float* panels) {
+  const int64_t n = T + len;
+  for (int64_t j = 0; j < (hd + cpu::kTileCols - 1) / cpu::kTileCols; ++j)
+    for (int64_t t = 0; t < n; ++t) {
+      const float* src = t < T ? prefix + t * hd : cache + (t - T) * hd;
+      float* dst = panels + (j * n + t) * cpu::kTileCols;
+      for (int c = 0; c < cpu::kTileCols; ++c) {
+        const int64_t d = j * cpu::kTileCols + c;
+        dst[c] = d < hd ? src[d] : 0.0f;
+      }
+    }
+}
+
+}  // namespace
+
 void CpuBackend::attention(const float* q, const float* k_cache, const float* v_cache, int64_t rows, int64_t H,
                            int64_t tokens, int64_t hd, int64_t capacity, int64_t len, float scale,
                            const KvPrefix& prefix, float* out) {
   const int64_t C = H * hd, T = prefix.tokens, width = T + len;
-  const int m = static_cast<int>(tokens), n_hd = static_cast<int>(hd), ld = static_cast<int>(width);
-  // One (row, head) pair per task; OpenBLAS runs single-threaded inside.
-  // Scores are [tokens, T + len]: the stream's prefix columns, then the row's own.
+  // V serves as the B of P·V as it is when its rows are whole panels.
+  const bool values_as_stored = hd % cpu::kTileCols == 0;
+  const size_t key_floats = cpu::b_panel_floats(width, hd);
+  const size_t value_floats = values_as_stored ? 0 : cpu::b_panel_floats(hd, width);
+  const size_t score_floats = static_cast<size_t>(tokens * width);
+  // One (row, head) pair per task, each thread with its own scores and
+  // packed keys; the products run single-threaded inside. Scores are
+  // [tokens, T + len]: the stream's prefix columns, then the row's own.
 #pragma omp parallel
   {
-    std::vector<float> scores(static_cast<size_t>(tokens * width));
+    const cpu::ScratchPool::Lease lease = scratch_->take(key_floats + value_floats + score_floats);
+    float* const keys = lease.data();
+    float* const values = keys + key_floats;
+    float* const scores = values + value_floats;
 #pragma omp for collapse(2) schedule(dynamic)
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t h = 0; h < H; ++h) {
@@ -95,29 +141,25 @@ void CpuBackend::attention(const float* q, const float* k_cache, const float* v_
         const int64_t stream = T > 0 ? r / prefix.rows_per_stream : 0;
         const float* pk = T > 0 ? prefix.k + (stream * H + h) * T * hd : nullptr;
         const float* pv = T > 0 ? prefix.v + (stream * H + h) * T * hd : nullptr;
-        if (T > 0)
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, static_cast<int>(T), n_hd, scale, qq, n_hd, pk, n_hd,
-                      0.0f, scores.data(), ld);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, static_cast<int>(len), n_hd, scale, qq, n_hd, kk, n_hd,
-                    0.0f, scores.data() + T, ld);
-        for (int64_t i = 0; i < tokens; ++i) {
-          float* row = scores.data() + i * width;
-          float mx = -INFINITY;
-          for (int64_t j = 0; j < width; ++j) mx = std::max(mx, row[j]);
-          float sum = 0.0f;
-          for (int64_t j = 0; j < width; ++j) {
-            row[j] = std::exp(row[j] - mx);
-            sum += row[j];
-          }
-          const float inv = 1.0f / sum;
-          for (int64_t j = 0; j < width; ++j) row[j] *= inv;
+        pack_tokens_as_columns(pk, T, kk, len, hd, keys);
+        cpu::multiply_panels(cpu::AOperand{qq, hd, false}, cpu::BOperand::panels(keys, hd), tokens, width, hd,
+                             cpu::ProductOutput{scores, width, false, nullptr, false});
+        for (int64_t i = 0; i < tokens; ++i) cpu::softmax_span(scores + i * width, static_cast<size_t>(width), scale);
+        const cpu::ProductOutput o{out + r * tokens * C + h * hd, C, false, nullptr, false};
+        if (!values_as_stored) {
+          pack_tokens_as_rows(pv, T, vv, len, hd, values);
+          cpu::multiply_panels(cpu::AOperand{scores, width, false}, cpu::BOperand::panels(values, width), tokens, hd,
+                               width, o);
+          continue;
         }
-        float* o = out + r * tokens * C + h * hd;
+        // The prefix's columns, then the row's own added to them: one sum
+        // over the T + len keys in order, as in the packed case.
         if (T > 0)
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n_hd, static_cast<int>(T), 1.0f, scores.data(), ld,
-                      pv, n_hd, 0.0f, o, static_cast<int>(C));
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n_hd, static_cast<int>(len), 1.0f, scores.data() + T,
-                    ld, vv, n_hd, T > 0 ? 1.0f : 0.0f, o, static_cast<int>(C));
+          cpu::multiply_panels(cpu::AOperand{scores, width, false}, cpu::BOperand::rows(pv, hd), tokens, hd, T, o);
+        cpu::ProductOutput own = o;
+        own.accumulate = T > 0;
+        cpu::multiply_panels(cpu::AOperand{scores + T, width, false}, cpu::BOperand::rows(vv, hd), tokens, hd, len,
+                             own);
       }
   }
 }

@@ -25,12 +25,12 @@ struct TileEpilogue {
   bool gelu = false;                   // then GELU (tanh form)
 };
 
-// C[r, 0..16) (row stride ldc) = start + Σ_k a[k·6 + r] · b[k·16 + 0..16) for
-// r < R, with start = C itself when `resume`, else 0; the epilogue applies
-// when `last`.
+// C[r, 0..16) (row stride ldc) = start + Σ_k a[k·6 + r] · b[k·ldb + 0..16)
+// for r < R, with start = C itself when `resume`, else 0; the epilogue
+// applies when `last`.
 template <int R>
-inline void multiply_tile(const float* a, const float* b, int64_t kc, float* c, int64_t ldc, bool resume, bool last,
-                          const TileEpilogue& epi) {
+inline void multiply_tile(const float* a, const float* b, int64_t ldb, int64_t kc, float* c, int64_t ldc, bool resume,
+                          bool last, const TileEpilogue& epi) {
   static_assert(R >= 1 && R <= kTileRows);
   // Fully unrolled, so that the accumulators live in registers.
   __m256 lo[R], hi[R];
@@ -40,8 +40,8 @@ inline void multiply_tile(const float* a, const float* b, int64_t kc, float* c, 
     hi[r] = resume ? _mm256_loadu_ps(c + r * ldc + 8) : _mm256_setzero_ps();
   }
   for (int64_t k = 0; k < kc; ++k) {
-    const __m256 b0 = _mm256_loadu_ps(b + k * kTileCols);
-    const __m256 b1 = _mm256_loadu_ps(b + k * kTileCols + 8);
+    const __m256 b0 = _mm256_loadu_ps(b + k * ldb);
+    const __m256 b1 = _mm256_loadu_ps(b + k * ldb + 8);
 #pragma GCC unroll 6
     for (int r = 0; r < R; ++r) {
       const __m256 x = _mm256_broadcast_ss(a + k * kTileRows + r);

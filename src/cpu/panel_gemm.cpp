@@ -19,22 +19,22 @@ constexpr int64_t kBlockPanelsA = 16;
 
 int64_t panels_of(int64_t n, int64_t width) { return (n + width - 1) / width; }
 
-void run_tile(int rows, const float* a, const float* b, int64_t kc, float* c, int64_t ldc, bool resume, bool last,
-              const TileEpilogue& epi) {
+void run_tile(int rows, const float* a, const float* b, int64_t ldb, int64_t kc, float* c, int64_t ldc, bool resume,
+              bool last, const TileEpilogue& epi) {
   switch (rows) {
-    case 1: multiply_tile<1>(a, b, kc, c, ldc, resume, last, epi); break;
-    case 2: multiply_tile<2>(a, b, kc, c, ldc, resume, last, epi); break;
-    case 3: multiply_tile<3>(a, b, kc, c, ldc, resume, last, epi); break;
-    case 4: multiply_tile<4>(a, b, kc, c, ldc, resume, last, epi); break;
-    case 5: multiply_tile<5>(a, b, kc, c, ldc, resume, last, epi); break;
-    default: multiply_tile<6>(a, b, kc, c, ldc, resume, last, epi); break;
+    case 1: multiply_tile<1>(a, b, ldb, kc, c, ldc, resume, last, epi); break;
+    case 2: multiply_tile<2>(a, b, ldb, kc, c, ldc, resume, last, epi); break;
+    case 3: multiply_tile<3>(a, b, ldb, kc, c, ldc, resume, last, epi); break;
+    case 4: multiply_tile<4>(a, b, ldb, kc, c, ldc, resume, last, epi); break;
+    case 5: multiply_tile<5>(a, b, ldb, kc, c, ldc, resume, last, epi); break;
+    default: multiply_tile<6>(a, b, ldb, kc, c, ldc, resume, last, epi); break;
   }
 }
 
 // A tile with fewer than 16 columns of C goes through a full-width copy
-// (B's padding columns are zero, so the extra lanes hold zeros).
-void run_narrow_tile(int rows, int cols, const float* a, const float* b, int64_t kc, float* c, int64_t ldc,
-                     bool resume, bool last, const ProductOutput& out, int64_t n0) {
+// (the extra lanes are computed from B's padding and dropped).
+void run_narrow_tile(int rows, int cols, const float* a, const float* b, int64_t ldb, int64_t kc, float* c,
+                     int64_t ldc, bool resume, bool last, const ProductOutput& out, int64_t n0) {
   alignas(32) float tile[kTileRows * kTileCols] = {};
   alignas(32) float bias[kTileCols] = {};
   for (int r = 0; r < rows; ++r)
@@ -44,12 +44,12 @@ void run_narrow_tile(int rows, int cols, const float* a, const float* b, int64_t
     std::memcpy(bias, out.column_bias + n0, static_cast<size_t>(cols) * sizeof(float));
     epi.column_bias = bias;
   }
-  run_tile(rows, a, b, kc, tile, kTileCols, resume, last, epi);
+  run_tile(rows, a, b, ldb, kc, tile, kTileCols, resume, last, epi);
   for (int r = 0; r < rows; ++r) std::memcpy(c + r * ldc, tile + r * kTileCols, static_cast<size_t>(cols) * sizeof(float));
 }
 
 // The tiles of A panels [i0, i1) and B panels [j0, j1), k block by k block.
-void multiply_range(const AOperand& a, const float* b_panels, int64_t M, int64_t N, int64_t K, const ProductOutput& out,
+void multiply_range(const AOperand& a, const BOperand& bo, int64_t M, int64_t N, int64_t K, const ProductOutput& out,
                     int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
   // On the stack (96 KiB): every product would otherwise allocate it.
   alignas(64) float block[kBlockPanelsA * kTileRows * kBlockK];
@@ -63,7 +63,7 @@ void multiply_range(const AOperand& a, const float* b_panels, int64_t M, int64_t
         pack_a_panels(a.data + first_row * a.ld + kb, rows, kc, a.ld, block);
       }
       for (int64_t j = j0; j < j1; ++j) {
-        const float* b = b_panels + (j * K + kb) * kTileCols;
+        const float* b = bo.data + j * bo.panel_stride + kb * bo.row_stride;
         const int64_t n0 = j * kTileCols;
         const int cols = static_cast<int>(std::min<int64_t>(kTileCols, N - n0));
         const TileEpilogue epi{out.column_bias ? out.column_bias + n0 : nullptr, out.gelu};
@@ -72,9 +72,9 @@ void multiply_range(const AOperand& a, const float* b_panels, int64_t M, int64_t
           const int rows = static_cast<int>(std::min<int64_t>(kTileRows, M - i * kTileRows));
           float* c = out.c + i * kTileRows * out.ldc + n0;
           if (cols == kTileCols)
-            run_tile(rows, ap, b, kc, c, out.ldc, resume, last, epi);
+            run_tile(rows, ap, b, bo.row_stride, kc, c, out.ldc, resume, last, epi);
           else
-            run_narrow_tile(rows, cols, ap, b, kc, c, out.ldc, resume, last, out, n0);
+            run_narrow_tile(rows, cols, ap, b, bo.row_stride, kc, c, out.ldc, resume, last, out, n0);
         }
       }
     }
@@ -138,7 +138,7 @@ void pack_b_panels_from_rows(const float* w, int64_t N, int64_t K, int64_t ldw, 
   }
 }
 
-void multiply_panels(const AOperand& a, const float* b_panels, int64_t M, int64_t N, int64_t K,
+void multiply_panels(const AOperand& a, const BOperand& b, int64_t M, int64_t N, int64_t K,
                      const ProductOutput& out) {
   if (M <= 0 || N <= 0) return;
   if (K == 0) {
@@ -153,7 +153,7 @@ void multiply_panels(const AOperand& a, const float* b_panels, int64_t M, int64_
   const int64_t work = split_b ? np : mp;
   const int teams = static_cast<int>(std::min<int64_t>(threads, work));
   if (teams <= 1) {
-    multiply_range(a, b_panels, M, N, K, out, 0, mp, 0, np);
+    multiply_range(a, b, M, N, K, out, 0, mp, 0, np);
     return;
   }
 #pragma omp parallel num_threads(teams)
@@ -161,9 +161,9 @@ void multiply_panels(const AOperand& a, const float* b_panels, int64_t M, int64_
     const int64_t t = omp_get_thread_num();
     const int64_t lo = work * t / teams, hi = work * (t + 1) / teams;
     if (split_b)
-      multiply_range(a, b_panels, M, N, K, out, 0, mp, lo, hi);
+      multiply_range(a, b, M, N, K, out, 0, mp, lo, hi);
     else
-      multiply_range(a, b_panels, M, N, K, out, lo, hi, 0, np);
+      multiply_range(a, b, M, N, K, out, lo, hi, 0, np);
   }
 }
 

@@ -43,9 +43,22 @@ struct ProductOutput {
 // (its block of A rows, packed as they are read).
 size_t product_scratch_floats();
 
-// C[M, N] from A[M, K] and B (b_panel_floats(N, K) floats of panels).
-// Spreads over the OpenMP threads, unless called inside a parallel region.
-void multiply_panels(const AOperand& a, const float* b_panels, int64_t M, int64_t N, int64_t K,
+// Where B comes from: panels of 16 columns, row k of panel j at
+// data + j·panel_stride + k·row_stride.
+struct BOperand {
+  const float* data = nullptr;
+  int64_t panel_stride = 0, row_stride = 0;
+  // b_panel_floats(N, K) floats of packed panels.
+  static BOperand panels(const float* p, int64_t K) { return {p, K * 16, 16}; }
+  // A row-major [K, N] array as it is (b[k·ldb + n]); every 16 columns
+  // from the first must be readable, so N is a multiple of 16 or the rows
+  // are padded.
+  static BOperand rows(const float* b, int64_t ldb) { return {b, 16, ldb}; }
+};
+
+// C[M, N] from A[M, K] and B[K, N]. Spreads over the OpenMP threads, unless
+// called inside a parallel region.
+void multiply_panels(const AOperand& a, const BOperand& b, int64_t M, int64_t N, int64_t K,
                      const ProductOutput& out);
 
 }  // namespace varps::cpu

@@ -3,6 +3,7 @@
 // vector math library (libmvec, AVX2 variants); the scalar tail uses libm.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 
@@ -22,6 +23,45 @@ inline void silu_span(const float* x, float* y, size_t n) {
     _mm256_storeu_ps(y + i, _mm256_div_ps(v, _mm256_add_ps(one, e)));
   }
   for (; i < n; ++i) y[i] = x[i] / (1.0f + std::exp(-x[i]));
+}
+
+// x = softmax(scale · x) over n values: the maximum subtracted, exp in 8
+// lanes, the sum in 8 partial sums then across them.
+inline void softmax_span(float* x, size_t n, float scale) {
+  const __m256 vscale = _mm256_set1_ps(scale);
+  size_t i = 0;
+  __m256 vmax = _mm256_set1_ps(-INFINITY);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), vscale);
+    _mm256_storeu_ps(x + i, v);
+    vmax = _mm256_max_ps(vmax, v);
+  }
+  float lanes[8];
+  _mm256_storeu_ps(lanes, vmax);
+  float mx = -INFINITY;
+  for (float l : lanes) mx = std::max(mx, l);
+  for (; i < n; ++i) {
+    x[i] *= scale;
+    mx = std::max(mx, x[i]);
+  }
+  const __m256 vmx = _mm256_set1_ps(mx);
+  __m256 vsum = _mm256_setzero_ps();
+  for (i = 0; i + 8 <= n; i += 8) {
+    const __m256 e = _ZGVdN8v_expf(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmx));
+    _mm256_storeu_ps(x + i, e);
+    vsum = _mm256_add_ps(vsum, e);
+  }
+  _mm256_storeu_ps(lanes, vsum);
+  float sum = 0.0f;
+  for (float l : lanes) sum += l;
+  for (; i < n; ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += x[i];
+  }
+  const float inv = 1.0f / sum;
+  const __m256 vinv = _mm256_set1_ps(inv);
+  for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), vinv));
+  for (; i < n; ++i) x[i] *= inv;
 }
 
 // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), 8 lanes.

@@ -274,7 +274,7 @@ void winograd_convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t
                                 norm && norm->silu, buf);
       }
       for (int f = 0; f < kFreq; ++f)
-        multiply_panels(AOperand{U.data() + f * u_freq, 0, true}, buf.columns + f * v_freq, Co, tiles, Ci,
+        multiply_panels(AOperand{U.data() + f * u_freq, 0, true}, BOperand::panels(buf.columns + f * v_freq, Ci), Co, tiles, Ci,
                         ProductOutput{buf.products + f * Co * t.padded_tiles, t.padded_tiles, false, nullptr,
                                       false});
       transform_output(buf, t, H, W, ty0, tiles, Co, b, add_to_out, out + n * Co * H * W);

@@ -49,7 +49,7 @@ TEST(PanelProduct, MatchesADoubleReferenceWithEveryEpilogue) {
                    std::to_string(mode));
       std::vector<float> c = start;
       const cpu::AOperand a = packed_a ? cpu::AOperand{a_panels.data(), 0, true} : cpu::AOperand{x.data(), p.K, false};
-      cpu::multiply_panels(a, panels.data(), p.M, p.N, p.K,
+      cpu::multiply_panels(a, cpu::BOperand::panels(panels.data(), p.K), p.M, p.N, p.K,
                            cpu::ProductOutput{c.data(), p.N, accumulate, with_bias ? bias.data() : nullptr, with_gelu});
       double worst = 0.0;
       for (int64_t m = 0; m < p.M; ++m)
@@ -77,7 +77,7 @@ TEST(PanelProduct, ARowsBitsIgnoreItsNeighboursAndTheThreads) {
     std::vector<float> c(M * N);
     const int before = omp_get_max_threads();
     omp_set_num_threads(threads);
-    cpu::multiply_panels(cpu::AOperand{x.data() + first * K, K, false}, panels.data(), M, N, K,
+    cpu::multiply_panels(cpu::AOperand{x.data() + first * K, K, false}, cpu::BOperand::panels(panels.data(), K), M, N, K,
                          cpu::ProductOutput{c.data(), N, false, bias.data(), true});
     omp_set_num_threads(before);
     return c;
