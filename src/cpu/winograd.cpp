@@ -18,7 +18,7 @@ namespace {
 constexpr int kOut = 4;     // output pixels per block side
 constexpr int kPatch = 6;   // input pixels per patch side
 constexpr int kFreq = 36;   // kPatch²
-constexpr int kLanes = 8;   // blocks transformed together (one AVX2 vector each)
+constexpr int kLanes = 8;   // tiles transformed together (one AVX2 vector)
 constexpr int64_t kBlockTiles = 64;
 constexpr size_t kMaxWeightFloats = size_t{4} << 20;
 // Smaller maps have too few tiles to pay for the transforms, and keeping
@@ -27,25 +27,32 @@ constexpr size_t kMaxWeightFloats = size_t{4} << 20;
 // accuracy.
 constexpr int64_t kMinSide = 32;
 
-// The blocks ("tiles") of a map: tw per tile row, th rows; a thread takes
-// `rows_per_group` tile rows of one image at a time, about kBlockTiles
-// tiles, whose 36 products are then wide enough for the register tile.
+// The blocks ("tiles") of a map: th rows of tw, each row padded to whole
+// vectors (tw8 lanes) so that kLanes tiles of one row are transformed
+// together; a thread takes `rows_per_group` tile rows of one image at a
+// time, about kBlockTiles tiles, whose 36 products are then wide enough
+// for the register tile. Tile (r, tx) of a group is column r·tw8 + tx of
+// its products.
 struct Tiling {
-  int64_t th = 0, tw = 0, rows_per_group = 0, groups = 0, group_tiles = 0, padded_tiles = 0, row_width = 0;
+  int64_t th = 0, tw = 0, tw8 = 0, rows_per_group = 0, groups = 0, padded_tiles = 0, row_width = 0;
 };
 
-// Tile rows a group takes on a map with tw tiles per row (at most).
-int64_t rows_per_group(int64_t tw) { return std::max<int64_t>(1, kBlockTiles / tw); }
+int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+// Tile rows a group takes on a map with tw8 padded tiles per row (at most).
+int64_t rows_per_group(int64_t tw8) { return std::max<int64_t>(1, kBlockTiles / tw8); }
 
 Tiling tiling(int64_t H, int64_t W) {
   Tiling t;
   t.th = (H + kOut - 1) / kOut;
   t.tw = (W + kOut - 1) / kOut;
-  t.rows_per_group = std::min(t.th, rows_per_group(t.tw));
+  t.tw8 = round_up(t.tw, kLanes);
+  t.rows_per_group = std::min(t.th, rows_per_group(t.tw8));
   t.groups = (t.th + t.rows_per_group - 1) / t.rows_per_group;
-  t.group_tiles = t.rows_per_group * t.tw;
-  t.padded_tiles = (t.group_tiles + kTileCols - 1) / kTileCols * kTileCols;
-  t.row_width = kOut * t.tw + 2;  // input columns −1 … 4·tw
+  t.padded_tiles = round_up(t.rows_per_group * t.tw8, kTileCols);
+  // Input columns −1 … 4·tw8 + 6: a vector of tiles reads 4·kLanes + 2
+  // columns from its first, and whole vectors.
+  t.row_width = kOut * t.tw8 + kLanes;
   return t;
 }
 
@@ -90,6 +97,12 @@ void transform_weights(const float* w_panels, int64_t Ci, int64_t Co, float* U) 
   }
 }
 
+// Eight lanes of float32, for the transforms' arithmetic.
+typedef float v8 __attribute__((vector_size(32)));
+
+inline v8 load8(const float* p) { return (v8)_mm256_loadu_ps(p); }
+inline void store8(float* p, v8 v) { _mm256_storeu_ps(p, (__m256)v); }
+
 // The 1-D transforms: Bᵀ·d (input) and Aᵀ·m (output), lane-wise.
 template <typename T>
 inline void input_transform_1d(const T d[kPatch], T v[kPatch]) {
@@ -110,6 +123,42 @@ inline void output_transform_1d(const T m[kPatch], T y[kOut]) {
   y[3] = (d12 + d34 * 8.0f) + m[5];
 }
 
+// p[m][q] = x[4q + m] for the 32 floats at x: the 8×4 transpose.
+inline void deinterleave4(const float* x, v8 p[4]) {
+  const __m256i pairs = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  __m256 r[4];
+  for (int i = 0; i < 4; ++i) r[i] = _mm256_permutevar8x32_ps(_mm256_loadu_ps(x + 8 * i), pairs);
+  const __m256 lo01 = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(r[0]), _mm256_castps_pd(r[1])));
+  const __m256 hi01 = _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(r[0]), _mm256_castps_pd(r[1])));
+  const __m256 lo23 = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(r[2]), _mm256_castps_pd(r[3])));
+  const __m256 hi23 = _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(r[2]), _mm256_castps_pd(r[3])));
+  p[0] = (v8)_mm256_permute2f128_ps(lo01, lo23, 0x20);
+  p[2] = (v8)_mm256_permute2f128_ps(lo01, lo23, 0x31);
+  p[1] = (v8)_mm256_permute2f128_ps(hi01, hi23, 0x20);
+  p[3] = (v8)_mm256_permute2f128_ps(hi01, hi23, 0x31);
+}
+
+// x[4q + m] = p[m][q]: the inverse of deinterleave4.
+inline void interleave4(const v8 p[4], float* x) {
+  const __m256 lo01 = _mm256_permute2f128_ps((__m256)p[0], (__m256)p[2], 0x20);
+  const __m256 lo23 = _mm256_permute2f128_ps((__m256)p[0], (__m256)p[2], 0x31);
+  const __m256 hi01 = _mm256_permute2f128_ps((__m256)p[1], (__m256)p[3], 0x20);
+  const __m256 hi23 = _mm256_permute2f128_ps((__m256)p[1], (__m256)p[3], 0x31);
+  const __m256i back = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+  const __m256 r[4] = {
+      _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(lo01), _mm256_castps_pd(hi01))),
+      _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(lo01), _mm256_castps_pd(hi01))),
+      _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(lo23), _mm256_castps_pd(hi23))),
+      _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(lo23), _mm256_castps_pd(hi23)))};
+  for (int i = 0; i < 4; ++i) _mm256_storeu_ps(x + 8 * i, _mm256_permutevar8x32_ps(r[i], back));
+}
+
+// Lanes 1…7 of v, then `next`: the values of the following tiles.
+inline v8 next_tile(v8 v, float next) {
+  const __m256i up = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 7);
+  return (v8)_mm256_blend_ps(_mm256_permutevar8x32_ps((__m256)v, up), _mm256_set1_ps(next), 0x80);
+}
+
 // A thread's buffers for one group of tiles: the input rows of a tile row,
 // their transform along y, the transformed inputs and the 36 products.
 struct GroupBuffers {
@@ -117,13 +166,11 @@ struct GroupBuffers {
   float *patch = nullptr, *rows = nullptr, *columns = nullptr, *products = nullptr;
   ScratchPool::Lease lease;
 
-  GroupBuffers(int64_t tw, int64_t Ci, int64_t Co) {
-    const int64_t row_width = kOut * tw + 2, group_rows = rows_per_group(tw);
-    const int64_t padded = (group_rows * tw + kTileCols - 1) / kTileCols * kTileCols;
-    patch_floats = static_cast<size_t>(kPatch * row_width);
-    rows_floats = static_cast<size_t>(group_rows * kPatch * row_width);
-    columns_floats = static_cast<size_t>(kFreq) * b_panel_floats(padded, Ci);
-    products_floats = static_cast<size_t>(kFreq * Co * padded);
+  GroupBuffers(const Tiling& t, int64_t Ci, int64_t Co) {
+    patch_floats = static_cast<size_t>(kPatch * t.row_width);
+    rows_floats = static_cast<size_t>(kPatch * t.row_width);
+    columns_floats = static_cast<size_t>(kFreq) * b_panel_floats(t.padded_tiles, Ci);
+    products_floats = static_cast<size_t>(kFreq * Co * t.padded_tiles);
   }
   size_t floats() const { return patch_floats + rows_floats + columns_floats + products_floats; }
   // The transformed inputs' padding lanes are multiplied too (their
@@ -139,7 +186,7 @@ struct GroupBuffers {
 };
 
 // Rows of input channel ci that tile row ty reads (4ty − 1 … 4ty + 4),
-// normalised when asked, each padded with a zero column on either side.
+// normalised when asked, column −1 first, zero outside the map.
 void read_patch_rows(const float* plane, int64_t H, int64_t W, int64_t ty, const ChannelNorm* cn, bool silu,
                      int64_t row_width, float* rows) {
   for (int k = 0; k < kPatch; ++k) {
@@ -157,81 +204,66 @@ void read_patch_rows(const float* plane, int64_t H, int64_t W, int64_t ty, const
   }
 }
 
-// V_ξ[ci, tile] = (Bᵀ·d·B)_ξ for every tile of the group and channel ci,
-// into the group's B panels.
-void transform_input_channel(const float* plane, int64_t H, int64_t W, const Tiling& t, int64_t ty0, int64_t tiles,
-                             int64_t Ci, int64_t ci, const ChannelNorm* cn, bool silu, GroupBuffers& buf) {
-  const int64_t rows = tiles / t.tw;
-  // Bᵀ along y: z[r][i][x] = Σ_k Bᵀ[i][k]·row_k[x], whole rows at a time.
-  for (int64_t r = 0; r < rows; ++r) {
-    float* patch = buf.patch;
-    read_patch_rows(plane, H, W, ty0 + r, cn, silu, t.row_width, patch);
-    float* z = buf.rows + r * kPatch * t.row_width;
-    const float* d[kPatch];
-    for (int k = 0; k < kPatch; ++k) d[k] = patch + k * t.row_width;
-    for (int64_t x = 0; x < t.row_width; ++x) {
-      const float col[kPatch] = {d[0][x], d[1][x], d[2][x], d[3][x], d[4][x], d[5][x]};
-      float v[kPatch];
-      input_transform_1d(col, v);
-      for (int i = 0; i < kPatch; ++i) z[i * t.row_width + x] = v[i];
-    }
+// V_ξ[ci, tile] = (Bᵀ·d·B)_ξ for the tiles of tile row ty0 + r and channel
+// ci, into the group's B panels: Bᵀ along y over whole rows, then along x
+// a vector of tiles at a time.
+void transform_input_row(const float* plane, int64_t H, int64_t W, const Tiling& t, int64_t ty0, int64_t r,
+                         int64_t Ci, int64_t ci, const ChannelNorm* cn, bool silu, GroupBuffers& buf) {
+  read_patch_rows(plane, H, W, ty0 + r, cn, silu, t.row_width, buf.patch);
+  for (int64_t x = 0; x < t.row_width; x += kLanes) {
+    v8 d[kPatch], v[kPatch];
+    for (int k = 0; k < kPatch; ++k) d[k] = load8(buf.patch + k * t.row_width + x);
+    input_transform_1d(d, v);
+    for (int i = 0; i < kPatch; ++i) store8(buf.rows + i * t.row_width + x, v[i]);
   }
-  // Bᵀ along x, kLanes tiles at a time: lane q is tile t0 + q.
   const size_t per_freq = b_panel_floats(t.padded_tiles, Ci);
-  for (int64_t t0 = 0; t0 < tiles; t0 += kLanes) {
-    float d[kPatch][kPatch][kLanes] = {};  // [i][k][q]: z row i at column 4·tx + k
-    for (int q = 0; q < kLanes && t0 + q < tiles; ++q) {
-      const int64_t r = (t0 + q) / t.tw, tx = (t0 + q) % t.tw;
-      const float* z = buf.rows + r * kPatch * t.row_width + kOut * tx;
-      for (int i = 0; i < kPatch; ++i)
-        for (int k = 0; k < kPatch; ++k) d[i][k][q] = z[i * t.row_width + k];
-    }
-    float* dst = buf.columns + ((t0 / kTileCols) * Ci + ci) * kTileCols + t0 % kTileCols;
+  for (int64_t tx = 0; tx < t.tw8; tx += kLanes) {
+    const int64_t col = r * t.tw8 + tx;  // a multiple of kLanes: the vector lies in one panel
+    float* dst = buf.columns + ((col / kTileCols) * Ci + ci) * kTileCols + col % kTileCols;
     for (int i = 0; i < kPatch; ++i) {
-      float v[kPatch][kLanes];
-      for (int q = 0; q < kLanes; ++q) {
-        const float col[kPatch] = {d[i][0][q], d[i][1][q], d[i][2][q], d[i][3][q], d[i][4][q], d[i][5][q]};
-        float out[kPatch];
-        input_transform_1d(col, out);
-        for (int j = 0; j < kPatch; ++j) v[j][q] = out[j];
-      }
-      for (int j = 0; j < kPatch; ++j) std::memcpy(dst + (i * kPatch + j) * per_freq, v[j], sizeof v[j]);
+      const float* z = buf.rows + i * t.row_width + kOut * tx;
+      v8 d[kPatch], v[kPatch];
+      deinterleave4(z, d);
+      d[4] = next_tile(d[0], z[4 * kLanes]);
+      d[5] = next_tile(d[1], z[4 * kLanes + 1]);
+      input_transform_1d(d, v);
+      for (int j = 0; j < kPatch; ++j) store8(dst + (i * kPatch + j) * per_freq, v[j]);
     }
   }
 }
 
-// out pixels of the group's tiles from the 36 products: Aᵀ·m·A, then the
-// bias and what out held.
-void transform_output(const GroupBuffers& buf, const Tiling& t, int64_t H, int64_t W, int64_t ty0, int64_t tiles,
-                      int64_t Co, const float* b, bool add_to_out, float* out_n) {
+// The output pixels of the group's tile row r from the 36 products (Aᵀ·m·A),
+// plus the bias and what out held.
+void transform_output_row(const GroupBuffers& buf, const Tiling& t, int64_t H, int64_t W, int64_t ty0, int64_t r,
+                          int64_t Co, const float* b, bool add_to_out, float* out_n) {
   const int64_t ld = t.padded_tiles, per_freq = Co * ld;
   for (int64_t co = 0; co < Co; ++co) {
     float* plane = out_n + co * H * W;
-    const float bias = b ? b[co] : 0.0f;
-    for (int64_t t0 = 0; t0 < tiles; t0 += kLanes) {
-      float s[kOut][kPatch][kLanes];  // Aᵀ along the rows of m
-      for (int j = 0; j < kPatch; ++j)
-        for (int q = 0; q < kLanes; ++q) {
-          float m[kPatch], y[kOut];
-          for (int i = 0; i < kPatch; ++i) m[i] = buf.products[(i * kPatch + j) * per_freq + co * ld + t0 + q];
-          output_transform_1d(m, y);
-          for (int a = 0; a < kOut; ++a) s[a][j][q] = y[a];
-        }
-      for (int q = 0; q < kLanes && t0 + q < tiles; ++q) {
-        const int64_t r = (t0 + q) / t.tw, tx = (t0 + q) % t.tw;
-        for (int a = 0; a < kOut; ++a) {
-          const int64_t oy = kOut * (ty0 + r) + a;
-          if (oy >= H) break;
-          const float row[kPatch] = {s[a][0][q], s[a][1][q], s[a][2][q], s[a][3][q], s[a][4][q], s[a][5][q]};
-          float y[kOut];
-          output_transform_1d(row, y);
-          float* dst = plane + oy * W + kOut * tx;
-          for (int c = 0; c < kOut && kOut * tx + c < W; ++c) {
-            if (add_to_out)
-              dst[c] = (b ? dst[c] + bias : dst[c]) + y[c];
-            else
-              dst[c] = b ? bias + y[c] : y[c];
-          }
+    const v8 bias = b ? v8{} + b[co] : v8{};
+    for (int64_t tx = 0; tx < t.tw8; tx += kLanes) {
+      const float* m = buf.products + co * ld + r * t.tw8 + tx;
+      v8 s[kOut][kPatch];  // Aᵀ along the rows of m
+      for (int j = 0; j < kPatch; ++j) {
+        v8 col[kPatch], y[kOut];
+        for (int i = 0; i < kPatch; ++i) col[i] = load8(m + (i * kPatch + j) * per_freq);
+        output_transform_1d(col, y);
+        for (int a = 0; a < kOut; ++a) s[a][j] = y[a];
+      }
+      const int64_t x0 = kOut * tx, cols = std::min<int64_t>(kOut * kLanes, W - x0);
+      if (cols <= 0) break;
+      for (int a = 0; a < kOut; ++a) {
+        const int64_t oy = kOut * (ty0 + r) + a;
+        if (oy >= H) break;
+        v8 y[kOut];
+        output_transform_1d(s[a], y);
+        alignas(32) float px[kOut * kLanes];
+        interleave4(y, px);
+        float* dst = plane + oy * W + x0;
+        for (int64_t c = 0; c < cols; ++c) {
+          if (add_to_out)
+            dst[c] = (b ? dst[c] + bias[0] : dst[c]) + px[c];
+          else
+            dst[c] = b ? bias[0] + px[c] : px[c];
         }
       }
     }
@@ -247,7 +279,8 @@ bool winograd_takes(int64_t Ci, int64_t Co, int64_t H, int64_t W, int k, int str
 }
 
 size_t winograd_workspace_floats(int64_t Ci, int64_t Co, int64_t W, int threads) {
-  const GroupBuffers group((W + kOut - 1) / kOut, Ci, Co);
+  // The most tile rows a group of this width takes.
+  const GroupBuffers group(tiling(kOut * rows_per_group(round_up((W + kOut - 1) / kOut, kLanes)), W), Ci, Co);
   return static_cast<size_t>(kFreq) * a_panel_floats(Co, Ci) + static_cast<size_t>(threads) * group.floats();
 }
 
@@ -261,23 +294,23 @@ void winograd_convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t
   const int64_t work = N * t.groups;
 #pragma omp parallel
   {
-    GroupBuffers buf(t.tw, Ci, Co);
+    GroupBuffers buf(t, Ci, Co);
     buf.take(scratch);
 #pragma omp for schedule(dynamic)
     for (int64_t item = 0; item < work; ++item) {
       const int64_t n = item / t.groups, ty0 = (item % t.groups) * t.rows_per_group;
-      const int64_t tiles = std::min(t.rows_per_group, t.th - ty0) * t.tw;
+      const int64_t rows = std::min(t.rows_per_group, t.th - ty0), tiles = rows * t.tw8;
       const float* xn = x + n * Ci * H * W;
       for (int64_t ci = 0; ci < Ci; ++ci) {
         const ChannelNorm cn = norm ? channel_norm(*norm, n, Ci, ci) : ChannelNorm{};
-        transform_input_channel(xn + ci * H * W, H, W, t, ty0, tiles, Ci, ci, norm ? &cn : nullptr,
-                                norm && norm->silu, buf);
+        for (int64_t r = 0; r < rows; ++r)
+          transform_input_row(xn + ci * H * W, H, W, t, ty0, r, Ci, ci, norm ? &cn : nullptr, norm && norm->silu, buf);
       }
       for (int f = 0; f < kFreq; ++f)
-        multiply_panels(AOperand{U.data() + f * u_freq, 0, true}, BOperand::panels(buf.columns + f * v_freq, Ci), Co, tiles, Ci,
-                        ProductOutput{buf.products + f * Co * t.padded_tiles, t.padded_tiles, false, nullptr,
-                                      false});
-      transform_output(buf, t, H, W, ty0, tiles, Co, b, add_to_out, out + n * Co * H * W);
+        multiply_panels(AOperand{U.data() + f * u_freq, 0, true}, BOperand::panels(buf.columns + f * v_freq, Ci), Co,
+                        tiles, Ci,
+                        ProductOutput{buf.products + f * Co * t.padded_tiles, t.padded_tiles, false, nullptr, false});
+      for (int64_t r = 0; r < rows; ++r) transform_output_row(buf, t, H, W, ty0, r, Co, b, add_to_out, out + n * Co * H * W);
     }
   }
 }
