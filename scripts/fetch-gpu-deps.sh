@@ -69,7 +69,9 @@ for line in "${wanted[@]}"; do
   if [[ -e ${matches[0]} ]]; then keep+=("${matches[0]}"); else fetch+=("$name=$version"); fi
 done
 if ((${#fetch[@]} > 0)); then
-  (cd "$dest" && apt-get download "${fetch[@]}")
+  sandbox=()  # as root, download as root (apt's _apt user may not reach .deps)
+  [[ $(id -u) -ne 0 ]] || sandbox=(-o APT::Sandbox::User=root)
+  (cd "$dest" && apt-get "${sandbox[@]}" download "${fetch[@]}")
 fi
 for line in "${wanted[@]}"; do
   name=${line% *} version=${line#* }
