@@ -39,8 +39,8 @@ struct ProductOutput {
   bool gelu = false;                  // then GELU (tanh form)
 };
 
-// The floats a thread of multiply_panels() holds on its stack while it runs
-// (its block of A rows, packed as they are read).
+// The floats a thread of multiply_panels() holds while it runs (its block of
+// A rows, packed as they are read).
 size_t product_scratch_floats();
 
 // Where B comes from: panels of 16 columns, row k of panel j at
