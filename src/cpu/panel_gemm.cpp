@@ -120,16 +120,21 @@ size_t b_panel_floats(int64_t N, int64_t K) {
 }
 
 void pack_a_panels(const float* x, int64_t M, int64_t K, int64_t ldx, float* panels) {
+  static const float zeros[kTileRows * 256] = {};
   for (int64_t i = 0; i < panels_of(M, kTileRows); ++i) {
     float* dst = panels + i * K * kTileRows;
-    for (int r = 0; r < kTileRows; ++r) {
-      const int64_t m = i * kTileRows + r;
-      if (m < M) {
-        const float* src = x + m * ldx;
-        for (int64_t k = 0; k < K; ++k) dst[k * kTileRows + r] = src[k];
-      } else {
-        for (int64_t k = 0; k < K; ++k) dst[k * kTileRows + r] = 0.0f;
+    // Rows past M read as zeros, a k chunk at a time (the writes are then
+    // one contiguous stream).
+    for (int64_t k0 = 0; k0 < K; k0 += 256) {
+      const int64_t kn = std::min<int64_t>(256, K - k0);
+      const float* src[kTileRows];
+      for (int r = 0; r < kTileRows; ++r) {
+        const int64_t m = i * kTileRows + r;
+        src[r] = m < M ? x + m * ldx + k0 : zeros;
       }
+      float* d = dst + k0 * kTileRows;
+      for (int64_t k = 0; k < kn; ++k)
+        for (int r = 0; r < kTileRows; ++r) d[k * kTileRows + r] = src[r][k];
     }
   }
 }

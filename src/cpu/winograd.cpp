@@ -42,12 +42,16 @@ int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 // Tile rows a group takes on a map with tw8 padded tiles per row (at most).
 int64_t rows_per_group(int64_t tw8) { return std::max<int64_t>(1, kBlockTiles / tw8); }
 
-Tiling tiling(int64_t H, int64_t W) {
+// With `images` images and `threads` threads; a small map's rows are split
+// into as many groups as there are threads (else one thread would take a
+// 32×32 map alone).
+Tiling tiling(int64_t H, int64_t W, int64_t images, int threads) {
   Tiling t;
   t.th = (H + kOut - 1) / kOut;
   t.tw = (W + kOut - 1) / kOut;
   t.tw8 = round_up(t.tw, kLanes);
-  t.rows_per_group = std::min(t.th, rows_per_group(t.tw8));
+  const int64_t groups_per_image = (threads + images - 1) / images;
+  t.rows_per_group = std::min({t.th, rows_per_group(t.tw8), std::max<int64_t>(1, t.th / groups_per_image)});
   t.groups = (t.th + t.rows_per_group - 1) / t.rows_per_group;
   t.padded_tiles = round_up(t.rows_per_group * t.tw8, kTileCols);
   // Input columns −1 … 4·tw8 + 6: a vector of tiles reads 4·kLanes + 2
@@ -56,11 +60,15 @@ Tiling tiling(int64_t H, int64_t W) {
   return t;
 }
 
-// u = G·g·Gᵀ for one 3×3 filter, in double.
-void transform_filter(const double g[3][3], double u[kPatch][kPatch]) {
-  double t[kPatch][3];
+// Four lanes of float64, for the weights' transform.
+typedef double d4 __attribute__((vector_size(32)));
+
+// u = G·g·Gᵀ for 3×3 filters, lane-wise.
+template <typename T>
+void transform_filter(const T g[3][3], T u[kPatch][kPatch]) {
+  T t[kPatch][3];
   for (int c = 0; c < 3; ++c) {
-    const double g0 = g[0][c], g1 = g[1][c], g2 = g[2][c];
+    const T g0 = g[0][c], g1 = g[1][c], g2 = g[2][c];
     t[0][c] = g0 / 4;
     t[1][c] = -(g0 + g1 + g2) / 6;
     t[2][c] = -(g0 - g1 + g2) / 6;
@@ -69,7 +77,7 @@ void transform_filter(const double g[3][3], double u[kPatch][kPatch]) {
     t[5][c] = g2;
   }
   for (int r = 0; r < kPatch; ++r) {
-    const double g0 = t[r][0], g1 = t[r][1], g2 = t[r][2];
+    const T g0 = t[r][0], g1 = t[r][1], g2 = t[r][2];
     u[r][0] = g0 / 4;
     u[r][1] = -(g0 + g1 + g2) / 6;
     u[r][2] = -(g0 - g1 + g2) / 6;
@@ -79,22 +87,30 @@ void transform_filter(const double g[3][3], double u[kPatch][kPatch]) {
   }
 }
 
-// U_ξ as A panels of [Co, Ci], ξ = 6·row + column of the transformed filter.
+// U_ξ as A panels of [Co, Ci], ξ = 6·row + column of the transformed
+// filter, in double and rounded once. The 6 output channels of a weight
+// panel are consecutive for each (ci, tap): lanes 0-3 and 4-5 of two
+// vectors.
 void transform_weights(const float* w_panels, int64_t Ci, int64_t Co, float* U) {
   const size_t per_freq = a_panel_floats(Co, Ci);
-  const int64_t Kdim = Ci * 9;
-  std::fill(U, U + kFreq * per_freq, 0.0f);
-#pragma omp parallel for schedule(static)
-  for (int64_t co = 0; co < Co; ++co) {
-    const int64_t panel = co / kTileRows, lane = co % kTileRows;
+  const int64_t Kdim = Ci * 9, panels = (Co + kTileRows - 1) / kTileRows;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t panel = 0; panel < panels; ++panel)
     for (int64_t ci = 0; ci < Ci; ++ci) {
-      double g[3][3], u[kPatch][kPatch];
-      for (int k = 0; k < 9; ++k) g[k / 3][k % 3] = w_panels[(panel * Kdim + ci * 9 + k) * kTileRows + lane];
-      transform_filter(g, u);
-      for (int f = 0; f < kFreq; ++f)
-        U[f * per_freq + (panel * Ci + ci) * kTileRows + lane] = static_cast<float>(u[f / kPatch][f % kPatch]);
+      d4 lo[3][3], hi[3][3], ulo[kPatch][kPatch], uhi[kPatch][kPatch];
+      for (int k = 0; k < 9; ++k) {
+        const float* src = w_panels + (panel * Kdim + ci * 9 + k) * kTileRows;
+        lo[k / 3][k % 3] = (d4)_mm256_cvtps_pd(_mm_loadu_ps(src));
+        hi[k / 3][k % 3] = (d4)_mm256_cvtps_pd(_mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(src + 4))));
+      }
+      transform_filter(lo, ulo);
+      transform_filter(hi, uhi);
+      for (int f = 0; f < kFreq; ++f) {
+        float* dst = U + f * per_freq + (panel * Ci + ci) * kTileRows;
+        _mm_storeu_ps(dst, _mm256_cvtpd_ps((__m256d)ulo[f / kPatch][f % kPatch]));
+        _mm_storel_pi(reinterpret_cast<__m64*>(dst + 4), _mm256_cvtpd_ps((__m256d)uhi[f / kPatch][f % kPatch]));
+      }
     }
-  }
 }
 
 // Eight lanes of float32, for the transforms' arithmetic.
@@ -280,14 +296,14 @@ bool winograd_takes(int64_t Ci, int64_t Co, int64_t H, int64_t W, int k, int str
 
 size_t winograd_workspace_floats(int64_t Ci, int64_t Co, int64_t W, int threads) {
   // The most tile rows a group of this width takes.
-  const GroupBuffers group(tiling(kOut * rows_per_group(round_up((W + kOut - 1) / kOut, kLanes)), W), Ci, Co);
+  const GroupBuffers group(tiling(kOut * rows_per_group(round_up((W + kOut - 1) / kOut, kLanes)), W, 1, 1), Ci, Co);
   return static_cast<size_t>(kFreq) * a_panel_floats(Co, Ci) + static_cast<size_t>(threads) * group.floats();
 }
 
 void winograd_convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const NormOnRead* norm,
                        const float* w_panels, const float* b, int64_t Co, bool add_to_out, float* out,
                        ScratchPool& scratch) {
-  const Tiling t = tiling(H, W);
+  const Tiling t = tiling(H, W, N, omp_get_max_threads());
   const ScratchPool::Lease U = scratch.take(static_cast<size_t>(kFreq) * a_panel_floats(Co, Ci));
   transform_weights(w_panels, Ci, Co, U.data());
   const size_t u_freq = a_panel_floats(Co, Ci), v_freq = b_panel_floats(t.padded_tiles, Ci);
