@@ -21,6 +21,10 @@ namespace {
 // with 256-deep ones and 96-row A blocks).
 constexpr int64_t kBlockK = 4096;
 constexpr int64_t kBlockPanelsA = 2;
+// Few rows (the small scales of a generation) go in one block when it fits
+// this much of L2: each weight is then streamed from memory once, not once
+// per 12 rows (10 % faster for 48 rows of depth 1024).
+constexpr int64_t kWholeABytes = 256 << 10;
 
 int64_t panels_of(int64_t n, int64_t width) { return (n + width - 1) / width; }
 
@@ -58,7 +62,11 @@ void multiply_range(const AOperand& a, const BOperand& bo, int64_t M, int64_t N,
                     int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
   // The packed block of A: on the stack when small (the attention's
   // products), else on the heap, uninitialised.
-  const size_t block_floats = a.packed ? 0 : static_cast<size_t>(kBlockPanelsA * kTileRows * std::min(K, kBlockK));
+  const int64_t depth = std::min(K, kBlockK);
+  const int64_t chunk = (i1 - i0) * kTileRows * depth * static_cast<int64_t>(sizeof(float)) <= kWholeABytes
+                            ? std::max<int64_t>(i1 - i0, 1)
+                            : kBlockPanelsA;
+  const size_t block_floats = a.packed ? 0 : static_cast<size_t>(chunk * kTileRows * depth);
   alignas(64) float small_block[kBlockPanelsA * kTileRows * 256];
   std::unique_ptr<float[]> large_block;
   float* block = small_block;
@@ -69,8 +77,8 @@ void multiply_range(const AOperand& a, const BOperand& bo, int64_t M, int64_t N,
   for (int64_t kb = 0; kb < K; kb += kBlockK) {
     const int64_t kc = std::min(kBlockK, K - kb);
     const bool resume = out.accumulate || kb > 0, last = kb + kc == K;
-    for (int64_t ib = i0; ib < i1; ib += kBlockPanelsA) {
-      const int64_t ie = std::min(i1, ib + kBlockPanelsA);
+    for (int64_t ib = i0; ib < i1; ib += chunk) {
+      const int64_t ie = std::min(i1, ib + chunk);
       if (!a.packed) {
         const int64_t first_row = ib * kTileRows, rows = std::min(M, ie * kTileRows) - first_row;
         pack_a_panels(a.data + first_row * a.ld + kb, rows, kc, a.ld, block);
@@ -109,7 +117,9 @@ void empty_product(int64_t M, int64_t N, const ProductOutput& out) {
 
 }  // namespace
 
-size_t product_scratch_floats() { return static_cast<size_t>(kBlockPanelsA * kTileRows * kBlockK); }
+size_t product_scratch_floats() {
+  return std::max<size_t>(kBlockPanelsA * kTileRows * kBlockK, kWholeABytes / sizeof(float));
+}
 
 size_t a_panel_floats(int64_t M, int64_t K) {
   return static_cast<size_t>(panels_of(M, kTileRows) * kTileRows * K);
