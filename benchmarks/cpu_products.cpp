@@ -1,11 +1,14 @@
 // The CPU backend's matrix products and convolutions at the shapes a d16
 // generation runs, beside OpenBLAS's SGEMM on the same operands, and the
-// machine's ceilings they are measured against: SGEMM's rate on a large
-// product and the rate at which a 2-row product streams weights from memory.
+// machine's ceilings they are measured against: the FMA rate on registers
+// (BM_PeakFma), the memory read rate (BM_MemoryRead), SGEMM's rate on a
+// large product, the rate at which a 2-row product streams its weights.
 //
 //   ./build/benchmarks/varps_microbench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+//   ./build/benchmarks/varps_microbench --benchmark_filter='Peak|Memory'    # the ceilings alone
 #include <benchmark/benchmark.h>
 #include <cblas.h>
+#include <immintrin.h>
 #include <omp.h>
 
 #include <cmath>
@@ -102,6 +105,59 @@ BENCHMARK(BM_Conv3x3)
     ->Args({160, 256})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
+
+// The machine's compute ceiling: AVX2 FMAs on registers only, 12
+// independent chains per thread (enough to hide the FMA latency), on every
+// thread.
+void BM_PeakFma(benchmark::State& state) {
+  constexpr int64_t kSteps = 1 << 22;
+  for (auto _ : state) {
+    float sink = 0.0f;
+#pragma omp parallel reduction(+ : sink)
+    {
+      __m256 acc[12];
+#pragma GCC unroll 12
+      for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_ps(0.001f * static_cast<float>(i + omp_get_thread_num()));
+      const __m256 a = _mm256_set1_ps(0.9999f), b = _mm256_set1_ps(1e-4f);
+      for (int64_t k = 0; k < kSteps; ++k) {
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; ++i) acc[i] = _mm256_fmadd_ps(acc[i], a, b);
+      }
+      __m256 s = acc[0];
+      for (int i = 1; i < 12; ++i) s = _mm256_add_ps(s, acc[i]);
+      float lanes[8];
+      _mm256_storeu_ps(lanes, s);
+      sink += lanes[0];
+    }
+    benchmark::DoNotOptimize(sink);
+  }
+  set_flops(state, 2.0 * 8 * 12 * kSteps * threads());
+}
+BENCHMARK(BM_PeakFma)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// The machine's memory ceiling: every thread summing its share of 512 MiB,
+// far beyond the caches.
+void BM_MemoryRead(benchmark::State& state) {
+  const size_t n = size_t{128} << 20;
+  std::vector<float> data(n, 1.0f);
+  for (auto _ : state) {
+    float total = 0.0f;
+#pragma omp parallel for reduction(+ : total) schedule(static)
+    for (size_t chunk = 0; chunk < n; chunk += 4096) {
+      __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+      for (size_t i = chunk; i < chunk + 4096; i += 16) {
+        s0 = _mm256_add_ps(s0, _mm256_loadu_ps(data.data() + i));
+        s1 = _mm256_add_ps(s1, _mm256_loadu_ps(data.data() + i + 8));
+      }
+      float lanes[8];
+      _mm256_storeu_ps(lanes, _mm256_add_ps(s0, s1));
+      total += lanes[0];
+    }
+    benchmark::DoNotOptimize(total);
+  }
+  state.counters["B/s"] = benchmark::Counter(4.0 * n, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_MemoryRead)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace varps

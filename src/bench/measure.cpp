@@ -79,8 +79,13 @@ std::map<std::string, StageRate> stage_rates(const RequestWork& work, const std:
     return it == stages_ms.end() ? 0.0 : it->second;
   };
   const StageWork t = work.transformer_total();
-  return {{"transformer", {t.flops, t.bytes, ms("transformer")}},
-          {"decode", {work.decode.flops, work.decode.bytes, ms("decode")}}};
+  std::map<std::string, StageRate> rates = {{"transformer", {t.flops, t.bytes, ms("transformer")}},
+                                            {"decode", {work.decode.flops, work.decode.bytes, ms("decode")}}};
+  for (size_t si = 0; si < work.transformer.size(); ++si) {
+    const std::string name = "transformer_s" + std::to_string(si);
+    rates[name] = {work.transformer[si].flops, work.transformer[si].bytes, ms(name)};
+  }
+  return rates;
 }
 
 }  // namespace varps::bench

@@ -522,9 +522,12 @@ TEST(BenchReport, AchievedRatesAreTheWorkOverTheMedianStageTimes) {
   RequestWork work;
   work.transformer = {{2e9, 1e8}, {6e9, 3e8}};  // 8 GFLOP, 400 MB over two scales
   work.decode = {1e9, 5e8};
-  const auto rates = stage_rates(work, {{"transformer", 4.0}, {"decode", 2.0}, {"sampling", 1.0}});
-  ASSERT_EQ(rates.size(), 2u);
+  const auto rates = stage_rates(
+      work, {{"transformer", 4.0}, {"transformer_s0", 1.0}, {"transformer_s1", 3.0}, {"decode", 2.0}, {"sampling", 1.0}});
+  ASSERT_EQ(rates.size(), 4u) << "the transformer, each of its scales, the decoder";
   EXPECT_DOUBLE_EQ(rates.at("transformer").tflop_per_s(), 2.0);  // 8e9 / 4 ms
+  EXPECT_DOUBLE_EQ(rates.at("transformer_s0").tflop_per_s(), 2.0);  // 2e9 / 1 ms
+  EXPECT_DOUBLE_EQ(rates.at("transformer_s1").gb_per_s(), 100.0);   // 3e8 / 3 ms
   EXPECT_DOUBLE_EQ(rates.at("transformer").gb_per_s(), 100.0);    // 4e8 / 4 ms
   EXPECT_DOUBLE_EQ(rates.at("decode").tflop_per_s(), 0.5);
   EXPECT_DOUBLE_EQ(rates.at("decode").gb_per_s(), 250.0);
@@ -532,7 +535,7 @@ TEST(BenchReport, AchievedRatesAreTheWorkOverTheMedianStageTimes) {
 
   Report rep = make_report();
   rep.runs[0].work = work;
-  rep.runs[0].stages_ms = {{"transformer", 4.0}, {"decode", 2.0}};
+  rep.runs[0].stages_ms = {{"transformer", 4.0}, {"transformer_s0", 1.0}, {"transformer_s1", 3.0}, {"decode", 2.0}};
   rep.peaks = {4.0, 1000.0};
   const auto j = nlohmann::json::parse(report_json(rep));
   EXPECT_DOUBLE_EQ(j["hardware_peaks"]["tflop_per_s"].get<double>(), 4.0);
@@ -547,6 +550,8 @@ TEST(BenchReport, AchievedRatesAreTheWorkOverTheMedianStageTimes) {
   EXPECT_NE(md.find("| batched | 1 | 2.000 (50.0 %) | 100.000 (10.0 %) | 0.500 (12.5 %) | 250.000 (25.0 %) |"),
             std::string::npos)
       << md;
+  EXPECT_NE(md.find("| 2 | 2.000 · 100.0 |"), std::string::npos) << "scale 2 of the first run:\n" << md;
+  EXPECT_DOUBLE_EQ(j["runs"][0]["work"]["transformer_s1"]["tflop_per_s"].get<double>(), 2.0);
 }
 
 TEST(BenchReport, CsvHasHeaderAndOneLinePerRun) {
