@@ -106,6 +106,21 @@ BENCHMARK(BM_Conv3x3)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
+// One block's attention at a scale of d16 (16 heads of 64; l queries per
+// row over the cached tokens and their own): rows = 2 per guided image.
+void BM_Attention(benchmark::State& state) {
+  const int64_t rows = state.range(0), l = state.range(1), len = state.range(2), H = 16, hd = 64, capacity = 680;
+  auto be = make_cpu_backend(threads());
+  auto q = be->upload(Tensor({rows * H * l * hd}, wave(rows * H * l * hd, 0.3f, 0.5f)));
+  auto k = be->upload(Tensor({rows * H * capacity * hd}, wave(rows * H * capacity * hd, 0.7f, 0.5f)));
+  auto v = be->upload(Tensor({rows * H * capacity * hd}, wave(rows * H * capacity * hd, 0.9f, 0.5f)));
+  auto out = be->alloc(static_cast<size_t>(rows * l * H * hd));
+  for (auto _ : state)
+    be->attention(q.data(), k.data(), v.data(), rows, H, l, hd, capacity, len, 1.0f, KvPrefix{}, out.data());
+  set_flops(state, 4.0 * rows * H * l * len * hd);
+}
+BENCHMARK(BM_Attention)->Args({2, 256, 680})->Args({2, 100, 255})->Args({8, 256, 680})->UseRealTime()->Unit(benchmark::kMillisecond);
+
 // The machine's compute ceiling: AVX2 FMAs on registers only, 12
 // independent chains per thread (enough to hide the FMA latency), on every
 // thread.
