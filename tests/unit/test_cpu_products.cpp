@@ -1,6 +1,6 @@
 // The CPU backend's matrix products (cpu/panel_gemm.hpp): against a double
 // reference over shapes that cross the register tile's 6 rows and 16
-// columns and the 256-deep k blocks, with every epilogue; a row's result
+// columns and the blocks of A, B and k, with every epilogue; a row's result
 // independent of the rows beside it and of the thread count; weights packed
 // at upload giving the same bits as weights packed for the call.
 #include <gtest/gtest.h>
@@ -36,7 +36,9 @@ double bound(int64_t K) { return 4e-7 * static_cast<double>(K) + 1e-6; }
 
 TEST(PanelProduct, MatchesADoubleReferenceWithEveryEpilogue) {
   for (const Product p : {Product{1, 1, 1}, Product{5, 15, 7}, Product{6, 16, 256}, Product{7, 17, 257},
-                          Product{13, 33, 600}, Product{100, 40, 3}, Product{2, 1000, 64}, Product{37, 9, 0}}) {
+                          Product{13, 33, 600}, Product{100, 40, 3}, Product{2, 1000, 64}, Product{37, 9, 0},
+                          // rows past one block of A, weights past one block of B (6 MiB), k past one block (4096)
+                          Product{70, 1700, 1000}, Product{13, 20, 4500}}) {
     const auto x = random_vector(p.M * p.K, 1), w = random_vector(p.N * p.K, 2), bias = random_vector(p.N, 3),
                start = random_vector(p.M * p.N, 4);
     std::vector<float> panels(cpu::b_panel_floats(p.N, p.K));
