@@ -10,6 +10,7 @@
 // First: the device built-ins of the kernel header below.
 #include "cuda/kernel_emulator.hpp"
 //
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
