@@ -1,7 +1,9 @@
 #pragma once
-// The CPU backend: float32, OpenBLAS for matrix products, OpenMP for the
-// elementwise work. It is the readable reference every other backend is
-// tested against.
+// The CPU backend: float32; x·wᵀ products, convolutions and attention on
+// panel-packed operands with an AVX2 register tile (cpu/panel_gemm.hpp),
+// 3×3 convolutions of large maps as Winograd (cpu/winograd.hpp), OpenBLAS
+// for the remaining general products (gemm()), OpenMP for the rest. It is
+// the readable reference every other backend is tested against.
 #include <vector>
 
 #include "backend.hpp"

@@ -152,7 +152,7 @@ CpuBackend::CpuBackend(int threads)
 CpuBackend::~CpuBackend() = default;
 
 std::string CpuBackend::info() const {
-  std::string s = "float32, ";
+  std::string s = "float32, varps AVX2 products and Winograd 3x3 convolutions, ";
   s += openblas_get_config();
   s += ", kernels ";
   s += openblas_get_corename();
