@@ -12,6 +12,7 @@
 #include "varps/adapter.hpp"
 #include "varps/config.hpp"
 #include "varps/device_memory.hpp"
+#include "varps/edit.hpp"
 #include "varps/work_clock.hpp"
 #include "varps/sampling.hpp"
 #include "varps/tensor.hpp"
@@ -124,6 +125,15 @@ struct GeneratedImages {
   EngineCounters counters;
 };
 
+// One zero-shot edit: the token maps of the image to edit (as tokenize()
+// gives them), the mask on its last token map, and the class, seed and
+// sampling that generate the rest (class num_classes: plain in-painting).
+struct EditRequest {
+  ImageRequest image;
+  TokenMaps input;
+  EditMask mask;
+};
+
 // P streams of each class, class-major: class c's streams get seeds
 // seed, seed + 1, ..., and the next class continues the count.
 std::vector<ImageRequest> expand_streams(const std::vector<int>& classes, int streams, uint64_t seed,
@@ -171,6 +181,18 @@ class Pipeline {
   // one with Schedule::Sequential). A stream's tokens and image depend only
   // on its own class, seed and sampling parameters.
   GeneratedImages generate(const std::vector<ImageRequest>& requests, const GenerateOptions& opts = {}) const;
+  // Zero-shot edits, all in one batched pass per scale as generate() runs
+  // its requests: after each scale is sampled, the positions the mask keeps
+  // (keep_per_scale) take the input's tokens, so f_hat and the next scale's
+  // input are built from the edited map (docs/editing.md). The tokens
+  // returned are the edited maps. Throws varps::Error naming the edit and
+  // the scale for input tokens that do not fit the model, and for a mask
+  // that does not cover the last token map. Teacher forcing does not apply.
+  GeneratedImages edit(const std::vector<EditRequest>& edits, const GenerateOptions& opts = {}) const;
+  // Multi-scale token maps of images [B, 3, H, W] in [-1, 1] at the VAR's
+  // scales, per image; needs the VQVAE encoder (PipelineOptions::vae_encoder)
+  // and H = W = the VAR's last token-map side times the downsampling factor.
+  std::vector<TokenMaps> tokenize(const Tensor& images) const;
   // ParScale: every image of later requests runs as the adapter's P
   // aggregated streams (spec: PARSCALE.md). Throws varps::Error naming the
   // tensor and both shapes when the adapter does not fit the model; replaces

@@ -62,6 +62,20 @@ struct GenerateArgs {
 void add_generate(CLI::App& app, GenerateArgs& args);
 int run_generate(const GenerateArgs& args);
 
+struct EditArgs {
+  std::string var, vae, preset;
+  std::string image, input_tokens, box, mask;
+  bool outpaint = false;
+  std::vector<std::string> classes;
+  std::string cfg = "4", top_k = "900", top_p = "0.95", temperature = "1", seed = "0";
+  DeviceArgs device;
+  std::string streams = "1", adapter;
+  std::string out, tokens_out;
+  bool verbose = false, quiet = false;
+};
+void add_edit(CLI::App& app, EditArgs& args);
+int run_edit(const EditArgs& args);
+
 struct ReconstructArgs {
   std::string vae, image, out, tokens_out, patch_nums;
   DeviceArgs device;
@@ -135,6 +149,10 @@ struct TokenRecord {
 };
 void write_tokens_json(const std::filesystem::path& path, const std::vector<int>& patch_nums,
                        const std::vector<TokenRecord>& images);
+// The token maps of every image of such a file, checked against the model:
+// its patch_nums, each map's size and each token's range (varps::Error
+// naming the file, the image and the scale otherwise).
+std::vector<TokenMaps> read_tokens_json(const std::filesystem::path& path, const VarConfig& vc);
 
 // Notes and progress on stderr.
 class Console {
@@ -187,9 +205,9 @@ struct ModelChoice {
 ModelChoice choose_model(const std::string& var, const std::string& vae, const std::string& preset);
 // The VAR configuration from headers only (cheap checks before loading).
 VarConfig peek_var_config(const ModelChoice& m);
-// Loads the model for generation (the VQVAE encoder is checked, not loaded),
-// saying on stderr when the weights are random.
-Pipeline load_model(const ModelChoice& m, const PipelineOptions& opts, const Console& con);
+// Loads the model, saying on stderr when the weights are random. The VQVAE
+// encoder is checked but loaded only `with_encoder` (generation only decodes).
+Pipeline load_model(const ModelChoice& m, const PipelineOptions& opts, const Console& con, bool with_encoder = false);
 // What the weights are, for metadata: checkpoint paths or preset.
 std::vector<std::pair<std::string, std::string>> model_metadata(const ModelChoice& m, const Pipeline& pipe);
 

@@ -180,6 +180,60 @@ void write_tokens_json(const fs::path& path, const std::vector<int>& patch_nums,
   if (!out) throw Error("cannot write tokens file '" + path.string() + "': write failed");
 }
 
+std::vector<TokenMaps> read_tokens_json(const fs::path& path, const VarConfig& vc) {
+  const std::string where = "tokens file '" + path.string() + "'";
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    const int err = errno;
+    throw Error("cannot read " + where + ": " + std::generic_category().message(err));
+  }
+  nlohmann::json doc;
+  try {
+    doc = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(where + " is not valid JSON: " + e.what());
+  }
+  if (!doc.is_object() || !doc.contains("patch_nums") || !doc.contains("images") || !doc["images"].is_array())
+    throw Error(where + " has no \"patch_nums\" and \"images\" (the layout `generate --tokens-out` writes)");
+  std::vector<int> pn;
+  try {
+    pn = doc["patch_nums"].get<std::vector<int>>();
+  } catch (const nlohmann::json::exception&) {
+    throw Error(where + ": \"patch_nums\" must be a list of integers");
+  }
+  if (pn != vc.patch_nums)
+    throw Error(where + " holds token maps of scales " + join_ints(pn) + ", the model's are " +
+                join_ints(vc.patch_nums));
+  if (doc["images"].empty()) throw Error(where + " holds no image");
+  std::vector<TokenMaps> out;
+  for (size_t i = 0; i < doc["images"].size(); ++i) {
+    const std::string image = where + ", image " + std::to_string(i);
+    const nlohmann::json& img = doc["images"][i];
+    if (!img.is_object() || !img.contains("tokens") || !img["tokens"].is_array())
+      throw Error(image + " has no \"tokens\" list");
+    const nlohmann::json& maps = img["tokens"];
+    if (maps.size() != pn.size())
+      throw Error(image + " has " + std::to_string(maps.size()) + " token maps, the model " +
+                  std::to_string(pn.size()) + " scales");
+    TokenMaps t(pn.size());
+    for (size_t s = 0; s < pn.size(); ++s) {
+      const size_t l = static_cast<size_t>(pn[s]) * static_cast<size_t>(pn[s]);
+      const std::string scale = image + ", scale " + std::to_string(s);
+      if (!maps[s].is_array() || maps[s].size() != l)
+        throw Error(scale + ": expected a list of " + std::to_string(l) + " tokens (" + std::to_string(pn[s]) + "x" +
+                    std::to_string(pn[s]) + ")");
+      for (const nlohmann::json& v : maps[s]) {
+        if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= vc.vocab_size)
+          throw Error(scale + ": token " + v.dump() + " is not an integer in [0, " + std::to_string(vc.vocab_size) +
+                      ")");
+        t[s].push_back(static_cast<int32_t>(v.get<int64_t>()));
+      }
+    }
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
 Console::Console(bool verbose, bool quiet) : verbose_(verbose), quiet_(quiet), tty_(::isatty(STDERR_FILENO) == 1) {}
 
 void Console::note(const std::string& msg) const {

@@ -49,6 +49,8 @@ int run(int argc, char** argv) {
   ReconstructArgs rec;
   InspectArgs ins;
   add_generate(app, gen);
+  EditArgs edit;
+  add_edit(app, edit);
   add_reconstruct(app, rec);
   add_inspect(app, ins);
   BenchArgs bench;
@@ -57,9 +59,9 @@ int run(int argc, char** argv) {
   add_adapter(app, adapter);
 
   std::string hint = "run 'varps --help' for usage";
-  const std::vector<std::string> commands = {"generate", "reconstruct", "inspect", "bench", "adapter"};
+  const std::vector<std::string> commands = {"generate", "edit", "reconstruct", "inspect", "bench", "adapter"};
   if (argc >= 2 && argv[1][0] != '-' && std::find(commands.begin(), commands.end(), argv[1]) == commands.end())
-    throw UsageError(std::string("unknown command '") + argv[1] + "' (commands: generate, reconstruct, inspect, bench, adapter; " +
+    throw UsageError(std::string("unknown command '") + argv[1] + "' (commands: generate, edit, reconstruct, inspect, bench, adapter; " +
                      hint + ")");
   try {
     app.parse(argc, argv);
@@ -71,6 +73,7 @@ int run(int argc, char** argv) {
     throw UsageError(std::string(e.what()) + " (" + hint + ")");
   }
   if (app.got_subcommand("generate")) return run_generate(gen);
+  if (app.got_subcommand("edit")) return run_edit(edit);
   if (app.got_subcommand("reconstruct")) return run_reconstruct(rec);
   if (app.got_subcommand("inspect")) return run_inspect(ins);
   if (app.got_subcommand("bench")) return run_bench(bench);

@@ -37,7 +37,7 @@ VarConfig peek_var_config(const ModelChoice& m) {
   return vc;
 }
 
-Pipeline load_model(const ModelChoice& m, const PipelineOptions& po, const Console& con) {
+Pipeline load_model(const ModelChoice& m, const PipelineOptions& po, const Console& con, bool with_encoder) {
   if (m.preset == "tiny")
     con.note("using the built-in tiny model with deterministic random weights; the images are noise (for smoke "
              "tests)");
@@ -46,7 +46,7 @@ Pipeline load_model(const ModelChoice& m, const PipelineOptions& po, const Conso
              " size, for timing; the images are noise");
   con.info(m.from_files ? "loading " + m.var + " and " + m.vae : "building random weights (preset " + m.preset + ")");
   PipelineOptions gen = po;
-  gen.vae_encoder = false;  // generate and bench only decode
+  gen.vae_encoder = with_encoder;
   Pipeline pipe = m.from_files ? Pipeline::from_files(m.var, m.vae, gen) : Pipeline::from_preset(m.preset, gen);
   con.info("model: " + pipe.var_config().describe());
   con.info("tokenizer: " + pipe.vae_config().describe());

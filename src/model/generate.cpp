@@ -89,6 +89,42 @@ void check_requests(const std::vector<ImageRequest>& requests) {
   }
 }
 
+// Edits of a request, per scale [B·l]: the input tokens, and which
+// positions keep them (1) rather than the sampled token (0).
+struct TokenEdits {
+  std::vector<std::vector<int32_t>> tokens;
+  std::vector<std::vector<uint8_t>> keep;
+};
+
+TokenEdits token_edits(const std::vector<EditRequest>& edits, const VarConfig& cfg) {
+  const size_t K = cfg.patch_nums.size();
+  TokenEdits e{std::vector<std::vector<int32_t>>(K), std::vector<std::vector<uint8_t>>(K)};
+  for (size_t i = 0; i < edits.size(); ++i) {
+    const EditRequest& r = edits[i];
+    const std::string which = "edit " + std::to_string(i) + ": ";
+    if (r.input.size() != K)
+      throw Error(which + "the input has " + std::to_string(r.input.size()) + " token maps, the model " +
+                  std::to_string(K) + " scales");
+    std::vector<std::vector<uint8_t>> keep;
+    try {
+      keep = keep_per_scale(r.mask, cfg.patch_nums);
+    } catch (const Error& err) {
+      throw Error(which + err.what());
+    }
+    for (size_t s = 0; s < K; ++s) {
+      const int64_t l = static_cast<int64_t>(cfg.patch_nums[s]) * cfg.patch_nums[s];
+      try {
+        check_token_map(r.input[s], l, cfg.vocab_size, static_cast<int>(s));
+      } catch (const Error& err) {
+        throw Error(which + "input " + err.what());
+      }
+      e.tokens[s].insert(e.tokens[s].end(), r.input[s].begin(), r.input[s].end());
+      e.keep[s].insert(e.keep[s].end(), keep[s].begin(), keep[s].end());
+    }
+  }
+  return e;
+}
+
 // The arrays of a request of `shape`, allocated once for every later request
 // of the same shape.
 std::unique_ptr<GenerationState> new_state(const Pipeline::Impl& impl, const GenerationShape& shape) {
@@ -114,6 +150,17 @@ std::unique_ptr<GenerationState> new_state(const Pipeline::Impl& impl, const Gen
   return st;
 }
 
+// An edit's sampled map [B·l] on the backend takes the input's token where
+// the mask keeps it.
+void keep_input_tokens(Backend& be, const std::vector<int32_t>& input, const std::vector<uint8_t>& keep,
+                       int32_t* idx) {
+  std::vector<int32_t> map(input.size());
+  be.download_i32(idx, map.size(), map.data());
+  for (size_t i = 0; i < map.size(); ++i)
+    if (keep[i]) map[i] = input[i];
+  be.upload_into_i32(map.data(), map.size(), idx);
+}
+
 // The decoder runs after the last scale, when the KV cache is dead until the
 // next request's first scale rewrites it: its arena lies in the cache's
 // memory when that holds it (Vqvae::new_decoder_arena).
@@ -127,7 +174,7 @@ DecoderState new_decoder_state(const Vqvae& vae, const FeatureMap& f_hat, const 
 }
 
 GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<ImageRequest>& requests,
-                                 const GenerateOptions& opts) {
+                                 const GenerateOptions& opts, const TokenEdits* edits = nullptr) {
   Backend& be = *impl.backend;
   const VarTransformer& var = *impl.var;
   const Vqvae& vae = *impl.vae;
@@ -171,9 +218,9 @@ GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<I
   // arrays, with the same shapes and arguments for every request of this
   // shape, so the backend may replay recordings of them; the request's own
   // values (classes, sampling parameters) are in those arrays. Inspection
-  // and teacher forcing move data to and from the host in the middle of
-  // sampling, so that step then runs as it is.
-  const bool record_sampling = !opts.on_logits && !opts.forced_tokens;
+  // teacher forcing and edits move data to and from the host in the middle
+  // of sampling, so that step then runs as it is.
+  const bool record_sampling = !opts.on_logits && !opts.forced_tokens && !edits;
   const auto run_step = [&](std::unique_ptr<StepRecording>& slot, const std::function<void()>& step) {
     out.counters.replayed_steps += be.run_recorded(slot, step) == StepRun::Replayed;
   };
@@ -218,6 +265,7 @@ GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<I
       } else {
         draw();
       }
+      if (edits) keep_input_tokens(be, edits->tokens[si], edits->keep[si], idx);
     }
     clock.lap(StageClock::Stage::Sampling);
 
@@ -299,6 +347,23 @@ std::vector<ImageRequest> expand_streams(const std::vector<int>& classes, int st
   std::vector<ImageRequest> out;
   for (int c : classes)
     for (int p = 0; p < streams; ++p) out.push_back({c, seed + out.size(), sampling});
+  return out;
+}
+
+GeneratedImages Pipeline::edit(const std::vector<EditRequest>& edits, const GenerateOptions& opts) const {
+  if (!impl_->var) throw Error("this pipeline has no VAR transformer");
+  if (opts.forced_tokens) throw Error("an edit samples what its mask does not keep: teacher forcing does not apply");
+  std::vector<ImageRequest> requests;
+  for (const EditRequest& e : edits) requests.push_back(e.image);
+  check_requests(requests);
+  const VarConfig& cfg = impl_->var->config();
+  const TokenEdits all = token_edits(edits, cfg);  // every edit checked before any runs
+  if (opts.schedule == Schedule::Batched) return generate_batched(*impl_, requests, opts, &all);
+  GeneratedImages out;
+  for (const EditRequest& e : edits) {
+    const TokenEdits one = token_edits({e}, cfg);
+    append(out, generate_batched(*impl_, {e.image}, opts, &one));
+  }
   return out;
 }
 

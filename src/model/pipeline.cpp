@@ -183,4 +183,20 @@ std::vector<std::vector<int32_t>> Pipeline::quantize(const Tensor& f, const std:
   return idx;
 }
 
+std::vector<TokenMaps> Pipeline::tokenize(const Tensor& images) const {
+  const VarConfig& vc = var_config();
+  const int64_t side = static_cast<int64_t>(vc.patch_nums.back()) * vae_config().downsample();
+  if (images.shape.size() != 4 || images.shape[1] != 3 || images.shape[2] != side || images.shape[3] != side)
+    throw Error("images to tokenize are " + shape_str(images.shape) + ": this model takes [N, 3, " +
+                std::to_string(side) + ", " + std::to_string(side) + "]");
+  const int64_t B = images.shape[0];
+  const std::vector<std::vector<int32_t>> maps = quantize(encode(images), vc.patch_nums);
+  std::vector<TokenMaps> out(static_cast<size_t>(B), TokenMaps(vc.patch_nums.size()));
+  for (size_t s = 0; s < vc.patch_nums.size(); ++s) {
+    const int64_t l = static_cast<int64_t>(vc.patch_nums[s]) * vc.patch_nums[s];
+    for (int64_t b = 0; b < B; ++b) out[b][s].assign(maps[s].begin() + b * l, maps[s].begin() + (b + 1) * l);
+  }
+  return out;
+}
+
 }  // namespace varps
