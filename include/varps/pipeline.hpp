@@ -142,6 +142,7 @@ std::vector<ImageRequest> expand_streams(const std::vector<int>& classes, int st
 struct PipelineOptions {
   int threads = 0;             // CPU threads; 0: all cores
   std::string device = "cpu";  // "cpu", or "cuda" in builds with VARPS_CUDA=ON
+  int device_index = 0;        // which CUDA device (see cuda_device_count())
   // Matrix-product operands on CUDA: "fp32", "bf16" or "fp16" (float32
   // accumulation); the CPU computes in fp32 only.
   std::string precision = "fp32";
@@ -154,6 +155,10 @@ struct PipelineOptions {
   // Pipeline::vae_only always loads it.
   bool vae_encoder = true;
 };
+
+// CUDA devices this process can use; 0 in a build without the CUDA backend
+// or on a machine without a GPU.
+int cuda_device_count();
 
 class Pipeline {
  public:

@@ -76,6 +76,19 @@ struct EditArgs {
 void add_edit(CLI::App& app, EditArgs& args);
 int run_edit(const EditArgs& args);
 
+struct SampleArgs {
+  std::string var, vae, preset, adapter, out;
+  std::string class_range;
+  std::vector<std::string> classes;
+  std::string per_class = "50", cfg = "1.5", top_k = "900", top_p = "0.96", temperature = "1", seed = "0";
+  std::string batch = "8", shard_size = "100";
+  bool png = false;
+  DeviceArgs device;
+  bool verbose = false, quiet = false;
+};
+void add_sample(CLI::App& app, SampleArgs& args);
+int run_sample(const SampleArgs& args);
+
 struct ReconstructArgs {
   std::string vae, image, out, tokens_out, patch_nums;
   DeviceArgs device;

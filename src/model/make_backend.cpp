@@ -1,13 +1,23 @@
 // Picks a backend by name at run time; the CUDA one exists only in builds
 // configured with -DVARPS_CUDA=ON.
+#ifdef VARPS_HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
 #include "backend.hpp"
+#include "varps/pipeline.hpp"
 #include "varps/error.hpp"
 
 namespace varps {
 
 #ifdef VARPS_HAVE_CUDA
 bool cuda_backend_compiled() { return true; }
+int cuda_device_count() {
+  int count = 0;
+  return cudaGetDeviceCount(&count) == cudaSuccess ? count : 0;
+}
 #else
+int cuda_device_count() { return 0; }
 bool cuda_backend_compiled() { return false; }
 std::unique_ptr<Backend> make_cuda_backend(const BackendOptions&) {
   throw Error("this build of varps has no CUDA backend (configure with -DVARPS_CUDA=ON)");

@@ -17,6 +17,7 @@ BackendOptions backend_options(const PipelineOptions& opts) {
   BackendOptions b;
   b.device = opts.device;
   b.threads = opts.threads;
+  b.device_index = opts.device_index;
   b.precision = opts.precision;
   b.graphs = opts.cuda_graphs;
   return b;

@@ -140,7 +140,9 @@ TEST_P(GoldenEdit, GreedyEditsMatchTheOfficial) {
       for (size_t b = 0; b < t.labels.size(); ++b) {
         got.insert(got.end(), out.tokens[b][s].begin(), out.tokens[b][s].end());
         for (size_t i = 0; i < keep[s].size(); ++i)
-          if (keep[s][i]) EXPECT_EQ(out.tokens[b][s][i], in[b][s][i]) << "kept token " << i << " of scale " << s;
+          if (keep[s][i]) {
+            EXPECT_EQ(out.tokens[b][s][i], in[b][s][i]) << "kept token " << i << " of scale " << s;
+          }
       }
       EXPECT_EQ(got, i32(ref + "_idx_s" + std::to_string(s))) << "tokens of scale " << s;
     }

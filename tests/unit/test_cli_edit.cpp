@@ -56,7 +56,9 @@ TEST(CliEdit, InpaintsAnImageAsTheLibraryDoes) {
   const auto keep = keep_per_scale(mask, pipe.var_config().patch_nums);
   for (size_t s = 0; s < keep.size(); ++s)
     for (size_t i = 0; i < keep[s].size(); ++i)
-      if (keep[s][i]) EXPECT_EQ(got[0][s][i], input[s][i]) << "scale " << s << " token " << i;
+      if (keep[s][i]) {
+        EXPECT_EQ(got[0][s][i], input[s][i]) << "scale " << s << " token " << i;
+      }
   for (int i = 0; i < 2; ++i) {
     const fs::path p = dir / ("e/00000" + std::to_string(i) + ".png");
     EXPECT_EQ(read_png(p).pixels, to_rgb8(want.pixels.data() + i * 3 * 32 * 32, 32, 32).pixels) << p;
@@ -89,7 +91,9 @@ TEST(CliEdit, OutpaintsTokenMapsWithStreams) {
     EXPECT_EQ(doc["images"][e]["class"], e < 2 ? 4 : 10);
     for (size_t s = 0; s < keep.size(); ++s)
       for (size_t i = 0; i < keep[s].size(); ++i)
-        if (keep[s][i]) EXPECT_EQ(got[e][s][i], in[e / 2][s][i]) << "edit " << e << " scale " << s;
+        if (keep[s][i]) {
+          EXPECT_EQ(got[e][s][i], in[e / 2][s][i]) << "edit " << e << " scale " << s;
+        }
   }
   EXPECT_NE(got[0], got[1]) << "two streams of one edit drew the same tokens";
   EXPECT_EQ(png_text(dir / "e/000002.png")["varps:source"], "in.json#1");

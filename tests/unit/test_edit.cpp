@@ -122,7 +122,9 @@ TEST_F(TinyEdit, WorksThroughAParScaleAdapter) {
   ASSERT_EQ(out.count, 1);
   for (size_t s = 0; s < pn_.size(); ++s)
     for (size_t i = 0; i < keep[s].size(); ++i)
-      if (keep[s][i]) EXPECT_EQ(out.tokens[0][s][i], image_[s][i]);
+      if (keep[s][i]) {
+        EXPECT_EQ(out.tokens[0][s][i], image_[s][i]);
+      }
 }
 
 TEST_F(TinyEdit, InputsThatDoNotFitAreRefusedNamingTheEditAndScale) {
