@@ -26,6 +26,8 @@ Tensor rgb8_to_signed_chw(const RgbImage& img);
 // naming the path when it cannot be written.
 void write_png(const std::filesystem::path& path, const RgbImage& img,
                const std::vector<std::pair<std::string, std::string>>& text = {});
+// The same PNG in memory (for HTTP answers).
+std::string encode_png(const RgbImage& img, const std::vector<std::pair<std::string, std::string>>& text = {});
 // Reads a PNG as 8-bit RGB (grey, palette, 16-bit and alpha are converted).
 RgbImage read_png(const std::filesystem::path& path);
 // The tEXt/iTXt/zTXt chunks of a PNG.

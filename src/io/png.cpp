@@ -5,9 +5,11 @@
 // naming the path. Warnings are silenced.
 #include <png.h>
 
+#include <cctype>
 #include <cerrno>
 #include <csetjmp>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 
@@ -18,9 +20,19 @@
 namespace varps {
 namespace {
 
-// Bounds what a hostile header can make the reader allocate (1 GiB of RGB).
-constexpr png_uint_32 kMaxSide = 1u << 16;
-constexpr uint64_t kMaxPixels = (uint64_t{1} << 30) / 3;
+// Bounds on what a file can make the reader do (docs/fuzzing.md, "Bounds on
+// bad input"). No model or command uses images beyond 8192 pixels a side
+// (the released models make 256 and 512), so larger ones are refused from
+// the header, before anything is allocated.
+constexpr png_uint_32 kMaxSide = 8192;
+// Ancillary chunks (text, ICC profiles, ...): at most this much memory each,
+// decompressed zTXt/iTXt/iCCP included, and at most this many kept.
+constexpr png_alloc_size_t kMaxChunkBytes = png_alloc_size_t{1} << 20;
+constexpr png_uint_32 kMaxCachedChunks = 64;
+// Deflate expands at most ~1032:1, so the image data a file really holds is
+// at most this many times its IDAT bytes (plus a little for tiny images).
+constexpr uint64_t kMaxInflateRatio = 1032;
+constexpr uint64_t kInflateSlack = 4096;
 
 struct PngMessage {
   char text[256] = {};
@@ -62,18 +74,21 @@ struct Decoded {
   std::vector<png_bytep> rows;
 };
 
-bool decode(ReadSession& s, std::FILE* f, Decoded& out) {
+bool decode(ReadSession& s, std::FILE* f, bool want_text, Decoded& out) {
   if (setjmp(png_jmpbuf(s.png))) return false;
   png_init_io(s.png, f);
   png_set_user_limits(s.png, kMaxSide, kMaxSide);
+  png_set_chunk_malloc_max(s.png, kMaxChunkBytes);
+  png_set_chunk_cache_max(s.png, kMaxCachedChunks);
+  if (!want_text) {
+    // Pixels only: text chunks are skipped unread.
+    static const png_byte kText[] = {'t', 'E', 'X', 't', '\0', 'z', 'T', 'X', 't', '\0', 'i', 'T', 'X', 't', '\0'};
+    png_set_keep_unknown_chunks(s.png, PNG_HANDLE_CHUNK_NEVER, kText, 3);
+  }
   png_read_info(s.png, s.info);
   png_uint_32 width = 0, height = 0;
   int bit_depth = 0, color_type = 0;
   png_get_IHDR(s.png, s.info, &width, &height, &bit_depth, &color_type, nullptr, nullptr, nullptr);
-  if (static_cast<uint64_t>(width) * height > kMaxPixels) {
-    std::snprintf(s.message.text, sizeof s.message.text, "image of %ux%u pixels is too large", width, height);
-    return false;
-  }
   // Everything becomes 8-bit RGB: palette expanded, grey replicated,
   // 16-bit reduced, alpha and tRNS transparency dropped.
   if (bit_depth == 16) png_set_strip_16(s.png);
@@ -109,6 +124,86 @@ void collect_text(png_structp png, png_infop info, std::vector<std::pair<std::st
   }
 }
 
+uint32_t load_be32(const unsigned char* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
+}
+
+// A chunk type for messages: its four letters, anything else as '?'.
+std::string chunk_type_str(const unsigned char* t) {
+  std::string s;
+  for (int i = 0; i < 4; ++i) s += std::isalpha(t[i]) ? static_cast<char>(t[i]) : '?';
+  return s;
+}
+
+// Walks the chunk headers (lengths and types, and the IHDR) of `f`, whose
+// signature has been read, before libpng sees the file: libpng allocates what
+// a chunk declares before reading it, and an image's rows before the data,
+// so every declared length must fit in the file, the image must be within
+// kMaxSide, and its IDAT bytes must be able to hold its pixels. Returns the
+// reason to refuse the file, or "" (then libpng checks the rest: CRCs,
+// chunk order, the data itself). Leaves `f` just after the signature.
+std::string check_chunks(std::FILE* f) {
+  if (std::fseek(f, 0, SEEK_END) != 0) return std::strerror(errno);
+  const long end = std::ftell(f);
+  if (end < 0) return std::strerror(errno);
+  const uint64_t size = static_cast<uint64_t>(end);
+  uint64_t pos = 8, idat = 0;
+  bool have_ihdr = false;
+  png_uint_32 width = 0, height = 0;
+  unsigned bit_depth = 0, color_type = 0;
+  char msg[256];
+  while (size - pos >= 8) {
+    unsigned char head[8];
+    if (std::fseek(f, static_cast<long>(pos), SEEK_SET) != 0 || std::fread(head, 1, 8, f) != 8) {
+      return "cannot read the chunk header at byte " + std::to_string(pos);
+    }
+    const uint64_t length = load_be32(head);
+    const std::string type = chunk_type_str(head + 4);
+    if (length > PNG_UINT_31_MAX) {
+      std::snprintf(msg, sizeof msg, "chunk '%s' at byte %llu declares %llu bytes, more than PNG allows", type.c_str(),
+                    static_cast<unsigned long long>(pos), static_cast<unsigned long long>(length));
+      return msg;
+    }
+    if (length + 12 > size - pos) {
+      std::snprintf(msg, sizeof msg, "chunk '%s' at byte %llu declares %llu bytes but the file has only %llu left "
+                    "(truncated?)", type.c_str(), static_cast<unsigned long long>(pos),
+                    static_cast<unsigned long long>(length), static_cast<unsigned long long>(size - pos - 8));
+      return msg;
+    }
+    if (pos == 8 && type == "IHDR" && length == 13) {
+      unsigned char ihdr[13];
+      if (std::fread(ihdr, 1, 13, f) != 13) return "cannot read the IHDR chunk";
+      width = load_be32(ihdr);
+      height = load_be32(ihdr + 4);
+      bit_depth = ihdr[8];
+      color_type = ihdr[9];
+      have_ihdr = true;
+      if (width > kMaxSide || height > kMaxSide) {
+        std::snprintf(msg, sizeof msg, "image of %ux%u pixels exceeds the %ux%u limit", width, height, kMaxSide,
+                      kMaxSide);
+        return msg;
+      }
+    }
+    if (type == "IDAT") idat += length;
+    pos += length + 12;
+    if (type == "IEND") break;
+  }
+  if (have_ihdr) {
+    // The fewest bytes the image's scanlines take (without filter bytes or
+    // interlacing, which only add); libpng refuses invalid depths itself.
+    const unsigned channels = color_type == 2 ? 3 : color_type == 4 ? 2 : color_type == 6 ? 4 : 1;
+    const uint64_t min_raw = uint64_t{height} * (uint64_t{width} * channels * bit_depth / 8);
+    if (min_raw > kMaxInflateRatio * idat + kInflateSlack) {
+      std::snprintf(msg, sizeof msg, "a %ux%u image needs at least %llu bytes of pixel data, more than its %llu bytes "
+                    "of compressed data can hold (truncated or corrupt file)", width, height,
+                    static_cast<unsigned long long>(min_raw), static_cast<unsigned long long>(idat));
+      return msg;
+    }
+  }
+  if (std::fseek(f, 8, SEEK_SET) != 0) return std::strerror(errno);
+  return "";
+}
+
 // Decodes the whole file (text chunks may follow the image data).
 RgbImage read_png_impl(const std::filesystem::path& path, std::vector<std::pair<std::string, std::string>>* text) {
   // Refuse directories, FIFOs and devices before fopen (which would block on
@@ -124,11 +219,14 @@ RgbImage read_png_impl(const std::filesystem::path& path, std::vector<std::pair<
   if (std::fread(sig, 1, 8, f.get()) != 8 || png_sig_cmp(sig, 0, 8) != 0) {
     throw Error("cannot read PNG " + io::quoted(path) + ": not a PNG file");
   }
+  if (const std::string why = check_chunks(f.get()); !why.empty()) {
+    throw Error("cannot read PNG " + io::quoted(path) + ": " + why);
+  }
   ReadSession s;
   if (!s.png || !s.info || !s.end_info) throw Error("cannot read PNG " + io::quoted(path) + ": out of memory");
   png_set_sig_bytes(s.png, 8);
   Decoded out;
-  if (!decode(s, f.get(), out)) {
+  if (!decode(s, f.get(), text != nullptr, out)) {
     throw Error("cannot read PNG " + io::quoted(path) + ": " + (s.message.text[0] ? s.message.text : "corrupt file"));
   }
   if (text) {
@@ -167,13 +265,15 @@ bool encode(WriteSession& s, std::FILE* f, const RgbImage& img, std::vector<png_
 
 }  // namespace
 
-void write_png(const std::filesystem::path& path, const RgbImage& img,
-               const std::vector<std::pair<std::string, std::string>>& text) {
-  const std::string ctx = "cannot write PNG " + io::quoted(path) + ": ";
+namespace {
+
+// Encodes `img` with its text chunks into `f`; the reason on failure.
+std::string write_png_stream(std::FILE* f, const RgbImage& img,
+                             const std::vector<std::pair<std::string, std::string>>& text) {
   if (img.width <= 0 || img.height <= 0 ||
       img.pixels.size() != static_cast<size_t>(img.width) * static_cast<size_t>(img.height) * 3) {
-    throw Error(ctx + "invalid " + std::to_string(img.width) + "x" + std::to_string(img.height) + " image with " +
-                std::to_string(img.pixels.size()) + " bytes of pixels");
+    return "invalid " + std::to_string(img.width) + "x" + std::to_string(img.height) + " image with " +
+           std::to_string(img.pixels.size()) + " bytes of pixels";
   }
   // png_text wants mutable C strings; these copies outlive the session.
   std::vector<std::string> strings;
@@ -184,7 +284,7 @@ void write_png(const std::filesystem::path& path, const RgbImage& img,
     // tEXt keywords are 1-79 Latin-1 characters; values may not hold NUL.
     if (key.empty() || key.size() > 79 || key.find('\0') != std::string::npos ||
         value.find('\0') != std::string::npos) {
-      throw Error(ctx + "invalid text chunk key '" + key + "'");
+      return "invalid text chunk key '" + key + "'";
     }
     strings.push_back(key);
     strings.push_back(value);
@@ -193,28 +293,40 @@ void write_png(const std::filesystem::path& path, const RgbImage& img,
     chunks[i].text = strings[2 * i + 1].data();
     chunks[i].text_length = value.size();
   }
+  WriteSession s;
+  if (!s.png || !s.info) return "out of memory";
+  if (!encode(s, f, img, chunks)) return s.message.text[0] ? s.message.text : "libpng error";
+  return "";
+}
 
+}  // namespace
+
+void write_png(const std::filesystem::path& path, const RgbImage& img,
+               const std::vector<std::pair<std::string, std::string>>& text) {
+  const std::string ctx = "cannot write PNG " + io::quoted(path) + ": ";
   FilePtr f(std::fopen(path.c_str(), "wb"));
   if (!f) throw Error(ctx + std::strerror(errno));
-  bool ok = false;
-  std::string why;
-  {
-    WriteSession s;
-    if (!s.png || !s.info) {
-      why = "out of memory";
-    } else if (!encode(s, f.get(), img, chunks)) {
-      why = s.message.text[0] ? s.message.text : "libpng error";
-    } else {
-      ok = true;
-    }
-  }
+  std::string why = write_png_stream(f.get(), img, text);
   const bool closed = std::fclose(f.release()) == 0;
-  if (!ok || !closed) {
-    if (ok) why = std::strerror(errno);
+  if (why.empty() && !closed) why = std::strerror(errno);
+  if (!why.empty()) {
     std::error_code ec;
     std::filesystem::remove(path, ec);  // do not leave a broken file behind
     throw Error(ctx + why);
   }
+}
+
+std::string encode_png(const RgbImage& img, const std::vector<std::pair<std::string, std::string>>& text) {
+  char* buf = nullptr;
+  size_t size = 0;
+  std::FILE* f = open_memstream(&buf, &size);
+  if (!f) throw Error(std::string("cannot encode PNG: ") + std::strerror(errno));
+  const std::string why = write_png_stream(f, img, text);
+  std::fclose(f);
+  std::string out(buf ? buf : "", buf ? size : 0);
+  std::free(buf);
+  if (!why.empty()) throw Error("cannot encode PNG: " + why);
+  return out;
 }
 
 RgbImage read_png(const std::filesystem::path& path) { return read_png_impl(path, nullptr); }
