@@ -21,7 +21,7 @@ peer_src=${1:-../shared/peer}
 dest=.deps
 
 # What the build reads (README.md's setup command, less the toolchain).
-packages=(libopenblas-openmp-dev nlohmann-json3-dev libcli11-dev libzip-dev libpng-dev zlib1g-dev libssl-dev
+packages=(libopenblas-openmp-dev nlohmann-json3-dev libcli11-dev libzip-dev libpng-dev zlib1g-dev libssl-dev libcpp-httplib-dev
           libgtest-dev libbenchmark-dev pkg-config)
 # Provided by the machine's C library and compiler; never carried.
 host_provided=(libc6 libc6-dev libc-dev-bin linux-libc-dev libcrypt1 libcrypt-dev libnsl2 libnsl-dev

@@ -89,6 +89,15 @@ struct SampleArgs {
 void add_sample(CLI::App& app, SampleArgs& args);
 int run_sample(const SampleArgs& args);
 
+struct ServeArgs {
+  std::string var, vae, preset, adapter;
+  std::string host = "127.0.0.1", port = "8080", max_batch = "16", max_wait_ms = "5", max_queue = "64";
+  DeviceArgs device;
+  bool quiet = false;
+};
+void add_serve(CLI::App& app, ServeArgs& args);
+int run_serve(const ServeArgs& args);
+
 struct ReconstructArgs {
   std::string vae, image, out, tokens_out, patch_nums;
   DeviceArgs device;

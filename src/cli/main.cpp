@@ -53,6 +53,8 @@ int run(int argc, char** argv) {
   add_edit(app, edit);
   SampleArgs sample;
   add_sample(app, sample);
+  ServeArgs serve;
+  add_serve(app, serve);
   add_reconstruct(app, rec);
   add_inspect(app, ins);
   BenchArgs bench;
@@ -61,9 +63,9 @@ int run(int argc, char** argv) {
   add_adapter(app, adapter);
 
   std::string hint = "run 'varps --help' for usage";
-  const std::vector<std::string> commands = {"generate", "edit", "sample", "reconstruct", "inspect", "bench", "adapter"};
+  const std::vector<std::string> commands = {"generate", "edit", "sample", "serve", "reconstruct", "inspect", "bench", "adapter"};
   if (argc >= 2 && argv[1][0] != '-' && std::find(commands.begin(), commands.end(), argv[1]) == commands.end())
-    throw UsageError(std::string("unknown command '") + argv[1] + "' (commands: generate, edit, sample, reconstruct, inspect, bench, adapter; " +
+    throw UsageError(std::string("unknown command '") + argv[1] + "' (commands: generate, edit, sample, serve, reconstruct, inspect, bench, adapter; " +
                      hint + ")");
   try {
     app.parse(argc, argv);
@@ -77,6 +79,7 @@ int run(int argc, char** argv) {
   if (app.got_subcommand("generate")) return run_generate(gen);
   if (app.got_subcommand("edit")) return run_edit(edit);
   if (app.got_subcommand("sample")) return run_sample(sample);
+  if (app.got_subcommand("serve")) return run_serve(serve);
   if (app.got_subcommand("reconstruct")) return run_reconstruct(rec);
   if (app.got_subcommand("inspect")) return run_inspect(ins);
   if (app.got_subcommand("bench")) return run_bench(bench);

@@ -1,0 +1,206 @@
+// `varps serve`: an HTTP image server (cpp-httplib) whose concurrent
+// requests run as the streams of one batched generation (serve/batch_queue).
+#include <CLI/CLI.hpp>
+#include <httplib.h>
+#include <pthread.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "cli/commands.hpp"
+#include "cli/serve_page.hpp"
+#include "serve/batch_queue.hpp"
+#include "serve/metrics.hpp"
+#include "serve/request_body.hpp"
+#include "varps/adapter.hpp"
+#include "varps/error.hpp"
+#include "varps/image.hpp"
+
+namespace varps::cli {
+
+namespace {
+
+constexpr size_t kMaxBody = 64 * 1024;
+
+void json_error(httplib::Response& res, int status, const std::string& message) {
+  res.status = status;
+  res.set_content(nlohmann::json{{"error", message}}.dump(), "application/json");
+}
+
+// Every method but `allowed` on `path` answers 405.
+void refuse_other_methods(httplib::Server& svr, const std::string& path, const std::string& allowed) {
+  const auto refuse = [allowed](const httplib::Request& req, httplib::Response& res) {
+    res.set_header("Allow", allowed);
+    json_error(res, 405, "method " + req.method + " is not allowed here (allowed: " + allowed + ")");
+  };
+  if (allowed != "GET") svr.Get(path, refuse);
+  if (allowed != "POST") svr.Post(path, refuse);
+  svr.Put(path, refuse);
+  svr.Delete(path, refuse);
+  svr.Patch(path, refuse);
+}
+
+}  // namespace
+
+void add_serve(CLI::App& app, ServeArgs& a) {
+  CLI::App* cmd = app.add_subcommand(
+      "serve", "HTTP image server: concurrent requests run as the streams of one batched backbone pass per scale");
+  cmd->add_option("--var", a.var, "VAR transformer checkpoint (.pth or .safetensors)")->type_name("FILE");
+  cmd->add_option("--vae", a.vae, "VQVAE tokenizer checkpoint (.pth or .safetensors)")->type_name("FILE");
+  cmd->add_option("--preset", a.preset, "Instead of checkpoints: random weights of a released size (for timing)")
+      ->type_name("NAME");
+  cmd->add_option("--adapter", a.adapter, "ParScale adapter (safetensors): every image runs as its P streams")
+      ->type_name("FILE");
+  cmd->add_option("--host", a.host, "Address to listen on")->type_name("ADDR")->capture_default_str();
+  cmd->add_option("--port", a.port, "Port to listen on; 0 picks a free one (printed on stderr)")
+      ->type_name("PORT")
+      ->capture_default_str();
+  cmd->add_option("--max-batch", a.max_batch, "Images per batched pass; 1 runs the requests one by one")
+      ->type_name("N")
+      ->capture_default_str();
+  cmd->add_option("--max-wait-ms", a.max_wait_ms, "How long the first waiting request waits for others to join")
+      ->type_name("MS")
+      ->capture_default_str();
+  cmd->add_option("--max-queue", a.max_queue, "Requests that may wait; more are answered 503 with Retry-After")
+      ->type_name("Q")
+      ->capture_default_str();
+  add_device_flags(cmd, a.device);
+  cmd->add_flag("--quiet,-q", a.quiet, "Print nothing but the listening address and errors");
+  cmd->footer(
+      "Endpoints:\n"
+      "  POST /v1/generate  JSON {\"class\": 207 | \"uncond\" (required), \"seed\", \"cfg\", \"top_k\", \"top_p\", "
+      "\"temperature\", \"format\": \"png\" | \"tokens\"}; unset fields take generate's defaults. Answers "
+      "image/png (with generate's tEXt metadata) or the --tokens-out JSON; 400 {\"error\"} naming a bad field, "
+      "413 for a body over 64 KiB, 503 when the queue is full.\n"
+      "  GET /healthz  200 ok\n"
+      "  GET /metrics  Prometheus text: varps_requests_total{code}, varps_images_total, "
+      "varps_backbone_passes_total, varps_batches_total, varps_queue_depth, varps_request_seconds\n"
+      "  GET /  a web page to generate images and watch them arrive\n\n"
+      "Batching: the requests waiting when a pass begins join it, up to --max-batch images; a request waits at "
+      "most --max-wait-ms for company. An image is bit-identical to `varps generate`'s for the same class, seed "
+      "and parameters, whatever else was in its batch.\n\n"
+      "SIGINT or SIGTERM: stop accepting, finish the queued and running requests, exit 0.\n\n"
+      "Example:\n"
+      "  varps serve --var var_d16.pth --vae vae_ch160v4096z32.pth --port 8080 &\n"
+      "  curl -s localhost:8080/v1/generate -d '{\"class\": 207, \"seed\": 1}' -o 207.png\n\n" +
+      std::string(kExitStatusHelp));
+}
+
+int run_serve(const ServeArgs& a) {
+  const PipelineOptions device = parse_device(a.device);
+  const ModelChoice model = choose_model(a.var, a.vae, a.preset);
+  const int port = parse_int("--port", a.port, 0);
+  if (port > 65535) throw UsageError("--port " + a.port + ": must be in 0..65535");
+  serve::BatchQueueOptions qo;
+  qo.max_batch = parse_int("--max-batch", a.max_batch, 1);
+  qo.max_wait = std::chrono::milliseconds(parse_int("--max-wait-ms", a.max_wait_ms, 0));
+  qo.max_queue = parse_int("--max-queue", a.max_queue, 1);
+  Console con(false, a.quiet);
+
+  // SIGINT and SIGTERM go to one thread that stops the server; blocked in
+  // every other thread (they inherit this mask).
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  Pipeline pipe = load_model(model, device, con);
+  if (!a.adapter.empty()) pipe.attach_adapter(ParScaleAdapter::load(a.adapter));
+  const VarConfig vc = pipe.var_config();
+  std::vector<std::pair<std::string, std::string>> png_model = model_metadata(model, pipe);
+  if (!a.adapter.empty()) {
+    png_model.emplace_back("varps:adapter", a.adapter);
+    png_model.emplace_back("varps:parscale_n", std::to_string(pipe.adapter_streams()));
+  }
+
+  serve::BatchQueue queue(pipe, qo);
+  serve::ServerMetrics metrics;
+  httplib::Server svr;
+  svr.set_payload_max_length(kMaxBody);
+  // Handlers wait for their pass, so the pool holds every request the queue
+  // may hold, and some for the other endpoints.
+  const size_t pool = static_cast<size_t>(qo.max_queue) + 8;
+  svr.new_task_queue = [pool] { return new httplib::ThreadPool(pool); };
+  svr.set_logger([&metrics](const httplib::Request&, const httplib::Response& res) { metrics.record_code(res.status); });
+  svr.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    if (res.status == 404) json_error(res, 404, "no such path: " + req.path + " (see GET / and POST /v1/generate)");
+    else if (res.status == 413) json_error(res, 413, "request body over " + std::to_string(kMaxBody) + " bytes");
+    else json_error(res, res.status, "HTTP " + std::to_string(res.status));
+  });
+
+  svr.Post("/v1/generate", [&](const httplib::Request& req, httplib::Response& res) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto parsed = serve::parse_generate_body(req.body, vc);
+    if (auto* why = std::get_if<std::string>(&parsed)) return json_error(res, 400, *why);
+    const serve::GenerateBody body = std::get<serve::GenerateBody>(parsed);
+    std::optional<std::future<serve::ImageResult>> f = queue.submit(body.request);
+    if (!f) {
+      res.set_header("Retry-After", "1");
+      return json_error(res, 503, "the queue is full (" + std::to_string(qo.max_queue) + " requests); retry later");
+    }
+    const serve::ImageResult r = f->get();
+    if (!r.error.empty()) return json_error(res, 500, r.error);
+    res.set_header("X-Varps-Batch", std::to_string(r.batch_images));
+    const ImageRequest& q = body.request;
+    if (body.tokens) {
+      nlohmann::ordered_json doc;
+      doc["patch_nums"] = vc.patch_nums;
+      doc["images"] = nlohmann::ordered_json::array(
+          {nlohmann::ordered_json{{"class", q.class_id}, {"seed", q.seed}, {"tokens", r.tokens}}});
+      res.set_content(doc.dump(), "application/json");
+    } else {
+      std::vector<std::pair<std::string, std::string>> text = {
+          {"varps:class", std::to_string(q.class_id)},
+          {"varps:num_classes", std::to_string(vc.num_classes)},
+          {"varps:seed", std::to_string(q.seed)},
+      };
+      for (auto& kv : sampling_fields(q.sampling, "varps:")) text.push_back(std::move(kv));
+      text.insert(text.end(), png_model.begin(), png_model.end());
+      text.emplace_back("varps:version", kVersion);
+      text.emplace_back("Software", std::string("varps ") + kVersion);
+      const RgbImage rgb = to_rgb8(r.pixels.data(), static_cast<int>(r.height), static_cast<int>(r.width));
+      res.set_content(encode_png(rgb, text), "image/png");
+    }
+    metrics.record_latency(ms_since(t0) / 1000.0);
+  });
+  svr.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok", "text/plain"); });
+  svr.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
+    res.set_content(metrics.render(queue.stats()), "text/plain; version=0.0.4");
+  });
+  svr.Get("/", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(serve_page_html(), "text/html; charset=utf-8");
+  });
+  refuse_other_methods(svr, "/v1/generate", "POST");
+  for (const char* path : {"/healthz", "/metrics", "/"}) refuse_other_methods(svr, path, "GET");
+
+  const int bound = port == 0 ? svr.bind_to_any_port(a.host) : (svr.bind_to_port(a.host, port) ? port : -1);
+  if (bound < 0) throw Error("cannot listen on " + a.host + ":" + std::to_string(port) + " (in use, or not an address here)");
+  std::fprintf(stderr, "varps: listening on http://%s:%d\n", a.host.c_str(), bound);
+  std::fflush(stderr);
+
+  std::atomic<bool> signalled{false};
+  std::thread stopper([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    if (!signalled.exchange(true)) {
+      con.status(std::string("stopping on ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
+                 ": finishing the queued requests");
+      svr.stop();
+    }
+  });
+  const bool ok = svr.listen_after_bind();
+  queue.drain();
+  const bool by_signal = signalled.exchange(true);
+  if (!by_signal) pthread_kill(stopper.native_handle(), SIGTERM);  // wakes the signal thread, which then does nothing
+  stopper.join();
+  if (!by_signal && !ok) throw Error("the server stopped: accepting connections on " + a.host + ":" +
+                                     std::to_string(bound) + " failed");
+  return 0;
+}
+
+}  // namespace varps::cli

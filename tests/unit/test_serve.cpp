@@ -1,0 +1,262 @@
+// The server: the batch queue (requests joining one pass, results equal to
+// each request alone), the request body's checks, and `varps serve` run as
+// a process on loopback under a bounded load with bad requests mixed in.
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <atomic>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+
+#include "serve/batch_queue.hpp"
+#include "serve/request_body.hpp"
+#include "unit/cli_run.hpp"
+#include "unit/test_files.hpp"
+#include "varps/config.hpp"
+#include "varps/image.hpp"
+#include "varps/pipeline.hpp"
+
+extern char** environ;
+
+namespace varps {
+namespace {
+
+using test::TempDir;
+namespace fs = std::filesystem;
+
+ImageRequest request(int c, uint64_t seed) { return {c, seed, SamplingParams{2.0, 20, 0.9}}; }
+
+TEST(BatchQueue, WaitingRequestsJoinOnePassAndGetTheirOwnImages) {
+  const Pipeline pipe = Pipeline::from_preset("tiny");
+  serve::BatchQueue q(pipe, {8, std::chrono::milliseconds(500), 64});
+  std::vector<std::future<serve::ImageResult>> results;
+  for (int i = 0; i < 6; ++i) results.push_back(*q.submit(request(i, 100 + i)));
+  for (int i = 0; i < 6; ++i) {
+    const serve::ImageResult r = results[i].get();
+    ASSERT_TRUE(r.error.empty()) << r.error;
+    EXPECT_EQ(r.batch_images, 6);
+    const GeneratedImages alone = pipe.generate({request(i, 100 + i)});
+    EXPECT_EQ(r.pixels, alone.pixels) << "request " << i;
+    EXPECT_EQ(r.tokens, alone.tokens[0]);
+  }
+  EXPECT_EQ(q.stats().passes, 1);
+  EXPECT_EQ(q.stats().backbone_passes, 4);  // one per scale
+  EXPECT_EQ(q.stats().images, 6);
+}
+
+TEST(BatchQueue, MaxBatchOneRunsThemOneByOneAndAFullQueueRefuses) {
+  const Pipeline pipe = Pipeline::from_preset("tiny");
+  serve::BatchQueue q(pipe, {1, std::chrono::milliseconds(0), 3});
+  std::vector<std::future<serve::ImageResult>> results;
+  int refused = 0;
+  for (int i = 0; i < 20; ++i) {
+    auto f = q.submit(request(1, i));
+    if (f) results.push_back(std::move(*f));
+    else ++refused;
+  }
+  for (auto& f : results) EXPECT_EQ(f.get().batch_images, 1);
+  EXPECT_EQ(q.stats().passes, static_cast<int64_t>(results.size()));
+  EXPECT_GT(refused, 0) << "a queue of 3 took 20 requests submitted at once";
+}
+
+TEST(RequestBody, DefaultsFieldsAndRefusalsNamingTheField) {
+  const VarConfig vc = preset_var_config("tiny");
+  const auto ok = serve::parse_generate_body(R"({"class": "uncond", "seed": 7, "top_p": 0.5, "format": "tokens"})", vc);
+  ASSERT_TRUE(std::holds_alternative<serve::GenerateBody>(ok));
+  const serve::GenerateBody b = std::get<serve::GenerateBody>(ok);
+  EXPECT_EQ(b.request.class_id, 10);
+  EXPECT_EQ(b.request.seed, 7u);
+  EXPECT_EQ(b.request.sampling.top_p, 0.5);
+  EXPECT_EQ(b.request.sampling.cfg, 4.0);  // generate's default
+  EXPECT_TRUE(b.tokens);
+  for (const auto& [body, needle] : std::vector<std::pair<std::string, std::string>>{
+           {"{", "malformed JSON"},
+           {"[1]", "JSON object"},
+           {"{}", "field 'class': required"},
+           {R"({"class": 11})", "field 'class': 11 is out of range"},
+           {R"({"class": 1.5})", "field 'class'"},
+           {R"({"class": 1, "seed": -1})", "field 'seed'"},
+           {R"({"class": 1, "cfg": -2})", "field 'cfg'"},
+           {R"({"class": 1, "top_p": 1.5})", "field 'top_p'"},
+           {R"({"class": 1, "top_k": "9"})", "field 'top_k'"},
+           {R"({"class": 1, "temperature": 0})", "field 'temperature'"},
+           {R"({"class": 1, "format": "gif"})", "field 'format'"},
+           {R"({"class": 1, "clas": 2})", "field 'clas': unknown"}}) {
+    const auto r = serve::parse_generate_body(body, vc);
+    ASSERT_TRUE(std::holds_alternative<std::string>(r)) << body;
+    EXPECT_NE(std::get<std::string>(r).find(needle), std::string::npos) << body << " -> " << std::get<std::string>(r);
+  }
+}
+
+// `varps serve` as a child process; its stderr goes to a file.
+class ServerProcess {
+ public:
+  ServerProcess(const TempDir& dir, const std::vector<std::string>& args) : err_(dir / "serve_stderr.txt") {
+    std::vector<std::string> argv = {VARPS_CLI_PATH, "serve", "--port", "0", "--threads", "2"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::vector<char*> cargv;
+    for (std::string& a : argv) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 2, err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    EXPECT_EQ(posix_spawn(&pid_, cargv[0], &fa, nullptr, cargv.data(), environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    for (int i = 0; i < 200 && port_ == 0; ++i) {  // up to 20 s for the address line
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      const std::string err = test::read_bytes(err_);
+      const size_t at = err.find("listening on http://127.0.0.1:");
+      if (at != std::string::npos) port_ = std::stoi(err.substr(at + 30));
+    }
+  }
+  ~ServerProcess() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  int port() const { return port_; }
+  pid_t pid() const { return pid_; }
+  // SIGTERM, then the exit status.
+  int stop() {
+    ::kill(pid_, SIGTERM);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+  long rss_kib() const {
+    std::ifstream in("/proc/" + std::to_string(pid_) + "/status");
+    std::string line;
+    while (std::getline(in, line))
+      if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+    return -1;
+  }
+  std::string stderr_text() const { return test::read_bytes(err_); }
+
+ private:
+  fs::path err_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
+int64_t metric(const std::string& text, const std::string& name) {
+  const size_t at = text.find("\n" + name + " ");
+  return at == std::string::npos ? -1 : std::stoll(text.substr(at + name.size() + 2));
+}
+
+RgbImage png_pixels(const TempDir& dir, const std::string& bytes, const std::string& name) {
+  test::write_bytes(dir / name, bytes);
+  return read_png(dir / name);
+}
+
+TEST(Serve, BoundedLoadWithBadRequestsMixedIn) {
+  TempDir dir;
+  ServerProcess server(dir, {"--max-batch", "8", "--max-wait-ms", "20", "--max-queue", "64", "-q"});
+  ASSERT_GT(server.port(), 0) << server.stderr_text();
+  httplib::Client warm("127.0.0.1", server.port());
+  for (int i = 0; i < 8; ++i) ASSERT_EQ(warm.Post("/v1/generate", R"({"class": 1})", "application/json")->status, 200);
+  const long rss_warm = server.rss_kib();
+
+  const Pipeline pipe = Pipeline::from_preset("tiny");
+  std::atomic<int> next{0}, ok{0}, refused{0}, wrong{0};
+  std::vector<std::string> failures;
+  std::mutex failures_mutex;
+  const auto fail = [&](const std::string& what) {
+    std::lock_guard<std::mutex> lock(failures_mutex);
+    if (failures.size() < 10) failures.push_back(what);
+  };
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 16; ++t)
+    clients.emplace_back([&, t] {
+      httplib::Client c("127.0.0.1", server.port());
+      c.set_read_timeout(60, 0);
+      TempDir mine;
+      for (int i = next++; i < 200; i = next++) {
+        if (i % 10 == 3) {  // malformed, oversized or out of range: 4xx
+          const std::string body = i % 30 == 3 ? "{\"class\": " : i % 30 == 13 ? std::string(70000, ' ') + "{}"
+                                                                               : R"({"class": 1, "top_p": 7})";
+          auto r = c.Post("/v1/generate", body, "application/json");
+          if (!r || r->status < 400 || r->status >= 500) fail("bad request " + std::to_string(i) + " not 4xx");
+          else ++refused;
+          continue;
+        }
+        const int cls = i % 10;
+        auto r = c.Post("/v1/generate", "{\"class\": " + std::to_string(cls) + ", \"seed\": " + std::to_string(i) +
+                                             ", \"cfg\": 2, \"top_k\": 20, \"top_p\": 0.9}",
+                        "application/json");
+        if (!r || r->status != 200) {
+          fail("request " + std::to_string(i) + ": " + (r ? std::to_string(r->status) + " " + r->body : "no answer"));
+          continue;
+        }
+        const GeneratedImages want = pipe.generate({request(cls, static_cast<uint64_t>(i))});
+        if (png_pixels(mine, r->body, "r.png").pixels != to_rgb8(want.pixels.data(), 8, 8).pixels) {
+          ++wrong;
+          fail("request " + std::to_string(i) + ": wrong image");
+        } else {
+          ++ok;
+        }
+      }
+    });
+  // A client that leaves before its answer.
+  clients.emplace_back([&] {
+    httplib::Client c("127.0.0.1", server.port());
+    c.set_read_timeout(0, 1000);  // gives up after 1 ms
+    c.Post("/v1/generate", R"({"class": 2, "seed": 5})", "application/json");
+  });
+  for (auto& t : clients) t.join();
+  for (const std::string& f : failures) ADD_FAILURE() << f;
+  EXPECT_EQ(ok, 180);
+  EXPECT_EQ(refused, 20);
+  EXPECT_EQ(wrong, 0);
+
+  httplib::Client c("127.0.0.1", server.port());
+  EXPECT_EQ(c.Get("/healthz")->body, "ok");
+  const std::string m = c.Get("/metrics")->body;
+  const int64_t images = metric(m, "varps_images_total");
+  EXPECT_GE(images, 188);
+  EXPECT_LT(metric(m, "varps_backbone_passes_total"), images * 4) << m;  // batching happened
+  EXPECT_NE(m.find("varps_requests_total{code=\"200\"}"), std::string::npos);
+  EXPECT_NE(m.find("varps_request_seconds_count"), std::string::npos);
+  const long rss_after = server.rss_kib();
+  EXPECT_LT(rss_after, rss_warm * 11 / 10 + 4096) << "resident " << rss_warm << " KiB after warm-up, " << rss_after
+                                                   << " KiB after the load";
+  EXPECT_EQ(server.stop(), 0) << server.stderr_text();
+}
+
+TEST(Serve, ImagesAreTheCommandLinesBitForBitAndErrorsAreJson) {
+  TempDir dir;
+  ServerProcess server(dir, {"-q"});
+  ASSERT_GT(server.port(), 0) << server.stderr_text();
+  test::expect_ok(test::run_cli(dir, {"generate", "--class", "4", "--seed", "9", "--cfg", "1.5", "--out", "g",
+                                      "--tokens-out", "t.json", "--quiet"}));
+  httplib::Client c("127.0.0.1", server.port());
+  auto png = c.Post("/v1/generate", R"({"class": 4, "seed": 9, "cfg": 1.5})", "application/json");
+  ASSERT_TRUE(png);
+  EXPECT_EQ(png->status, 200);
+  EXPECT_EQ(png->get_header_value("Content-Type"), "image/png");
+  EXPECT_EQ(png->body, test::read_bytes(dir / "g/000000.png"));  // pixels and metadata
+  auto tokens = c.Post("/v1/generate", R"({"class": 4, "seed": 9, "cfg": 1.5, "format": "tokens"})",
+                       "application/json");
+  EXPECT_EQ(nlohmann::json::parse(tokens->body)["images"][0]["tokens"],
+            test::read_json(dir / "t.json")["images"][0]["tokens"]);
+  EXPECT_EQ(c.Get("/nope")->status, 404);
+  EXPECT_EQ(c.Get("/v1/generate")->status, 405);
+  auto bad = c.Post("/v1/generate", R"({"class": 4, "top_p": 2})", "application/json");
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_NE(nlohmann::json::parse(bad->body)["error"].get<std::string>().find("top_p"), std::string::npos);
+  auto page = c.Get("/");
+  EXPECT_EQ(page->status, 200);
+  EXPECT_NE(page->body.find("/v1/generate"), std::string::npos);
+  EXPECT_EQ(page->body.find("http://"), std::string::npos) << "the page loads nothing from elsewhere";
+  EXPECT_EQ(server.stop(), 0);
+}
+
+}  // namespace
+}  // namespace varps
