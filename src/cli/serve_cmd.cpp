@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <httplib.h>
 #include <pthread.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <csignal>
@@ -178,8 +179,17 @@ int run_serve(const ServeArgs& a) {
   refuse_other_methods(svr, "/v1/generate", "POST");
   for (const char* path : {"/healthz", "/metrics", "/"}) refuse_other_methods(svr, path, "GET");
 
+  // The library listens with a backlog of 5: a burst of clients beyond it
+  // waits a second for its SYN to be sent again. Listening again on the
+  // bound socket raises the backlog.
+  socket_t listen_socket = INVALID_SOCKET;
+  svr.set_socket_options([&listen_socket](socket_t s) {
+    httplib::default_socket_options(s);
+    listen_socket = s;
+  });
   const int bound = port == 0 ? svr.bind_to_any_port(a.host) : (svr.bind_to_port(a.host, port) ? port : -1);
   if (bound < 0) throw Error("cannot listen on " + a.host + ":" + std::to_string(port) + " (in use, or not an address here)");
+  if (listen_socket != INVALID_SOCKET) ::listen(listen_socket, SOMAXCONN);
   std::fprintf(stderr, "varps: listening on http://%s:%d\n", a.host.c_str(), bound);
   std::fflush(stderr);
 

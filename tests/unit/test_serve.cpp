@@ -258,5 +258,41 @@ TEST(Serve, ImagesAreTheCommandLinesBitForBitAndErrorsAreJson) {
   EXPECT_EQ(server.stop(), 0);
 }
 
+// The web page in a real headless browser (Debian's chromium): load it with
+// the form filled from the query string, let it submit, wait for both
+// images, read the page back and take a screenshot.
+TEST(Serve, WebPageGeneratesInAHeadlessBrowser) {
+  const char* chromium = nullptr;
+  for (const char* c : {"/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"})
+    if (fs::exists(c)) chromium = c;
+  if (!chromium) GTEST_SKIP() << "no chromium (apt-get install chromium)";
+  TempDir dir;
+  ServerProcess server(dir, {"-q"});
+  ASSERT_GT(server.port(), 0) << server.stderr_text();
+  const std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/?class=3&seed=1&streams=2&autorun=1";
+  const std::string browser = std::string("cd ") + test::sh_quote(dir.path().string()) + " && timeout 120 " + chromium +
+                              " --headless --no-sandbox --disable-gpu --virtual-time-budget=20000 "
+                              "--window-size=900,700 ";
+  ASSERT_EQ(std::system((browser + "--dump-dom " + test::sh_quote(url) + " > dom.html 2> browser.txt").c_str()), 0)
+      << test::read_bytes(dir / "browser.txt");
+  const std::string dom = test::read_bytes(dir / "dom.html");
+  EXPECT_NE(dom.find("<p id=\"status\">done 2/2</p>"), std::string::npos) << dom.substr(0, 4000);
+  EXPECT_NE(dom.find("<img alt=\"class 3 seed 1\" src=\"blob:"), std::string::npos);
+  EXPECT_NE(dom.find("<img alt=\"class 3 seed 2\" src=\"blob:"), std::string::npos);
+  EXPECT_NE(dom.find("class 3, seed 2, cfg 4, top-k 900, top-p 0.95: "), std::string::npos);
+  ASSERT_EQ(std::system((browser + "--screenshot=shot.png " + test::sh_quote(url) + " 2> browser.txt").c_str()), 0);
+  const RgbImage shot = read_png(dir / "shot.png");
+  EXPECT_EQ(shot.width, 900);
+  int64_t colored = 0;  // the images: pixels far from the page's white and grey
+  for (size_t i = 0; i + 2 < shot.pixels.size(); i += 3) {
+    const int r = shot.pixels[i], g = shot.pixels[i + 1], b = shot.pixels[i + 2];
+    colored += std::max({r, g, b}) - std::min({r, g, b}) > 60;
+  }
+  EXPECT_GT(colored, 2 * 200 * 200) << "the screenshot shows no generated images";
+  httplib::Client c("127.0.0.1", server.port());
+  EXPECT_NE(c.Get("/metrics")->body.find("varps_images_total 4")  /* two page loads */, std::string::npos);
+  EXPECT_EQ(server.stop(), 0);
+}
+
 }  // namespace
 }  // namespace varps
