@@ -194,7 +194,7 @@ std::string check_chunks(std::FILE* f) {
     const unsigned channels = color_type == 2 ? 3 : color_type == 4 ? 2 : color_type == 6 ? 4 : 1;
     const uint64_t min_raw = uint64_t{height} * (uint64_t{width} * channels * bit_depth / 8);
     if (min_raw > kMaxInflateRatio * idat + kInflateSlack) {
-      std::snprintf(msg, sizeof msg, "a %ux%u image needs at least %llu bytes of pixel data, more than its %llu bytes "
+      std::snprintf(msg, sizeof msg, "%ux%u pixels need at least %llu bytes of pixel data, more than its %llu bytes "
                     "of compressed data can hold (truncated or corrupt file)", width, height,
                     static_cast<unsigned long long>(min_raw), static_cast<unsigned long long>(idat));
       return msg;

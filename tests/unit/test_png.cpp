@@ -159,6 +159,75 @@ TEST(Png, WritingToAnUnwritablePathThrows) {
   EXPECT_THROW(write_png(dir / "bad.png", gradient(2, 2), {{std::string(80, 'k'), "long key"}}), Error);
 }
 
+// ---- bounds on bad input: what a few bytes can make the reader allocate
+
+std::string png_header(uint32_t w, uint32_t h, int bit_depth = 8, int color_type = 2) {
+  std::string ihdr = be32(w) + be32(h);
+  ihdr += static_cast<char>(bit_depth);
+  ihdr += static_cast<char>(color_type);
+  ihdr += std::string(3, '\0');
+  return "\x89PNG\r\n\x1a\n" + chunk("IHDR", ihdr);
+}
+
+// A zlib stream holding nothing (one empty stored block).
+const std::string kEmptyIdat("\x78\x01\x01\x00\x00\xff\xff\x00\x00\x00\x01", 11);
+
+TEST(PngBounds, TextChunkDeclaringMoreThanTheFileHoldsIsRefusedBeforeAllocating) {
+  // 41 bytes: signature, IHDR, and a chunk header declaring ~1.6 GB (libpng
+  // would allocate it before finding the file ends).
+  TempDir dir;
+  for (const char* type : {"iTXt", "zTXt", "tEXt"}) {
+    const fs::path p = dir / (std::string(type) + ".png");
+    test::write_bytes(p, png_header(2, 1) + be32(1600000000u) + type);
+    ASSERT_EQ(fs::file_size(p), 41u);
+    for (bool text : {false, true}) {
+      const std::string e = error_of([&] { text ? (void)read_png_text(p) : (void)read_png(p); });
+      EXPECT_CONTAINS(e, p.string());
+      EXPECT_CONTAINS(e, std::string("chunk '") + type + "' at byte 33 declares 1600000000 bytes");
+      EXPECT_CONTAINS(e, "truncated");
+    }
+  }
+}
+
+TEST(PngBounds, TextChunksBeyondTheCacheLimitAreDropped) {
+  TempDir dir;
+  std::string png = make_png(2, 1, 8, 0, {"\x10\xf0"});
+  std::string text;
+  for (int i = 0; i < 100; ++i) text += chunk("tEXt", "k" + std::to_string(i) + std::string(1, '\0') + "v");
+  png.insert(png.size() - 12, text);  // before IEND
+  test::write_bytes(dir / "many.png", png);
+  const auto got = read_png_text(dir / "many.png");
+  EXPECT_GT(got.size(), 10u);
+  EXPECT_LT(got.size(), 100u);
+  EXPECT_EQ(read_png(dir / "many.png").width, 2);
+}
+
+TEST(PngBounds, SidesBeyondTheLimitAreRefusedFromTheHeader) {
+  TempDir dir;
+  // 68 bytes declaring 18000x18000 (~1 GB of RGB).
+  test::write_bytes(dir / "big.png", png_header(18000, 18000) + chunk("IDAT", kEmptyIdat) + chunk("IEND", ""));
+  const std::string e = error_of([&] { read_png(dir / "big.png"); });
+  EXPECT_CONTAINS(e, "big.png");
+  EXPECT_CONTAINS(e, "18000x18000 pixels exceeds the 8192x8192 limit");
+  test::write_bytes(dir / "wide.png", png_header(8193, 1) + chunk("IEND", ""));
+  EXPECT_CONTAINS(error_of([&] { read_png(dir / "wide.png"); }), "8193x1 pixels exceeds");
+}
+
+TEST(PngBounds, DeclaredSizeMustFitWhatTheCompressedDataCanHold) {
+  // 8000x8000 RGB is 192 MB of pixels; 11 bytes of IDAT can inflate to at
+  // most ~11 KB, so the image cannot be there and nothing is allocated.
+  TempDir dir;
+  test::write_bytes(dir / "empty.png", png_header(8000, 8000) + chunk("IDAT", kEmptyIdat) + chunk("IEND", ""));
+  const std::string e = error_of([&] { read_png(dir / "empty.png"); });
+  EXPECT_CONTAINS(e, "empty.png");
+  EXPECT_CONTAINS(e, "8000x8000 pixels need at least 192000000 bytes of pixel data");
+  EXPECT_CONTAINS(e, "11 bytes of compressed data");
+  // The largest allowed image, really stored, still reads.
+  const RgbImage wide = gradient(8192, 2);
+  write_png(dir / "wide.png", wide);
+  EXPECT_EQ(read_png(dir / "wide.png").pixels, wide.pixels);
+}
+
 TEST(PngPixels, ToRgb8RoundsLikeSaveImage) {
   // One row of 8 pixels; channel planes R, G, B.
   const std::vector<float> r = {0.0f, 1.0f, 0.5f, -1.0f, 2.0f, NAN, 0.998f, 1.0f / 255.0f};
