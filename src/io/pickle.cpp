@@ -159,7 +159,8 @@ constexpr AllowedGlobal kAllowedGlobals[] = {
 // Every value lives in one arena and is referred to by index. This keeps the
 // machine free of ownership cycles and of recursive destruction, whatever
 // nesting the input builds; memory stays linear in the input length because
-// each opcode creates at most one object.
+// each opcode creates at most one object, and PickleLimits bounds it by what
+// a state dict needs.
 struct Obj {
   Kind kind = Kind::None;
   uint32_t ref = kNoRef;  // Str: strings_; containers: items_ (kNoRef while empty);
@@ -182,7 +183,8 @@ struct TensorObj {
 
 class Machine {
  public:
-  Machine(std::span<const uint8_t> in, const std::string& where) : in_(in), where_(where) {
+  Machine(std::span<const uint8_t> in, const std::string& where, const PickleLimits& limits)
+      : in_(in), where_(where), limits_(limits) {
     none_ = make(Kind::None);
     false_ = make(Kind::Bool, 0);
     true_ = make(Kind::Bool, 1);
@@ -244,8 +246,15 @@ class Machine {
     fail("GLOBAL name is unterminated or too long");
   }
 
+  // ---- limits ----
+  [[noreturn]] void over_limit(const std::string& what, uint64_t limit) const {
+    fail("more " + what + " than a state dict needs (limit " + std::to_string(limit) + " for at most " +
+         std::to_string(limits_.max_tensors) + " tensors: " + limits_.basis + ")");
+  }
+
   // ---- objects ----
   uint32_t make(Kind kind, int64_t value = 0, uint32_t ref = kNoRef) {
+    if (objs_.size() >= limits_.max_objects) over_limit("objects", limits_.max_objects);
     objs_.push_back(Obj{kind, ref, value});
     return static_cast<uint32_t>(objs_.size() - 1);
   }
@@ -440,6 +449,7 @@ class Machine {
     for (char c : key)
       key_ok = key_ok && ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_');
     if (!key_ok) fail("storage key '" + printable(key) + "' is not a plain name");
+    if (storages_.size() >= limits_.max_tensors) over_limit("storages", limits_.max_tensors);
     storages_.push_back(
         StorageObj{kAllowedGlobals[objs_[t[1]].ref].dtype, key, static_cast<uint64_t>(objs_[t[4]].value)});
     return make(Kind::Storage, 0, static_cast<uint32_t>(storages_.size() - 1));
@@ -462,6 +472,7 @@ class Machine {
   uint32_t call(uint32_t callable, uint32_t args) {
     if (kind(callable) != Kind::Global) fail("REDUCE on " + a_kind(kind(callable)) + ", not a global");
     if (kind(args) != Kind::Tuple) fail("REDUCE arguments are not a tuple");
+    if (++calls_ > limits_.max_calls) over_limit("REDUCE calls", limits_.max_calls);
     const AllowedGlobal& g = kAllowedGlobals[objs_[callable].ref];
     const auto& a = items(args);
     switch (g.id) {
@@ -474,6 +485,10 @@ class Machine {
         if (kind(a[0]) != Kind::Storage) fail("_rebuild_tensor_v2 argument 1 is not a storage");
         if (kind(a[1]) != Kind::Int || objs_[a[1]].value < 0)
           fail("_rebuild_tensor_v2 storage offset is not a non-negative int");
+        if (tensors_.size() >= limits_.max_tensors) over_limit("_rebuild_tensor_v2 calls", limits_.max_tensors);
+        // Sizes and strides are copied into each tensor; count them first.
+        dims_ += items(a[2]).size() + items(a[3]).size();
+        if (dims_ > limits_.max_dims) over_limit("tensor dimensions", limits_.max_dims);
         TensorObj t{objs_[a[0]].ref, objs_[a[1]].value, int_tuple(a[2], "size"), int_tuple(a[3], "stride")};
         if (t.shape.size() != t.strides.size()) fail("tensor size and stride have different lengths");
         if (kind(a[4]) != Kind::Bool) fail("_rebuild_tensor_v2 requires_grad is not a bool");
@@ -532,15 +547,38 @@ class Machine {
   std::vector<uint32_t> stack_;
   std::vector<size_t> marks_;
   std::unordered_map<uint32_t, uint32_t> memo_;
+  const PickleLimits& limits_;
+  uint64_t calls_ = 0, dims_ = 0;
   uint32_t none_ = 0, false_ = 0, true_ = 0;
 };
 
 }  // namespace
 
-std::vector<PickledTensor> parse_state_dict_pickle(std::span<const uint8_t> bytes, const std::string& where) {
+PickleLimits PickleLimits::for_tensors(uint64_t tensors, std::string basis) {
+  PickleLimits l;
+  l.max_tensors = tensors;
+  // _rebuild_tensor_v2, _rebuild_parameter and an OrderedDict for each one's
+  // hooks; the state dict itself and its _metadata.
+  l.max_calls = 4 * tensors + 16;
+  // About 12 objects per tensor plus two per dimension, its name, and the
+  // _metadata entries (one dict per module).
+  l.max_objects = 64 * tensors + 4096;
+  // Rank 8 on average (the models use at most 4), and a few up to kMaxRank.
+  l.max_dims = 16 * tensors + 4 * kMaxRank;
+  l.basis = std::move(basis);
+  return l;
+}
+
+PickleLimits PickleLimits::for_storage_records(uint64_t storage_records) {
+  return for_tensors(4 * storage_records + 64,
+                     "the archive holds " + std::to_string(storage_records) + " storage records");
+}
+
+std::vector<PickledTensor> parse_state_dict_pickle(std::span<const uint8_t> bytes, const std::string& where,
+                                                   const PickleLimits& limits) {
   // Object indices are 32-bit; callers cap the pickle far below this.
   if (bytes.size() >= kNoRef) throw Error("pickle: " + where + " is too large");
-  return Machine(bytes, where).run();
+  return Machine(bytes, where, limits).run();
 }
 
 }  // namespace varps::io

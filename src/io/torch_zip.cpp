@@ -140,6 +140,18 @@ std::string find_stem(const Archive& a) {
   return stems[0];
 }
 
+// Records under <stem>/data/: the storages a state dict's tensors can use.
+uint64_t count_storage_records(const Archive& a, const std::string& stem) {
+  const std::string prefix = stem + "/data/";
+  const zip_int64_t n = zip_get_num_entries(a.get(), 0);
+  uint64_t count = 0;
+  for (zip_int64_t i = 0; i < n; ++i) {
+    const char* raw = zip_get_name(a.get(), static_cast<zip_uint64_t>(i), ZIP_FL_ENC_RAW);
+    if (raw != nullptr && std::string_view(raw).starts_with(prefix)) ++count;
+  }
+  return count;
+}
+
 void check_byteorder(const Archive& a, const std::string& stem) {
   const std::string name = stem + "/byteorder";
   const std::optional<zip_uint64_t> index = a.locate(name);
@@ -253,10 +265,17 @@ CheckpointIndex read_torch_zip_index(const std::filesystem::path& path, std::sha
 
   const std::string pkl_name = stem + "/data.pkl";
   const std::string pickle = read_record(a, *a.locate(pkl_name), pkl_name, kMaxPickleBytes);
+  const uint64_t storage_records = count_storage_records(a, stem);
   const std::vector<PickledTensor> tensors = parse_state_dict_pickle(
-      std::span(reinterpret_cast<const uint8_t*>(pickle.data()), pickle.size()), pkl_name + " in " + quoted(path));
+      std::span(reinterpret_cast<const uint8_t*>(pickle.data()), pickle.size()), pkl_name + " in " + quoted(path),
+      PickleLimits::for_storage_records(storage_records));
 
   const std::string ctx = "PyTorch checkpoint " + quoted(path) + ": ";
+  // torch.save writes a storage record only for a storage a tensor uses.
+  if (tensors.empty() && storage_records > 0) {
+    throw Error(ctx + "the state dict in " + pkl_name + " holds no tensors, yet the archive has " +
+                std::to_string(storage_records) + " storage records under " + stem + "/data/");
+  }
   std::map<std::string, StorageEntry> storages;  // by key; tensors often share one
   CheckpointIndex index;
   index.records.reserve(tensors.size());

@@ -285,5 +285,78 @@ TEST(Pickle, MutatedBytesNeverCrash) {
   EXPECT_GT(accepted, 0u);
 }
 
+// ---------------------------------------------------------------- bounded work
+
+// A pickle that calls _rebuild_tensor_v2 `calls` times on one memoised
+// argument tuple of rank-`rank` size and stride tuples (a few bytes a call),
+// and returns an empty state dict.
+std::string amplifying_pickle(int calls, int rank) {
+  PickleWriter w;
+  w.proto().global("torch._utils", "_rebuild_tensor_v2").op('q').raw("\x00"s);
+  w.mark().mark().str("storage").global("torch", "FloatStorage").str("0").str("cpu").long1(1).tuple().op('Q');
+  w.long1(0).int_tuple(std::vector<int64_t>(rank, 1)).int_tuple(std::vector<int64_t>(rank, 1)).newfalse();
+  w.ordered_dict().tuple().op('q').raw("\x01"s).reduce();
+  for (int i = 1; i < calls; ++i) w.op('h').raw("\x00"s).op('h').raw("\x01"s).reduce();
+  return w.ordered_dict().stop().bytes();
+}
+
+TEST_F(TorchZip, RepeatedRebuildCallsAreRefusedByTheirWork) {
+  // 5 bytes a call, each copying 128 integers: 20000 calls here; the same
+  // in a 32 MiB pickle would be millions. One storage record allows a few
+  // dozen tensors.
+  const std::string wide = amplifying_pickle(20000, 64);
+  ASSERT_LT(wide.size(), 110000u);
+  const fs::path p = write(wide, {{"0", six_floats_}});
+  std::string e = error_of([&] { Checkpoint::open(p); });
+  EXPECT_CONTAINS(e, "than a state dict needs");
+  EXPECT_CONTAINS(e, "the archive holds 1 storage records");
+  EXPECT_CONTAINS(e, p.string());
+  // Rank 1: the count of calls is what is refused.
+  e = error_of([&] { Checkpoint::open(write(amplifying_pickle(20000, 1), {{"0", six_floats_}})); });
+  EXPECT_CONTAINS(e, "more _rebuild_tensor_v2 calls than a state dict needs (limit 68 for at most 68 tensors");
+}
+
+TEST(Pickle, ObjectsAndCopiedDimensionsAreBounded) {
+  const io::PickleLimits one = io::PickleLimits::for_storage_records(1);
+  const auto parse_with = [](const std::string& bytes, const io::PickleLimits& limits) {
+    return io::parse_state_dict_pickle(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()),
+                                       "test.pkl", limits);
+  };
+  // One new tuple per byte: refused once past what 68 tensors need.
+  std::string nested = "\x80\x02N";
+  for (int i = 0; i < 20000; ++i) nested += '\x85';
+  EXPECT_CONTAINS(error_of([&] { parse_with(nested + ".", one); }), "more objects than a state dict needs");
+  // Few calls, but each with rank-64 sizes and strides.
+  EXPECT_CONTAINS(error_of([&] { parse_with(amplifying_pickle(40, 64), one); }),
+                  "more tensor dimensions than a state dict needs");
+  // Persistent storages are counted too.
+  PickleWriter w;
+  w.proto().mark().str("storage").global("torch", "FloatStorage").str("0").str("cpu").long1(1).tuple();
+  w.op('q').raw("\x00"s).op('Q');
+  for (int i = 0; i < 100; ++i) w.op('h').raw("\x00"s).op('Q');
+  EXPECT_CONTAINS(error_of([&] { parse_with(w.stop().bytes(), one); }), "more storages than a state dict needs");
+}
+
+TEST_F(TorchZip, LimitsLeaveRoomForRealStateDicts) {
+  // 600 rank-4 parameters, one storage each, with torch's _metadata.
+  std::vector<PickleTensorSpec> specs;
+  std::map<std::string, std::string> storages;
+  for (int i = 0; i < 600; ++i) {
+    specs.push_back({.name = "blocks." + std::to_string(i) + ".weight", .key = std::to_string(i),
+                     .storage_numel = 1, .sizes = {1, 1, 1, 1}, .strides = {1, 1, 1, 1}, .as_parameter = true});
+    storages[std::to_string(i)] = test::pod_bytes(std::vector<float>{float(i)});
+  }
+  const Checkpoint c = Checkpoint::open(write(test::state_dict_pickle(specs), storages));
+  EXPECT_EQ(c.tensors().size(), 600u);
+  EXPECT_EQ(c.read_f32("blocks.599.weight").data, (std::vector<float>{599.0f}));
+}
+
+TEST_F(TorchZip, EmptyStateDictBesideStorageRecordsIsRefused) {
+  const std::string e = error_of([&] { Checkpoint::open(write(test::state_dict_pickle({}), {{"0", six_floats_}})); });
+  EXPECT_CONTAINS(e, "holds no tensors, yet the archive has 1 storage records under archive/data/");
+  // Without storages, an empty state dict is just empty.
+  EXPECT_TRUE(Checkpoint::open(write(test::state_dict_pickle({}), {})).tensors().empty());
+}
+
 }  // namespace
 }  // namespace varps
