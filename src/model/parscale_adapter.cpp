@@ -17,6 +17,9 @@ namespace {
 
 constexpr int kMaxStreams = 1024;
 constexpr int kMaxPrefixTokens = 1 << 16;
+// Far beyond any VAR (d30: 1920); keeps P·C and the aggregator's sizes well
+// inside int64.
+constexpr int64_t kMaxEmbedDim = int64_t{1} << 20;
 
 std::string prefix_name(int block, const char* kv) {
   return "blocks." + std::to_string(block) + ".attn.prefix_" + kv;
@@ -133,8 +136,15 @@ ParScaleAdapter ParScaleAdapter::from_checkpoint(const Checkpoint& ck) {
     throw Error(where + ": tensor '" + first.name + "' has shape " + shape_str(first.shape) +
                 ", expected [P, H, T, head_dim] with P = parscale_n = " + std::to_string(P) +
                 " and T = parscale_n_tokens = " + std::to_string(T));
-  const int64_t H = first.shape[1], hd = first.shape[3], C = H * hd;
+  const int64_t H = first.shape[1], hd = first.shape[3];
   if (H < 1 || hd < 1) throw Error(where + ": tensor '" + first.name + "' has an empty head axis " + shape_str(first.shape));
+  // C = H·head_dim and the aggregator's P·C come from declared sizes; a
+  // tensor with no elements can declare any of them.
+  int64_t C = 0, PC = 0;
+  if (__builtin_mul_overflow(H, hd, &C) || __builtin_mul_overflow(P, C, &PC) || C > kMaxEmbedDim)
+    throw Error(where + ": tensor '" + first.name + "' has shape " + shape_str(first.shape) + ": C = H·head_dim = " +
+                std::to_string(H) + "·" + std::to_string(hd) + " exceeds the limit of " +
+                std::to_string(kMaxEmbedDim));
   const std::string why_prefix = "P = parscale_n, H and head_dim as blocks.0, T = parscale_n_tokens";
   for (int b = 0; b < depth; ++b)
     for (const char* kv : {"k", "v"}) {
@@ -143,7 +153,7 @@ ParScaleAdapter ParScaleAdapter::from_checkpoint(const Checkpoint& ck) {
       (kv[0] == 'k' ? a.prefix_k : a.prefix_v).push_back(ck.read_f32(name));
     }
   const std::string why_agg = "C = H·head_dim = " + std::to_string(C) + ", P = parscale_n";
-  expect_shape(where, "aggregate.0.weight", ck.find("aggregate.0.weight")->shape, {C, P * C}, why_agg);
+  expect_shape(where, "aggregate.0.weight", ck.find("aggregate.0.weight")->shape, {C, PC}, why_agg);
   expect_shape(where, "aggregate.0.bias", ck.find("aggregate.0.bias")->shape, {C}, why_agg);
   expect_shape(where, "aggregate.2.weight", ck.find("aggregate.2.weight")->shape, {P, C}, why_agg);
   expect_shape(where, "aggregate.2.bias", ck.find("aggregate.2.bias")->shape, {P}, why_agg);

@@ -182,6 +182,20 @@ TEST(AdapterFile, TensorsMustBeCompleteAndConsistent) {
   }
 }
 
+TEST(AdapterFile, DeclaredSizesWhoseProductsOverflowAreRefused) {
+  // Tensors without elements can declare any sizes: H·head_dim = 2·2^62
+  // would overflow int64.
+  TempDir dir;
+  AdapterFile f(tiny_adapter(1, 0));
+  const Shape huge = {1, 2, 0, int64_t{1} << 62};
+  for (auto& [name, t] : f.tensors)
+    if (name.find("prefix_") != std::string::npos) t = Tensor(huge);
+  const std::string e = error_of([&] { ParScaleAdapter::load(f.write(dir)); });
+  EXPECT_CONTAINS(e, "adapter.safetensors");
+  EXPECT_CONTAINS(e, "'blocks.0.attn.prefix_k' has shape [1, 2, 0, 4611686018427387904]");
+  EXPECT_CONTAINS(e, "exceeds the limit");
+}
+
 TEST(AdapterFile, ForeignAndMissingFilesAreErrors) {
   TempDir dir;
   EXPECT_CONTAINS(error_of([&] { ParScaleAdapter::load(dir / "nope.safetensors"); }), "nope.safetensors");
