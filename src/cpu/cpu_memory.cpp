@@ -181,16 +181,26 @@ void CpuBackend::reset_peak_memory() {
 
 std::unique_ptr<Backend> make_cpu_backend(int threads) { return std::make_unique<CpuBackend>(threads); }
 
+namespace {
+
+// memcpy and memset with n = 0 may be handed null pointers (an empty tensor's
+// data, an empty pooled array), which the C library does not allow.
+void copy_bytes(void* dst, const void* src, size_t n) {
+  if (n > 0) std::memcpy(dst, src, n);
+}
+
+}  // namespace
+
 Array<float> CpuBackend::alloc(size_t n) { return pooled<float>(n); }
 Array<float> CpuBackend::zeros(size_t n) {
   auto a = pooled<float>(n);
-  std::memset(a.data(), 0, n * sizeof(float));
+  if (n > 0) std::memset(a.data(), 0, n * sizeof(float));
   return a;
 }
 Array<int32_t> CpuBackend::alloc_i32(size_t n) { return pooled<int32_t>(n); }
 Array<float> CpuBackend::upload(const Tensor& t) {
   auto a = pooled<float>(t.data.size());
-  std::memcpy(a.data(), t.data.data(), t.data.size() * sizeof(float));
+  copy_bytes(a.data(), t.data.data(), t.data.size() * sizeof(float));
   return a;
 }
 namespace {
@@ -242,18 +252,18 @@ void CpuBackend::upload_sample_jobs(const SampleJob* host, size_t n, SampleJob* 
 }
 void CpuBackend::upload_into_i32(const int32_t* host, size_t n, int32_t* dst) {
   check_outside_recorded_step("upload_into_i32");
-  std::memcpy(dst, host, n * sizeof(int32_t));
+  copy_bytes(dst, host, n * sizeof(int32_t));
 }
 void CpuBackend::download(const float* src, size_t n, float* host) {
   check_outside_recorded_step("download");
-  std::memcpy(host, src, n * sizeof(float));
+  copy_bytes(host, src, n * sizeof(float));
 }
 void CpuBackend::download_i32(const int32_t* src, size_t n, int32_t* host) {
   check_outside_recorded_step("download_i32");
-  std::memcpy(host, src, n * sizeof(int32_t));
+  copy_bytes(host, src, n * sizeof(int32_t));
 }
 void CpuBackend::synchronize() { check_outside_recorded_step("synchronize"); }
-void CpuBackend::copy(const float* src, size_t n, float* dst) { std::memcpy(dst, src, n * sizeof(float)); }
+void CpuBackend::copy(const float* src, size_t n, float* dst) { copy_bytes(dst, src, n * sizeof(float)); }
 
 void CpuBackend::silu(const float* x, size_t n, float* y) {
   const size_t chunk = 1 << 14;
@@ -306,7 +316,7 @@ void CpuBackend::clamp(float* x, size_t n, float lo, float hi) {
 void CpuBackend::fill_zero(float* x, size_t n) { std::fill(x, x + n, 0.0f); }
 
 void CpuBackend::gather_rows(const float* table, int64_t C, const int32_t* idx, int64_t n, float* out) {
-  for (int64_t r = 0; r < n; ++r) std::memcpy(out + r * C, table + static_cast<int64_t>(idx[r]) * C, C * sizeof(float));
+  for (int64_t r = 0; r < n; ++r) copy_bytes(out + r * C, table + static_cast<int64_t>(idx[r]) * C, C * sizeof(float));
 }
 
 void CpuBackend::embed_chw(const float* table, int64_t C, const int32_t* idx, int64_t N, int64_t P, float* out) {

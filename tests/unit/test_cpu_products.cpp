@@ -129,5 +129,18 @@ TEST(CpuLinear, APackedWeightUsedAtAnotherShapeIsRefused) {
   EXPECT_CONTAINS(e, "packed weight of 8x4 used as one of 4x8");
 }
 
+TEST(CpuMemory, EmptyArraysCopyNothing) {
+  // An empty tensor's data and an empty array may be null; no copy may pass
+  // them on to memcpy (undefined behaviour, reported by UBSan).
+  const auto be = make_cpu_backend(1);
+  const Tensor empty(Shape{0});
+  Array<float> a = be->upload(empty), z = be->zeros(0);
+  be->copy(a.data(), 0, z.data());
+  be->download(a.data(), 0, nullptr);
+  be->upload_into_i32(nullptr, 0, nullptr);
+  be->download_i32(nullptr, 0, nullptr);
+  EXPECT_EQ(a.size(), 0u);
+}
+
 }  // namespace
 }  // namespace varps
