@@ -3,9 +3,12 @@
 // combines each guided stream's conditional and unconditional rows; sampled
 // token maps extend f_hat, whose area-downsampled tokens are the next
 // scale's input.
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <functional>
 
 #include "model/pipeline_impl.hpp"
@@ -87,6 +90,44 @@ void check_requests(const std::vector<ImageRequest>& requests) {
     if (!(s.top_p >= 0.0 && s.top_p <= 1.0)) throw Error("top_p must be in [0, 1]");
     if (!(s.temperature > 0.0) || !std::isfinite(s.temperature)) throw Error("temperature must be a finite number > 0");
   }
+}
+
+// "1.5 GiB": for the plan check's message.
+std::string gib_text(uint64_t bytes) {
+  static const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1024.0 && u < 5) {
+    v /= 1024.0;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+  return buf;
+}
+
+// Refuses, before anything is allocated, a request whose memory plan exceeds
+// all the memory there is: the device's where the backend reports it, the
+// machine's physical memory otherwise. (A request that fits may still fail
+// for lack of free memory; this only catches the impossible ones early.)
+void check_plan_fits(const Pipeline& p, const std::vector<ImageRequest>& requests, Schedule schedule) {
+  const MemoryPlan plan = p.plan_memory(requests, schedule);
+  const DeviceMemoryStats dev = p.device_memory();
+  uint64_t have = 0;
+  std::string where;
+  if (dev.available && dev.total > 0) {
+    have = dev.total;
+    where = "the " + p.backend_name() + " device has ";
+  } else {
+    const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+    if (pages <= 0 || page <= 0) return;  // unknown: let the allocator decide
+    have = static_cast<uint64_t>(pages) * static_cast<uint64_t>(page);
+    where = "this machine has ";
+  }
+  if (plan.total() <= have) return;
+  throw Error("request needs " + gib_text(plan.total()) + " (plan: weights " + gib_text(plan.weights) + ", KV cache " +
+              gib_text(plan.kv_cache) + ", activations " + gib_text(plan.activations) + ") for " +
+              std::to_string(requests.size()) + " images, " + where + gib_text(have));
 }
 
 // Edits of a request, per scale [B·l]: the input tokens, and which
@@ -356,6 +397,7 @@ GeneratedImages Pipeline::edit(const std::vector<EditRequest>& edits, const Gene
   std::vector<ImageRequest> requests;
   for (const EditRequest& e : edits) requests.push_back(e.image);
   check_requests(requests);
+  check_plan_fits(*this, requests, opts.schedule);
   const VarConfig& cfg = impl_->var->config();
   const TokenEdits all = token_edits(edits, cfg);  // every edit checked before any runs
   if (opts.schedule == Schedule::Batched) return generate_batched(*impl_, requests, opts, &all);
@@ -426,6 +468,7 @@ void Pipeline::release_cached_memory() const {
 GeneratedImages Pipeline::generate(const std::vector<ImageRequest>& requests, const GenerateOptions& opts) const {
   if (!impl_->var) throw Error("this pipeline has no VAR transformer");
   check_requests(requests);
+  check_plan_fits(*this, requests, opts.schedule);
   if (opts.schedule == Schedule::Batched) return generate_batched(*impl_, requests, opts);
   if (opts.forced_tokens) throw Error("teacher forcing runs batched only");
   GeneratedImages all;

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -584,6 +585,26 @@ TEST(CliStreams, BadStreamParamsAreNamed) {
                {"--temperature"});
   expect_error(run_cli(dir, {"generate", "--stream-params", "bad_key.json", "--streams", "2", "--out", "o"}), 2,
                {"--stream-params"});
+}
+
+TEST(CliStreams, RequestBeyondTheMachinesMemoryIsRefusedFromItsPlan) {
+  // A million streams of the tiny model plan over 100 GiB, mostly KV cache:
+  // refused before anything is allocated, naming the plan and the machine's
+  // memory. (On a machine with more, the count grows to twice its memory.)
+  TempDir dir;
+  const uint64_t phys =
+      static_cast<uint64_t>(::sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(::sysconf(_SC_PAGE_SIZE));
+  const uint64_t per_1000 = Pipeline::from_preset("tiny", PipelineOptions{1})
+                                .plan_memory(expand_streams({1}, 1000, 0, SamplingParams{}))
+                                .total();
+  const std::string streams = std::to_string(std::max<uint64_t>(1000000, 2 * phys / per_1000 * 1000));
+  const auto start = std::chrono::steady_clock::now();
+  const CliRun r = run_cli(dir, {"generate", "--class", "1", "--streams", streams, "--out", "o", "-q"});
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  expect_error(r, 1, {"request needs ", " GiB (plan: weights ", ", KV cache ", ", activations ",
+                      "for " + streams + " images, this machine has "});
+  EXPECT_LT(seconds, 30.0) << "the plan check must come before the allocations";
+  EXPECT_FALSE(fs::exists(dir / "o" / "000000.png"));
 }
 
 // ---------------------------------------------------------------- bench

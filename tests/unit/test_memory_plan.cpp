@@ -2,6 +2,9 @@
 // images at a time, a generating pipeline does not hold the VQVAE encoder,
 // and the plan bounds the arrays the backend hands out, tightly.
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
 
 #include <filesystem>
 
@@ -155,6 +158,24 @@ TEST(MemoryPlan, BoundsTheArraysOfARequestTightly) {
   pipe.attach_adapter(ParScaleAdapter::random_init(pipe.var_config(), 4, 3, 1));
   SCOPED_TRACE("ParScale P=4");
   check(expand_streams({5, 6}, 1, 11, SamplingParams{2.0, 20, 0.9}));
+}
+
+TEST(MemoryPlan, RequestsBeyondAllMemoryAreRefusedBeforeRunning) {
+  const Pipeline pipe = Pipeline::from_preset("tiny", PipelineOptions{1});
+  // Enough streams to plan twice this machine's physical memory.
+  const uint64_t phys =
+      static_cast<uint64_t>(::sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(::sysconf(_SC_PAGE_SIZE));
+  const uint64_t per_1000 = pipe.plan_memory(expand_streams({1}, 1000, 0, SamplingParams{})).total();
+  const int streams = static_cast<int>(std::max<uint64_t>(1000000, 2 * phys / per_1000 * 1000));
+  const std::vector<ImageRequest> many = expand_streams({1}, streams, 0, SamplingParams{});
+  ASSERT_GT(pipe.plan_memory(many).total(), phys);
+  const std::string e = test::error_of([&] { pipe.generate(many); });
+  EXPECT_CONTAINS(e, "request needs ");
+  EXPECT_CONTAINS(e, "for " + std::to_string(streams) + " images, this machine has ");
+  // Sequential runs hold one image at a time: the same requests plan small,
+  // and a request that fits runs.
+  EXPECT_LT(pipe.plan_memory(many, Schedule::Sequential).total(), uint64_t{1} << 30);
+  EXPECT_EQ(pipe.generate(expand_streams({1}, 2, 0, SamplingParams{})).count, 2);
 }
 
 }  // namespace
