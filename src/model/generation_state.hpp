@@ -1,6 +1,6 @@
 #pragma once
 // What a request of one shape holds on the backend, allocated once and reused
-// by the next request of the same shape (issue 4: static memory): the
+// by the next request of the same shape (static memory): the
 // transformer session (KV cache, activations), the input, logits and token
 // maps, the sampling parameters, f_hat and the residual path's maps, the
 // decoder's arena and images, and the backend's recordings of each scale's
