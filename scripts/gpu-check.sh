@@ -295,9 +295,13 @@ phase_configure() {
     echo "gpu-check: $module needs CUDA::nvToolsExt, which CUDA here lacks: naming $cuda/lib64/libcudart.so for it"
     extra+=(-DCUDA_nvToolsExt_LIBRARY="$cuda/lib64/libcudart.so")
   fi
+  # Headers of the multiarch folder (OpenSSL's opensslconf.h, which
+  # cpp-httplib's and libcrypto's headers include) are on the compiler's
+  # default path only under /usr: name the prefix's.
   cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DVARPS_CUDA=ON -DVARPS_BUILD_TESTS=ON \
     -DCMAKE_PREFIX_PATH="$prefix/usr" -DCMAKE_INCLUDE_PATH="$prefix/usr/include" -DCMAKE_LIBRARY_PATH="$lib" \
     -DPKG_CONFIG_EXECUTABLE="$(pkg_config)" \
+    -DCMAKE_CXX_FLAGS="-isystem $prefix/usr/include/x86_64-linux-gnu" \
     -DCMAKE_EXE_LINKER_FLAGS="-Wl,--disable-new-dtags -Wl,-rpath,$rpath -Wl,-rpath-link,$rpath" "${extra[@]}"
 }
 
