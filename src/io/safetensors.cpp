@@ -316,7 +316,7 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<Name
     const NamedTensor& t = tensors[i];
     const void* data = t.f32 ? static_cast<const void*>(t.f32->data.data()) : t.i64->data.data();
     const size_t bytes = t.f32 ? t.f32->data.size() * 4 : t.i64->data.size() * 8;
-    ok = std::fwrite(data, 1, bytes, f.get()) == bytes;
+    if (bytes > 0) ok = std::fwrite(data, 1, bytes, f.get()) == bytes;  // an empty tensor's data may be null
   }
   const int err = errno;
   const bool closed = std::fclose(f.release()) == 0;

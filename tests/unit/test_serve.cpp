@@ -225,8 +225,10 @@ TEST(Serve, BoundedLoadWithBadRequestsMixedIn) {
   EXPECT_NE(m.find("varps_requests_total{code=\"200\"}"), std::string::npos);
   EXPECT_NE(m.find("varps_request_seconds_count"), std::string::npos);
   const long rss_after = server.rss_kib();
+#ifndef __SANITIZE_ADDRESS__  // AddressSanitizer keeps freed memory in quarantine: resident memory grows by design
   EXPECT_LT(rss_after, rss_warm * 11 / 10 + 4096) << "resident " << rss_warm << " KiB after warm-up, " << rss_after
                                                    << " KiB after the load";
+#endif
   EXPECT_EQ(server.stop(), 0) << server.stderr_text();
 }
 
