@@ -146,6 +146,13 @@ SamplingParams parse_sampling(const std::string& cfg, const std::string& top_k, 
                               const std::string& temperature);
 // The same four as (prefix + name, text) pairs, for PNG metadata and reports.
 std::vector<std::pair<std::string, std::string>> sampling_fields(const SamplingParams& s, const std::string& prefix);
+// The tEXt metadata of a generated image, as `generate` writes it and
+// `serve` must match byte for byte: `before` (an edit's fields), class,
+// num_classes, seed, the sampling parameters, `model` (model_metadata and
+// any adapter fields), varps:version, Software.
+std::vector<std::pair<std::string, std::string>> image_png_text(
+    const ImageRequest& r, int num_classes, const std::vector<std::pair<std::string, std::string>>& model,
+    std::vector<std::pair<std::string, std::string>> before = {});
 // "a,b,,c" → {"a", "b", "", "c"} (empty entries kept for the caller to refuse).
 std::vector<std::string> split_commas(const std::string& text);
 // "1,2,3" → {1, 2, 3}; each entry a positive integer.

@@ -69,6 +69,20 @@ SamplingParams parse_sampling(const std::string& cfg, const std::string& top_k, 
   return s;
 }
 
+std::vector<std::pair<std::string, std::string>> image_png_text(
+    const ImageRequest& r, int num_classes, const std::vector<std::pair<std::string, std::string>>& model,
+    std::vector<std::pair<std::string, std::string>> before) {
+  std::vector<std::pair<std::string, std::string>> text = std::move(before);
+  text.emplace_back("varps:class", std::to_string(r.class_id));
+  text.emplace_back("varps:num_classes", std::to_string(num_classes));
+  text.emplace_back("varps:seed", std::to_string(r.seed));
+  for (auto& kv : sampling_fields(r.sampling, "varps:")) text.push_back(std::move(kv));
+  text.insert(text.end(), model.begin(), model.end());
+  text.emplace_back("varps:version", kVersion);
+  text.emplace_back("Software", std::string("varps ") + kVersion);
+  return text;
+}
+
 std::vector<std::pair<std::string, std::string>> sampling_fields(const SamplingParams& s, const std::string& prefix) {
   return {{prefix + "cfg", format_double(s.cfg)},
           {prefix + "top_k", std::to_string(s.top_k)},

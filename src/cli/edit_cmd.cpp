@@ -220,21 +220,15 @@ int run_edit(const EditArgs& a) {
   // ---- write ----
   const int64_t H = imgs.height, W = imgs.width;
   const std::string kind = box ? (a.outpaint ? "outpaint" : "inpaint") : "mask";
+  std::vector<std::pair<std::string, std::string>> png_model = model_metadata(model, pipe);
+  if (adapter) png_model.emplace_back("varps:adapter", a.adapter);
   for (size_t i = 0; i < edits.size(); ++i) {
     const ImageRequest& r = edits[i].image;
-    std::vector<std::pair<std::string, std::string>> text = {
-        {"varps:edit", kind},
-        {box ? "varps:box" : "varps:mask", box ? a.box : a.mask},
-        {"varps:source", sources[edit_source[i]]},
-        {"varps:class", std::to_string(r.class_id)},
-        {"varps:num_classes", std::to_string(vc.num_classes)},
-        {"varps:seed", std::to_string(r.seed)},
-    };
-    for (auto& kv : sampling_fields(r.sampling, "varps:")) text.push_back(std::move(kv));
-    for (auto& kv : model_metadata(model, pipe)) text.push_back(std::move(kv));
-    if (adapter) text.emplace_back("varps:adapter", a.adapter);
-    text.emplace_back("varps:version", kVersion);
-    text.emplace_back("Software", std::string("varps ") + kVersion);
+    const std::vector<std::pair<std::string, std::string>> text =
+        image_png_text(r, vc.num_classes, png_model,
+                       {{"varps:edit", kind},
+                        {box ? "varps:box" : "varps:mask", box ? a.box : a.mask},
+                        {"varps:source", sources[edit_source[i]]}});
     char name[32];
     std::snprintf(name, sizeof name, "%06zu.png", i);
     write_png(out_dir / name, to_rgb8(imgs.pixels.data() + i * 3 * H * W, static_cast<int>(H), static_cast<int>(W)),

@@ -153,21 +153,15 @@ int run_generate(const GenerateArgs& a) {
   const auto t_write = std::chrono::steady_clock::now();
   const int64_t H = imgs.height, W = imgs.width;
   const std::vector<int>& pn = pipe.var_config().patch_nums;
+  std::vector<std::pair<std::string, std::string>> png_model = model_metadata(model, pipe);
+  if (adapter) {
+    png_model.emplace_back("varps:adapter", a.adapter);
+    png_model.emplace_back("varps:parscale_n", std::to_string(adapter->streams));
+  }
   for (size_t i = 0; i < requests.size(); ++i) {
     const ImageRequest& r = requests[i];
-    std::vector<std::pair<std::string, std::string>> text = {
-        {"varps:class", std::to_string(r.class_id)},
-        {"varps:num_classes", std::to_string(vc.num_classes)},
-        {"varps:seed", std::to_string(r.seed)},
-    };
-    for (auto& kv : sampling_fields(r.sampling, "varps:")) text.push_back(std::move(kv));
-    for (auto& kv : model_metadata(model, pipe)) text.push_back(std::move(kv));
-    if (adapter) {
-      text.emplace_back("varps:adapter", a.adapter);
-      text.emplace_back("varps:parscale_n", std::to_string(adapter->streams));
-    }
-    text.emplace_back("varps:version", kVersion);
-    text.emplace_back("Software", std::string("varps ") + kVersion);
+    const std::vector<std::pair<std::string, std::string>> text =
+        image_png_text(r, vc.num_classes, png_model);
     char name[32];
     std::snprintf(name, sizeof name, "%06zu.png", i);
     const RgbImage rgb = to_rgb8(imgs.pixels.data() + i * 3 * H * W, static_cast<int>(H), static_cast<int>(W));

@@ -155,15 +155,7 @@ int run_serve(const ServeArgs& a) {
           {nlohmann::ordered_json{{"class", q.class_id}, {"seed", q.seed}, {"tokens", r.tokens}}});
       res.set_content(doc.dump(), "application/json");
     } else {
-      std::vector<std::pair<std::string, std::string>> text = {
-          {"varps:class", std::to_string(q.class_id)},
-          {"varps:num_classes", std::to_string(vc.num_classes)},
-          {"varps:seed", std::to_string(q.seed)},
-      };
-      for (auto& kv : sampling_fields(q.sampling, "varps:")) text.push_back(std::move(kv));
-      text.insert(text.end(), png_model.begin(), png_model.end());
-      text.emplace_back("varps:version", kVersion);
-      text.emplace_back("Software", std::string("varps ") + kVersion);
+      const std::vector<std::pair<std::string, std::string>> text = image_png_text(q, vc.num_classes, png_model);
       const RgbImage rgb = to_rgb8(r.pixels.data(), static_cast<int>(r.height), static_cast<int>(r.width));
       res.set_content(encode_png(rgb, text), "image/png");
     }
