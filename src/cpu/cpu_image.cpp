@@ -13,8 +13,9 @@
 #include "cpu/cpu_backend.hpp"
 #include "cpu/gemm_kernel.hpp"
 #include "cpu/panel_gemm.hpp"
-#include "cpu/winograd.hpp"
 #include "cpu/vector_math.hpp"
+#include "cpu/winograd.hpp"
+#include "ops/resample.hpp"
 #include "varps/error.hpp"
 
 namespace varps {
@@ -201,7 +202,7 @@ void CpuBackend::group_norm(const float* x, int64_t N, int64_t C, int64_t HW, in
       float* os = out + (n * C + g * cpg) * HW;
       const GroupStats st = group_stats(xs, cpg * HW, eps);
       for (int64_t c = 0; c < cpg; ++c) {
-        const cpu::ChannelNorm cn{st.mean, gamma[g * cpg + c] * st.rstd, beta[g * cpg + c]};
+        const cpu::ChannelNorm cn{st.mean, ops::group_norm_scale(gamma[g * cpg + c], st.rstd), beta[g * cpg + c]};
         const float* xc = xs + c * HW;
         float* oc = os + c * HW;
         for (int64_t i = 0; i < HW; ++i) oc[i] = cn(xc[i]);
@@ -220,82 +221,24 @@ void CpuBackend::upsample_nearest2x(const float* x, int64_t NC, int64_t H, int64
     }
 }
 
-namespace {
-
-// PyTorch's cubic convolution weights (A = -0.75) for fractional offset t.
-void cubic_coefficients(float t, float coeffs[4]) {
-  constexpr float A = -0.75f;
-  auto cc1 = [](float x) { return ((A + 2) * x - (A + 3)) * x * x + 1; };
-  auto cc2 = [](float x) { return ((A * x - 5 * A) * x + 8 * A) * x - 4 * A; };
-  coeffs[0] = cc2(t + 1.0f);
-  coeffs[1] = cc1(t);
-  const float t2 = 1.0f - t;
-  coeffs[2] = cc1(t2);
-  coeffs[3] = cc2(t2 + 1.0f);
-}
-
-struct CubicTaps {
-  std::vector<int64_t> index;  // 4 per output position, clamped
-  std::vector<float> weight;
-};
-
-CubicTaps cubic_taps(int64_t in, int64_t out) {
-  CubicTaps taps{std::vector<int64_t>(static_cast<size_t>(4 * out)), std::vector<float>(static_cast<size_t>(4 * out))};
-  const float scale = static_cast<float>(in) / static_cast<float>(out);
-  for (int64_t o = 0; o < out; ++o) {
-    const float real = scale * (static_cast<float>(o) + 0.5f) - 0.5f;  // not clamped for cubic
-    const int64_t base = static_cast<int64_t>(std::floor(real));
-    cubic_coefficients(real - static_cast<float>(base), &taps.weight[4 * o]);
-    for (int j = 0; j < 4; ++j) taps.index[4 * o + j] = std::clamp<int64_t>(base - 1 + j, 0, in - 1);
-  }
-  return taps;
-}
-
-}  // namespace
-
 void CpuBackend::upsample_bicubic(const float* x, int64_t NC, int64_t h, int64_t w, int64_t H, int64_t W,
                                   float* out) {
-  const CubicTaps ty = cubic_taps(h, H), tx = cubic_taps(w, W);
+  std::vector<ops::CubicTaps> ty(static_cast<size_t>(H)), tx(static_cast<size_t>(W));
+  for (int64_t o = 0; o < H; ++o) ty[o] = ops::cubic_taps(h, H, o);
+  for (int64_t o = 0; o < W; ++o) tx[o] = ops::cubic_taps(w, W, o);
 #pragma omp parallel for schedule(static) if (NC * H * W > 16384)
   for (int64_t c = 0; c < NC; ++c) {
     const float* src = x + c * h * w;
     for (int64_t oy = 0; oy < H; ++oy)
-      for (int64_t ox = 0; ox < W; ++ox) {
-        // Same order as ATen's separable loop: rows first, then columns.
-        float acc = 0.0f;
-        for (int j = 0; j < 4; ++j) {
-          const float* row = src + ty.index[4 * oy + j] * w;
-          float t = row[tx.index[4 * ox]] * tx.weight[4 * ox];
-          for (int i = 1; i < 4; ++i) t += row[tx.index[4 * ox + i]] * tx.weight[4 * ox + i];
-          if (j == 0)
-            acc = t * ty.weight[4 * oy];
-          else
-            acc += t * ty.weight[4 * oy + j];
-        }
-        out[(c * H + oy) * W + ox] = acc;
-      }
+      for (int64_t ox = 0; ox < W; ++ox) out[(c * H + oy) * W + ox] = ops::bicubic_sum(src, w, ty[oy], tx[ox]);
   }
 }
 
 void CpuBackend::downsample_area(const float* x, int64_t NC, int64_t H, int64_t W, int64_t h, int64_t w,
                                  float* out) {
-  auto start = [](int64_t a, int64_t b, int64_t c) {
-    return static_cast<int64_t>(std::floor(static_cast<float>(a * c) / static_cast<float>(b)));
-  };
-  auto end = [](int64_t a, int64_t b, int64_t c) {
-    return static_cast<int64_t>(std::ceil(static_cast<float>((a + 1) * c) / static_cast<float>(b)));
-  };
   for (int64_t c = 0; c < NC; ++c)
-    for (int64_t oy = 0; oy < h; ++oy) {
-      const int64_t y0 = start(oy, h, H), y1 = end(oy, h, H);
-      for (int64_t ox = 0; ox < w; ++ox) {
-        const int64_t x0 = start(ox, w, W), x1 = end(ox, w, W);
-        float sum = 0.0f;
-        for (int64_t y = y0; y < y1; ++y)
-          for (int64_t xx = x0; xx < x1; ++xx) sum += x[(c * H + y) * W + xx];
-        out[(c * h + oy) * w + ox] = sum / static_cast<float>(y1 - y0) / static_cast<float>(x1 - x0);
-      }
-    }
+    for (int64_t oy = 0; oy < h; ++oy)
+      for (int64_t ox = 0; ox < w; ++ox) out[(c * h + oy) * w + ox] = ops::area_pixel(x + c * H * W, H, W, h, w, oy, ox);
 }
 
 void CpuBackend::nearest_code(const float* z, int64_t n, const float* codebook, int64_t V, int64_t C, int32_t* idx) {

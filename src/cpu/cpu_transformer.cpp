@@ -10,7 +10,7 @@
 #include "cpu/gemm_kernel.hpp"
 #include "cpu/panel_gemm.hpp"
 #include "cpu/vector_math.hpp"
-#include "model/sampler.hpp"
+#include "ops/sampler.hpp"
 #include "varps/error.hpp"
 
 namespace varps {

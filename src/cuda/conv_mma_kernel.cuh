@@ -88,7 +88,7 @@ __global__ void __launch_bounds__(kThreads)
         if constexpr (kNorm) {
           const float* st = norm.stats + (n * norm.groups + ci / (geo.Ci / norm.groups)) * 2;
           rows.mean[tid] = st[0];
-          rows.ga[tid] = __fmul_rn(norm.gamma[ci], st[1]);
+          rows.ga[tid] = ops::group_norm_scale(norm.gamma[ci], st[1]);
           rows.be[tid] = norm.beta[ci];
         }
       } else {

@@ -17,7 +17,7 @@
 #include "backend.hpp"
 #include "cuda/block_reduce.cuh"
 #include "cuda/group_norm_math.cuh"
-#include "cuda/resample_math.cuh"
+#include "ops/resample.hpp"
 #include "cuda/storage_types.cuh"
 
 namespace varps::cuda::image {
@@ -198,7 +198,7 @@ __global__ void __launch_bounds__(kNormThreads)
     const I n4 = cnt / 4, hw4 = static_cast<I>(HW / 4);
     auto apply = [&](float4 v, I at) {
       const I c = at / hw4;
-      const float ga = __fmul_rn(gs[c], rstd), be = bs[c];
+      const float ga = ops::group_norm_scale(gs[c], rstd), be = bs[c];
       v.x = norm_value(v.x, m, ga, be, then_silu);
       v.y = norm_value(v.y, m, ga, be, then_silu);
       v.z = norm_value(v.z, m, ga, be, then_silu);
@@ -215,7 +215,7 @@ __global__ void __launch_bounds__(kNormThreads)
     const I hw = static_cast<I>(HW);
     auto apply = [&](float v, I at) {
       const I c = at / hw;
-      os[at] = norm_value(v, m, __fmul_rn(gs[c], rstd), bs[c], then_silu);
+      os[at] = norm_value(v, m, ops::group_norm_scale(gs[c], rstd), bs[c], then_silu);
     };
     for (; i + step < cnt; i += 2 * step) {
       const float a = xs[i], b = xs[i + step];
@@ -259,8 +259,8 @@ __global__ void resample_kernel(const float* __restrict__ x, I total, int64_t in
     const I c = row / out_h;
     const I oy = row - c * out_h;
     const float* plane = x + static_cast<int64_t>(c) * in_h * in_w;
-    out[e] = kMode == Resample::Bicubic ? resample::bicubic_pixel(plane, in_h, in_w, out_h, out_w, oy, ox)
-                                        : resample::area_pixel(plane, in_h, in_w, out_h, out_w, oy, ox);
+    out[e] = kMode == Resample::Bicubic ? ops::bicubic_pixel(plane, in_h, in_w, out_h, out_w, oy, ox)
+                                        : ops::area_pixel(plane, in_h, in_w, out_h, out_w, oy, ox);
   }
 }
 

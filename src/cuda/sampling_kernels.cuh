@@ -20,7 +20,7 @@
 #include "backend.hpp"
 #include "cuda/dynamic_shared.cuh"
 #include "cuda/sampling_math.cuh"
-#include "model/philox.hpp"
+#include "ops/philox.hpp"
 
 namespace varps::cuda::sampling {
 // Internal linkage, as kernels private to their launching file: the tests

@@ -1,7 +1,7 @@
 #pragma once
 // The order-preserving float key the CUDA sampler sorts logits by, callable
 // from host and device so it can be checked without a GPU
-// (tests/cuda/test_cuda_host_math.cpp). The uniform draw is model/philox.hpp,
+// (tests/cuda/test_cuda_host_math.cpp). The uniform draw is ops/philox.hpp,
 // shared with the CPU sampler.
 #include <cstdint>
 #include <cstring>

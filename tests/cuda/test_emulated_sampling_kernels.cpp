@@ -24,7 +24,7 @@
 #include "backend.hpp"
 #include "cuda/normalised_error.hpp"
 #include "cuda/sampling_kernels.cuh"
-#include "model/philox.hpp"
+#include "ops/philox.hpp"
 #endif
 
 namespace varps::testing {

@@ -5,7 +5,7 @@
 #include <set>
 #include <vector>
 
-#include "model/sampler.hpp"
+#include "ops/sampler.hpp"
 
 namespace varps {
 namespace {

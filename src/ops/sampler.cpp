@@ -1,4 +1,4 @@
-#include "model/sampler.hpp"
+#include "ops/sampler.hpp"
 
 #include <algorithm>
 #include <cmath>

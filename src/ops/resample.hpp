@@ -1,49 +1,14 @@
 #pragma once
 // Per-pixel arithmetic of the PyTorch resampling modes (bicubic upsampling,
-// area downsampling), callable from host and device so it can be checked
-// against the CPU reference (src/cpu/cpu_image.cpp) without a GPU. Every
-// float operation is one round-to-nearest step in the CPU's order: on the
-// device through the _rn intrinsics, which nvcc never fuses into
-// multiply-adds; on the host as plain operators, as the project builds with
-// -ffp-contract=off. The kernels then match the CPU bit for bit.
-#include <cuda_runtime.h>
-
+// area downsampling), the one definition the CPU backend and the CUDA
+// kernels both compute. Every float step is rounded as in ATen's loops
+// (ops/host_device.hpp), so the backends agree bit for bit.
 #include <cmath>
 #include <cstdint>
 
-namespace varps::cuda::resample {
+#include "ops/host_device.hpp"
 
-__host__ __device__ inline float add_rn(float a, float b) {
-#ifdef __CUDA_ARCH__
-  return __fadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-
-__host__ __device__ inline float sub_rn(float a, float b) {
-#ifdef __CUDA_ARCH__
-  return __fsub_rn(a, b);
-#else
-  return a - b;
-#endif
-}
-
-__host__ __device__ inline float mul_rn(float a, float b) {
-#ifdef __CUDA_ARCH__
-  return __fmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-
-__host__ __device__ inline float div_rn(float a, float b) {
-#ifdef __CUDA_ARCH__
-  return __fdiv_rn(a, b);
-#else
-  return a / b;
-#endif
-}
+namespace varps::ops {
 
 // The four clamped source indices and weights of one output position.
 struct CubicTaps {
@@ -56,19 +21,19 @@ struct CubicTaps {
 constexpr float kCubicA = -0.75f;
 
 // ((A + 2)·x − (A + 3))·x·x + 1
-__host__ __device__ inline float cubic_cc1(float x) {
+VARPS_HOST_DEVICE inline float cubic_cc1(float x) {
   constexpr float A = kCubicA;
   return add_rn(mul_rn(mul_rn(sub_rn(mul_rn(A + 2, x), A + 3), x), x), 1.0f);
 }
 
 // ((A·x − 5A)·x + 8A)·x − 4A
-__host__ __device__ inline float cubic_cc2(float x) {
+VARPS_HOST_DEVICE inline float cubic_cc2(float x) {
   constexpr float A = kCubicA;
   return sub_rn(mul_rn(add_rn(mul_rn(sub_rn(mul_rn(A, x), 5 * A), x), 8 * A), x), 4 * A);
 }
 
-// cubic_taps of the CPU for output position o of in -> out.
-__host__ __device__ inline CubicTaps cubic_taps(int64_t in, int64_t out, int64_t o) {
+// The taps of output position o when `in` samples become `out`.
+VARPS_HOST_DEVICE inline CubicTaps cubic_taps(int64_t in, int64_t out, int64_t o) {
   const float scale = div_rn(static_cast<float>(in), static_cast<float>(out));
   const float real = sub_rn(mul_rn(scale, add_rn(static_cast<float>(o), 0.5f)), 0.5f);  // not clamped for cubic
   const int64_t base = static_cast<int64_t>(floorf(real));
@@ -86,11 +51,9 @@ __host__ __device__ inline CubicTaps cubic_taps(int64_t in, int64_t out, int64_t
   return taps;
 }
 
-// Output (oy, ox) of one h×w plane upsampled to H×W: rows first, then
-// columns, as ATen's separable loop and the CPU sum.
-__host__ __device__ inline float bicubic_pixel(const float* src, int64_t h, int64_t w, int64_t H, int64_t W, int64_t oy,
-                                               int64_t ox) {
-  const CubicTaps ty = cubic_taps(h, H, oy), tx = cubic_taps(w, W, ox);
+// One output pixel of an h×w plane `src` from its row and column taps:
+// rows first, then columns, as ATen's separable loop sums them.
+VARPS_HOST_DEVICE inline float bicubic_sum(const float* src, int64_t w, const CubicTaps& ty, const CubicTaps& tx) {
   float acc = 0.0f;
   for (int j = 0; j < 4; ++j) {
     const float* row = src + ty.index[j] * w;
@@ -101,19 +64,25 @@ __host__ __device__ inline float bicubic_pixel(const float* src, int64_t h, int6
   return acc;
 }
 
+// Output (oy, ox) of one h×w plane upsampled to H×W.
+VARPS_HOST_DEVICE inline float bicubic_pixel(const float* src, int64_t h, int64_t w, int64_t H, int64_t W, int64_t oy,
+                                             int64_t ox) {
+  return bicubic_sum(src, w, cubic_taps(h, H, oy), cubic_taps(w, W, ox));
+}
+
 // Adaptive average pooling window of output a (of b) over an input of c:
-// [area_start, area_end), from float division as the CPU computes it.
-__host__ __device__ inline int64_t area_start(int64_t a, int64_t b, int64_t c) {
+// [area_start, area_end), from float division as ATen computes it.
+VARPS_HOST_DEVICE inline int64_t area_start(int64_t a, int64_t b, int64_t c) {
   return static_cast<int64_t>(floorf(div_rn(static_cast<float>(a * c), static_cast<float>(b))));
 }
 
-__host__ __device__ inline int64_t area_end(int64_t a, int64_t b, int64_t c) {
+VARPS_HOST_DEVICE inline int64_t area_end(int64_t a, int64_t b, int64_t c) {
   return static_cast<int64_t>(ceilf(div_rn(static_cast<float>((a + 1) * c), static_cast<float>(b))));
 }
 
 // Output (oy, ox) of one H×W plane pooled to h×w: the window summed in
 // row-major order, then divided by its height and its width in turn.
-__host__ __device__ inline float area_pixel(const float* src, int64_t H, int64_t W, int64_t h, int64_t w, int64_t oy,
+VARPS_HOST_DEVICE inline float area_pixel(const float* src, int64_t H, int64_t W, int64_t h, int64_t w, int64_t oy,
                                             int64_t ox) {
   const int64_t y0 = area_start(oy, h, H), y1 = area_end(oy, h, H);
   const int64_t x0 = area_start(ox, w, W), x1 = area_end(ox, w, W);
@@ -123,4 +92,4 @@ __host__ __device__ inline float area_pixel(const float* src, int64_t H, int64_t
   return div_rn(div_rn(sum, static_cast<float>(y1 - y0)), static_cast<float>(x1 - x0));
 }
 
-}  // namespace varps::cuda::resample
+}  // namespace varps::ops

@@ -1,16 +1,11 @@
 #pragma once
 // The counter-based generator of token sampling (see sampler.hpp): one
-// implementation for the CPU sampler and the CUDA sampling kernel, callable
-// from device code when nvcc compiles it, so both backends draw the same
-// uniforms from the same seeds.
+// implementation for the CPU sampler and the CUDA sampling kernel, so both
+// backends draw the same uniforms from the same seeds.
 #include <array>
 #include <cstdint>
 
-#ifdef __CUDACC__
-#define VARPS_HOST_DEVICE __host__ __device__
-#else
-#define VARPS_HOST_DEVICE
-#endif
+#include "ops/host_device.hpp"
 
 namespace varps {
 

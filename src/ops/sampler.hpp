@@ -10,7 +10,7 @@
 // of its class, seed and sampling parameters alone.
 #include <cstdint>
 
-#include "model/philox.hpp"
+#include "ops/philox.hpp"
 
 namespace varps {
 
