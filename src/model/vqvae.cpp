@@ -212,67 +212,88 @@ uint64_t Vqvae::decoder_arena_bytes(int64_t S, int64_t images) const {
          sizeof(float);
 }
 
+std::vector<Vqvae::DecoderLayer> Vqvae::decoder_layers() const {
+  using K = DecoderLayer::Kind;
+  std::vector<DecoderLayer> layers = {{K::Conv, &post_quant_conv_}, {K::Conv, &dec_conv_in_}, {K::Res, nullptr, &dec_mid_1_}};
+  for (const AttnBlock& a : dec_mid_attn_) layers.push_back({K::Attn, nullptr, nullptr, &a});
+  layers.push_back({K::Res, nullptr, &dec_mid_2_});
+  for (int64_t lvl = static_cast<int64_t>(dec_up_.size()) - 1; lvl >= 0; --lvl) {
+    const ResLevel& level = dec_up_[lvl];
+    for (size_t i = 0; i < level.block.size(); ++i) {
+      layers.push_back({K::Res, nullptr, &level.block[i]});
+      if (!level.attn.empty()) layers.push_back({K::Attn, nullptr, nullptr, &level.attn[i]});
+    }
+    if (lvl != 0) layers.push_back({K::Upsample, &level.resample});
+  }
+  layers.push_back({K::NormConvOut, &dec_conv_out_, nullptr, nullptr, &dec_norm_out_});
+  return layers;
+}
+
 // Each layer's output goes to the end of the arena opposite its input; the
 // maps a layer holds beside its input are in res_block and attn_block.
 void Vqvae::decode_pass(const FeatureMap& f_hat, MapArena& arena, const FeatureMap& img) const {
   VARPS_CHECK(img.n == f_hat.n && img.c == 3 && img.h == f_hat.h * cfg_.downsample() &&
                   img.w == f_hat.w * cfg_.downsample(),
               "decoder pass image shape");
-  FeatureMap h;
-  {
-    const FeatureMap q = conv(f_hat, post_quant_conv_, arena);
-    h = conv(q, dec_conv_in_, arena);
-  }
-  h = res_block(std::move(h), dec_mid_1_, arena);
-  for (const auto& a : dec_mid_attn_) h = attn_block(h, a, arena);
-  h = res_block(std::move(h), dec_mid_2_, arena);
-  for (int64_t lvl = static_cast<int64_t>(dec_up_.size()) - 1; lvl >= 0; --lvl) {
-    h = run_level(std::move(h), dec_up_[lvl], arena);
-    if (lvl != 0) {
-      const FeatureMap up = arena.opposite(h, h.n, h.c, 2 * h.h, 2 * h.w);
-      be_.upsample_nearest2x(h.data.data(), h.n * h.c, h.h, h.w, up.data.data());
-      h = FeatureMap{};  // before the convolution: its output takes h's end
-      h = conv(up, dec_up_[lvl].resample, arena);
+  FeatureMap h = f_hat;
+  for (const DecoderLayer& layer : decoder_layers()) {
+    switch (layer.kind) {
+      case DecoderLayer::Kind::Conv:
+        h = conv(h, *layer.conv, arena);
+        break;
+      case DecoderLayer::Kind::Res:
+        h = res_block(std::move(h), *layer.res, arena);
+        break;
+      case DecoderLayer::Kind::Attn:
+        h = attn_block(h, *layer.attn, arena);
+        break;
+      case DecoderLayer::Kind::Upsample: {
+        const FeatureMap up = arena.opposite(h, h.n, h.c, 2 * h.h, 2 * h.w);
+        be_.upsample_nearest2x(h.data.data(), h.n * h.c, h.h, h.w, up.data.data());
+        h = FeatureMap{};  // before the convolution: its output takes h's end
+        h = conv(up, *layer.conv, arena);
+        break;
+      }
+      case DecoderLayer::Kind::NormConvOut:
+        normalized_conv(h, *layer.norm, *layer.conv, img, false, arena);
+        be_.clamp(img.data.data(), img.size(), -1.0f, 1.0f);
+        break;
     }
   }
-  normalized_conv(h, dec_norm_out_, dec_conv_out_, img, false, arena);
-  be_.clamp(img.data.data(), img.size(), -1.0f, 1.0f);
 }
 
 void Vqvae::for_each_decoder_layer(int64_t S, bool with_phi,
                                    const std::function<void(const Conv2dWeights&, int64_t)>& on_conv,
                                    const std::function<void(int64_t, int64_t)>& on_attention,
                                    const std::function<void(const ResBlock&, int64_t)>& on_res_block) const {
-  auto res = [&](const ResBlock& rb, int64_t side) {
-    if (on_res_block) on_res_block(rb, side);
-    on_conv(rb.conv1, side);
-    on_conv(rb.conv2, side);
-    if (rb.nin_shortcut.k) on_conv(rb.nin_shortcut, side);
-  };
-  auto attn = [&](const AttnBlock& ab, int64_t side) {
-    on_conv(ab.qkv, side);
-    on_attention(ab.proj_out.co, side);
-    on_conv(ab.proj_out, side);
-  };
   if (with_phi)
     for (const Conv2dWeights& phi : phi_) on_conv(phi, S);
-  on_conv(post_quant_conv_, S);
-  on_conv(dec_conv_in_, S);
-  res(dec_mid_1_, S);
-  for (const AttnBlock& a : dec_mid_attn_) attn(a, S);
-  res(dec_mid_2_, S);
   int64_t side = S;
-  for (int64_t lvl = static_cast<int64_t>(dec_up_.size()) - 1; lvl >= 0; --lvl) {
-    for (size_t i = 0; i < dec_up_[lvl].block.size(); ++i) {
-      res(dec_up_[lvl].block[i], side);
-      if (!dec_up_[lvl].attn.empty()) attn(dec_up_[lvl].attn[i], side);
-    }
-    if (lvl != 0) {
-      side *= 2;
-      on_conv(dec_up_[lvl].resample, side);
+  for (const DecoderLayer& layer : decoder_layers()) {
+    switch (layer.kind) {
+      case DecoderLayer::Kind::Conv:
+      case DecoderLayer::Kind::NormConvOut:
+        on_conv(*layer.conv, side);
+        break;
+      case DecoderLayer::Kind::Res: {
+        const ResBlock& rb = *layer.res;
+        if (on_res_block) on_res_block(rb, side);
+        on_conv(rb.conv1, side);
+        on_conv(rb.conv2, side);
+        if (rb.nin_shortcut.k) on_conv(rb.nin_shortcut, side);
+        break;
+      }
+      case DecoderLayer::Kind::Attn:
+        on_conv(layer.attn->qkv, side);
+        on_attention(layer.attn->proj_out.co, side);
+        on_conv(layer.attn->proj_out, side);
+        break;
+      case DecoderLayer::Kind::Upsample:
+        side *= 2;
+        on_conv(*layer.conv, side);
+        break;
     }
   }
-  on_conv(dec_conv_out_, side);
 }
 
 WorkspaceDemand Vqvae::decoder_conv_demand(int64_t S) const {

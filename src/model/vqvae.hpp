@@ -134,7 +134,7 @@ class Vqvae {
   // (after the residual path's Phi convolutions when `with_phi`), with the
   // side of its square, stride-1 output; each attention block's (channels,
   // side) before its projection; and each residual block before its
-  // convolutions.
+  // convolutions. Read from decoder_layers(), as decode_pass runs them.
   void for_each_decoder_layer(int64_t S, bool with_phi,
                               const std::function<void(const Conv2dWeights&, int64_t side)>& on_conv,
                               const std::function<void(int64_t channels, int64_t side)>& on_attention,
@@ -144,6 +144,27 @@ class Vqvae {
   FeatureMap zero_map(int64_t n, int64_t c, int64_t h, int64_t w) const;
 
  private:
+  // One step of the decoder: the one description of its layer order, from
+  // which decode_pass runs it and for_each_decoder_layer describes it.
+  struct DecoderLayer {
+    enum class Kind {
+      Conv,        // a same-size convolution
+      Res,         // a residual block
+      Attn,        // an attention block
+      Upsample,    // nearest 2× upsampling, then `conv`
+      NormConvOut  // conv(SiLU(GN(h))) into the image, then the clamp to [-1, 1]
+    };
+    Kind kind;
+    const Conv2dWeights* conv = nullptr;    // Conv, Upsample, NormConvOut
+    const ResBlock* res = nullptr;          // Res
+    const AttnBlock* attn = nullptr;        // Attn
+    const GroupNormWeights* norm = nullptr; // NormConvOut
+  };
+  // post_quant_conv, conv_in, the middle (res, attention, res), each level
+  // from the coarsest (its blocks with their attention, then the
+  // upsampling of every level but the finest), and the output norm and
+  // convolution.
+  std::vector<DecoderLayer> decoder_layers() const;
   // The layers take their maps from `maps`, each placed so that it does
   // not disturb the maps it must live with (MapStore).
   // A convolution of x into a map opposite x.
