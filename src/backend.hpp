@@ -299,12 +299,9 @@ class Backend {
 bool sample_filters(const SampleJob* jobs, int64_t n, int64_t V);
 
 std::unique_ptr<Backend> make_cpu_backend(int threads);
-// Throws varps::Error when the device or precision name is unknown, or the
-// device does not support the precision; says nothing of whether the device
-// is compiled in or present.
-void check_backend_choice(const std::string& device, const std::string& precision);
-// Throws varps::Error as check_backend_choice does, and when the device is
-// not compiled in (CUDA needs -DVARPS_CUDA=ON) or not present.
+// Throws varps::Error as check_backend_choice (varps/pipeline.hpp) does,
+// and when the device is not compiled in (CUDA needs -DVARPS_CUDA=ON) or not
+// present.
 std::unique_ptr<Backend> make_backend(const BackendOptions& opts);
 // Defined only in builds with VARPS_CUDA=ON.
 std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& opts);

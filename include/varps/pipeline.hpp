@@ -160,6 +160,11 @@ struct PipelineOptions {
 // or on a machine without a GPU.
 int cuda_device_count();
 
+// Throws varps::Error when the device or precision name is unknown, or the
+// device does not support the precision; says nothing of whether the device
+// is compiled in or present (Pipeline's constructor says that).
+void check_backend_choice(const std::string& device, const std::string& precision);
+
 class Pipeline {
  public:
   // Official checkpoints (.pth or .safetensors). Throws varps::Error naming
@@ -199,7 +204,7 @@ class Pipeline {
   // and H = W = the VAR's last token-map side times the downsampling factor.
   std::vector<TokenMaps> tokenize(const Tensor& images) const;
   // ParScale: every image of later requests runs as the adapter's P
-  // aggregated streams (spec: PARSCALE.md). Throws varps::Error naming the
+  // aggregated streams (spec: docs/spec/parscale.md). Throws varps::Error naming the
   // tensor and both shapes when the adapter does not fit the model; replaces
   // an attached adapter.
   void attach_adapter(const ParScaleAdapter& adapter);

@@ -1,9 +1,9 @@
 // --device, --precision, --cuda-graphs and --threads: where a command runs the model.
 #include <CLI/CLI.hpp>
 
-#include "backend.hpp"
 #include "cli/commands.hpp"
 #include "varps/error.hpp"
+#include "varps/pipeline.hpp"
 
 namespace varps::cli {
 

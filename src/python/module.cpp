@@ -265,10 +265,11 @@ class PyPipeline {
 
  private:
   static void check_backend_choice_or_throw(const PipelineOptions& o) {
-    if (o.device != "cpu" && o.device != "cuda")
-      raise(PyExc_ValueError, "device must be 'cpu' or 'cuda', not '" + o.device + "'");
-    if (o.precision != "fp32" && o.precision != "bf16" && o.precision != "fp16")
-      raise(PyExc_ValueError, "precision must be 'fp32', 'bf16' or 'fp16', not '" + o.precision + "'");
+    try {
+      check_backend_choice(o.device, o.precision);
+    } catch (const Error& e) {
+      raise(PyExc_ValueError, e.what());
+    }
     if (o.threads < 0) raise(PyExc_ValueError, "threads must be >= 0 (0: all cores)");
   }
 
