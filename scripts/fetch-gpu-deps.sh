@@ -8,16 +8,22 @@
 #     those; an older copy on the library path would shadow the newer one);
 #   - .deps/manifest.txt, one "package version" a line;
 #   - the official VAR's tarball and its timing runner, copied from PEER_DIR
-#     into .deps/peer/ (../shared does not travel to the device).
+#     into .deps/peer/ (only the working tree and carried paths travel to the
+#     device).
 #
-#   usage: scripts/fetch-gpu-deps.sh [PEER_DIR]     (default ../shared/peer)
+#   usage: scripts/fetch-gpu-deps.sh PEER_DIR
+#     PEER_DIR: the folder with var-official-78b9539.tar.gz and official_bench.py
 #
 # Run it on Debian 12 (bookworm), as root or as a user with sudo (for
 # apt-get update). Stale .deb files in .deps/ are removed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-peer_src=${1:-../shared/peer}
+if [[ $# -ne 1 ]]; then
+  echo "usage: $0 PEER_DIR (the folder with var-official-78b9539.tar.gz and official_bench.py)" >&2
+  exit 2
+fi
+peer_src=$1
 dest=.deps
 
 # What the build reads (README.md's setup command, less the toolchain).
@@ -36,7 +42,7 @@ codename=$(sed -n "s/^VERSION_CODENAME=//p" /etc/os-release)
 [[ $codename == bookworm ]] ||
   echo "fetch-gpu-deps: warning: this is '${codename:-unknown}', not Debian 12 (bookworm)" >&2
 for f in official_bench.py var-official-78b9539.tar.gz; do
-  [[ -r $peer_src/$f ]] || { echo "fetch-gpu-deps: $peer_src/$f not found (usage: $0 [PEER_DIR])" >&2; exit 1; }
+  [[ -r $peer_src/$f ]] || { echo "fetch-gpu-deps: $peer_src/$f not found (usage: $0 PEER_DIR)" >&2; exit 1; }
 done
 
 as_root apt-get update -qq

@@ -78,8 +78,8 @@ rehearse() {
   if (($(nice) < 19)); then exec nice -n 19 "$self" --rehearse; fi
   local base=$repo/.rehearsal root=$repo/.rehearsal/root t0=$SECONDS
   if ! compgen -G ".deps/*.deb" >/dev/null || [[ ! -f .deps/peer/official_bench.py ]]; then
-    echo "rehearse: .deps/ is empty: running scripts/fetch-gpu-deps.sh"
-    scripts/fetch-gpu-deps.sh
+    echo "rehearse: .deps/ is empty: run scripts/fetch-gpu-deps.sh PEER_DIR first" >&2
+    exit 1
   fi
   if mounted_under "$root"; then
     echo "rehearse: something is still mounted under $root (an earlier run was killed?): unmount it first" >&2

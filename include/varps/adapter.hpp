@@ -1,5 +1,5 @@
 #pragma once
-// A ParScale adapter (spec: PARSCALE.md): per-stream prefix keys/values for
+// A ParScale adapter (spec: docs/spec/parscale.md): per-stream prefix keys/values for
 // every attention layer and the aggregation network that weighs the P
 // streams' final hidden states into one. Host tensors; a Pipeline uploads
 // them when the adapter is attached.

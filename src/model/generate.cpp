@@ -1,4 +1,4 @@
-// One request, scale by scale (spec: VAR.md "One generation"): the rows of
+// One request, scale by scale (spec: docs/spec/var.md "One generation"): the rows of
 // all streams go through the transformer in one pass per scale; guidance
 // combines each guided stream's conditional and unconditional rows; sampled
 // token maps extend f_hat, whose area-downsampled tokens are the next

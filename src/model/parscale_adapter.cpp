@@ -1,4 +1,4 @@
-// ParScale adapter files (spec: PARSCALE.md "Adapter file"): reading with
+// ParScale adapter files (spec: docs/spec/parscale.md "Adapter file"): reading with
 // every shape checked against the metadata, writing, a seeded untrained
 // initialisation, and the fit against a model.
 #include <charconv>

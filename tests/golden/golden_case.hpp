@@ -1,5 +1,5 @@
 #pragma once
-// A golden case (tests/data/golden/<case>, copied from shared/golden): the
+// A golden case (tests/data/golden/<case>, outputs of the official code): the
 // official implementation's inputs and outputs on a small random model.
 #include <nlohmann/json.hpp>
 
