@@ -114,6 +114,10 @@ class Backend {
   virtual std::string info() const = 0;
 
   virtual Array<float> alloc(size_t n) = 0;  // contents undefined
+  // Bytes the backend holds for an array of `elements` elements of
+  // `element_bytes` each (its padding included): what device_memory()
+  // counts for it, and what a memory plan adds up.
+  virtual uint64_t array_bytes(uint64_t elements, size_t element_bytes) const = 0;
   virtual Array<float> zeros(size_t n) = 0;
   virtual Array<int32_t> alloc_i32(size_t n) = 0;
   virtual Array<float> upload(const Tensor& t) = 0;

@@ -192,6 +192,9 @@ void copy_bytes(void* dst, const void* src, size_t n) {
 }  // namespace
 
 Array<float> CpuBackend::alloc(size_t n) { return pooled<float>(n); }
+uint64_t CpuBackend::array_bytes(uint64_t elements, size_t element_bytes) const {
+  return padded_bytes(elements, element_bytes);
+}
 Array<float> CpuBackend::zeros(size_t n) {
   auto a = pooled<float>(n);
   if (n > 0) std::memset(a.data(), 0, n * sizeof(float));

@@ -35,6 +35,7 @@ class CudaBackend final : public Backend {
   std::string info() const override;
 
   Array<float> alloc(size_t n) override;
+  uint64_t array_bytes(uint64_t elements, size_t element_bytes) const override;
   Array<float> zeros(size_t n) override;
   Array<int32_t> alloc_i32(size_t n) override;
   Array<float> upload(const Tensor& t) override;

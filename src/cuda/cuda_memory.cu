@@ -156,6 +156,9 @@ uint64_t CudaBackend::workspace_bytes(const WorkspaceDemand& d) const {
 }
 
 Array<float> CudaBackend::alloc(size_t n) { return device_array<float>(n); }
+uint64_t CudaBackend::array_bytes(uint64_t elements, size_t element_bytes) const {
+  return granule_bytes(elements, element_bytes);
+}
 
 Array<float> CudaBackend::zeros(size_t n) {
   Array<float> a = device_array<float>(n);

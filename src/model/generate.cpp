@@ -166,27 +166,61 @@ TokenEdits token_edits(const std::vector<EditRequest>& edits, const VarConfig& c
   return e;
 }
 
+// The arrays of a request of B images in N image rows beside the
+// transformer's session and the residual path's maps, in elements: the one
+// description new_state allocates from and plan_memory counts.
+struct StateArrays {
+  int64_t images = 0, side = 0;  // B, and the latent's side S
+  SessionArrays session;
+  uint64_t x = 0, logits = 0, guided_logits = 0, next_tokens = 0, f_hat = 0;  // float32
+  uint64_t all_idx = 0;                                                       // int32
+  uint64_t jobs = 0;                                                          // SampleJob
+
+  uint64_t activation_bytes(const Backend& be) const {
+    const auto f = [&](uint64_t n) { return n ? be.array_bytes(n, sizeof(float)) : 0; };
+    return session.activation_bytes(be) + f(x) + f(logits) + f(guided_logits) + f(next_tokens) + f(f_hat) +
+           be.array_bytes(all_idx, sizeof(int32_t)) + be.array_bytes(jobs, sizeof(SampleJob));
+  }
+};
+
+StateArrays state_arrays(const Pipeline::Impl& impl, int64_t B, int64_t N) {
+  const VarConfig& cfg = impl.var->config();
+  const uint64_t max_l = static_cast<uint64_t>(cfg.max_scale_tokens()), b = static_cast<uint64_t>(B);
+  StateArrays a;
+  a.images = B;
+  a.side = cfg.patch_nums.back();
+  a.session = impl.var->session_arrays(N, impl.adapter ? &*impl.adapter : nullptr);
+  a.x = static_cast<uint64_t>(a.session.rows) * max_l * static_cast<uint64_t>(cfg.embed_dim);
+  a.logits = static_cast<uint64_t>(N) * max_l * static_cast<uint64_t>(cfg.vocab_size);
+  if (N > B) a.guided_logits = b * max_l * static_cast<uint64_t>(cfg.vocab_size);
+  a.next_tokens = b * max_l * static_cast<uint64_t>(cfg.cvae);
+  a.f_hat = b * static_cast<uint64_t>(cfg.cvae * a.side * a.side);
+  for (int pn : cfg.patch_nums) a.all_idx += b * static_cast<uint64_t>(pn) * static_cast<uint64_t>(pn);
+  a.jobs = b;
+  return a;
+}
+
 // The arrays of a request of `shape`, allocated once for every later request
 // of the same shape.
 std::unique_ptr<GenerationState> new_state(const Pipeline::Impl& impl, const GenerationShape& shape) {
   Backend& be = *impl.backend;
   const VarConfig& cfg = impl.var->config();
-  const int64_t B = shape.images, N = shape.image_rows, K = cfg.num_scales(), S = cfg.patch_nums.back();
-  const size_t max_l = static_cast<size_t>(cfg.max_scale_tokens());
+  const int64_t B = shape.images, K = cfg.num_scales();
+  const StateArrays a = state_arrays(impl, B, shape.image_rows);
   auto st = std::make_unique<GenerationState>();
   st->shape = shape;
-  st->session = impl.var->new_session(N, impl.adapter ? &*impl.adapter : nullptr);
-  st->x = be.alloc(st->session.rows * max_l * cfg.embed_dim);
-  st->logits = be.alloc(N * max_l * cfg.vocab_size);
-  if (N > B) st->guided_logits = be.alloc(B * max_l * cfg.vocab_size);
+  st->session = impl.var->new_session(shape.image_rows, impl.adapter ? &*impl.adapter : nullptr);
+  st->x = be.alloc(a.x);
+  st->logits = be.alloc(a.logits);
+  if (a.guided_logits) st->guided_logits = be.alloc(a.guided_logits);
   st->scale_offset.assign(static_cast<size_t>(K) + 1, 0);
   for (int si = 0; si < K; ++si)
     st->scale_offset[si + 1] = st->scale_offset[si] + B * cfg.patch_nums[si] * cfg.patch_nums[si];
-  st->all_idx = be.alloc_i32(static_cast<size_t>(st->scale_offset[K]));
-  st->next_tokens = be.alloc(B * max_l * cfg.cvae);
-  st->jobs = be.alloc_sample_jobs(static_cast<size_t>(B));
-  st->f_hat = impl.vae->new_map(B, cfg.cvae, S, S);
-  st->residual = impl.vae->new_residual_maps(B, S);
+  st->all_idx = be.alloc_i32(a.all_idx);
+  st->next_tokens = be.alloc(a.next_tokens);
+  st->jobs = be.alloc_sample_jobs(a.jobs);
+  st->f_hat = impl.vae->new_map(B, cfg.cvae, a.side, a.side);
+  st->residual = impl.vae->new_residual_maps(B, a.side);
   st->steps.resize(static_cast<size_t>(K));
   return st;
 }
@@ -415,48 +449,34 @@ int64_t Pipeline::rows_for(const std::vector<ImageRequest>& requests) const {
 
 MemoryPlan Pipeline::plan_memory(const std::vector<ImageRequest>& requests, Schedule schedule) const {
   const VarConfig& cfg = var_config();
-  const VaeConfig& vc = vae_config();
-  const int64_t P = adapter_streams();
+  const Backend& be = *impl_->backend;
+  const Vqvae& vae = *impl_->vae;
   // A sequential schedule holds one image's state at a time.
-  int64_t R = 0, B = 0;
+  int64_t N = 0, B = 0;  // image rows, images
   if (schedule == Schedule::Batched) {
-    R = rows_for(requests);
+    N = static_cast<int64_t>(layout_rows(requests, cfg.num_classes).row_class.size());
     B = static_cast<int64_t>(requests.size());
   } else {
-    for (const auto& r : requests) R = std::max(R, rows_for({r}));
+    for (const auto& r : requests)
+      N = std::max(N, static_cast<int64_t>(layout_rows({r}, cfg.num_classes).row_class.size()));
     B = 1;
   }
-  const int64_t N = R / P;  // image rows
-  const uint64_t f = sizeof(float);
-  const uint64_t l = static_cast<uint64_t>(cfg.max_scale_tokens()), S = cfg.patch_nums.back(), side = S * vc.downsample();
+  const StateArrays a = state_arrays(*impl_, B, N);
+  const int64_t S = a.side;
   MemoryPlan plan;
-  plan.weights = impl_->var->weight_bytes() + impl_->vae->weight_bytes() + (impl_->adapter ? impl_->adapter->bytes : 0);
-  plan.kv_cache = VarTransformer::kv_cache_elements(cfg, R) * impl_->backend->kv_element_bytes();
-  uint64_t transformer = VarTransformer::workspace_floats(cfg, R) * f  // per-block activations
-                         + (R * cfg.embed_dim + N * cfg.vocab_size) * l * f  // x, logits
-                         + B * l * (cfg.vocab_size + cfg.cvae) * f;          // guided logits, next input
-  if (impl_->adapter) transformer += VarTransformer::aggregation_floats(cfg, N, P) * f;
+  plan.weights = impl_->var->weight_bytes() + vae.weight_bytes() + (impl_->adapter ? impl_->adapter->bytes : 0);
+  plan.kv_cache = a.session.kv_bytes(be);
   // The decoder's arena for the images it runs together, unless it lies in
   // the KV cache's memory (new_decoder_state), and the images.
-  const Vqvae& vae = *impl_->vae;
-  const int64_t per_pass = vae.decode_images_per_pass(static_cast<int64_t>(S), B);
-  const uint64_t arena = vae.decoder_arena_fits(static_cast<int64_t>(S), per_pass, plan.kv_cache)
-                             ? 0
-                             : vae.decoder_arena_bytes(static_cast<int64_t>(S), per_pass);
-  const uint64_t decoder = arena + B * 3 * side * side * f;
+  const int64_t per_pass = vae.decode_images_per_pass(S, B);
+  const uint64_t arena = vae.decoder_arena_fits(S, per_pass, plan.kv_cache) ? 0 : vae.decoder_arena_bytes(S, per_pass);
+  const uint64_t decoder = arena + vae.image_map_bytes(B, S);
   // The backend's own memory: product workspaces, im2col bands, conversions.
-  WorkspaceDemand demand = vae.decoder_conv_demand(static_cast<int64_t>(S));
-  demand.linear_input = R * l * static_cast<uint64_t>(std::max(cfg.embed_dim, cfg.mlp_hidden));
-  const uint64_t workspace = impl_->backend->workspace_bytes(demand);
-  plan.workspace = workspace;
-  uint64_t all_tokens = 0;  // every scale's token map stays until the end
-  for (int pn : cfg.patch_nums) all_tokens += static_cast<uint64_t>(pn) * static_cast<uint64_t>(pn);
-  const uint64_t residual = B * cfg.cvae * S * S * f + vae.residual_map_bytes(B, static_cast<int64_t>(S));  // f_hat too
-  // The two small arrays in 256-byte granules, the coarsest any backend
-  // allocates in; the large ones are multiples of it.
-  const auto granules = [](uint64_t bytes) { return (bytes + 255) / 256 * 256; };
-  plan.activations = transformer + decoder + workspace + residual + granules(B * all_tokens * sizeof(int32_t)) +
-                     granules(B * sizeof(SampleJob));
+  WorkspaceDemand demand = vae.decoder_conv_demand(S);
+  demand.linear_input = static_cast<uint64_t>(a.session.rows * cfg.max_scale_tokens()) *
+                        static_cast<uint64_t>(std::max(cfg.embed_dim, cfg.mlp_hidden));
+  plan.workspace = be.workspace_bytes(demand);
+  plan.activations = a.activation_bytes(be) + vae.residual_map_bytes(B, S) + decoder + plan.workspace;
   return plan;
 }
 

@@ -49,8 +49,8 @@ ResidualMaps Vqvae::new_residual_maps(int64_t n, int64_t S) const {
 }
 
 uint64_t Vqvae::residual_map_bytes(int64_t n, int64_t S) const {
-  const uint64_t map = static_cast<uint64_t>(n * cfg_.cvae * S * S) * sizeof(float);
-  return (phi_.empty() ? 2 : 3) * map;
+  const uint64_t map = be_.array_bytes(static_cast<uint64_t>(n * cfg_.cvae * S * S), sizeof(float));
+  return (phi_.empty() ? 2 : 3) * map;  // as new_residual_maps
 }
 
 void Vqvae::apply_phi(int phi, const FeatureMap& h, const FeatureMap& conv_out) const {

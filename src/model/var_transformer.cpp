@@ -80,67 +80,81 @@ VarTransformer::VarTransformer(Backend& be, const VarConfig& c, WeightSource& w)
   head_b_ = up("head.bias", {c.vocab_size});
 }
 
-size_t VarTransformer::kv_cache_elements(const VarConfig& c, int64_t rows) {
-  return static_cast<size_t>(2 * c.depth * rows * c.total_tokens() * c.embed_dim);
+uint64_t SessionArrays::kv_bytes(const Backend& be) const { return be.array_bytes(kv_cache, be.kv_element_bytes()); }
+
+uint64_t SessionArrays::activation_bytes(const Backend& be) const {
+  const auto f = [&](uint64_t n) { return be.array_bytes(n, sizeof(float)); };
+  uint64_t b = be.array_bytes(class_ids, sizeof(int32_t)) + f(cond) + f(cond_act) + f(head_mod) +
+               static_cast<uint64_t>(blocks) * f(block_mod) + f(ln) + f(block_work);
+  if (shared_mod) b += f(shared_mod);
+  if (agg_z) b += f(agg_z) + f(agg_hidden) + f(agg_weights) + f(agg_out);
+  return b;
 }
 
-size_t VarTransformer::q_offset(const VarConfig& c, size_t n) {
-  const size_t qkv = n * 3 * static_cast<size_t>(c.embed_dim);
-  return (qkv + 63) / 64 * 64;  // q on 256 bytes
-}
-
-size_t VarTransformer::block_work_floats(const VarConfig& c, size_t n) {
-  return std::max(q_offset(c, n) + n * static_cast<size_t>(c.embed_dim), n * static_cast<size_t>(c.mlp_hidden));
-}
-
-size_t VarTransformer::workspace_floats(const VarConfig& c, int64_t rows) {
-  const size_t n = static_cast<size_t>(rows * c.max_scale_tokens());  // ln (and proj), and the block's other array
-  // cond and SiLU(cond); the shared modulation; every block's and the
-  // head's; the class (an int32, as large as a float)
-  const int64_t per_row = (2 + (c.shared_aln ? 6 : 0) + 6 * c.depth + 2) * c.embed_dim + 1;
-  return n * static_cast<size_t>(c.embed_dim) + block_work_floats(c, n) + static_cast<size_t>(rows * per_row);
-}
-
-size_t VarTransformer::aggregation_floats(const VarConfig& c, int64_t image_rows, int64_t streams) {
-  const int64_t n = image_rows * c.max_scale_tokens();
-  return static_cast<size_t>(n * (streams * c.embed_dim + 2 * c.embed_dim + streams));
+SessionArrays VarTransformer::session_arrays(int64_t image_rows, const StreamAdapter* adapter) const {
+  const uint64_t N = static_cast<uint64_t>(image_rows), C = static_cast<uint64_t>(cfg_.embed_dim);
+  const uint64_t P = adapter ? static_cast<uint64_t>(adapter->streams) : 1, R = P * N;
+  const uint64_t L = static_cast<uint64_t>(cfg_.total_tokens()), max_l = static_cast<uint64_t>(cfg_.max_scale_tokens());
+  SessionArrays a;
+  a.rows = static_cast<int64_t>(R);
+  a.image_rows = image_rows;
+  a.streams = static_cast<int64_t>(P);
+  a.class_ids = R;
+  a.cond = a.cond_act = R * C;
+  a.shared_mod = cfg_.shared_aln ? R * 6 * C : 0;
+  a.block_mod = R * 6 * C;
+  a.blocks = cfg_.depth;
+  a.head_mod = R * 2 * C;
+  a.kv_cache = 2 * static_cast<uint64_t>(cfg_.depth) * R * L * C;
+  // ln (then each projection's output), and one array by lifetime: qkv with
+  // q beside it on 256 bytes, then the attention output, then the MLP hidden.
+  const uint64_t n = R * max_l;
+  a.ln = n * C;
+  a.q_offset = (n * 3 * C + 63) / 64 * 64;
+  a.block_work = std::max(a.q_offset + n * C, n * static_cast<uint64_t>(cfg_.mlp_hidden));
+  if (adapter) {
+    const uint64_t m = N * max_l;
+    a.agg_z = m * P * C;
+    a.agg_hidden = m * C;
+    a.agg_weights = m * P;
+    a.agg_out = m * C;
+  }
+  return a;
 }
 
 VarSession VarTransformer::new_session(int64_t image_rows, const StreamAdapter* adapter) const {
-  const int64_t N = image_rows, C = cfg_.embed_dim;
-  const int64_t P = adapter ? adapter->streams : 1, R = P * N;
+  const SessionArrays a = session_arrays(image_rows, adapter);
   VarSession s;
-  s.rows = R;
-  s.image_rows = N;
-  s.streams = P;
+  s.rows = a.rows;
+  s.image_rows = a.image_rows;
+  s.streams = a.streams;
   s.adapter = adapter;
-  s.class_ids = be_.alloc_i32(static_cast<size_t>(R));
-  s.cond = be_.alloc(static_cast<size_t>(R * C));
-  s.cond_act = be_.alloc(static_cast<size_t>(R * C));
-  if (cfg_.shared_aln) s.shared_mod = be_.alloc(static_cast<size_t>(R * 6 * C));
-  for (size_t i = 0; i < blocks_.size(); ++i) s.block_mod.push_back(be_.alloc(static_cast<size_t>(R * 6 * C)));
-  s.head_mod = be_.alloc(static_cast<size_t>(R * 2 * C));
-  const size_t cache = static_cast<size_t>(R * cfg_.total_tokens() * C), stored = be_.kv_element_bytes();
-  s.kv_memory = be_.alloc_kv_cache(kv_cache_elements(cfg_, R));
-  s.kv_bytes = kv_cache_elements(cfg_, R) * stored;
-  for (size_t i = 0; i < static_cast<size_t>(cfg_.depth); ++i) {
+  s.class_ids = be_.alloc_i32(a.class_ids);
+  s.cond = be_.alloc(a.cond);
+  s.cond_act = be_.alloc(a.cond_act);
+  if (a.shared_mod) s.shared_mod = be_.alloc(a.shared_mod);
+  for (int64_t i = 0; i < a.blocks; ++i) s.block_mod.push_back(be_.alloc(a.block_mod));
+  s.head_mod = be_.alloc(a.head_mod);
+  const size_t stored = be_.kv_element_bytes(), cache = a.kv_cache / (2 * static_cast<uint64_t>(a.blocks));
+  s.kv_memory = be_.alloc_kv_cache(a.kv_cache);
+  s.kv_bytes = a.kv_cache * stored;
+  for (size_t i = 0; i < static_cast<size_t>(a.blocks); ++i) {
     s.k_cache.push_back(s.kv_memory.slice_stored(2 * i * cache, cache, stored));
     s.v_cache.push_back(s.kv_memory.slice_stored((2 * i + 1) * cache, cache, stored));
   }
-  const size_t n = static_cast<size_t>(R * cfg_.max_scale_tokens());
-  s.ln = be_.alloc(n * C);
+  const size_t n = a.ln / static_cast<uint64_t>(cfg_.embed_dim);  // tokens at the largest scale
+  s.ln = be_.alloc(a.ln);
   s.proj = s.ln;
-  const Array<float> work = be_.alloc(block_work_floats(cfg_, n));
-  s.qkv = work.slice(0, n * 3 * C);
-  s.q = work.slice(q_offset(cfg_, n), n * C);
-  s.attn = work.slice(0, n * C);
+  const Array<float> work = be_.alloc(a.block_work);
+  s.qkv = work.slice(0, n * 3 * cfg_.embed_dim);
+  s.q = work.slice(a.q_offset, n * cfg_.embed_dim);
+  s.attn = work.slice(0, n * cfg_.embed_dim);
   s.hidden = work.slice(0, n * cfg_.mlp_hidden);
   if (adapter) {
-    const size_t m = static_cast<size_t>(N * cfg_.max_scale_tokens());
-    s.agg_z = be_.alloc(m * P * C);
-    s.agg_hidden = be_.alloc(m * C);
-    s.agg_weights = be_.alloc(m * P);
-    s.agg_out = be_.alloc(m * C);
+    s.agg_z = be_.alloc(a.agg_z);
+    s.agg_hidden = be_.alloc(a.agg_hidden);
+    s.agg_weights = be_.alloc(a.agg_weights);
+    s.agg_out = be_.alloc(a.agg_out);
   }
   return s;
 }

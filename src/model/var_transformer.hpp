@@ -57,6 +57,22 @@ struct VarSession {
   Array<float> agg_z, agg_hidden, agg_weights, agg_out;  // P·C, C, P, C per position
 };
 
+// The arrays of a VarSession, in elements: new_session allocates exactly
+// these, and a request's memory plan adds up their bytes, so the two cannot
+// disagree.
+struct SessionArrays {
+  int64_t rows = 0, image_rows = 0, streams = 1;  // R = P·N, N, P
+  uint64_t class_ids = 0;                         // int32
+  uint64_t cond = 0, cond_act = 0, shared_mod = 0, head_mod = 0;
+  uint64_t block_mod = 0;  // each of `blocks`
+  int64_t blocks = 0;
+  uint64_t kv_cache = 0;  // every block's keys and values, at Backend::kv_element_bytes
+  uint64_t ln = 0, block_work = 0, q_offset = 0;     // a block's activations at the largest scale
+  uint64_t agg_z = 0, agg_hidden = 0, agg_weights = 0, agg_out = 0;  // with an adapter
+  uint64_t kv_bytes(const Backend& be) const;
+  uint64_t activation_bytes(const Backend& be) const;  // everything but the KV cache
+};
+
 class VarTransformer {
  public:
   VarTransformer(Backend& backend, const VarConfig& config, WeightSource& weights);
@@ -65,6 +81,7 @@ class VarTransformer {
   // A session for `image_rows` rows, each replicated for every stream of
   // `adapter` when one is given; begin() fills it for a request.
   VarSession new_session(int64_t image_rows, const StreamAdapter* adapter = nullptr) const;
+  SessionArrays session_arrays(int64_t image_rows, const StreamAdapter* adapter = nullptr) const;
   // Throws varps::Error unless every class is in 0..num_classes
   // (num_classes = unconditional).
   void check_classes(const std::vector<int32_t>& row_classes) const;
@@ -86,15 +103,8 @@ class VarTransformer {
 
   uint64_t weight_bytes() const { return weight_bytes_; }
   uint64_t parameters() const { return parameters_; }  // elements uploaded, whatever their precision
-  static size_t kv_cache_elements(const VarConfig& c, int64_t rows);
-  static size_t workspace_floats(const VarConfig& c, int64_t rows);
-  static size_t aggregation_floats(const VarConfig& c, int64_t image_rows, int64_t streams);
 
  private:
-  // The array of qkv, q, attn and hidden for n tokens (VarSession), and
-  // where q starts in it.
-  static size_t block_work_floats(const VarConfig& c, size_t n);
-  static size_t q_offset(const VarConfig& c, size_t n);
   void block_forward(const VarSession& s, int b, float* x, int64_t l, int64_t cached) const;
   // h[R, l, C] → out[N, l, C], and the weights into s.agg_weights.
   void aggregate_streams(const VarSession& s, const float* h, int64_t l, float* out) const;

@@ -163,6 +163,11 @@ FeatureMap Vqvae::new_image_map(const FeatureMap& f_hat) const {
   return new_map(f_hat.n, 3, f_hat.h * cfg_.downsample(), f_hat.w * cfg_.downsample());
 }
 
+uint64_t Vqvae::image_map_bytes(int64_t n, int64_t S) const {
+  const int64_t side = S * cfg_.downsample();  // as new_image_map
+  return be_.array_bytes(static_cast<uint64_t>(n * 3 * side * side), sizeof(float));
+}
+
 int64_t Vqvae::decode_images_per_pass(int64_t S, int64_t images) const {
   const uint64_t one = std::max<uint64_t>(decoder_map_bytes_per_image(S), 1);
   return std::clamp<int64_t>(static_cast<int64_t>(kDecoderPassBytes / one), 1, std::max<int64_t>(images, 1));
@@ -194,22 +199,25 @@ uint64_t Vqvae::decoder_map_floats_per_image(int64_t S) const {
   return peak;
 }
 
+uint64_t Vqvae::decoder_arena_floats(int64_t S, int64_t images) const {
+  const uint64_t n = static_cast<uint64_t>(std::max<int64_t>(images, 1));
+  return MapArena::buffer_floats(decoder_map_floats_per_image(S) * n, kDecoderMapsAlive, kNormStatsFloats * n);
+}
+
 MapArena Vqvae::new_decoder_arena(int64_t S, int64_t images, const Array<float>& idle) const {
   const uint64_t n = static_cast<uint64_t>(std::max<int64_t>(images, 1));
   const uint64_t maps = decoder_map_floats_per_image(S) * n, stats = kNormStatsFloats * n;
   if (decoder_arena_fits(S, images, idle.size() * sizeof(float)))
     return MapArena(idle, maps, kDecoderMapsAlive, stats);
-  return MapArena(be_, maps, kDecoderMapsAlive, stats);
+  return MapArena(be_, maps, kDecoderMapsAlive, stats);  // decoder_arena_floats of them
 }
 
 bool Vqvae::decoder_arena_fits(int64_t S, int64_t images, uint64_t idle_bytes) const {
-  return decoder_arena_bytes(S, images) <= idle_bytes;
+  return decoder_arena_floats(S, images) * sizeof(float) <= idle_bytes;
 }
 
 uint64_t Vqvae::decoder_arena_bytes(int64_t S, int64_t images) const {
-  const uint64_t n = static_cast<uint64_t>(std::max<int64_t>(images, 1));
-  return MapArena::buffer_floats(decoder_map_floats_per_image(S) * n, kDecoderMapsAlive, kNormStatsFloats * n) *
-         sizeof(float);
+  return be_.array_bytes(decoder_arena_floats(S, images), sizeof(float));
 }
 
 std::vector<Vqvae::DecoderLayer> Vqvae::decoder_layers() const {

@@ -83,9 +83,9 @@ class Vqvae {
 
   // The decoder's own memory for passes of up to `images` images of an S×S
   // latent (decoder_map_bytes_per_image each, and the arena's padding),
-  // every pass's maps lie in it. It is `idle` when that holds
-  // decoder_arena_bytes (memory nothing else uses while the decoder runs),
-  // else allocated.
+  // every pass's maps lie in it. It is `idle` when that holds it (memory
+  // nothing else uses while the decoder runs), else allocated: then it
+  // holds decoder_arena_bytes.
   MapArena new_decoder_arena(int64_t S, int64_t images, const Array<float>& idle = {}) const;
   uint64_t decoder_arena_bytes(int64_t S, int64_t images) const;
   // Whether new_decoder_arena places the arena in idle memory of that many
@@ -102,8 +102,9 @@ class Vqvae {
   };
   static std::vector<DecoderPass> decoder_passes(const FeatureMap& f_hat, const FeatureMap& img,
                                                  int64_t images_per_pass);
-  // [n, 3, H, W] for the images of f_hat[n, Cvae, S, S].
+  // [n, 3, H, W] for the images of f_hat[n, Cvae, S, S], and its bytes.
   FeatureMap new_image_map(const FeatureMap& f_hat) const;
+  uint64_t image_map_bytes(int64_t n, int64_t S) const;
   // quant_conv(encoder(img)): [N, 3, H, W] in [-1, 1] → [N, Cvae, h, w]
   FeatureMap encode(const FeatureMap& img) const;
 
@@ -184,6 +185,8 @@ class Vqvae {
   // The maps' elements of decoder_map_bytes_per_image (the rest is a
   // norm's kNormStatsFloats).
   uint64_t decoder_map_floats_per_image(int64_t S) const;
+  // The arena's elements for passes of up to `images` images.
+  uint64_t decoder_arena_floats(int64_t S, int64_t images) const;
   static constexpr uint64_t kNormStatsFloats = 2 * kGroupNormGroups;
   // The most maps a decoder layer holds at once (an attention block: its
   // input, q/k/v, its output before the projection, and one more).

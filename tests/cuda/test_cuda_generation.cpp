@@ -124,8 +124,8 @@ TEST_P(CudaGeneration, StreamTokensIndependentOfP) {
   }
 }
 
-// The plan is an upper bound of the device peak, and a tight one (issue 4:
-// within 10 %). On the tiny model the fixed cuBLASLt workspace is most of
+// The plan is an upper bound of the device peak, and a tight one (within
+// 10 %). On the tiny model the fixed cuBLASLt workspace is most of
 // it; the bench reports the same comparison for the real sizes.
 TEST_P(CudaGeneration, PeakMemoryWithinThePlan) {
   const Pipeline pipe = pipeline("cuda", GetParam());
