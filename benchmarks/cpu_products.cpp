@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "backend.hpp"
+#include "backend_extents.hpp"
 #include "varps/tensor.hpp"
 
 namespace varps {
@@ -40,13 +41,13 @@ void BM_Linear(benchmark::State& state) {
   const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
   auto be = make_cpu_backend(threads());
   const int64_t copies = copies_beyond_cache(N * K * 4);
-  std::vector<Array<float>> w;
+  std::vector<Array<MatrixElement>> w;
   for (int64_t c = 0; c < copies; ++c) w.push_back(be->upload_matrix(Tensor({N, K}, wave(N * K, 0.11f + c, 0.01f))));
   auto x = be->upload(Tensor({M, K}, wave(M * K, 0.37f, 1.0f)));
   auto b = be->upload(Tensor({N}, wave(N, 0.5f, 0.1f)));
   auto y = be->alloc(static_cast<size_t>(M * N));
   int64_t i = 0;
-  for (auto _ : state) be->linear(x.data(), M, K, w[i++ % copies].data(), b.data(), N, y.data());
+  for (auto _ : state) extents::linear(*be, x.data(), M, K, w[i++ % copies].data(), b.data(), N, y.data());
   set_flops(state, 2.0 * M * N * K);
   state.counters["weights B/s"] =
       benchmark::Counter(4.0 * N * K, benchmark::Counter::kIsIterationInvariantRate);
@@ -91,7 +92,7 @@ void BM_Conv3x3(benchmark::State& state) {
   auto b = be->upload(Tensor({C}, wave(C, 0.7f, 0.1f)));
   auto x = be->upload(Tensor({C * side * side}, wave(C * side * side, 0.31f, 1.0f)));
   auto y = be->alloc(static_cast<size_t>(C * side * side));
-  for (auto _ : state) be->conv2d(x.data(), 1, C, side, side, w.data(), b.data(), C, 3, 1, 1, 1, 1, 1, y.data());
+  for (auto _ : state) extents::conv2d(*be, x.data(), 1, C, side, side, w.data(), b.data(), C, 3, 1, 1, 1, 1, 1, y.data());
   set_flops(state, 2.0 * C * C * 9 * side * side);
 }
 
@@ -116,7 +117,7 @@ void BM_Attention(benchmark::State& state) {
   auto v = be->upload(Tensor({rows * H * capacity * hd}, wave(rows * H * capacity * hd, 0.9f, 0.5f)));
   auto out = be->alloc(static_cast<size_t>(rows * l * H * hd));
   for (auto _ : state)
-    be->attention(q.data(), k.data(), v.data(), rows, H, l, hd, capacity, len, 1.0f, KvPrefix{}, out.data());
+    extents::attention(*be, q.data(), k.data(), v.data(), rows, H, l, hd, capacity, len, 1.0f, KvPrefix{}, out.data());
   set_flops(state, 4.0 * rows * H * l * len * hd);
 }
 BENCHMARK(BM_Attention)->Args({2, 256, 680})->Args({2, 100, 255})->Args({8, 256, 680})->UseRealTime()->Unit(benchmark::kMillisecond);

@@ -33,7 +33,7 @@ class CpuBackend final : public Backend {
   // A [N, K] weight is kept as the B panels of x·wᵀ and a [Co, Ci, k, k] one
   // as the A panels of a convolution (cpu/packed_matrices.hpp); any other
   // shape as it is.
-  Array<float> upload_matrix(const Tensor& t) override;
+  Array<MatrixElement> upload_matrix(const Tensor& t) override;
   uint64_t matrix_bytes(const Shape& shape) const override;
   Array<SampleJob> alloc_sample_jobs(size_t n) override;
   void upload_sample_jobs(const SampleJob* host, size_t n, SampleJob* dst) override;
@@ -51,55 +51,57 @@ class CpuBackend final : public Backend {
   // synchronisation.
   StepRun run_recorded(std::unique_ptr<StepRecording>& slot, const std::function<void()>& step) override;
 
-  void linear(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N, float* y) override;
+ protected:
+  void do_linear(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N, float* y) override;
   // GELU in the product's epilogue.
-  void linear_gelu(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N,
-                   float* y) override;
-  void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-            const float* B, int64_t ldb, float beta, float* C, int64_t ldc) override;
+  void do_linear_gelu(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N,
+                      float* y) override;
+  void do_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+               const float* B, int64_t ldb, float beta, float* C, int64_t ldc) override;
 
-  void silu(const float* x, size_t n, float* y) override;
-  void gelu_tanh_inplace(float* x, size_t n) override;
-  void add_inplace(float* y, const float* x, size_t n) override;
-  void axpby_inplace(float* y, float a, const float* x, float b, size_t n) override;
-  void add_scaled_rows(float* y, const float* x, const float* v, int64_t v_stride, int64_t rows, int64_t tokens,
-                       int64_t C) override;
-  void add_broadcast_rows(float* y, const float* v, int64_t rows, int64_t tokens, int64_t C) override;
-  void softmax_rows(float* x, int64_t n, int64_t len) override;
+  void do_silu(const float* x, size_t n, float* y) override;
+  void do_gelu_tanh_inplace(float* x, size_t n) override;
+  void do_add_inplace(float* y, const float* x, size_t n) override;
+  void do_axpby_inplace(float* y, float a, const float* x, float b, size_t n) override;
+  void do_add_scaled_rows(float* y, const float* x, const float* v, int64_t v_stride, int64_t rows, int64_t tokens,
+                          int64_t C) override;
+  void do_add_broadcast_rows(float* y, const float* v, int64_t rows, int64_t tokens, int64_t C) override;
+  void do_softmax_rows(float* x, int64_t n, int64_t len) override;
 
-  void adaln_modulate(const float* x, int64_t rows, int64_t tokens, int64_t C, const float* scale, const float* shift,
-                      int64_t mod_stride, float eps, float* out) override;
-  void split_qkv_to_cache(const float* qkv, int64_t rows, int64_t tokens, int64_t H, int64_t hd, bool l2norm,
-                          const float* q_scale_host, float* q, float* k_cache, float* v_cache, int64_t capacity,
-                          int64_t pos) override;
-  void attention(const float* q, const float* k_cache, const float* v_cache, int64_t rows, int64_t H, int64_t tokens,
-                 int64_t hd, int64_t capacity, int64_t len, float scale, const KvPrefix& prefix, float* out) override;
-  void interleave_streams(const float* h, int64_t P, int64_t M, int64_t C, float* z) override;
-  void stream_weights(float* a, int64_t M, int64_t P, double smooth) override;
-  void weighted_stream_sum(const float* h, const float* w, int64_t P, int64_t M, int64_t C, float* out) override;
+  void do_adaln_modulate(const float* x, int64_t rows, int64_t tokens, int64_t C, const float* scale,
+                         const float* shift, int64_t mod_stride, float eps, float* out) override;
+  void do_split_qkv_to_cache(const float* qkv, int64_t rows, int64_t tokens, int64_t H, int64_t hd, bool l2norm,
+                             const float* q_scale_host, float* q, float* k_cache, float* v_cache, int64_t capacity,
+                             int64_t pos) override;
+  void do_attention(const float* q, const float* k_cache, const float* v_cache, int64_t rows, int64_t H, int64_t tokens,
+                    int64_t hd, int64_t capacity, int64_t len, float scale, const KvPrefix& prefix,
+                    float* out) override;
+  void do_interleave_streams(const float* h, int64_t P, int64_t M, int64_t C, float* z) override;
+  void do_stream_weights(float* a, int64_t M, int64_t P, double smooth) override;
+  void do_weighted_stream_sum(const float* h, const float* w, int64_t P, int64_t M, int64_t C, float* out) override;
 
-  void guidance(const float* logits, int64_t B, int64_t lV, const SampleJob* jobs, double ratio,
-                const std::vector<int64_t>& uncond_row, float* out) override;
-  void sample(float* logits, int64_t B, int64_t l, int64_t V, const SampleJob* jobs, bool filters, int scale_index,
-              int32_t* idx) override;
+  void do_guidance(const float* logits, int64_t B, int64_t lV, const SampleJob* jobs, double ratio,
+                   const int64_t* uncond_row, float* out) override;
+  void do_sample(float* logits, int64_t B, int64_t l, int64_t V, const SampleJob* jobs, bool filters, int scale_index,
+                 int32_t* idx) override;
 
-  void conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const float* w, const float* b, int64_t Co,
-              int k, int stride, int pad_t, int pad_l, int pad_b, int pad_r, float* out) override;
-  void normalized_conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const NormOnRead& norm,
-                         const float* w, const float* b, int64_t Co, int k, bool add_to_out, float* out) override;
-  void group_norm_stats(const float* x, int64_t N, int64_t C, int64_t HW, int groups, float eps,
-                        float* stats) override;
-  void group_norm(const float* x, int64_t N, int64_t C, int64_t HW, int groups, const float* gamma, const float* beta,
-                  float eps, bool then_silu, float* out) override;
-  void upsample_nearest2x(const float* x, int64_t NC, int64_t H, int64_t W, float* out) override;
-  void upsample_bicubic(const float* x, int64_t NC, int64_t h, int64_t w, int64_t H, int64_t W, float* out) override;
-  void downsample_area(const float* x, int64_t NC, int64_t H, int64_t W, int64_t h, int64_t w, float* out) override;
-  void chw_to_tokens(const float* x, int64_t N, int64_t C, int64_t P, float* out) override;
-  void embed_chw(const float* table, int64_t C, const int32_t* idx, int64_t N, int64_t P, float* out) override;
-  void gather_rows(const float* table, int64_t C, const int32_t* idx, int64_t n, float* out) override;
-  void nearest_code(const float* z, int64_t n, const float* codebook, int64_t V, int64_t C, int32_t* idx) override;
-  void clamp(float* x, size_t n, float lo, float hi) override;
-  void fill_zero(float* x, size_t n) override;
+  void do_conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const float* w, const float* b,
+                 int64_t Co, int k, int stride, int pad_t, int pad_l, int pad_b, int pad_r, float* out) override;
+  void do_normalized_conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const NormOnRead& norm,
+                            const float* w, const float* b, int64_t Co, int k, bool add_to_out, float* out) override;
+  void do_group_norm_stats(const float* x, int64_t N, int64_t C, int64_t HW, int groups, float eps,
+                           float* stats) override;
+  void do_group_norm(const float* x, int64_t N, int64_t C, int64_t HW, int groups, const float* gamma,
+                     const float* beta, float eps, bool then_silu, float* out) override;
+  void do_upsample_nearest2x(const float* x, int64_t NC, int64_t H, int64_t W, float* out) override;
+  void do_upsample_bicubic(const float* x, int64_t NC, int64_t h, int64_t w, int64_t H, int64_t W, float* out) override;
+  void do_downsample_area(const float* x, int64_t NC, int64_t H, int64_t W, int64_t h, int64_t w, float* out) override;
+  void do_chw_to_tokens(const float* x, int64_t N, int64_t C, int64_t P, float* out) override;
+  void do_embed_chw(const float* table, int64_t C, const int32_t* idx, int64_t N, int64_t P, float* out) override;
+  void do_gather_rows(const float* table, int64_t C, const int32_t* idx, int64_t n, float* out) override;
+  void do_nearest_code(const float* z, int64_t n, const float* codebook, int64_t V, int64_t C, int32_t* idx) override;
+  void do_clamp(float* x, size_t n, float lo, float hi) override;
+  void do_fill_zero(float* x, size_t n) override;
 
  private:
   template <typename T>

@@ -168,19 +168,19 @@ void CpuBackend::convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int6
   }
 }
 
-void CpuBackend::conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const float* w, const float* b,
+void CpuBackend::do_conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const float* w, const float* b,
                         int64_t Co, int k, int stride, int pad_t, int pad_l, int pad_b, int pad_r, float* out) {
   convolve(x, N, Ci, H, W, nullptr, w, b, Co, k, stride, pad_t, pad_l, pad_b, pad_r, false, out);
 }
 
-void CpuBackend::normalized_conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W,
+void CpuBackend::do_normalized_conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W,
                                    const NormOnRead& norm, const float* w, const float* b, int64_t Co, int k,
                                    bool add_to_out, float* out) {
   VARPS_CHECK(k % 2 == 1 && norm.groups > 0 && Ci % norm.groups == 0, "normalized_conv2d: odd k, whole groups");
   convolve(x, N, Ci, H, W, &norm, w, b, Co, k, 1, k / 2, k / 2, k / 2, k / 2, add_to_out, out);
 }
 
-void CpuBackend::group_norm_stats(const float* x, int64_t N, int64_t C, int64_t HW, int groups, float eps,
+void CpuBackend::do_group_norm_stats(const float* x, int64_t N, int64_t C, int64_t HW, int groups, float eps,
                                   float* stats) {
   const int64_t cpg = C / groups;
 #pragma omp parallel for collapse(2) schedule(dynamic)
@@ -192,7 +192,7 @@ void CpuBackend::group_norm_stats(const float* x, int64_t N, int64_t C, int64_t 
     }
 }
 
-void CpuBackend::group_norm(const float* x, int64_t N, int64_t C, int64_t HW, int groups, const float* gamma,
+void CpuBackend::do_group_norm(const float* x, int64_t N, int64_t C, int64_t HW, int groups, const float* gamma,
                             const float* beta, float eps, bool then_silu, float* out) {
   const int64_t cpg = C / groups;
 #pragma omp parallel for collapse(2) schedule(dynamic)
@@ -211,7 +211,7 @@ void CpuBackend::group_norm(const float* x, int64_t N, int64_t C, int64_t HW, in
     }
 }
 
-void CpuBackend::upsample_nearest2x(const float* x, int64_t NC, int64_t H, int64_t W, float* out) {
+void CpuBackend::do_upsample_nearest2x(const float* x, int64_t NC, int64_t H, int64_t W, float* out) {
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < NC; ++c)
     for (int64_t y = 0; y < 2 * H; ++y) {
@@ -221,7 +221,7 @@ void CpuBackend::upsample_nearest2x(const float* x, int64_t NC, int64_t H, int64
     }
 }
 
-void CpuBackend::upsample_bicubic(const float* x, int64_t NC, int64_t h, int64_t w, int64_t H, int64_t W,
+void CpuBackend::do_upsample_bicubic(const float* x, int64_t NC, int64_t h, int64_t w, int64_t H, int64_t W,
                                   float* out) {
   std::vector<ops::CubicTaps> ty(static_cast<size_t>(H)), tx(static_cast<size_t>(W));
   for (int64_t o = 0; o < H; ++o) ty[o] = ops::cubic_taps(h, H, o);
@@ -234,14 +234,14 @@ void CpuBackend::upsample_bicubic(const float* x, int64_t NC, int64_t h, int64_t
   }
 }
 
-void CpuBackend::downsample_area(const float* x, int64_t NC, int64_t H, int64_t W, int64_t h, int64_t w,
+void CpuBackend::do_downsample_area(const float* x, int64_t NC, int64_t H, int64_t W, int64_t h, int64_t w,
                                  float* out) {
   for (int64_t c = 0; c < NC; ++c)
     for (int64_t oy = 0; oy < h; ++oy)
       for (int64_t ox = 0; ox < w; ++ox) out[(c * h + oy) * w + ox] = ops::area_pixel(x + c * H * W, H, W, h, w, oy, ox);
 }
 
-void CpuBackend::nearest_code(const float* z, int64_t n, const float* codebook, int64_t V, int64_t C, int32_t* idx) {
+void CpuBackend::do_nearest_code(const float* z, int64_t n, const float* codebook, int64_t V, int64_t C, int32_t* idx) {
   std::vector<float> e2(static_cast<size_t>(V));
   for (int64_t v = 0; v < V; ++v) {
     float s = 0.0f;

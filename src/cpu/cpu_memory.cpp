@@ -222,9 +222,9 @@ size_t packed_floats(const cpu::PackedMatrix& m) {
 
 }  // namespace
 
-Array<float> CpuBackend::upload_matrix(const Tensor& t) {
+Array<MatrixElement> CpuBackend::upload_matrix(const Tensor& t) {
   const std::optional<cpu::PackedMatrix> layout = packed_layout(t.shape);
-  if (!layout) return upload(t);
+  if (!layout) return upload(t).reinterpret_as<MatrixElement>(t.data.size());
   check_outside_recorded_step("an allocation");
   const size_t n = packed_floats(*layout), bytes = padded_bytes(n, sizeof(float));
   float* p = static_cast<float*>(pool_->get(bytes));
@@ -235,17 +235,18 @@ Array<float> CpuBackend::upload_matrix(const Tensor& t) {
   packed_->add(p, *layout);
   std::shared_ptr<CpuBufferPool> pool = pool_;
   std::shared_ptr<cpu::PackedMatrices> packed = packed_;
-  return Array<float>(std::shared_ptr<float>(p,
-                                             [pool, packed, bytes](float* q) {
-                                               packed->remove(q);
-                                               pool->put(bytes, q);
-                                             }),
-                      n);
+  const Array<float> panels(std::shared_ptr<float>(p,
+                                                   [pool, packed, bytes](float* q) {
+                                                     packed->remove(q);
+                                                     pool->put(bytes, q);
+                                                   }),
+                            n);
+  return panels.reinterpret_as<MatrixElement>(n);
 }
 
 uint64_t CpuBackend::matrix_bytes(const Shape& shape) const {
   const std::optional<cpu::PackedMatrix> layout = packed_layout(shape);
-  return (layout ? packed_floats(*layout) : static_cast<size_t>(numel(shape))) * sizeof(float);
+  return array_bytes(layout ? packed_floats(*layout) : static_cast<size_t>(numel(shape)), sizeof(float));
 }
 
 Array<SampleJob> CpuBackend::alloc_sample_jobs(size_t n) { return pooled<SampleJob>(n); }
@@ -268,29 +269,29 @@ void CpuBackend::download_i32(const int32_t* src, size_t n, int32_t* host) {
 void CpuBackend::synchronize() { check_outside_recorded_step("synchronize"); }
 void CpuBackend::copy(const float* src, size_t n, float* dst) { copy_bytes(dst, src, n * sizeof(float)); }
 
-void CpuBackend::silu(const float* x, size_t n, float* y) {
+void CpuBackend::do_silu(const float* x, size_t n, float* y) {
   const size_t chunk = 1 << 14;
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (size_t i = 0; i < n; i += chunk) cpu::silu_span(x + i, y + i, std::min(chunk, n - i));
 }
 
-void CpuBackend::gelu_tanh_inplace(float* x, size_t n) {
+void CpuBackend::do_gelu_tanh_inplace(float* x, size_t n) {
   const size_t chunk = 1 << 14;
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (size_t i = 0; i < n; i += chunk) cpu::gelu_tanh_span(x + i, std::min(chunk, n - i));
 }
 
-void CpuBackend::add_inplace(float* y, const float* x, size_t n) {
+void CpuBackend::do_add_inplace(float* y, const float* x, size_t n) {
 #pragma omp parallel for simd schedule(static) if (n > 65536)
   for (size_t i = 0; i < n; ++i) y[i] += x[i];
 }
 
-void CpuBackend::axpby_inplace(float* y, float a, const float* x, float b, size_t n) {
+void CpuBackend::do_axpby_inplace(float* y, float a, const float* x, float b, size_t n) {
 #pragma omp parallel for simd schedule(static) if (n > 65536)
   for (size_t i = 0; i < n; ++i) y[i] = y[i] * a + x[i] * b;
 }
 
-void CpuBackend::add_scaled_rows(float* y, const float* x, const float* v, int64_t v_stride, int64_t rows,
+void CpuBackend::do_add_scaled_rows(float* y, const float* x, const float* v, int64_t v_stride, int64_t rows,
                                  int64_t tokens, int64_t C) {
 #pragma omp parallel for collapse(2) schedule(static) if (rows * tokens * C > 65536)
   for (int64_t r = 0; r < rows; ++r)
@@ -302,27 +303,27 @@ void CpuBackend::add_scaled_rows(float* y, const float* x, const float* v, int64
     }
 }
 
-void CpuBackend::add_broadcast_rows(float* y, const float* v, int64_t rows, int64_t tokens, int64_t C) {
-  for (int64_t r = 0; r < rows; ++r) add_inplace(y + r * tokens * C, v, static_cast<size_t>(tokens * C));
+void CpuBackend::do_add_broadcast_rows(float* y, const float* v, int64_t rows, int64_t tokens, int64_t C) {
+  for (int64_t r = 0; r < rows; ++r) do_add_inplace(y + r * tokens * C, v, static_cast<size_t>(tokens * C));
 }
 
-void CpuBackend::softmax_rows(float* x, int64_t n, int64_t len) {
+void CpuBackend::do_softmax_rows(float* x, int64_t n, int64_t len) {
 #pragma omp parallel for schedule(static) if (n * len > 16384)
   for (int64_t r = 0; r < n; ++r) cpu::softmax_span(x + r * len, static_cast<size_t>(len), 1.0f);
 }
 
-void CpuBackend::clamp(float* x, size_t n, float lo, float hi) {
+void CpuBackend::do_clamp(float* x, size_t n, float lo, float hi) {
 #pragma omp parallel for simd schedule(static) if (n > 65536)
   for (size_t i = 0; i < n; ++i) x[i] = std::min(std::max(x[i], lo), hi);
 }
 
-void CpuBackend::fill_zero(float* x, size_t n) { std::fill(x, x + n, 0.0f); }
+void CpuBackend::do_fill_zero(float* x, size_t n) { std::fill(x, x + n, 0.0f); }
 
-void CpuBackend::gather_rows(const float* table, int64_t C, const int32_t* idx, int64_t n, float* out) {
+void CpuBackend::do_gather_rows(const float* table, int64_t C, const int32_t* idx, int64_t n, float* out) {
   for (int64_t r = 0; r < n; ++r) copy_bytes(out + r * C, table + static_cast<int64_t>(idx[r]) * C, C * sizeof(float));
 }
 
-void CpuBackend::embed_chw(const float* table, int64_t C, const int32_t* idx, int64_t N, int64_t P, float* out) {
+void CpuBackend::do_embed_chw(const float* table, int64_t C, const int32_t* idx, int64_t N, int64_t P, float* out) {
   for (int64_t n = 0; n < N; ++n)
     for (int64_t p = 0; p < P; ++p) {
       const float* e = table + static_cast<int64_t>(idx[n * P + p]) * C;
@@ -330,7 +331,7 @@ void CpuBackend::embed_chw(const float* table, int64_t C, const int32_t* idx, in
     }
 }
 
-void CpuBackend::chw_to_tokens(const float* x, int64_t N, int64_t C, int64_t P, float* out) {
+void CpuBackend::do_chw_to_tokens(const float* x, int64_t N, int64_t C, int64_t P, float* out) {
   for (int64_t n = 0; n < N; ++n)
     for (int64_t c = 0; c < C; ++c)
       for (int64_t p = 0; p < P; ++p) out[(n * P + p) * C + c] = x[(n * C + c) * P + p];

@@ -36,16 +36,16 @@ void CpuBackend::product(const float* x, int64_t M, int64_t K, const float* w, c
   cpu::multiply_panels(cpu::AOperand{x, K, false}, cpu::BOperand::panels(panels, K), M, N, K, cpu::ProductOutput{y, N, false, b, gelu});
 }
 
-void CpuBackend::linear(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N, float* y) {
+void CpuBackend::do_linear(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N, float* y) {
   product(x, M, K, w, b, N, false, y);
 }
 
-void CpuBackend::linear_gelu(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N,
+void CpuBackend::do_linear_gelu(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N,
                              float* y) {
   product(x, M, K, w, b, N, true, y);
 }
 
-void CpuBackend::gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+void CpuBackend::do_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                       int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
               static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), alpha, A, static_cast<int>(lda), B,

@@ -15,7 +15,7 @@
 
 namespace varps {
 
-void CpuBackend::adaln_modulate(const float* x, int64_t rows, int64_t tokens, int64_t C, const float* scale,
+void CpuBackend::do_adaln_modulate(const float* x, int64_t rows, int64_t tokens, int64_t C, const float* scale,
                                 const float* shift, int64_t mod_stride, float eps, float* out) {
 #pragma omp parallel for collapse(2) schedule(static) if (rows * tokens > 16)
   for (int64_t r = 0; r < rows; ++r)
@@ -41,7 +41,7 @@ void CpuBackend::adaln_modulate(const float* x, int64_t rows, int64_t tokens, in
     }
 }
 
-void CpuBackend::split_qkv_to_cache(const float* qkv, int64_t rows, int64_t tokens, int64_t H, int64_t hd,
+void CpuBackend::do_split_qkv_to_cache(const float* qkv, int64_t rows, int64_t tokens, int64_t H, int64_t hd,
                                     bool l2norm, const float* q_scale_host, float* q, float* k_cache,
                                     float* v_cache, int64_t capacity, int64_t pos) {
   const int64_t C = H * hd;
@@ -114,7 +114,7 @@ void pack_tokens_as_rows(const float* prefix, int64_t T, const float* cache, int
 
 }  // namespace
 
-void CpuBackend::attention(const float* q, const float* k_cache, const float* v_cache, int64_t rows, int64_t H,
+void CpuBackend::do_attention(const float* q, const float* k_cache, const float* v_cache, int64_t rows, int64_t H,
                            int64_t tokens, int64_t hd, int64_t capacity, int64_t len, float scale,
                            const KvPrefix& prefix, float* out) {
   const int64_t C = H * hd, T = prefix.tokens, width = T + len;
@@ -164,7 +164,7 @@ void CpuBackend::attention(const float* q, const float* k_cache, const float* v_
   }
 }
 
-void CpuBackend::interleave_streams(const float* h, int64_t P, int64_t M, int64_t C, float* z) {
+void CpuBackend::do_interleave_streams(const float* h, int64_t P, int64_t M, int64_t C, float* z) {
 #pragma omp parallel for schedule(static) if (M * C * P > 65536)
   for (int64_t m = 0; m < M; ++m)
     for (int64_t p = 0; p < P; ++p) {
@@ -174,14 +174,14 @@ void CpuBackend::interleave_streams(const float* h, int64_t P, int64_t M, int64_
     }
 }
 
-void CpuBackend::stream_weights(float* a, int64_t M, int64_t P, double smooth) {
-  softmax_rows(a, M, P);
+void CpuBackend::do_stream_weights(float* a, int64_t M, int64_t P, double smooth) {
+  do_softmax_rows(a, M, P);
   const float keep = static_cast<float>(1.0 - smooth);
   const float floor = static_cast<float>(smooth / static_cast<double>(P));
   for (int64_t i = 0; i < M * P; ++i) a[i] = a[i] * keep + floor;
 }
 
-void CpuBackend::weighted_stream_sum(const float* h, const float* w, int64_t P, int64_t M, int64_t C, float* out) {
+void CpuBackend::do_weighted_stream_sum(const float* h, const float* w, int64_t P, int64_t M, int64_t C, float* out) {
 #pragma omp parallel for schedule(static) if (M * C * P > 65536)
   for (int64_t m = 0; m < M; ++m) {
     float* o = out + m * C;
@@ -196,9 +196,8 @@ void CpuBackend::weighted_stream_sum(const float* h, const float* w, int64_t P, 
   }
 }
 
-void CpuBackend::guidance(const float* logits, int64_t B, int64_t lV, const SampleJob* jobs, double ratio,
-                          const std::vector<int64_t>& uncond_row, float* out) {
-  VARPS_CHECK(static_cast<int64_t>(uncond_row.size()) >= B, "guidance: one unconditional row entry per image");
+void CpuBackend::do_guidance(const float* logits, int64_t B, int64_t lV, const SampleJob* jobs, double ratio,
+                          const int64_t* uncond_row, float* out) {
   for (int64_t b = 0; b < B; ++b) {
     if (uncond_row[b] < 0) {
       std::memcpy(out + b * lV, logits + b * lV, static_cast<size_t>(lV) * sizeof(float));
@@ -220,7 +219,7 @@ void CpuBackend::guidance(const float* logits, int64_t B, int64_t lV, const Samp
   }
 }
 
-void CpuBackend::sample(float* logits, int64_t B, int64_t l, int64_t V, const SampleJob* jobs, bool filters,
+void CpuBackend::do_sample(float* logits, int64_t B, int64_t l, int64_t V, const SampleJob* jobs, bool filters,
                         int scale_index, int32_t* idx) {
   if (!filters && sample_filters(jobs, B, V))
     throw Error("sample: told that no image keeps a top-k or top-p filter, but one does");

@@ -136,11 +136,11 @@ bool LtContext::try_run(const LtProduct& p) {
   return true;
 }
 
-void CudaBackend::linear(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N, float* y) {
+void CudaBackend::do_linear(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N, float* y) {
   product_with_epilogue(x, M, K, w, b, N, false, y);
 }
 
-void CudaBackend::linear_gelu(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N,
+void CudaBackend::do_linear_gelu(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N,
                               float* y) {
   product_with_epilogue(x, M, K, w, b, N, true, y);
 }
@@ -191,13 +191,13 @@ void CudaBackend::run_product(LtProduct p, bool gelu, size_t outputs) {
     p.gelu = false;
     lt_->run(p);
   }
-  if (gelu && !p.gelu) gelu_tanh_inplace(static_cast<float*>(p.D), outputs);
+  if (gelu && !p.gelu) do_gelu_tanh_inplace(static_cast<float*>(p.D), outputs);
 }
 
-void CudaBackend::mlp(const float* x, int64_t M, int64_t C, const float* w1, const float* b1, int64_t H,
+void CudaBackend::do_mlp(const float* x, int64_t M, int64_t C, const float* w1, const float* b1, int64_t H,
                       const float* w2, const float* b2, int64_t N, float* hidden, float* y) {
   if (precision_ == Precision::F32 || M == 0 || H == 0 || N == 0) {
-    Backend::mlp(x, M, C, w1, b1, H, w2, b2, N, hidden, y);
+    Backend::do_mlp(x, M, C, w1, b1, H, w2, b2, N, hidden, y);
     return;
   }
   // fc1 writes the hidden layer in the product precision, GELU applied, so
@@ -211,13 +211,13 @@ void CudaBackend::mlp(const float* x, int64_t M, int64_t C, const float* w1, con
     // hidden layer from the operand already converted, then fc2 as linear().
     fc1.d_type = CUDA_R_32F;
     run_product(fc1, true, static_cast<size_t>(M * H));
-    linear(hidden, M, H, w2, b2, N, y);
+    do_linear(hidden, M, H, w2, b2, N, y);
     return;
   }
   lt_->run(linear_product(hidden, M, H, matrix_operand(w2, static_cast<size_t>(N * H)), b2, N, y, half_type()));
 }
 
-void CudaBackend::gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+void CudaBackend::do_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                        int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   // Always float32: the decoder's attention and the codebook search.
   row_major_product(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, CUDA_R_32F);

@@ -37,12 +37,12 @@ void launch_resample(cudaStream_t s, const float* x, int64_t NC, int64_t in_h, i
 
 }  // namespace
 
-void CudaBackend::conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const float* w, const float* b,
+void CudaBackend::do_conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const float* w, const float* b,
                          int64_t Co, int k, int stride, int pad_t, int pad_l, int pad_b, int pad_r, float* out) {
   convolve(x, N, Ci, H, W, nullptr, w, b, Co, k, stride, pad_t, pad_l, pad_b, pad_r, false, out);
 }
 
-void CudaBackend::normalized_conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W,
+void CudaBackend::do_normalized_conv2d(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W,
                                     const NormOnRead& norm, const float* w, const float* b, int64_t Co, int k,
                                     bool add_to_out, float* out) {
   if (k % 2 != 1 || norm.groups <= 0 || Ci % norm.groups != 0)
@@ -65,7 +65,7 @@ void CudaBackend::convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int
   const bool pointwise = !norm && k == 1 && stride == 1 && pad_t == 0 && pad_l == 0 && pad_b == 0 && pad_r == 0;
   if (half && Kdim > 0 && !pointwise) {
     // Tensor cores, the columns built in shared memory (cuda_conv_mma.cu).
-    const ConvGeometry geo{N, Ci, H, W, Co, Ho, Wo, k, stride, pad_t, pad_l};
+    const cuda::ConvGeometry geo{N, Ci, H, W, Co, Ho, Wo, k, stride, pad_t, pad_l};
     const void* wop = matrix_operand(w, static_cast<size_t>(Co * Kdim));
     if (precision_ == Precision::BF16)
       launch_conv_mma(s, x, geo, norm, static_cast<const __nv_bfloat16*>(wop), b, add_to_out, out);
@@ -138,7 +138,7 @@ void CudaBackend::convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int
   }
 }
 
-void CudaBackend::group_norm_stats(const float* x, int64_t N, int64_t C, int64_t HW, int groups, float eps,
+void CudaBackend::do_group_norm_stats(const float* x, int64_t N, int64_t C, int64_t HW, int groups, float eps,
                                    float* stats) {
   if (N <= 0 || C <= 0 || HW <= 0 || groups <= 0 || C / groups == 0) return;
   const int64_t cnt = C / groups * HW;
@@ -155,7 +155,7 @@ void CudaBackend::group_norm_stats(const float* x, int64_t N, int64_t C, int64_t
   VARPS_CUDA_LAUNCHED("group_stats_kernel");
 }
 
-void CudaBackend::group_norm(const float* x, int64_t N, int64_t C, int64_t HW, int groups, const float* gamma,
+void CudaBackend::do_group_norm(const float* x, int64_t N, int64_t C, int64_t HW, int groups, const float* gamma,
                              const float* beta, float eps, bool then_silu, float* out) {
   if (N <= 0 || C <= 0 || HW <= 0 || groups <= 0 || C / groups == 0) return;
   const int64_t cnt = C / groups * HW;
@@ -172,7 +172,7 @@ void CudaBackend::group_norm(const float* x, int64_t N, int64_t C, int64_t HW, i
   VARPS_CUDA_LAUNCHED("group_norm_kernel");
 }
 
-void CudaBackend::upsample_nearest2x(const float* x, int64_t NC, int64_t H, int64_t W, float* out) {
+void CudaBackend::do_upsample_nearest2x(const float* x, int64_t NC, int64_t H, int64_t W, float* out) {
   const int64_t total = NC * H * W;
   if (total <= 0) return;
   const cudaStream_t s = stream();
@@ -184,16 +184,16 @@ void CudaBackend::upsample_nearest2x(const float* x, int64_t NC, int64_t H, int6
   VARPS_CUDA_LAUNCHED("upsample_nearest2x_kernel");
 }
 
-void CudaBackend::upsample_bicubic(const float* x, int64_t NC, int64_t h, int64_t w, int64_t H, int64_t W, float* out) {
+void CudaBackend::do_upsample_bicubic(const float* x, int64_t NC, int64_t h, int64_t w, int64_t H, int64_t W, float* out) {
   if (h <= 0 || w <= 0) return;
   launch_resample<Resample::Bicubic>(stream(), x, NC, h, w, H, W, out);
 }
 
-void CudaBackend::downsample_area(const float* x, int64_t NC, int64_t H, int64_t W, int64_t h, int64_t w, float* out) {
+void CudaBackend::do_downsample_area(const float* x, int64_t NC, int64_t H, int64_t W, int64_t h, int64_t w, float* out) {
   launch_resample<Resample::Area>(stream(), x, NC, H, W, h, w, out);
 }
 
-void CudaBackend::nearest_code(const float* z, int64_t n, const float* codebook, int64_t V, int64_t C, int32_t* idx) {
+void CudaBackend::do_nearest_code(const float* z, int64_t n, const float* codebook, int64_t V, int64_t C, int32_t* idx) {
   if (n <= 0 || V <= 0) return;
   // Distances for a chunk of rows at a time bound the scratch for large batches.
   const int64_t chunk = nearest_code_rows(n, V, kBandFloats);
@@ -206,7 +206,7 @@ void CudaBackend::nearest_code(const float* z, int64_t n, const float* codebook,
     const int64_t rows = std::min(chunk, n - r0);
     // dots[i, v] = z[i]·e[v]; with C == 0 the product is empty (cuBLASLt
     // takes no k = 0) and every dot product is 0.
-    if (C > 0) gemm(false, true, rows, V, C, 1.0f, z + r0 * C, C, codebook, C, 0.0f, dots, V);
+    if (C > 0) do_gemm(false, true, rows, V, C, 1.0f, z + r0 * C, C, codebook, C, 0.0f, dots, V);
     nearest_code_kernel<<<nearest_code_blocks(rows), kThreads, 0, s>>>(z + r0 * C, rows, C, C > 0 ? dots : nullptr, e2,
                                                                        V, idx + r0);
     VARPS_CUDA_LAUNCHED("nearest_code_kernel");

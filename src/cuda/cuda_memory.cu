@@ -177,20 +177,22 @@ Array<float> CudaBackend::upload(const Tensor& t) {
   return a;
 }
 
-Array<float> CudaBackend::upload_matrix(const Tensor& t) {
-  if (precision_ == Precision::F32) return upload(t);
+Array<MatrixElement> CudaBackend::upload_matrix(const Tensor& t) {
+  if (precision_ == Precision::F32) return upload(t).reinterpret_as<MatrixElement>(t.data.size());
   // Through a float32 staging array, freed in stream order after the cast.
   const Array<float> staged = upload(t);
   Array<float> a = device_array<float>(t.data.size(), 2);
   cast_to_half_precision(staged.data(), a.size(), a.data(), precision_, heap_->stream);
   std::lock_guard<std::mutex> lock(heap_->mutex);
   heap_->shadows[a.data()] = DeviceHeap::Shadow{a.data(), 0};
-  return a;
+  return a.reinterpret_as<MatrixElement>(a.size());
 }
 
 size_t CudaBackend::matrix_element_bytes() const { return precision_ == Precision::F32 ? sizeof(float) : 2; }
 
-Array<float> CudaBackend::alloc_kv_cache(size_t n) { return device_array<float>(n, kv_element_bytes()); }
+Array<KvElement> CudaBackend::alloc_kv_cache(size_t n) {
+  return device_array<float>(n, kv_element_bytes()).reinterpret_as<KvElement>(n);
+}
 
 size_t CudaBackend::kv_element_bytes() const { return precision_ == Precision::F32 ? sizeof(float) : 2; }
 
@@ -243,7 +245,7 @@ void CudaBackend::copy(const float* src, size_t n, float* dst) {
   VARPS_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, heap_->stream));
 }
 
-void CudaBackend::fill_zero(float* x, size_t n) {
+void CudaBackend::do_fill_zero(float* x, size_t n) {
   if (n == 0) return;
   VARPS_CUDA_CHECK(cudaMemsetAsync(x, 0, n * sizeof(float), heap_->stream));
 }

@@ -37,11 +37,8 @@ namespace varps::cuda {
 
 using namespace sampling;
 
-void CudaBackend::guidance(const float* logits, int64_t B, int64_t lV, const SampleJob* jobs, double ratio,
-                           const std::vector<int64_t>& uncond_row, float* out) {
-  if (static_cast<int64_t>(uncond_row.size()) < B)
-    throw Error("CUDA guidance: " + std::to_string(B) + " rows but " + std::to_string(uncond_row.size()) +
-                " unconditional rows");
+void CudaBackend::do_guidance(const float* logits, int64_t B, int64_t lV, const SampleJob* jobs, double ratio,
+                           const int64_t* uncond_row, float* out) {
   if (B <= 0 || lV <= 0) return;
   const unsigned blocks_x = guidance_blocks_x(lV);
   for (int64_t b0 = 0; b0 < B; b0 += kGuidanceRows) {
@@ -54,7 +51,7 @@ void CudaBackend::guidance(const float* logits, int64_t B, int64_t lV, const Sam
   }
 }
 
-void CudaBackend::sample(float* logits, int64_t B, int64_t l, int64_t V, const SampleJob* jobs, bool filters,
+void CudaBackend::do_sample(float* logits, int64_t B, int64_t l, int64_t V, const SampleJob* jobs, bool filters,
                          int scale_index, int32_t* idx) {
   if (V < 1 || V > std::numeric_limits<int32_t>::max())
     throw Error("CUDA sample: vocabulary size V=" + std::to_string(V) + " out of range");

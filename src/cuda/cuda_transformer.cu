@@ -52,7 +52,7 @@ void launch_attention(cudaStream_t stream, const float* q, const CacheT* k_cache
 
 }  // namespace
 
-void CudaBackend::adaln_modulate(const float* x, int64_t rows, int64_t tokens, int64_t C, const float* scale,
+void CudaBackend::do_adaln_modulate(const float* x, int64_t rows, int64_t tokens, int64_t C, const float* scale,
                                  const float* shift, int64_t mod_stride, float eps, float* out) {
   if (rows * tokens == 0) return;
   adaln_kernel<<<static_cast<unsigned>(rows * tokens), kThreads, 0, stream()>>>(x, tokens, C, scale, shift, mod_stride,
@@ -60,7 +60,7 @@ void CudaBackend::adaln_modulate(const float* x, int64_t rows, int64_t tokens, i
   VARPS_CUDA_LAUNCHED("adaln_kernel");
 }
 
-void CudaBackend::add_scaled_rows_then_adaln(float* x, const float* delta, const float* gamma, int64_t gamma_stride,
+void CudaBackend::do_add_scaled_rows_then_adaln(float* x, const float* delta, const float* gamma, int64_t gamma_stride,
                                              int64_t rows, int64_t tokens, int64_t C, const float* scale,
                                              const float* shift, int64_t mod_stride, float eps, float* out) {
   if (rows * tokens == 0) return;
@@ -69,7 +69,7 @@ void CudaBackend::add_scaled_rows_then_adaln(float* x, const float* delta, const
   VARPS_CUDA_LAUNCHED("residual_adaln_kernel");
 }
 
-void CudaBackend::split_qkv_to_cache(const float* qkv, int64_t rows, int64_t tokens, int64_t H, int64_t hd, bool l2norm,
+void CudaBackend::do_split_qkv_to_cache(const float* qkv, int64_t rows, int64_t tokens, int64_t H, int64_t hd, bool l2norm,
                                      const float* q_scale_host, float* q, float* k_cache, float* v_cache,
                                      int64_t capacity, int64_t pos) {
   if (rows * tokens * H == 0) return;
@@ -89,7 +89,7 @@ void CudaBackend::split_qkv_to_cache(const float* qkv, int64_t rows, int64_t tok
   VARPS_CUDA_LAUNCHED("split_qkv_kernel");
 }
 
-void CudaBackend::attention(const float* q, const float* k_cache, const float* v_cache, int64_t rows, int64_t H,
+void CudaBackend::do_attention(const float* q, const float* k_cache, const float* v_cache, int64_t rows, int64_t H,
                             int64_t tokens, int64_t hd, int64_t capacity, int64_t len, float scale,
                             const KvPrefix& prefix, float* out) {
   if (rows * H * tokens == 0) return;
@@ -113,14 +113,14 @@ void CudaBackend::attention(const float* q, const float* k_cache, const float* v
   });
 }
 
-void CudaBackend::interleave_streams(const float* h, int64_t P, int64_t M, int64_t C, float* z) {
+void CudaBackend::do_interleave_streams(const float* h, int64_t P, int64_t M, int64_t C, float* z) {
   const size_t n = static_cast<size_t>(P * M * C);
   if (n == 0) return;
   interleave_kernel<<<grid_for(n, kThreads), kThreads, 0, stream()>>>(h, P, M, C, n, z);
   VARPS_CUDA_LAUNCHED("interleave_kernel");
 }
 
-void CudaBackend::stream_weights(float* a, int64_t M, int64_t P, double smooth) {
+void CudaBackend::do_stream_weights(float* a, int64_t M, int64_t P, double smooth) {
   if (M * P == 0) return;
   const float keep = static_cast<float>(1.0 - smooth);
   const float floor_value = static_cast<float>(smooth / static_cast<double>(P));
@@ -129,7 +129,7 @@ void CudaBackend::stream_weights(float* a, int64_t M, int64_t P, double smooth) 
   VARPS_CUDA_LAUNCHED("stream_weights_kernel");
 }
 
-void CudaBackend::weighted_stream_sum(const float* h, const float* w, int64_t P, int64_t M, int64_t C, float* out) {
+void CudaBackend::do_weighted_stream_sum(const float* h, const float* w, int64_t P, int64_t M, int64_t C, float* out) {
   const size_t n = static_cast<size_t>(M * C);
   if (n == 0) return;
   weighted_stream_sum_kernel<<<grid_for(n, kThreads), kThreads, 0, stream()>>>(h, w, P, M, C, n, out);

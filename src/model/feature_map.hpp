@@ -11,6 +11,9 @@ struct FeatureMap {
   Array<float> data;
   int64_t n = 0, c = 0, h = 0, w = 0;
   size_t size() const { return static_cast<size_t>(n * c * h * w); }
+  View<float> nchw() const { return data.as({n, c, h, w}); }
+  View<float> planes() const { return data.as({n * c, h, w}); }  // [N·C, H, W]
+  View<float> flat() const { return data.as({n * c * h * w}); }
 };
 
 // Where the VQVAE's layers take the maps they write. A layer says which

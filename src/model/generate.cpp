@@ -241,7 +241,9 @@ void keep_input_tokens(Backend& be, const std::vector<int32_t>& input, const std
 // memory when that holds it (Vqvae::new_decoder_arena).
 DecoderState new_decoder_state(const Vqvae& vae, const FeatureMap& f_hat, const VarSession& session) {
   const int64_t per_pass = vae.decode_images_per_pass(f_hat.h, f_hat.n);
-  const Array<float> kv_memory = session.kv_memory.slice(0, session.kv_bytes / sizeof(float));
+  // The cache's bytes lent out as floats: nothing reads them as a cache
+  // before the next request's first scale writes it.
+  const Array<float> kv_memory = session.kv_memory.reinterpret_as<float>(session.kv_bytes / sizeof(float));
   DecoderState d{vae.new_decoder_arena(f_hat.h, per_pass, kv_memory), vae.new_image_map(f_hat), {}, {}};
   d.passes = Vqvae::decoder_passes(f_hat, d.images, per_pass);
   d.steps.resize(d.passes.size());
@@ -284,7 +286,7 @@ GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<I
   float* const logits = state->logits.data();
   const std::vector<int64_t>& scale_offset = state->scale_offset;
   FeatureMap& f_hat = state->f_hat;
-  be.fill_zero(f_hat.data.data(), f_hat.size());
+  be.fill_zero(f_hat.flat());
   var.first_scale_input(session, x);
   out.tokens.assign(static_cast<size_t>(B), TokenMaps(static_cast<size_t>(K)));
   clock.lap(StageClock::Stage::Setup);
@@ -318,9 +320,13 @@ GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<I
     float* const lg = guided ? state->guided_logits.data() : logits;
     int32_t* const idx = state->all_idx.data() + scale_offset[si];
     const auto guide = [&] {
-      if (guided) be.guidance(logits, B, l * V, state->jobs.data(), ratio, rows.uncond_row, lg);
+      if (guided)
+        be.guidance(view(logits, {N, l * V}), state->jobs.as({B}), ratio, host_view(rows.uncond_row.data(), {B}),
+                    view(lg, {B, l * V}));
     };
-    const auto draw = [&] { be.sample(lg, B, l, V, state->jobs.data(), shape.filters, si, idx); };
+    const auto draw = [&] {
+      be.sample(view(lg, {B, l, V}), state->jobs.as({B}), {shape.filters, si}, view(idx, {B, l}));
+    };
     if (record_sampling) {
       run_step(steps.sampling, [&] {
         guide();

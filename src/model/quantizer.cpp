@@ -57,7 +57,7 @@ void Vqvae::apply_phi(int phi, const FeatureMap& h, const FeatureMap& conv_out) 
   if (phi_.empty()) return;
   conv_into(h, phi_[phi], conv_out);
   const float r = std::fabs(cfg_.quant_resi);
-  be_.axpby_inplace(h.data.data(), 1.0f - r, conv_out.data.data(), r, h.size());
+  be_.axpby_inplace(h.flat(), 1.0f - r, conv_out.flat(), r);
 }
 
 void Vqvae::add_scale(int si, const std::vector<int>& patch_nums, const int32_t* idx, FeatureMap& f_hat,
@@ -66,21 +66,22 @@ void Vqvae::add_scale(int si, const std::vector<int>& patch_nums, const int32_t*
   const int64_t pn = patch_nums[si], S = f_hat.h, C = cfg_.cvae;
   VARPS_CHECK(maps.upsampled.n == f_hat.n && maps.upsampled.h == S, "residual maps of f_hat's size");
   FeatureMap h = with_side(maps.scale_map, pn);
-  be_.embed_chw(codebook_.data(), C, idx, f_hat.n, pn * pn, h.data.data());
+  be_.embed_chw(codebook_.as({cfg_.vocab_size, C}), view(idx, {f_hat.n, pn * pn}), h.data.as({f_hat.n, C, pn * pn}));
   if (si != K - 1) {
-    be_.upsample_bicubic(h.data.data(), f_hat.n * C, pn, pn, S, S, maps.upsampled.data.data());
+    be_.upsample_bicubic(h.planes(), maps.upsampled.planes());
     h = maps.upsampled;
   }
   VARPS_CHECK(h.h == S && h.w == f_hat.w, "last patch size must equal the latent size");
   apply_phi(phi_index(si, K), h, maps.phi);
-  be_.add_inplace(f_hat.data.data(), h.data.data(), f_hat.size());
-  if (residual) be_.axpby_inplace(residual->data.data(), 1.0f, h.data.data(), -1.0f, residual->size());
+  be_.add_inplace(f_hat.flat(), h.flat());
+  if (residual) be_.axpby_inplace(residual->flat(), 1.0f, h.flat(), -1.0f);
 }
 
 void Vqvae::next_scale_tokens(const FeatureMap& f_hat, int pn, const ResidualMaps& maps, float* tokens) const {
   const FeatureMap small = with_side(maps.scale_map, pn);
-  be_.downsample_area(f_hat.data.data(), f_hat.n * f_hat.c, f_hat.h, f_hat.w, pn, pn, small.data.data());
-  be_.chw_to_tokens(small.data.data(), f_hat.n, f_hat.c, int64_t{pn} * pn, tokens);
+  const int64_t P = int64_t{pn} * pn;
+  be_.downsample_area(f_hat.planes(), small.planes());
+  be_.chw_to_tokens(small.data.as({f_hat.n, f_hat.c, P}), view(tokens, {f_hat.n, P, f_hat.c}));
 }
 
 std::vector<std::vector<int32_t>> Vqvae::quantize(const FeatureMap& f, const std::vector<int>& patch_nums,
@@ -100,10 +101,10 @@ std::vector<std::vector<int32_t>> Vqvae::quantize(const FeatureMap& f, const std
     if (si != K - 1) {
       next_scale_tokens(rest, static_cast<int>(pn), maps, z.data());
     } else {
-      be_.chw_to_tokens(rest.data.data(), f.n, C, pn * pn, z.data());
+      be_.chw_to_tokens(rest.data.as({f.n, C, pn * pn}), z.as({f.n, pn * pn, C}));
     }
     Array<int32_t> idx = be_.alloc_i32(static_cast<size_t>(n));
-    be_.nearest_code(z.data(), n, codebook_.data(), cfg_.vocab_size, C, idx.data());
+    be_.nearest_code(z.as({n, C}), codebook_.as({cfg_.vocab_size, C}), idx.as({n}));
     add_scale(si, patch_nums, idx.data(), f_hat, maps, &rest);
     std::vector<int32_t> host(static_cast<size_t>(n));
     be_.download_i32(idx.data(), host.size(), host.data());

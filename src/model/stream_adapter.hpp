@@ -18,8 +18,10 @@ struct StreamAdapter {
   int64_t prefix_tokens = 0;  // T
   double smooth = 0.0;        // s
   std::vector<Array<float>> prefix_k, prefix_v;  // per block [P, H, T, hd]
-  Array<float> aggregate0_w, aggregate0_b;       // [C, P·C], [C]
-  Array<float> aggregate2_w, aggregate2_b;       // [P, C], [P]
+  Array<MatrixElement> aggregate0_w;             // [C, P·C]
+  Array<float> aggregate0_b;                     // [C]
+  Array<MatrixElement> aggregate2_w;             // [P, C]
+  Array<float> aggregate2_b;                     // [P]
   uint64_t bytes = 0;       // held on the backend
   uint64_t parameters = 0;  // elements, whatever their precision
   std::string origin;

@@ -10,14 +10,14 @@ namespace varps {
 VarTransformer::VarTransformer(Backend& be, const VarConfig& c, WeightSource& w) : be_(be), cfg_(c) {
   const int64_t C = c.embed_dim, L = c.total_tokens(), H = c.num_heads, hid = c.mlp_hidden;
   auto upload = [&](const Tensor& t) {
-    weight_bytes_ += t.data.size() * sizeof(float);
+    weight_bytes_ += be_.array_bytes(t.data.size(), sizeof(float));
     parameters_ += t.data.size();
     return be_.upload(t);
   };
   auto up = [&](const std::string& name, const Shape& shape) { return upload(w.take(name, shape)); };
   // Weights that are only ever the w of a linear(): kept at the backend's
   // matrix-product precision.
-  auto up_matrix = [&](const std::string& name, const Shape& shape) {
+  auto up_matrix = [&](const std::string& name, const Shape& shape) -> Array<MatrixElement> {
     const Tensor t = w.take(name, shape);
     weight_bytes_ += be_.matrix_bytes(t.shape);
     parameters_ += t.data.size();
@@ -174,39 +174,39 @@ void VarTransformer::begin(VarSession& s, const std::vector<int32_t>& image_row_
   for (int64_t p = 0; p < s.streams; ++p)
     row_classes.insert(row_classes.end(), image_row_classes.begin(), image_row_classes.end());
   be_.upload_into_i32(row_classes.data(), row_classes.size(), s.class_ids.data());
-  be_.gather_rows(class_emb_.data(), C, s.class_ids.data(), R, s.cond.data());
+  be_.gather_rows(class_emb_.as({cfg_.num_classes + 1, C}), s.class_ids.as({R}), s.cond.as({R, C}));
 
-  const Array<float>& act = s.cond_act;
-  be_.silu(s.cond.data(), static_cast<size_t>(R * C), act.data());
-  const Array<float>& shared = s.shared_mod;
+  const View<float> act = s.cond_act.as({R, C});
+  be_.silu(s.cond.as({R, C}), act);
   if (cfg_.shared_aln)
-    be_.linear(act.data(), R, C, shared_ada_w_.data(), shared_ada_b_.data(), 6 * C, shared.data());
+    be_.linear(act, shared_ada_w_.as({6 * C, C}), shared_ada_b_.as({6 * C}), s.shared_mod.as({R, 6 * C}));
   for (size_t i = 0; i < blocks_.size(); ++i) {
     const VarBlock& b = blocks_[i];
-    float* mod = s.block_mod[i].data();
+    const Array<float>& mod = s.block_mod[i];
     if (cfg_.shared_aln) {
-      be_.copy(shared.data(), static_cast<size_t>(R * 6 * C), mod);
-      be_.add_broadcast_rows(mod, b.ada_gss.data(), R, 1, 6 * C);
+      be_.copy(s.shared_mod.data(), static_cast<size_t>(R * 6 * C), mod.data());
+      be_.add_broadcast_rows(mod.as({R, 1, 6 * C}), b.ada_gss.as({1, 6 * C}));
     } else {
-      be_.linear(act.data(), R, C, b.ada_lin_w.data(), b.ada_lin_b.data(), 6 * C, mod);
+      be_.linear(act, b.ada_lin_w.as({6 * C, C}), b.ada_lin_b.as({6 * C}), mod.as({R, 6 * C}));
     }
   }
-  be_.linear(act.data(), R, C, head_nm_w_.data(), head_nm_b_.data(), 2 * C, s.head_mod.data());
+  be_.linear(act, head_nm_w_.as({2 * C, C}), head_nm_b_.as({2 * C}), s.head_mod.as({R, 2 * C}));
 }
 
 void VarTransformer::first_scale_input(const VarSession& s, float* x) const {
   const int64_t C = cfg_.embed_dim;
   be_.copy(s.cond.data(), static_cast<size_t>(s.rows * C), x);
-  be_.add_broadcast_rows(x, pos_start_.data(), s.rows, 1, C);
-  be_.add_broadcast_rows(x, lvl_pos_.data(), s.rows, 1, C);
+  be_.add_broadcast_rows(view(x, {s.rows, 1, C}), pos_start_.as({1, C}));
+  be_.add_broadcast_rows(view(x, {s.rows, 1, C}), lvl_pos_.as({1, C}));
 }
 
 void VarTransformer::scale_input(const VarSession& s, const float* f_tokens, int64_t images, int si,
                                  const std::vector<int64_t>& row_image, float* x) const {
   const int64_t C = cfg_.embed_dim, l = int64_t{cfg_.patch_nums[si]} * cfg_.patch_nums[si];
   VARPS_CHECK(static_cast<int64_t>(row_image.size()) == s.image_rows, "one image per image row");
-  be_.linear(f_tokens, images * l, cfg_.cvae, word_embed_w_.data(), word_embed_b_.data(), C, x);
-  be_.add_broadcast_rows(x, lvl_pos_.data() + cfg_.first_token_of_scale(si) * C, images, l, C);
+  be_.linear(view(f_tokens, {images * l, cfg_.cvae}), word_embed_w_.as({C, cfg_.cvae}), word_embed_b_.as({C}),
+             view(x, {images * l, C}));
+  be_.add_broadcast_rows(view(x, {images, l, C}), view(lvl_pos_.data() + cfg_.first_token_of_scale(si) * C, {l, C}));
   for (size_t r = static_cast<size_t>(images); r < row_image.size(); ++r) {
     VARPS_CHECK(row_image[r] >= 0 && row_image[r] < images, "row maps to an image");
     be_.copy(x + row_image[r] * l * C, static_cast<size_t>(l * C), x + static_cast<int64_t>(r) * l * C);
@@ -219,38 +219,37 @@ void VarTransformer::block_forward(const VarSession& s, int bi, float* x, int64_
   const VarBlock& b = blocks_[bi];
   const int64_t R = s.rows, C = cfg_.embed_dim, H = cfg_.num_heads, hd = cfg_.head_dim, hid = cfg_.mlp_hidden;
   const int64_t M = R * l, L = cfg_.total_tokens();
+  // A row's modulation: gamma1, gamma2, scale1, scale2, shift1, shift2.
   const float* mod = s.block_mod[bi].data();
-  const float* gamma1 = mod;
-  const float* gamma2 = mod + C;
-  const float* scale2 = mod + 3 * C;
-  const float* shift2 = mod + 5 * C;
+  const auto part = [&](const float* p, int64_t stride) { return view(p, {R, C}, stride); };
+  const View<float> xs = view(x, {R, l, C}), ln = s.ln.as({R, l, C}), proj = s.proj.as({R, l, C});
   const float eps = cfg_.norm_eps;
 
   // x = x + proj(attn(LN(x)·(1+scale1) + shift1))·gamma1, the modulated LN
   // already in s.ln (forward_scale or the previous block).
-  be_.linear(s.ln.data(), M, C, b.mat_qkv_w.data(), b.qkv_bias.data(), 3 * C, s.qkv.data());
-  be_.split_qkv_to_cache(s.qkv.data(), R, l, H, hd, cfg_.attn_l2_norm, b.q_scale.data(), s.q.data(),
-                         s.k_cache[bi].data(), s.v_cache[bi].data(), L, cached);
-  const float scale = cfg_.attn_l2_norm ? 1.0f : 0.25f / std::sqrt(static_cast<float>(hd));
-  KvPrefix prefix;
+  be_.linear(s.ln.as({M, C}), b.mat_qkv_w.as({3 * C, C}), b.qkv_bias.as({3 * C}), s.qkv.as({M, 3 * C}));
+  const View<KvElement> k_cache = s.k_cache[bi].as({R, H, L, hd}), v_cache = s.v_cache[bi].as({R, H, L, hd});
+  be_.split_qkv_to_cache(s.qkv.as({R, l, 3 * C}), {cached, cfg_.attn_l2_norm, host_view(b.q_scale.data(), {H})},
+                         s.q.as({R, H, l, hd}), k_cache, v_cache);
+  Backend::AttentionArgs attn{cached + l, cfg_.attn_l2_norm ? 1.0f : 0.25f / std::sqrt(static_cast<float>(hd)), {}};
   if (s.adapter && s.adapter->prefix_tokens > 0)
-    prefix = {s.adapter->prefix_k[bi].data(), s.adapter->prefix_v[bi].data(), s.adapter->prefix_tokens,
-              s.image_rows};
-  be_.attention(s.q.data(), s.k_cache[bi].data(), s.v_cache[bi].data(), R, H, l, hd, L, cached + l, scale, prefix,
-                s.attn.data());
-  be_.linear(s.attn.data(), M, C, b.proj_w.data(), b.proj_b.data(), C, s.proj.data());
-  be_.add_scaled_rows_then_adaln(x, s.proj.data(), gamma1, 6 * C, R, l, C, scale2, shift2, 6 * C, eps,
-                                 s.ln.data());
+    attn.prefix = {s.adapter->prefix_k[bi].data(), s.adapter->prefix_v[bi].data(), s.adapter->prefix_tokens,
+                   s.image_rows};
+  be_.attention(s.q.as({R, H, l, hd}), k_cache, v_cache, attn, s.attn.as({R, l, C}));
+  be_.linear(s.attn.as({M, C}), b.proj_w.as({C, C}), b.proj_b.as({C}), s.proj.as({M, C}));
+  be_.add_scaled_rows_then_adaln(xs, proj, part(mod, 6 * C), {part(mod + 3 * C, 6 * C), part(mod + 5 * C, 6 * C), eps},
+                                 ln);
 
   // x = x + fc2(GELU(fc1(LN(x)·(1+scale2) + shift2)))·gamma2, then the
   // modulated LN of what reads x next: the next block, or the head.
-  be_.mlp(s.ln.data(), M, C, b.fc1_w.data(), b.fc1_b.data(), hid, b.fc2_w.data(), b.fc2_b.data(), C,
-          s.hidden.data(), s.proj.data());
+  be_.mlp(s.ln.as({M, C}), {b.fc1_w.as({hid, C}), b.fc1_b.as({hid}), b.fc2_w.as({C, hid}), b.fc2_b.as({C})},
+          s.hidden.as({M, hid}), s.proj.as({M, C}));
   const bool last = bi + 1 == cfg_.depth;
-  const float* next_scale = last ? s.head_mod.data() : s.block_mod[bi + 1].data() + 2 * C;
-  const float* next_shift = last ? s.head_mod.data() + C : s.block_mod[bi + 1].data() + 4 * C;
-  be_.add_scaled_rows_then_adaln(x, s.proj.data(), gamma2, 6 * C, R, l, C, next_scale, next_shift,
-                                 last ? 2 * C : 6 * C, eps, s.ln.data());
+  const Backend::Modulation next =
+      last ? Backend::Modulation{part(s.head_mod.data(), 2 * C), part(s.head_mod.data() + C, 2 * C), eps}
+           : Backend::Modulation{part(s.block_mod[bi + 1].data() + 2 * C, 6 * C),
+                                 part(s.block_mod[bi + 1].data() + 4 * C, 6 * C), eps};
+  be_.add_scaled_rows_then_adaln(xs, proj, part(mod + C, 6 * C), next, ln);
 }
 
 void VarTransformer::aggregate_streams(const VarSession& s, const float* h, int64_t l, float* out) const {
@@ -258,28 +257,33 @@ void VarTransformer::aggregate_streams(const VarSession& s, const float* h, int6
   // w = softmax(a)·(1−s) + s/P; out = Σ_p w_p·h_p.
   const StreamAdapter& a = *s.adapter;
   const int64_t P = s.streams, M = s.image_rows * l, C = cfg_.embed_dim;
-  be_.interleave_streams(h, P, M, C, s.agg_z.data());
-  be_.linear(s.agg_z.data(), M, P * C, a.aggregate0_w.data(), a.aggregate0_b.data(), C, s.agg_hidden.data());
-  be_.silu(s.agg_hidden.data(), static_cast<size_t>(M * C), s.agg_hidden.data());
-  be_.linear(s.agg_hidden.data(), M, C, a.aggregate2_w.data(), a.aggregate2_b.data(), P, s.agg_weights.data());
-  be_.stream_weights(s.agg_weights.data(), M, P, a.smooth);
-  be_.weighted_stream_sum(h, s.agg_weights.data(), P, M, C, out);
+  const View<const float> streams = view(h, {P, M, C});
+  be_.interleave_streams(streams, s.agg_z.as({M, P * C}));
+  be_.linear(s.agg_z.as({M, P * C}), a.aggregate0_w.as({C, P * C}), a.aggregate0_b.as({C}), s.agg_hidden.as({M, C}));
+  be_.silu(s.agg_hidden.as({M, C}), s.agg_hidden.as({M, C}));
+  be_.linear(s.agg_hidden.as({M, C}), a.aggregate2_w.as({P, C}), a.aggregate2_b.as({P}), s.agg_weights.as({M, P}));
+  be_.stream_weights(s.agg_weights.as({M, P}), a.smooth);
+  be_.weighted_stream_sum(streams, s.agg_weights.as({M, P}), view(out, {M, C}));
 }
 
 void VarTransformer::forward_scale(const VarSession& s, float* x, int si, float* logits) const {
-  const int64_t C = cfg_.embed_dim, l = int64_t{cfg_.patch_nums[si]} * cfg_.patch_nums[si];
+  const int64_t C = cfg_.embed_dim, R = s.rows, l = int64_t{cfg_.patch_nums[si]} * cfg_.patch_nums[si];
   const int64_t cached = cfg_.first_token_of_scale(si);  // the earlier scales' tokens
   // Each block leaves the next one's modulated LN in s.ln, and the last the
   // head's: LN(x)·(1+scale) + shift, modulation from the raw class embedding.
   const float* mod0 = s.block_mod[0].data();
-  be_.adaln_modulate(x, s.rows, l, C, mod0 + 2 * C, mod0 + 4 * C, 6 * C, cfg_.norm_eps, s.ln.data());
+  be_.adaln_modulate(view(x, {R, l, C}),
+                     {view(mod0 + 2 * C, {R, C}, 6 * C), view(mod0 + 4 * C, {R, C}, 6 * C), cfg_.norm_eps},
+                     s.ln.as({R, l, C}));
   for (int bi = 0; bi < cfg_.depth; ++bi) block_forward(s, bi, x, l, cached);
   const float* h = s.ln.data();
   if (s.adapter) {
     aggregate_streams(s, h, l, s.agg_out.data());
     h = s.agg_out.data();
   }
-  be_.linear(h, s.image_rows * l, C, head_w_.data(), head_b_.data(), cfg_.vocab_size, logits);
+  const int64_t M = s.image_rows * l;
+  be_.linear(view(h, {M, C}), head_w_.as({cfg_.vocab_size, C}), head_b_.as({cfg_.vocab_size}),
+             view(logits, {M, cfg_.vocab_size}));
 }
 
 }  // namespace varps

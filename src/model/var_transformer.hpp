@@ -13,14 +13,18 @@
 namespace varps {
 
 struct VarBlock {
-  Array<float> ada_lin_w, ada_lin_b;  // [6C, C], [6C] (absent with shared AdaLN)
-  Array<float> ada_gss;               // [6C] (shared AdaLN only)
-  Array<float> mat_qkv_w;             // [3C, C]
-  Array<float> qkv_bias;              // [3C] = cat(q_bias, zero_k_bias, v_bias)
-  std::vector<float> q_scale;         // [H] exp(min(scale_mul_1H11, log 100)), host
-  Array<float> proj_w, proj_b;        // [C, C], [C]
-  Array<float> fc1_w, fc1_b;          // [hidden, C], [hidden]
-  Array<float> fc2_w, fc2_b;          // [C, hidden], [C]
+  Array<MatrixElement> ada_lin_w;  // [6C, C] (absent with shared AdaLN)
+  Array<float> ada_lin_b;          // [6C]
+  Array<float> ada_gss;            // [6C] (shared AdaLN only)
+  Array<MatrixElement> mat_qkv_w;  // [3C, C]
+  Array<float> qkv_bias;           // [3C] = cat(q_bias, zero_k_bias, v_bias)
+  std::vector<float> q_scale;      // [H] exp(min(scale_mul_1H11, log 100)), host
+  Array<MatrixElement> proj_w;     // [C, C]
+  Array<float> proj_b;             // [C]
+  Array<MatrixElement> fc1_w;      // [hidden, C]
+  Array<float> fc1_b;              // [hidden]
+  Array<MatrixElement> fc2_w;      // [C, hidden]
+  Array<float> fc2_b;              // [C]
 };
 
 // The state of a generation: R rows (conditional rows first, then the
@@ -44,8 +48,8 @@ struct VarSession {
   Array<float> head_mod;                // [R, 2C]: scale, shift
   // per block [R, H, L, hd], stored as the backend chooses (alloc_kv_cache),
   // all in one allocation of kv_bytes
-  std::vector<Array<float>> k_cache, v_cache;
-  Array<float> kv_memory;
+  std::vector<Array<KvElement>> k_cache, v_cache;
+  Array<KvElement> kv_memory;
   uint64_t kv_bytes = 0;
   // A block's activations at the largest scale, in two arrays by lifetime
   // (block_forward): `ln` holds the modulated LN output, then each
@@ -112,14 +116,18 @@ class VarTransformer {
   Backend& be_;
   VarConfig cfg_;
   uint64_t weight_bytes_ = 0, parameters_ = 0;
-  Array<float> word_embed_w_, word_embed_b_;  // [C, Cvae], [C]
+  Array<MatrixElement> word_embed_w_;         // [C, Cvae]
+  Array<float> word_embed_b_;                 // [C]
   Array<float> class_emb_;                    // [num_classes + 1, C]
   Array<float> pos_start_;                    // [C]
   Array<float> lvl_pos_;                      // [L, C] = lvl_embed[scale of position] + pos_1LC
-  Array<float> shared_ada_w_, shared_ada_b_;  // [6C, C] (shared AdaLN only)
+  Array<MatrixElement> shared_ada_w_;         // [6C, C] (shared AdaLN only)
+  Array<float> shared_ada_b_;                 // [6C]
   std::vector<VarBlock> blocks_;
-  Array<float> head_nm_w_, head_nm_b_;  // [2C, C], [2C]
-  Array<float> head_w_, head_b_;        // [V, C], [V]
+  Array<MatrixElement> head_nm_w_;  // [2C, C]
+  Array<float> head_nm_b_;          // [2C]
+  Array<MatrixElement> head_w_;     // [V, C]
+  Array<float> head_b_;             // [V]
 };
 
 }  // namespace varps

@@ -22,7 +22,7 @@ struct Binder {
     const Tensor t = w.take(name, shape);
     parameters += t.data.size();
     if (!load) return {};
-    bytes += t.data.size() * sizeof(float);
+    bytes += be.array_bytes(t.data.size(), sizeof(float));
     return be.upload(t);
   }
 
@@ -257,14 +257,14 @@ void Vqvae::decode_pass(const FeatureMap& f_hat, MapArena& arena, const FeatureM
         break;
       case DecoderLayer::Kind::Upsample: {
         const FeatureMap up = arena.opposite(h, h.n, h.c, 2 * h.h, 2 * h.w);
-        be_.upsample_nearest2x(h.data.data(), h.n * h.c, h.h, h.w, up.data.data());
+        be_.upsample_nearest2x(h.planes(), up.planes());
         h = FeatureMap{};  // before the convolution: its output takes h's end
         h = conv(up, *layer.conv, arena);
         break;
       }
       case DecoderLayer::Kind::NormConvOut:
         normalized_conv(h, *layer.norm, *layer.conv, img, false, arena);
-        be_.clamp(img.data.data(), img.size(), -1.0f, 1.0f);
+        be_.clamp(img.flat(), -1.0f, 1.0f);
         break;
     }
   }

@@ -15,9 +15,12 @@
 namespace varps {
 
 struct Conv2dWeights {
-  Array<float> w, b;
+  Array<MatrixElement> w;  // [co, ci, k, k]
+  Array<float> b;          // [co]
   int64_t co = 0, ci = 0;
   int k = 0;
+  View<MatrixElement> weight() const { return w.as({co, ci, k, k}); }
+  View<float> bias() const { return b.as({co}); }
 };
 
 struct GroupNormWeights {

@@ -32,26 +32,22 @@ FeatureMap Vqvae::conv(const FeatureMap& x, const Conv2dWeights& cw, MapStore& m
   if (pad_t < 0) pad_t = pad_l = pad_b = pad_r = cw.k / 2;
   const int64_t ho = (x.h + pad_t + pad_b - cw.k) / stride + 1, wo = (x.w + pad_l + pad_r - cw.k) / stride + 1;
   FeatureMap y = maps.opposite(x, x.n, cw.co, ho, wo);
-  be_.conv2d(x.data.data(), x.n, x.c, x.h, x.w, cw.w.data(), cw.b.data(), cw.co, cw.k, stride, pad_t, pad_l, pad_b,
-             pad_r, y.data.data());
+  be_.conv2d(x.nchw(), cw.weight(), cw.bias(), {stride, pad_t, pad_l, pad_b, pad_r}, y.nchw());
   return y;
 }
 
 void Vqvae::conv_into(const FeatureMap& x, const Conv2dWeights& cw, const FeatureMap& y) const {
   VARPS_CHECK(x.c == cw.ci && y.c == cw.co && y.n == x.n && y.h == x.h && y.w == x.w, "same-size conv shapes");
-  const int pad = cw.k / 2;
-  be_.conv2d(x.data.data(), x.n, x.c, x.h, x.w, cw.w.data(), cw.b.data(), cw.co, cw.k, 1, pad, pad, pad, pad,
-             y.data.data());
+  be_.conv2d(x.nchw(), cw.weight(), cw.bias(), Backend::ConvGeometry::same(cw.k), y.nchw());
 }
 
 void Vqvae::normalized_conv(const FeatureMap& x, const GroupNormWeights& gn, const Conv2dWeights& cw,
                             const FeatureMap& y, bool add, MapStore& maps) const {
   VARPS_CHECK(y.n == x.n && y.c == cw.co && y.h == x.h && y.w == x.w, "normalized conv output shape");
   const Array<float> stats = maps.norm_stats(x.n, kGroups);
-  be_.group_norm_stats(x.data.data(), x.n, x.c, x.h * x.w, kGroups, kGroupNormEps, stats.data());
+  be_.group_norm_stats(x.data.as({x.n, x.c, x.h * x.w}), kGroups, kGroupNormEps, stats.as({x.n, kGroups, 2}));
   const NormOnRead norm{stats.data(), gn.gamma.data(), gn.beta.data(), kGroups, true};
-  be_.normalized_conv2d(x.data.data(), x.n, x.c, x.h, x.w, norm, cw.w.data(), cw.b.data(), cw.co, cw.k, add,
-                        y.data.data());
+  be_.normalized_conv2d(x.nchw(), norm, cw.weight(), cw.bias(), add, y.nchw());
 }
 
 // x' = conv2(SiLU(GN2(h))) + shortcut(x) with h = conv1(SiLU(GN1(x))). The
@@ -81,8 +77,8 @@ FeatureMap Vqvae::attn_block(const FeatureMap& x, const AttnBlock& ab, MapStore&
   const FeatureMap qkv = maps.beside(x, x.n, 3 * C, x.h, x.w);
   {
     const FeatureMap normed = maps.opposite(x, x.n, C, x.h, x.w);
-    be_.group_norm(x.data.data(), x.n, C, P, kGroups, ab.norm.gamma.data(), ab.norm.beta.data(), kGroupNormEps,
-                   false, normed.data.data());
+    be_.group_norm(x.data.as({x.n, C, P}), {kGroups, ab.norm.gamma.as({C}), ab.norm.beta.as({C}), kGroupNormEps, false},
+                   normed.data.as({x.n, C, P}));
     conv_into(normed, ab.qkv, qkv);
   }
   const FeatureMap h = maps.beside(qkv, x.n, C, x.h, x.w);
@@ -93,16 +89,17 @@ FeatureMap Vqvae::attn_block(const FeatureMap& x, const AttnBlock& ab, MapStore&
       const float* q = qkv.data.data() + n * 3 * C * P;  // [C, P]
       const float* k = q + C * P;
       const float* v = k + C * P;
+      const View<float> scores = w.data.as({P, P});
       // w[i, j] = scale · Σ_c q[c, i] k[c, j]; softmax over j
-      be_.gemm(true, false, P, P, C, scale, q, P, k, P, 0.0f, w.data.data(), P);
-      be_.softmax_rows(w.data.data(), P, P);
+      be_.gemm(view(q, {C, P}), view(k, {C, P}), scores, {true, false, scale, 0.0f});
+      be_.softmax_rows(scores);
       // h[c, i] = Σ_j v[c, j] w[i, j]
-      be_.gemm(false, true, C, P, P, 1.0f, v, P, w.data.data(), P, 0.0f, h.data.data() + n * C * P, P);
+      be_.gemm(view(v, {C, P}), scores, view(h.data.data() + n * C * P, {C, P}), {false, true, 1.0f, 0.0f});
     }
   }
   FeatureMap out = maps.opposite(x, x.n, C, x.h, x.w);
   conv_into(h, ab.proj_out, out);
-  be_.add_inplace(out.data.data(), x.data.data(), out.size());
+  be_.add_inplace(out.flat(), x.flat());
   return out;
 }
 

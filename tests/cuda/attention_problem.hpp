@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "backend.hpp"
+#include "backend_extents.hpp"
 #include "cuda/normalised_error.hpp"
 #include "cuda/rounded_operands.hpp"
 
@@ -49,8 +50,8 @@ AttentionProblem<CacheT> attention_problem(const AttentionCase& c, bool queries_
   const auto pv_seen = queries_and_prefix_rounded ? rounded<CacheT>(p.pv) : p.pv;
   const auto k_seen = rounded<CacheT>(k), v_seen = rounded<CacheT>(v);
   p.ref.resize(c.rows * c.tokens * c.H * c.hd);
-  make_cpu_backend(1)->attention(
-      q_seen.data(), k_seen.data(), v_seen.data(), c.rows, c.H, c.tokens, c.hd, c.capacity, c.len, p.scale,
+  extents::attention(
+      *make_cpu_backend(1), q_seen.data(), k_seen.data(), v_seen.data(), c.rows, c.H, c.tokens, c.hd, c.capacity, c.len, p.scale,
       KvPrefix{pk_seen.data(), pv_seen.data(), c.prefix_tokens, c.rows_per_stream}, p.ref.data());
   return p;
 }

@@ -11,6 +11,7 @@
 #include <random>
 
 #include "backend.hpp"
+#include "backend_extents.hpp"
 #include "cuda/cuda_available.hpp"
 #include "cuda/normalised_error.hpp"
 
@@ -70,8 +71,8 @@ TEST_F(CudaConformance, LinearFloat32) {
     Both x = both(random_vector(s.M * s.K, 1)), w = both(random_vector(s.N * s.K, 2, 0.05f)),
          b = both(random_vector(s.N, 3));
     Both y = output(s.M * s.N);
-    cpu_->linear(x.cpu.data(), s.M, s.K, w.cpu.data(), s.bias ? b.cpu.data() : nullptr, s.N, y.cpu.data());
-    gpu_->linear(x.gpu.data(), s.M, s.K, w.gpu.data(), s.bias ? b.gpu.data() : nullptr, s.N, y.gpu.data());
+    extents::linear(*cpu_, x.cpu.data(), s.M, s.K, w.cpu.data(), s.bias ? b.cpu.data() : nullptr, s.N, y.cpu.data());
+    extents::linear(*gpu_, x.gpu.data(), s.M, s.K, w.gpu.data(), s.bias ? b.gpu.data() : nullptr, s.N, y.gpu.data());
     EXPECT_CLOSE(gpu_result(y), cpu_result(y), fp32_tol(s.K));
   }
 }
@@ -83,12 +84,12 @@ TEST_F(CudaConformance, LinearHalfPrecisionOperands) {
     const int64_t M = 37, K = 320, N = 129;
     const auto xh = random_vector(M * K, 4), wh = random_vector(N * K, 5, 0.05f), bh = random_vector(N, 6);
     Both x = both(xh), w = both(wh), b = both(bh), y = output(M * N);
-    cpu_->linear(x.cpu.data(), M, K, w.cpu.data(), b.cpu.data(), N, y.cpu.data());
+    extents::linear(*cpu_, x.cpu.data(), M, K, w.cpu.data(), b.cpu.data(), N, y.cpu.data());
     auto hx = half->upload(Tensor({M * K}, xh)), hw = half->upload(Tensor({N * K}, wh)),
          hb = half->upload(Tensor({N}, bh)), hy = half->alloc(M * N);
-    half->linear(hx.data(), M, K, hw.data(), hb.data(), N, hy.data());
+    extents::linear(*half, hx.data(), M, K, hw.data(), hb.data(), N, hy.data());
     // Twice: the second product reuses the weight's half-precision copy.
-    half->linear(hx.data(), M, K, hw.data(), hb.data(), N, hy.data());
+    extents::linear(*half, hx.data(), M, K, hw.data(), hb.data(), N, hy.data());
     std::vector<float> got(M * N);
     half->download(hy.data(), got.size(), got.data());
     const Compared c = compare(got, cpu_result(y));
@@ -109,19 +110,19 @@ TEST_F(CudaConformance, HalfPrecisionWeightsAreStoredOnce) {
     auto hx = half->upload(Tensor({M * K}, xh)), hy = half->alloc(M * N), hz = half->alloc(M * N);
     {  // sizes the backend's scratch, which stays
       auto warm = half->upload(Tensor({N, K}, wh));
-      half->linear(hx.data(), M, K, warm.data(), nullptr, N, hy.data());
+      extents::linear(*half, hx.data(), M, K, warm.data(), nullptr, N, hy.data());
     }
     half->synchronize();
     const uint64_t before = half->device_memory().in_use;
     {
-      Array<float> matrix = half->upload_matrix(Tensor({N, K}, wh));
+      Array<MatrixElement> matrix = half->upload_matrix(Tensor({N, K}, wh));
       half->synchronize();
       // The staging copy is gone; only the half-precision weight stays.
       EXPECT_EQ(half->device_memory().in_use, before + static_cast<uint64_t>(N * K * 2));
       // The same rounding as the copy a float32 weight gets on first use.
       auto plain = half->upload(Tensor({N, K}, wh));
-      half->linear(hx.data(), M, K, matrix.data(), nullptr, N, hy.data());
-      half->linear(hx.data(), M, K, plain.data(), nullptr, N, hz.data());
+      extents::linear(*half, hx.data(), M, K, matrix.data(), nullptr, N, hy.data());
+      extents::linear(*half, hx.data(), M, K, plain.data(), nullptr, N, hz.data());
       std::vector<float> a(M * N), b(M * N);
       half->download(hy.data(), a.size(), a.data());
       half->download(hz.data(), b.size(), b.data());
@@ -144,7 +145,7 @@ TEST_F(CudaConformance, RecordedStepsReplayAndFollowTheScratch) {
   auto w = half->upload_matrix(Tensor({N, K}, random_vector(N * K, 41, 0.1f)));
   auto y = half->alloc(M * N);
   std::unique_ptr<StepRecording> slot;
-  const auto step = [&] { half->linear(x.data(), M, K, w.data(), nullptr, N, y.data()); };
+  const auto step = [&] { extents::linear(*half, x.data(), M, K, w.data(), nullptr, N, y.data()); };
   auto result = [&] {
     std::vector<float> v(M * N);
     half->download(y.data(), v.size(), v.data());
@@ -158,9 +159,9 @@ TEST_F(CudaConformance, RecordedStepsReplayAndFollowTheScratch) {
   // New inputs in the same arrays: the replay reads them.
   const auto other = half->upload(Tensor({M * K}, random_vector(M * K, 42)));
   half->copy(other.data(), other.size(), x.data());
-  half->linear(x.data(), M, K, w.data(), nullptr, N, y.data());
+  extents::linear(*half, x.data(), M, K, w.data(), nullptr, N, y.data());
   const std::vector<float> want = result();
-  half->fill_zero(y.data(), y.size());
+  extents::fill_zero(*half, y.data(), y.size());
   EXPECT_EQ(half->run_recorded(slot, step), StepRun::Replayed);
   EXPECT_EQ(result(), want);
 
@@ -168,8 +169,8 @@ TEST_F(CudaConformance, RecordedStepsReplayAndFollowTheScratch) {
   const int64_t big = 4096;
   auto xb = half->upload(Tensor({big * K}, random_vector(big * K, 43)));
   auto yb = half->alloc(big * N);
-  half->linear(xb.data(), big, K, w.data(), nullptr, N, yb.data());
-  half->fill_zero(y.data(), y.size());
+  extents::linear(*half, xb.data(), big, K, w.data(), nullptr, N, yb.data());
+  extents::fill_zero(*half, y.data(), y.size());
   EXPECT_EQ(half->run_recorded(slot, step), StepRun::Recorded);
   EXPECT_EQ(result(), want);
   EXPECT_EQ(half->run_recorded(slot, step), StepRun::Replayed);
@@ -190,8 +191,8 @@ TEST_F(CudaConformance, GemmTransposesStridesAlphaBeta) {
       SCOPED_TRACE("trans_a " + std::to_string(ta) + " trans_b " + std::to_string(tb));
       Both A = both(random_vector(rows_a * lda, 7)), B = both(random_vector(rows_b * ldb, 8));
       Both C = both(random_vector(M * ldc, 9));
-      cpu_->gemm(ta, tb, M, N, K, 0.75f, A.cpu.data(), lda, B.cpu.data(), ldb, 0.5f, C.cpu.data(), ldc);
-      gpu_->gemm(ta, tb, M, N, K, 0.75f, A.gpu.data(), lda, B.gpu.data(), ldb, 0.5f, C.gpu.data(), ldc);
+      extents::gemm(*cpu_, ta, tb, M, N, K, 0.75f, A.cpu.data(), lda, B.cpu.data(), ldb, 0.5f, C.cpu.data(), ldc);
+      extents::gemm(*gpu_, ta, tb, M, N, K, 0.75f, A.gpu.data(), lda, B.gpu.data(), ldb, 0.5f, C.gpu.data(), ldc);
       EXPECT_CLOSE(gpu_result(C), cpu_result(C), fp32_tol(K));
     }
 }
@@ -201,24 +202,24 @@ TEST_F(CudaConformance, Elementwise) {
     SCOPED_TRACE(n);
     const auto xh = random_vector(n, 10, 3.0f);
     Both x = both(xh), y = output(n);
-    cpu_->silu(x.cpu.data(), n, y.cpu.data());
-    gpu_->silu(x.gpu.data(), n, y.gpu.data());
+    extents::silu(*cpu_, x.cpu.data(), n, y.cpu.data());
+    extents::silu(*gpu_, x.gpu.data(), n, y.gpu.data());
     EXPECT_CLOSE(gpu_result(y), cpu_result(y), fp32_tol(1));
 
     Both g = both(xh);
-    cpu_->gelu_tanh_inplace(g.cpu.data(), n);
-    gpu_->gelu_tanh_inplace(g.gpu.data(), n);
+    extents::gelu_tanh_inplace(*cpu_, g.cpu.data(), n);
+    extents::gelu_tanh_inplace(*gpu_, g.gpu.data(), n);
     EXPECT_CLOSE(gpu_result(g), cpu_result(g), fp32_tol(1));
 
     Both a = both(xh), other = both(random_vector(n, 11));
-    cpu_->add_inplace(a.cpu.data(), other.cpu.data(), n);
-    gpu_->add_inplace(a.gpu.data(), other.gpu.data(), n);
+    extents::add_inplace(*cpu_, a.cpu.data(), other.cpu.data(), n);
+    extents::add_inplace(*gpu_, a.gpu.data(), other.gpu.data(), n);
     EXPECT_EQ(gpu_result(a), cpu_result(a));
-    cpu_->axpby_inplace(a.cpu.data(), 0.3f, other.cpu.data(), -1.7f, n);
-    gpu_->axpby_inplace(a.gpu.data(), 0.3f, other.gpu.data(), -1.7f, n);
+    extents::axpby_inplace(*cpu_, a.cpu.data(), 0.3f, other.cpu.data(), -1.7f, n);
+    extents::axpby_inplace(*gpu_, a.gpu.data(), 0.3f, other.gpu.data(), -1.7f, n);
     EXPECT_EQ(gpu_result(a), cpu_result(a));
-    cpu_->clamp(a.cpu.data(), n, -1.0f, 0.5f);
-    gpu_->clamp(a.gpu.data(), n, -1.0f, 0.5f);
+    extents::clamp(*cpu_, a.cpu.data(), n, -1.0f, 0.5f);
+    extents::clamp(*gpu_, a.gpu.data(), n, -1.0f, 0.5f);
     EXPECT_EQ(gpu_result(a), cpu_result(a));
   }
 }
@@ -227,12 +228,12 @@ TEST_F(CudaConformance, RowBroadcasts) {
   const int64_t rows = 3, tokens = 5, C = 67, stride = 2 * C + 1;
   Both y = both(random_vector(rows * tokens * C, 12)), x = both(random_vector(rows * tokens * C, 13)),
        v = both(random_vector(rows * stride, 14));
-  cpu_->add_scaled_rows(y.cpu.data(), x.cpu.data(), v.cpu.data() + 1, stride, rows, tokens, C);
-  gpu_->add_scaled_rows(y.gpu.data(), x.gpu.data(), v.gpu.data() + 1, stride, rows, tokens, C);
+  extents::add_scaled_rows(*cpu_, y.cpu.data(), x.cpu.data(), v.cpu.data() + 1, stride, rows, tokens, C);
+  extents::add_scaled_rows(*gpu_, y.gpu.data(), x.gpu.data(), v.gpu.data() + 1, stride, rows, tokens, C);
   EXPECT_EQ(gpu_result(y), cpu_result(y));
   Both block = both(random_vector(tokens * C, 15));
-  cpu_->add_broadcast_rows(y.cpu.data(), block.cpu.data(), rows, tokens, C);
-  gpu_->add_broadcast_rows(y.gpu.data(), block.gpu.data(), rows, tokens, C);
+  extents::add_broadcast_rows(*cpu_, y.cpu.data(), block.cpu.data(), rows, tokens, C);
+  extents::add_broadcast_rows(*gpu_, y.gpu.data(), block.gpu.data(), rows, tokens, C);
   EXPECT_EQ(gpu_result(y), cpu_result(y));
 }
 
@@ -242,8 +243,8 @@ TEST_F(CudaConformance, SoftmaxRows) {
     auto h = random_vector(5 * len, 16, 4.0f);
     h[0] = -INFINITY;  // a masked entry
     Both x = both(h);
-    cpu_->softmax_rows(x.cpu.data(), 5, len);
-    gpu_->softmax_rows(x.gpu.data(), 5, len);
+    extents::softmax_rows(*cpu_, x.cpu.data(), 5, len);
+    extents::softmax_rows(*gpu_, x.gpu.data(), 5, len);
     EXPECT_CLOSE(gpu_result(x), cpu_result(x), fp32_tol(len));
   }
 }
@@ -255,9 +256,9 @@ TEST_F(CudaConformance, AdaLnModulate) {
     auto xh = random_vector(rows * tokens * C, 17, 2.0f);
     for (float& v : xh) v += 30.0f;  // a large mean: the variance must not cancel
     Both x = both(xh), mod = both(random_vector(rows * stride, 18)), out = output(rows * tokens * C);
-    cpu_->adaln_modulate(x.cpu.data(), rows, tokens, C, mod.cpu.data() + C, mod.cpu.data(), stride, 1e-6f,
+    extents::adaln_modulate(*cpu_, x.cpu.data(), rows, tokens, C, mod.cpu.data() + C, mod.cpu.data(), stride, 1e-6f,
                          out.cpu.data());
-    gpu_->adaln_modulate(x.gpu.data(), rows, tokens, C, mod.gpu.data() + C, mod.gpu.data(), stride, 1e-6f,
+    extents::adaln_modulate(*gpu_, x.gpu.data(), rows, tokens, C, mod.gpu.data() + C, mod.gpu.data(), stride, 1e-6f,
                          out.gpu.data());
     EXPECT_CLOSE(gpu_result(out), cpu_result(out), fp32_tol(C));
   }
@@ -273,10 +274,10 @@ TEST_F(CudaConformance, ResidualThenAdaLn) {
     for (float& v : xh) v += 30.0f;
     Both x = both(xh), delta = both(random_vector(rows * tokens * C, 51)),
          gamma = both(random_vector(rows * g_stride, 52)), mod = both(random_vector(rows * m_stride, 53));
-    cpu_->add_scaled_rows(x.cpu.data(), delta.cpu.data(), gamma.cpu.data() + C, g_stride, rows, tokens, C);
-    cpu_->adaln_modulate(x.cpu.data(), rows, tokens, C, mod.cpu.data(), mod.cpu.data() + C, m_stride, 1e-6f,
+    extents::add_scaled_rows(*cpu_, x.cpu.data(), delta.cpu.data(), gamma.cpu.data() + C, g_stride, rows, tokens, C);
+    extents::adaln_modulate(*cpu_, x.cpu.data(), rows, tokens, C, mod.cpu.data(), mod.cpu.data() + C, m_stride, 1e-6f,
                          delta.cpu.data());
-    gpu_->add_scaled_rows_then_adaln(x.gpu.data(), delta.gpu.data(), gamma.gpu.data() + C, g_stride, rows, tokens,
+    extents::add_scaled_rows_then_adaln(*gpu_, x.gpu.data(), delta.gpu.data(), gamma.gpu.data() + C, g_stride, rows, tokens,
                                      C, mod.gpu.data(), mod.gpu.data() + C, m_stride, 1e-6f, delta.gpu.data());
     // The residual has one rounding per element, in the same order.
     EXPECT_EQ(gpu_result(x), cpu_result(x));
@@ -294,11 +295,11 @@ TEST_F(CudaConformance, LinearGelu) {
       const int64_t M = 37, K = 320, N = 129;
       const auto xh = random_vector(M * K, 54), wh = random_vector(N * K, 55, 0.1f), bh = random_vector(N, 56);
       Both x = both(xh), w = both(wh), b = both(bh), y = output(M * N);
-      cpu_->linear(x.cpu.data(), M, K, w.cpu.data(), bias ? b.cpu.data() : nullptr, N, y.cpu.data());
-      cpu_->gelu_tanh_inplace(y.cpu.data(), static_cast<size_t>(M * N));
-      auto gx = be->upload(Tensor({M * K}, xh)), gw = be->upload_matrix(Tensor({N, K}, wh)),
-           gb = be->upload(Tensor({N}, bh)), gy = be->alloc(M * N);
-      be->linear_gelu(gx.data(), M, K, gw.data(), bias ? gb.data() : nullptr, N, gy.data());
+      extents::linear(*cpu_, x.cpu.data(), M, K, w.cpu.data(), bias ? b.cpu.data() : nullptr, N, y.cpu.data());
+      extents::gelu_tanh_inplace(*cpu_, y.cpu.data(), static_cast<size_t>(M * N));
+      auto gx = be->upload(Tensor({M * K}, xh)), gb = be->upload(Tensor({N}, bh)), gy = be->alloc(M * N);
+      auto gw = be->upload_matrix(Tensor({N, K}, wh));
+      extents::linear_gelu(*be, gx.data(), M, K, gw.data(), bias ? gb.data() : nullptr, N, gy.data());
       std::vector<float> got(M * N);
       be->download(gy.data(), got.size(), got.data());
       EXPECT_CLOSE(got, cpu_result(y), tol);
@@ -319,14 +320,14 @@ TEST_F(CudaConformance, Mlp) {
                w2 = random_vector(N * H, 60, 0.05f), b2 = random_vector(N, 61);
     Both x = both(xh), cw1 = both(w1), cb1 = both(b1), cw2 = both(w2), cb2 = both(b2), hid = output(M * H),
          y = output(M * N);
-    cpu_->linear(x.cpu.data(), M, C, cw1.cpu.data(), cb1.cpu.data(), H, hid.cpu.data());
-    cpu_->gelu_tanh_inplace(hid.cpu.data(), static_cast<size_t>(M * H));
-    cpu_->linear(hid.cpu.data(), M, H, cw2.cpu.data(), cb2.cpu.data(), N, y.cpu.data());
-    auto gx = be->upload(Tensor({M * C}, xh)), gw1 = be->upload_matrix(Tensor({H, C}, w1)),
-         gb1 = be->upload(Tensor({H}, b1)), gw2 = be->upload_matrix(Tensor({N, H}, w2)),
-         gb2 = be->upload(Tensor({N}, b2)), ghid = be->alloc(M * H),
+    extents::linear(*cpu_, x.cpu.data(), M, C, cw1.cpu.data(), cb1.cpu.data(), H, hid.cpu.data());
+    extents::gelu_tanh_inplace(*cpu_, hid.cpu.data(), static_cast<size_t>(M * H));
+    extents::linear(*cpu_, hid.cpu.data(), M, H, cw2.cpu.data(), cb2.cpu.data(), N, y.cpu.data());
+    auto gw1 = be->upload_matrix(Tensor({H, C}, w1)), gw2 = be->upload_matrix(Tensor({N, H}, w2));
+    auto gx = be->upload(Tensor({M * C}, xh)), gb1 = be->upload(Tensor({H}, b1)), gb2 = be->upload(Tensor({N}, b2)),
+         ghid = be->alloc(M * H),
          gy = be->upload(Tensor({M * N}, std::vector<float>(M * N, NAN)));
-    be->mlp(gx.data(), M, C, gw1.data(), gb1.data(), H, gw2.data(), gb2.data(), N, ghid.data(), gy.data());
+    extents::mlp(*be, gx.data(), M, C, gw1.data(), gb1.data(), H, gw2.data(), gb2.data(), N, ghid.data(), gy.data());
     std::vector<float> got(M * N);
     be->download(gy.data(), got.size(), got.data());
     EXPECT_CLOSE(got, cpu_result(y), tol);
@@ -352,9 +353,9 @@ TEST_P(CudaAttention, SplitThenAttend) {
     Both q = output(s.rows * s.H * s.tokens * s.hd);
     std::vector<float> q_scale(s.H);
     for (int64_t h = 0; h < s.H; ++h) q_scale[h] = 1.0f + 0.5f * static_cast<float>(h);
-    cpu_->split_qkv_to_cache(qkv.cpu.data(), s.rows, s.tokens, s.H, s.hd, l2norm, q_scale.data(), q.cpu.data(),
+    extents::split_qkv_to_cache(*cpu_, qkv.cpu.data(), s.rows, s.tokens, s.H, s.hd, l2norm, q_scale.data(), q.cpu.data(),
                              kc.cpu.data(), vc.cpu.data(), capacity, s.pos);
-    gpu_->split_qkv_to_cache(qkv.gpu.data(), s.rows, s.tokens, s.H, s.hd, l2norm, q_scale.data(), q.gpu.data(),
+    extents::split_qkv_to_cache(*gpu_, qkv.gpu.data(), s.rows, s.tokens, s.H, s.hd, l2norm, q_scale.data(), q.gpu.data(),
                              kc.gpu.data(), vc.gpu.data(), capacity, s.pos);
     EXPECT_CLOSE(gpu_result(q), cpu_result(q), fp32_tol(s.hd));
     EXPECT_CLOSE(gpu_result(kc), cpu_result(kc), fp32_tol(s.hd));
@@ -368,9 +369,9 @@ TEST_P(CudaAttention, SplitThenAttend) {
     const KvPrefix gpu_prefix{pk.gpu.data(), pv.gpu.data(), s.prefix, 1};
     Both out = output(s.rows * s.tokens * C);
     const float scale = l2norm ? 1.0f : 1.0f / std::sqrt(static_cast<float>(s.hd));
-    cpu_->attention(q.cpu.data(), kc.cpu.data(), vc.cpu.data(), s.rows, s.H, s.tokens, s.hd, capacity, len, scale,
+    extents::attention(*cpu_, q.cpu.data(), kc.cpu.data(), vc.cpu.data(), s.rows, s.H, s.tokens, s.hd, capacity, len, scale,
                     cpu_prefix, out.cpu.data());
-    gpu_->attention(q.gpu.data(), kc.gpu.data(), vc.gpu.data(), s.rows, s.H, s.tokens, s.hd, capacity, len, scale,
+    extents::attention(*gpu_, q.gpu.data(), kc.gpu.data(), vc.gpu.data(), s.rows, s.H, s.tokens, s.hd, capacity, len, scale,
                     gpu_prefix, out.gpu.data());
     EXPECT_CLOSE(gpu_result(out), cpu_result(out), fp32_tol(s.hd + len + s.prefix));
   }
@@ -391,7 +392,7 @@ TEST_P(CudaAttention, HalfPrecisionCache) {
     auto half = make_backend(BackendOptions{"cuda", 0, precision});
     ASSERT_EQ(half->kv_element_bytes(), 2u);
     const uint64_t before = half->device_memory().in_use;
-    Array<float> hk = half->alloc_kv_cache(cache_n), hv = half->alloc_kv_cache(cache_n);
+    Array<KvElement> hk = half->alloc_kv_cache(cache_n), hv = half->alloc_kv_cache(cache_n);
     EXPECT_LE(half->device_memory().in_use - before, 2 * (cache_n * 2 + 256)) << "2 bytes an element";
     Both kc = output(cache_n), vc = output(cache_n);
     std::vector<float> q_scale(s.H, 1.5f);
@@ -399,9 +400,9 @@ TEST_P(CudaAttention, HalfPrecisionCache) {
       const auto host = random_vector(s.rows * tokens * 3 * C, seed);
       Both qkv = both(host);
       auto hqkv = half->upload(Tensor({static_cast<int64_t>(host.size())}, host));
-      cpu_->split_qkv_to_cache(qkv.cpu.data(), s.rows, tokens, s.H, s.hd, true, q_scale.data(), q.cpu.data(),
+      extents::split_qkv_to_cache(*cpu_, qkv.cpu.data(), s.rows, tokens, s.H, s.hd, true, q_scale.data(), q.cpu.data(),
                                kc.cpu.data(), vc.cpu.data(), capacity, pos);
-      half->split_qkv_to_cache(hqkv.data(), s.rows, tokens, s.H, s.hd, true, q_scale.data(), hq.data(), hk.data(),
+      extents::split_qkv_to_cache(*half, hqkv.data(), s.rows, tokens, s.H, s.hd, true, q_scale.data(), hq.data(), hk.data(),
                                hv.data(), capacity, pos);
     };
     if (s.pos > 0) {
@@ -424,9 +425,9 @@ TEST_P(CudaAttention, HalfPrecisionCache) {
     auto hpv = half->upload(Tensor({static_cast<int64_t>(pvh.size())}, pvh));
     Both out = output(s.rows * s.tokens * C);
     auto hout = half->upload(Tensor({static_cast<int64_t>(out.n)}, std::vector<float>(out.n, NAN)));
-    cpu_->attention(q.cpu.data(), kc.cpu.data(), vc.cpu.data(), s.rows, s.H, s.tokens, s.hd, capacity, len, 1.0f,
+    extents::attention(*cpu_, q.cpu.data(), kc.cpu.data(), vc.cpu.data(), s.rows, s.H, s.tokens, s.hd, capacity, len, 1.0f,
                     KvPrefix{pk.cpu.data(), pv.cpu.data(), s.prefix, 1}, out.cpu.data());
-    half->attention(hq.data(), hk.data(), hv.data(), s.rows, s.H, s.tokens, s.hd, capacity, len, 1.0f,
+    extents::attention(*half, hq.data(), hk.data(), hv.data(), s.rows, s.H, s.tokens, s.hd, capacity, len, 1.0f,
                     KvPrefix{hpk.data(), hpv.data(), s.prefix, 1}, hout.data());
     std::vector<float> got(out.n);
     half->download(hout.data(), out.n, got.data());
@@ -461,17 +462,17 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudaAttention,
 TEST_F(CudaConformance, StreamAggregation) {
   const int64_t P = 3, M = 37, C = 65;
   Both h = both(random_vector(P * M * C, 24)), z = output(M * C * P);
-  cpu_->interleave_streams(h.cpu.data(), P, M, C, z.cpu.data());
-  gpu_->interleave_streams(h.gpu.data(), P, M, C, z.gpu.data());
+  extents::interleave_streams(*cpu_, h.cpu.data(), P, M, C, z.cpu.data());
+  extents::interleave_streams(*gpu_, h.gpu.data(), P, M, C, z.gpu.data());
   EXPECT_EQ(gpu_result(z), cpu_result(z));
   Both a = both(random_vector(M * P, 25, 3.0f));
-  cpu_->stream_weights(a.cpu.data(), M, P, 0.01);
-  gpu_->stream_weights(a.gpu.data(), M, P, 0.01);
+  extents::stream_weights(*cpu_, a.cpu.data(), M, P, 0.01);
+  extents::stream_weights(*gpu_, a.gpu.data(), M, P, 0.01);
   EXPECT_CLOSE(gpu_result(a), cpu_result(a), fp32_tol(P));
   // The same weights on both sides, so the sum is compared alone.
   Both w = copy_of(a), out = output(M * C);
-  cpu_->weighted_stream_sum(h.cpu.data(), w.cpu.data(), P, M, C, out.cpu.data());
-  gpu_->weighted_stream_sum(h.gpu.data(), w.gpu.data(), P, M, C, out.gpu.data());
+  extents::weighted_stream_sum(*cpu_, h.cpu.data(), w.cpu.data(), P, M, C, out.cpu.data());
+  extents::weighted_stream_sum(*gpu_, h.gpu.data(), w.gpu.data(), P, M, C, out.gpu.data());
   EXPECT_EQ(gpu_result(out), cpu_result(out));
 }
 
@@ -481,8 +482,8 @@ TEST_F(CudaConformance, Guidance) {
   // cfg·ratio is rounded in double, then to float: 0.7 and 5.3 are not exact.
   const BothJobs j = jobs({{1, {0.0, 900, 0.95}}, {2, {1.5, 900, 0.95}}, {3, {5.3, 900, 0.95}}});
   const std::vector<int64_t> uncond = {3, -1, 4};
-  cpu_->guidance(logits.cpu.data(), B, lV, j.cpu.data(), 0.7, uncond, out.cpu.data());
-  gpu_->guidance(logits.gpu.data(), B, lV, j.gpu.data(), 0.7, uncond, out.gpu.data());
+  extents::guidance(*cpu_, logits.cpu.data(), B, lV, j.cpu.data(), 0.7, uncond, out.cpu.data());
+  extents::guidance(*gpu_, logits.gpu.data(), B, lV, j.gpu.data(), 0.7, uncond, out.gpu.data());
   EXPECT_EQ(gpu_result(out), cpu_result(out));  // the same float32 operations in the same order
 }
 
@@ -506,8 +507,8 @@ TEST_F(CudaConformance, SamplingDrawsTheSameTokens) {
     const BothJobs j = jobs(host_jobs);
     const bool filters = sample_filters(host_jobs.data(), B, c.V);
     auto ci = cpu_->alloc_i32(B * l), gi = gpu_->alloc_i32(B * l);
-    cpu_->sample(logits.cpu.data(), B, l, c.V, j.cpu.data(), filters, 4, ci.data());
-    gpu_->sample(logits.gpu.data(), B, l, c.V, j.gpu.data(), filters, 4, gi.data());
+    extents::sample(*cpu_, logits.cpu.data(), B, l, c.V, j.cpu.data(), filters, 4, ci.data());
+    extents::sample(*gpu_, logits.gpu.data(), B, l, c.V, j.gpu.data(), filters, 4, gi.data());
     std::vector<int32_t> want(B * l), got(B * l);
     cpu_->download_i32(ci.data(), want.size(), want.data());
     gpu_->download_i32(gi.data(), got.size(), got.data());
@@ -540,9 +541,9 @@ TEST_F(CudaConformance, Convolutions) {
     const int64_t Ho = (c.H + c.pt + c.pb - c.k) / c.stride + 1, Wo = (c.W + c.pl + c.pr - c.k) / c.stride + 1;
     Both x = both(random_vector(c.N * c.Ci * c.H * c.W, 28)), w = both(random_vector(c.Co * c.Ci * c.k * c.k, 29, 0.2f));
     Both b = both(random_vector(c.Co, 30)), out = output(c.N * c.Co * Ho * Wo);
-    cpu_->conv2d(x.cpu.data(), c.N, c.Ci, c.H, c.W, w.cpu.data(), c.bias ? b.cpu.data() : nullptr, c.Co, c.k, c.stride,
+    extents::conv2d(*cpu_, x.cpu.data(), c.N, c.Ci, c.H, c.W, w.cpu.data(), c.bias ? b.cpu.data() : nullptr, c.Co, c.k, c.stride,
                  c.pt, c.pl, c.pb, c.pr, out.cpu.data());
-    gpu_->conv2d(x.gpu.data(), c.N, c.Ci, c.H, c.W, w.gpu.data(), c.bias ? b.gpu.data() : nullptr, c.Co, c.k, c.stride,
+    extents::conv2d(*gpu_, x.gpu.data(), c.N, c.Ci, c.H, c.W, w.gpu.data(), c.bias ? b.gpu.data() : nullptr, c.Co, c.k, c.stride,
                  c.pt, c.pl, c.pb, c.pr, out.gpu.data());
     EXPECT_CLOSE(gpu_result(out), cpu_result(out), fp32_tol(c.Ci * c.k * c.k));
   }
@@ -592,16 +593,16 @@ TEST_F(CudaConformance, ConvolutionsWithHalfPrecisionOperands) {
         auto hs = half->upload(Tensor({static_cast<int64_t>(st.size())}, st));
         auto hg = half->upload(Tensor({c.Ci}, ones)), hbe = half->upload(Tensor({c.Ci}, zeros));
         const int groups = static_cast<int>(c.Ci);
-        cpu_->normalized_conv2d(x.cpu.data(), c.N, c.Ci, c.H, c.W,
+        extents::normalized_conv2d(*cpu_, x.cpu.data(), c.N, c.Ci, c.H, c.W,
                                 NormOnRead{stats.cpu.data(), gamma.cpu.data(), beta.cpu.data(), groups, false},
                                 w.cpu.data(), b.cpu.data(), c.Co, c.k, true, out.cpu.data());
-        half->normalized_conv2d(hx.data(), c.N, c.Ci, c.H, c.W,
+        extents::normalized_conv2d(*half, hx.data(), c.N, c.Ci, c.H, c.W,
                                 NormOnRead{hs.data(), hg.data(), hbe.data(), groups, false}, hw.data(), hb.data(),
                                 c.Co, c.k, true, hy.data());
       } else {
-        cpu_->conv2d(x.cpu.data(), c.N, c.Ci, c.H, c.W, w.cpu.data(), b.cpu.data(), c.Co, c.k, c.stride, c.pt, c.pl,
+        extents::conv2d(*cpu_, x.cpu.data(), c.N, c.Ci, c.H, c.W, w.cpu.data(), b.cpu.data(), c.Co, c.k, c.stride, c.pt, c.pl,
                      c.pb, c.pr, out.cpu.data());
-        half->conv2d(hx.data(), c.N, c.Ci, c.H, c.W, hw.data(), hb.data(), c.Co, c.k, c.stride, c.pt, c.pl, c.pb,
+        extents::conv2d(*half, hx.data(), c.N, c.Ci, c.H, c.W, hw.data(), hb.data(), c.Co, c.k, c.stride, c.pt, c.pl, c.pb,
                      c.pr, hy.data());
       }
       std::vector<float> got(out.n);
@@ -632,7 +633,7 @@ TEST_F(CudaConformance, HalfPrecisionConvolutionNeedsNoScratch) {
   auto y = half->alloc(Co * S * S);
   half->synchronize();
   const uint64_t before = half->device_memory().in_use;
-  half->conv2d(x.data(), 1, Ci, S, S, w.data(), nullptr, Co, 3, 1, 1, 1, 1, 1, y.data());
+  extents::conv2d(*half, x.data(), 1, Ci, S, S, w.data(), nullptr, Co, 3, 1, 1, 1, 1, 1, y.data());
   half->synchronize();
   EXPECT_EQ(half->device_memory().in_use, before);
   EXPECT_EQ(half->workspace_bytes(WorkspaceDemand{0, static_cast<uint64_t>(Ci * 9 * S * S), 0, {}}),
@@ -644,12 +645,12 @@ TEST_F(CudaConformance, GroupNorm) {
     const int64_t N = 2, C = 8, HW = 33;
     Both x = both(random_vector(N * C * HW, 31, 3.0f)), g = both(random_vector(C, 32)), b = both(random_vector(C, 33));
     Both out = output(N * C * HW);
-    cpu_->group_norm(x.cpu.data(), N, C, HW, 4, g.cpu.data(), b.cpu.data(), 1e-6f, silu, out.cpu.data());
-    gpu_->group_norm(x.gpu.data(), N, C, HW, 4, g.gpu.data(), b.gpu.data(), 1e-6f, silu, out.gpu.data());
+    extents::group_norm(*cpu_, x.cpu.data(), N, C, HW, 4, g.cpu.data(), b.cpu.data(), 1e-6f, silu, out.cpu.data());
+    extents::group_norm(*gpu_, x.gpu.data(), N, C, HW, 4, g.gpu.data(), b.gpu.data(), 1e-6f, silu, out.gpu.data());
     EXPECT_CLOSE(gpu_result(out), cpu_result(out), fp32_tol(2 * HW));
     // In place, as the decoder may call it.
-    cpu_->group_norm(x.cpu.data(), N, C, HW, 4, g.cpu.data(), b.cpu.data(), 1e-6f, silu, x.cpu.data());
-    gpu_->group_norm(x.gpu.data(), N, C, HW, 4, g.gpu.data(), b.gpu.data(), 1e-6f, silu, x.gpu.data());
+    extents::group_norm(*cpu_, x.cpu.data(), N, C, HW, 4, g.cpu.data(), b.cpu.data(), 1e-6f, silu, x.cpu.data());
+    extents::group_norm(*gpu_, x.gpu.data(), N, C, HW, 4, g.gpu.data(), b.gpu.data(), 1e-6f, silu, x.gpu.data());
     EXPECT_CLOSE(gpu_result(x), cpu_result(x), fp32_tol(2 * HW));
   }
 }
@@ -670,18 +671,18 @@ TEST_F(CudaConformance, NormalizedConvolution) {
          b = both(random_vector(c.Ci, 42));
     Both w = both(random_vector(c.Co * c.Ci * c.k * c.k, 43, 0.2f)), bias = both(random_vector(c.Co, 44));
     Both stats = output(c.N * c.groups * 2);
-    cpu_->group_norm_stats(x.cpu.data(), c.N, c.Ci, HW, c.groups, 1e-6f, stats.cpu.data());
-    gpu_->group_norm_stats(x.gpu.data(), c.N, c.Ci, HW, c.groups, 1e-6f, stats.gpu.data());
+    extents::group_norm_stats(*cpu_, x.cpu.data(), c.N, c.Ci, HW, c.groups, 1e-6f, stats.cpu.data());
+    extents::group_norm_stats(*gpu_, x.gpu.data(), c.N, c.Ci, HW, c.groups, 1e-6f, stats.gpu.data());
     EXPECT_CLOSE(gpu_result(stats), cpu_result(stats), fp32_tol(c.Ci / c.groups * HW));
     // The same statistics on both sides, so the convolution is compared alone.
     Both same = copy_of(stats);
     Both out = c.add_to_out ? both(random_vector(c.N * c.Co * HW, 45)) : output(c.N * c.Co * HW);
     const NormOnRead cn{same.cpu.data(), g.cpu.data(), b.cpu.data(), static_cast<int>(c.groups), true};
     const NormOnRead gn{same.gpu.data(), g.gpu.data(), b.gpu.data(), static_cast<int>(c.groups), true};
-    cpu_->normalized_conv2d(x.cpu.data(), c.N, c.Ci, c.H, c.W, cn, w.cpu.data(), bias.cpu.data(), c.Co, c.k,
+    extents::normalized_conv2d(*cpu_, x.cpu.data(), c.N, c.Ci, c.H, c.W, cn, w.cpu.data(), bias.cpu.data(), c.Co, c.k,
                             c.add_to_out, out.cpu.data());
     const std::vector<float> out_before = gpu_result(out);
-    gpu_->normalized_conv2d(x.gpu.data(), c.N, c.Ci, c.H, c.W, gn, w.gpu.data(), bias.gpu.data(), c.Co, c.k,
+    extents::normalized_conv2d(*gpu_, x.gpu.data(), c.N, c.Ci, c.H, c.W, gn, w.gpu.data(), bias.gpu.data(), c.Co, c.k,
                             c.add_to_out, out.gpu.data());
     const std::vector<float> ref = cpu_result(out);
     EXPECT_CLOSE(gpu_result(out), ref, fp32_tol(c.Ci * c.k * c.k));
@@ -692,7 +693,7 @@ TEST_F(CudaConformance, NormalizedConvolution) {
     auto hx = up(x), hg = up(g), hb = up(b), hs = up(same), hbias = up(bias);
     auto hw = half->upload_matrix(Tensor({static_cast<int64_t>(w.n)}, cpu_result(w)));
     auto hy = half->upload(Tensor({static_cast<int64_t>(out.n)}, out_before));
-    half->normalized_conv2d(hx.data(), c.N, c.Ci, c.H, c.W,
+    extents::normalized_conv2d(*half, hx.data(), c.N, c.Ci, c.H, c.W,
                             NormOnRead{hs.data(), hg.data(), hb.data(), static_cast<int>(c.groups), true}, hw.data(),
                             hbias.data(), c.Co, c.k, c.add_to_out, hy.data());
     std::vector<float> got(out.n);
@@ -705,19 +706,19 @@ TEST_F(CudaConformance, Resampling) {
   const int64_t NC = 6;
   Both small = both(random_vector(NC * 3 * 5, 34));
   Both up2 = output(NC * 6 * 10);
-  cpu_->upsample_nearest2x(small.cpu.data(), NC, 3, 5, up2.cpu.data());
-  gpu_->upsample_nearest2x(small.gpu.data(), NC, 3, 5, up2.gpu.data());
+  extents::upsample_nearest2x(*cpu_, small.cpu.data(), NC, 3, 5, up2.cpu.data());
+  extents::upsample_nearest2x(*gpu_, small.gpu.data(), NC, 3, 5, up2.gpu.data());
   EXPECT_EQ(gpu_result(up2), cpu_result(up2));
   // The same float operations in the same order: bit-identical.
   for (const auto& [h, H] : {std::pair<int64_t, int64_t>{1, 16}, {3, 7}, {13, 16}, {16, 16}}) {
     SCOPED_TRACE(std::to_string(h) + " -> " + std::to_string(H));
     Both x = both(random_vector(NC * h * (h + 2), 35)), up = output(NC * H * (H + 3));
-    cpu_->upsample_bicubic(x.cpu.data(), NC, h, h + 2, H, H + 3, up.cpu.data());
-    gpu_->upsample_bicubic(x.gpu.data(), NC, h, h + 2, H, H + 3, up.gpu.data());
+    extents::upsample_bicubic(*cpu_, x.cpu.data(), NC, h, h + 2, H, H + 3, up.cpu.data());
+    extents::upsample_bicubic(*gpu_, x.gpu.data(), NC, h, h + 2, H, H + 3, up.gpu.data());
     EXPECT_EQ(gpu_result(up), cpu_result(up));
     Both big = both(random_vector(NC * H * (H + 3), 36)), down = output(NC * h * (h + 2));
-    cpu_->downsample_area(big.cpu.data(), NC, H, H + 3, h, h + 2, down.cpu.data());
-    gpu_->downsample_area(big.gpu.data(), NC, H, H + 3, h, h + 2, down.gpu.data());
+    extents::downsample_area(*cpu_, big.cpu.data(), NC, H, H + 3, h, h + 2, down.cpu.data());
+    extents::downsample_area(*gpu_, big.gpu.data(), NC, H, H + 3, h, h + 2, down.gpu.data());
     EXPECT_EQ(gpu_result(down), cpu_result(down));
   }
 }
@@ -725,8 +726,8 @@ TEST_F(CudaConformance, Resampling) {
 TEST_F(CudaConformance, LayoutsAndLookups) {
   const int64_t N = 2, C = 7, P = 33, V = 64;
   Both x = both(random_vector(N * C * P, 37)), tokens = output(N * P * C);
-  cpu_->chw_to_tokens(x.cpu.data(), N, C, P, tokens.cpu.data());
-  gpu_->chw_to_tokens(x.gpu.data(), N, C, P, tokens.gpu.data());
+  extents::chw_to_tokens(*cpu_, x.cpu.data(), N, C, P, tokens.cpu.data());
+  extents::chw_to_tokens(*gpu_, x.gpu.data(), N, C, P, tokens.gpu.data());
   EXPECT_EQ(gpu_result(tokens), cpu_result(tokens));
 
   std::vector<int32_t> idx(N * P);
@@ -735,11 +736,11 @@ TEST_F(CudaConformance, LayoutsAndLookups) {
   cpu_->upload_into_i32(idx.data(), idx.size(), ci.data());
   gpu_->upload_into_i32(idx.data(), idx.size(), gi.data());
   Both table = both(random_vector(V * C, 38)), chw = output(N * C * P), rows = output(N * P * C);
-  cpu_->embed_chw(table.cpu.data(), C, ci.data(), N, P, chw.cpu.data());
-  gpu_->embed_chw(table.gpu.data(), C, gi.data(), N, P, chw.gpu.data());
+  extents::embed_chw(*cpu_, table.cpu.data(), C, ci.data(), N, P, chw.cpu.data());
+  extents::embed_chw(*gpu_, table.gpu.data(), C, gi.data(), N, P, chw.gpu.data());
   EXPECT_EQ(gpu_result(chw), cpu_result(chw));
-  cpu_->gather_rows(table.cpu.data(), C, ci.data(), N * P, rows.cpu.data());
-  gpu_->gather_rows(table.gpu.data(), C, gi.data(), N * P, rows.gpu.data());
+  extents::gather_rows(*cpu_, table.cpu.data(), C, ci.data(), N * P, rows.cpu.data());
+  extents::gather_rows(*gpu_, table.gpu.data(), C, gi.data(), N * P, rows.gpu.data());
   EXPECT_EQ(gpu_result(rows), cpu_result(rows));
 
   // Nearest codebook entry of 257 random vectors: random data has no ties
@@ -747,8 +748,8 @@ TEST_F(CudaConformance, LayoutsAndLookups) {
   const int64_t n = 257, Cz = 8;
   Both z = both(random_vector(n * Cz, 39)), book = both(random_vector(V * Cz, 40));
   auto cn = cpu_->alloc_i32(n), gn = gpu_->alloc_i32(n);
-  cpu_->nearest_code(z.cpu.data(), n, book.cpu.data(), V, Cz, cn.data());
-  gpu_->nearest_code(z.gpu.data(), n, book.gpu.data(), V, Cz, gn.data());
+  extents::nearest_code(*cpu_, z.cpu.data(), n, book.cpu.data(), V, Cz, cn.data());
+  extents::nearest_code(*gpu_, z.gpu.data(), n, book.gpu.data(), V, Cz, gn.data());
   std::vector<int32_t> want(n), got(n);
   cpu_->download_i32(cn.data(), n, want.data());
   gpu_->download_i32(gn.data(), n, got.data());

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "backend.hpp"
+#include "backend_extents.hpp"
 #include "cuda/elementwise_kernels.cuh"
 #include "cuda/normalised_error.hpp"
 #endif
@@ -54,13 +55,13 @@ TEST(EmulatedElementwiseKernels, Activations) {
   auto cpu = make_cpu_backend(1);
   const std::vector<float> x = activation_inputs();
   std::vector<float> ref(kN), got(kN, NAN);
-  cpu->silu(x.data(), kN, ref.data());
+  extents::silu(*cpu, x.data(), kN, ref.data());
   launch_over(ek::silu_kernel, kN, x.data(), kN, got.data());
   EXPECT_CLOSE(got, ref, kVectorMathTol);
 
   ref = x;
   got = x;
-  cpu->gelu_tanh_inplace(ref.data(), kN);
+  extents::gelu_tanh_inplace(*cpu, ref.data(), kN);
   launch_over(ek::gelu_tanh_kernel, kN, got.data(), kN);
   EXPECT_CLOSE(got, ref, kVectorMathTol);
 }
@@ -70,13 +71,13 @@ TEST(EmulatedElementwiseKernels, Sums) {
   auto cpu = make_cpu_backend(1);
   const std::vector<float> y0 = random_vector(kN, 72), x = random_vector(kN, 73);
   std::vector<float> ref = y0, got = y0;
-  cpu->add_inplace(ref.data(), x.data(), kN);
+  extents::add_inplace(*cpu, ref.data(), x.data(), kN);
   launch_over(ek::add_kernel, kN, got.data(), x.data(), kN);
   EXPECT_EQ(got, ref) << "add";
 
   ref = y0;
   got = y0;
-  cpu->axpby_inplace(ref.data(), 0.3f, x.data(), -1.7f, kN);
+  extents::axpby_inplace(*cpu, ref.data(), 0.3f, x.data(), -1.7f, kN);
   launch_over(ek::axpby_kernel, kN, got.data(), 0.3f, x.data(), -1.7f, kN);
   EXPECT_EQ(got, ref) << "axpby";
 
@@ -86,14 +87,14 @@ TEST(EmulatedElementwiseKernels, Sums) {
   const std::vector<float> yr = random_vector(n, 74), xr = random_vector(n, 75), v = random_vector(rows * stride, 76);
   ref = yr;
   got = yr;
-  cpu->add_scaled_rows(ref.data(), xr.data(), v.data() + C, stride, rows, tokens, C);
+  extents::add_scaled_rows(*cpu, ref.data(), xr.data(), v.data() + C, stride, rows, tokens, C);
   launch_over(ek::add_scaled_rows_kernel, n, got.data(), xr.data(), v.data() + C, stride, tokens, C, n);
   EXPECT_EQ(got, ref) << "add_scaled_rows";
 
   ref = yr;
   got = yr;
   const size_t block = tokens * C;
-  cpu->add_broadcast_rows(ref.data(), v.data(), rows, tokens, C);
+  extents::add_broadcast_rows(*cpu, ref.data(), v.data(), rows, tokens, C);
   launch_over(ek::add_broadcast_rows_kernel, n, got.data(), v.data(), block, n);
   EXPECT_EQ(got, ref) << "add_broadcast_rows";
 }
@@ -108,7 +109,7 @@ TEST(EmulatedElementwiseKernels, SoftmaxRows) {
     std::vector<float> ref = random_vector(n * len, 77, 3.0f);
     ref[0] = -std::numeric_limits<float>::infinity();  // a masked entry
     std::vector<float> got = ref;
-    cpu->softmax_rows(ref.data(), n, len);
+    extents::softmax_rows(*cpu, ref.data(), n, len);
     launch(ek::softmax_rows_kernel, dim3(static_cast<unsigned>(n)), dim3(ek::softmax_threads(len)), 0, got.data(), len);
     // The max is the CPU's; the exponentials differ as vector math does,
     // and the sum is a block reduction, which associates differently
@@ -127,7 +128,7 @@ TEST(EmulatedElementwiseKernels, Clamp) {
   ref[1] = -std::numeric_limits<float>::infinity();
   ref[2] = -0.0f;
   std::vector<float> got = ref;
-  cpu->clamp(ref.data(), kN, -1.0f, 1.0f);
+  extents::clamp(*cpu, ref.data(), kN, -1.0f, 1.0f);
   launch_over(ek::clamp_kernel, kN, got.data(), kN, -1.0f, 1.0f);
   EXPECT_EQ(got, ref);
 }
@@ -149,21 +150,21 @@ TEST(EmulatedElementwiseKernels, GathersAndLayouts) {
   const int64_t rows = 41;
   const std::vector<int32_t> idx = random_indices(rows, V, 80);
   std::vector<float> ref(rows * C), got(ref.size(), NAN);
-  cpu->gather_rows(table.data(), C, idx.data(), rows, ref.data());
+  extents::gather_rows(*cpu, table.data(), C, idx.data(), rows, ref.data());
   launch_over(ek::gather_rows_kernel, got.size(), table.data(), C, idx.data(), got.size(), got.data());
   EXPECT_EQ(got, ref) << "gather_rows";
 
   const std::vector<int32_t> map = random_indices(N * P, V, 81);
   ref.assign(N * C * P, 0.0f);
   got.assign(ref.size(), NAN);
-  cpu->embed_chw(table.data(), C, map.data(), N, P, ref.data());
+  extents::embed_chw(*cpu, table.data(), C, map.data(), N, P, ref.data());
   launch_over(ek::embed_chw_kernel, got.size(), table.data(), C, map.data(), P, got.size(), got.data());
   EXPECT_EQ(got, ref) << "embed_chw";
 
   const std::vector<float> chw = random_vector(N * C * P, 82);
   ref.assign(chw.size(), 0.0f);
   got.assign(chw.size(), NAN);
-  cpu->chw_to_tokens(chw.data(), N, C, P, ref.data());
+  extents::chw_to_tokens(*cpu, chw.data(), N, C, P, ref.data());
   launch_over(ek::chw_to_tokens_kernel, got.size(), chw.data(), C, P, got.size(), got.data());
   EXPECT_EQ(got, ref) << "chw_to_tokens";
 }

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "backend.hpp"
+#include "backend_extents.hpp"
 #include "cuda/cuda_backend.hpp"
 #include "cuda/image_kernels.cuh"
 // The residual path takes a few of these kernels, not all of them.
@@ -79,7 +80,7 @@ void emulated_convolution(Backend& cpu, const float* x, const Conv& c, const Nor
       else
         launch(ik::im2col_band_kernel<false, I, float>, grid, dim3(ik::kThreads), 0, xn, c.Ci, c.H, c.W, c.k, c.stride,
                c.pad_t, c.pad_l, static_cast<I>(Wo), oy0, Kdim, static_cast<I>(cols), NormOnRead{}, n, col.data());
-      cpu.gemm(false, false, c.Co, cols, Kdim, 1.0f, w, Kdim, col.data(), cols, beta, out + (n * c.Co) * P + oy0 * Wo,
+      extents::gemm(cpu, false, false, c.Co, cols, Kdim, 1.0f, w, Kdim, col.data(), cols, beta, out + (n * c.Co) * P + oy0 * Wo,
                P);
     }
   }
@@ -116,15 +117,15 @@ void check_convolution(const ConvCase& cc) {
   NormOnRead norm;
   if (cc.groups > 0) {
     stats.resize(c.N * cc.groups * 2);
-    cpu->group_norm_stats(x.data(), c.N, c.Ci, c.H * c.W, cc.groups, 1e-6f, stats.data());
+    extents::group_norm_stats(*cpu, x.data(), c.N, c.Ci, c.H * c.W, cc.groups, 1e-6f, stats.data());
     norm = NormOnRead{stats.data(), gamma.data(), beta.data(), cc.groups, cc.silu};
   }
   std::vector<float> ref = cc.add ? before : std::vector<float>(before.size(), NAN);
   const float* bias = cc.bias ? b.data() : nullptr;
   if (cc.groups > 0)
-    cpu->normalized_conv2d(x.data(), c.N, c.Ci, c.H, c.W, norm, w.data(), bias, c.Co, c.k, cc.add, ref.data());
+    extents::normalized_conv2d(*cpu, x.data(), c.N, c.Ci, c.H, c.W, norm, w.data(), bias, c.Co, c.k, cc.add, ref.data());
   else
-    cpu->conv2d(x.data(), c.N, c.Ci, c.H, c.W, w.data(), bias, c.Co, c.k, c.stride, c.pad_t, c.pad_l, c.pad_b, c.pad_r,
+    extents::conv2d(*cpu, x.data(), c.N, c.Ci, c.H, c.W, w.data(), bias, c.Co, c.k, c.stride, c.pad_t, c.pad_l, c.pad_b, c.pad_r,
                 ref.data());
 
   std::vector<float> out = cc.add ? before : std::vector<float>(before.size(), NAN);
@@ -173,7 +174,7 @@ void check_group_norm(const NormCase& nc) {
   const dim3 grid(ik::group_blocks(nc.N, nc.groups)), block(ik::kNormThreads);
 
   std::vector<float> stats_ref(nc.N * nc.groups * 2), stats(stats_ref.size(), NAN);
-  cpu->group_norm_stats(x.data(), nc.N, nc.C, nc.HW, nc.groups, eps, stats_ref.data());
+  extents::group_norm_stats(*cpu, x.data(), nc.N, nc.C, nc.HW, nc.groups, eps, stats_ref.data());
   const bool vec_in = ik::group_float4(nc.HW, x.data());
   launch(vec_in ? ik::group_stats_kernel<true, I> : ik::group_stats_kernel<false, I>, grid, block, 0, x.data(), nc.C,
          nc.HW, nc.groups, eps, stats.data());
@@ -183,7 +184,7 @@ void check_group_norm(const NormCase& nc) {
   EXPECT_CLOSE(stats, stats_ref, FLT_EPSILON);
 
   std::vector<float> ref(x.size()), separate(x.size(), NAN);
-  cpu->group_norm(x.data(), nc.N, nc.C, nc.HW, nc.groups, gamma.data(), beta.data(), eps, nc.silu, ref.data());
+  extents::group_norm(*cpu, x.data(), nc.N, nc.C, nc.HW, nc.groups, gamma.data(), beta.data(), eps, nc.silu, ref.data());
   std::vector<float> in_place = x;
   const float* in = nc.in_place ? in_place.data() : x.data();
   float* out = nc.in_place ? in_place.data() : separate.data();
@@ -208,7 +209,7 @@ void check_upsample_nearest2x() {
   const int64_t NC = 3, H = 5, W = 7, total = NC * H * W;
   const std::vector<float> x = random_vector(total, 111);
   std::vector<float> ref(4 * total), got(ref.size(), NAN);
-  cpu->upsample_nearest2x(x.data(), NC, H, W, ref.data());
+  extents::upsample_nearest2x(*cpu, x.data(), NC, H, W, ref.data());
   launch(ik::upsample_nearest2x_kernel<I>, dim3(cuda::grid_for(total, ik::kThreads)), dim3(ik::kThreads), 0, x.data(),
          static_cast<I>(total), static_cast<I>(W), got.data());
   EXPECT_EQ(got, ref);
@@ -242,7 +243,7 @@ TEST(EmulatedImageKernels, BicubicAndArea) {
     SCOPED_TRACE("bicubic " + std::to_string(s.from) + " -> " + std::to_string(s.to));
     const std::vector<float> x = random_vector(NC * s.from * (s.from + 1), 112);
     std::vector<float> ref(NC * s.to * (s.to + 2)), got(ref.size(), NAN);
-    cpu->upsample_bicubic(x.data(), NC, s.from, s.from + 1, s.to, s.to + 2, ref.data());
+    extents::upsample_bicubic(*cpu, x.data(), NC, s.from, s.from + 1, s.to, s.to + 2, ref.data());
     emulated_resample<ik::Resample::Bicubic>(x.data(), NC, s.from, s.from + 1, s.to, s.to + 2, got.data());
     EXPECT_EQ(got, ref);
   }
@@ -250,13 +251,13 @@ TEST(EmulatedImageKernels, BicubicAndArea) {
     SCOPED_TRACE("area " + std::to_string(s.from) + " -> " + std::to_string(s.to));
     const std::vector<float> x = random_vector(NC * s.from * (s.from + 3), 113);
     std::vector<float> ref(NC * s.to * (s.to + 1)), got(ref.size(), NAN);
-    cpu->downsample_area(x.data(), NC, s.from, s.from + 3, s.to, s.to + 1, ref.data());
+    extents::downsample_area(*cpu, x.data(), NC, s.from, s.from + 3, s.to, s.to + 1, ref.data());
     emulated_resample<ik::Resample::Area>(x.data(), NC, s.from, s.from + 3, s.to, s.to + 1, got.data());
     EXPECT_EQ(got, ref);
   }
   const std::vector<float> x = random_vector(NC * 5 * 5, 114);
   std::vector<float> ref(NC * 16 * 16), got(ref.size(), NAN);
-  cpu->upsample_bicubic(x.data(), NC, 5, 5, 16, 16, ref.data());
+  extents::upsample_bicubic(*cpu, x.data(), NC, 5, 5, 16, 16, ref.data());
   emulated_resample<ik::Resample::Bicubic, uint64_t>(x.data(), NC, 5, 5, 16, 16, got.data());
   EXPECT_EQ(got, ref) << "wide indices";
 }
@@ -270,7 +271,7 @@ std::vector<int32_t> emulated_nearest_code(Backend& cpu, const std::vector<float
   std::vector<float> e2(V, NAN), dots(n * V, NAN);
   launch(ik::squared_norms_kernel, dim3(cuda::grid_for(V, ik::kThreads)), dim3(ik::kThreads), 0, codebook.data(), V, C,
          e2.data());
-  if (C > 0) cpu.gemm(false, true, n, V, C, 1.0f, z.data(), C, codebook.data(), C, 0.0f, dots.data(), V);
+  if (C > 0) extents::gemm(cpu, false, true, n, V, C, 1.0f, z.data(), C, codebook.data(), C, 0.0f, dots.data(), V);
   std::vector<int32_t> idx(n, -1);
   const int64_t chunk = ik::nearest_code_rows(n, V, scratch_elements);
   for (int64_t r0 = 0; r0 < n; r0 += chunk) {
@@ -290,7 +291,7 @@ TEST(EmulatedImageKernels, NearestCode) {
   const std::vector<float> codebook = random_vector(V * C, 122);
   z[5 * C] = std::numeric_limits<float>::infinity();
   std::vector<int32_t> ref(n, -1);
-  cpu->nearest_code(z.data(), n, codebook.data(), V, C, ref.data());
+  extents::nearest_code(*cpu, z.data(), n, codebook.data(), V, C, ref.data());
   EXPECT_EQ(emulated_nearest_code(*cpu, z, n, codebook, V, C, 7 * V), ref);
 }
 
@@ -309,7 +310,7 @@ TEST(EmulatedImageKernels, NearestCodeTakesTheFirstOfEqualDistances) {
     for (int64_t c = 0; c < C; ++c) codebook[v * C + c] = rows[(v * 7 + v / 50) % distinct * C + c];
   for (float& v : z) v = static_cast<float>(small(rng));
   std::vector<int32_t> ref(n, -1);
-  cpu->nearest_code(z.data(), n, codebook.data(), V, C, ref.data());
+  extents::nearest_code(*cpu, z.data(), n, codebook.data(), V, C, ref.data());
   EXPECT_EQ(emulated_nearest_code(*cpu, z, n, codebook, V, C, n * V), ref);
   // Without channels every distance is 0: the first code.
   EXPECT_EQ(emulated_nearest_code(*cpu, z, n, codebook, V, 0, n * V), std::vector<int32_t>(n, 0));
@@ -343,13 +344,13 @@ TEST(EmulatedImageKernels, ResidualPathScaleWithPhi) {
   };
   Maps ref = maps(), got = maps();
 
-  cpu->embed_chw(codebook.data(), C, idx.data(), n, pn * pn, ref.h.data());
-  cpu->upsample_bicubic(ref.h.data(), n * C, pn, pn, S, S, ref.up.data());
-  cpu->conv2d(ref.up.data(), n, C, S, S, w.data(), b.data(), C, 3, 1, 1, 1, 1, 1, ref.conv.data());
-  cpu->axpby_inplace(ref.up.data(), 1.0f - r, ref.conv.data(), r, ref.up.size());
-  cpu->add_inplace(ref.f_hat.data(), ref.up.data(), ref.f_hat.size());
-  cpu->downsample_area(ref.f_hat.data(), n * C, S, S, next_pn, next_pn, ref.down.data());
-  cpu->chw_to_tokens(ref.down.data(), n, C, next_pn * next_pn, ref.tokens.data());
+  extents::embed_chw(*cpu, codebook.data(), C, idx.data(), n, pn * pn, ref.h.data());
+  extents::upsample_bicubic(*cpu, ref.h.data(), n * C, pn, pn, S, S, ref.up.data());
+  extents::conv2d(*cpu, ref.up.data(), n, C, S, S, w.data(), b.data(), C, 3, 1, 1, 1, 1, 1, ref.conv.data());
+  extents::axpby_inplace(*cpu, ref.up.data(), 1.0f - r, ref.conv.data(), r, ref.up.size());
+  extents::add_inplace(*cpu, ref.f_hat.data(), ref.up.data(), ref.f_hat.size());
+  extents::downsample_area(*cpu, ref.f_hat.data(), n * C, S, S, next_pn, next_pn, ref.down.data());
+  extents::chw_to_tokens(*cpu, ref.down.data(), n, C, next_pn * next_pn, ref.tokens.data());
 
   auto grid = [](size_t elements) { return dim3(cuda::grid_for(elements, ek::kThreads)); };
   const dim3 block(ek::kThreads);

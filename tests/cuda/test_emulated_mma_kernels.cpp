@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "backend.hpp"
+#include "backend_extents.hpp"
 #include "cuda/attention_mma_kernel.cuh"
 #include "cuda/attention_problem.hpp"
 #include "cuda/conv_mma_kernel.cuh"
@@ -54,12 +55,12 @@ void check_conv(const ConvCase& c) {
     gamma = random_vector(c.Ci, 15, 0.5f);
     beta = random_vector(c.Ci, 16);
     stats.resize(c.N * c.groups * 2);
-    cpu->group_norm_stats(x.data(), c.N, c.Ci, HW, c.groups, 1e-6f, stats.data());
-    cpu->group_norm(x.data(), c.N, c.Ci, HW, c.groups, gamma.data(), beta.data(), 1e-6f, c.silu, seen.data());
+    extents::group_norm_stats(*cpu, x.data(), c.N, c.Ci, HW, c.groups, 1e-6f, stats.data());
+    extents::group_norm(*cpu, x.data(), c.N, c.Ci, HW, c.groups, gamma.data(), beta.data(), 1e-6f, c.silu, seen.data());
     norm = NormOnRead{stats.data(), gamma.data(), beta.data(), c.groups, c.silu};
   }
   std::vector<float> seen_r = rounded<T>(seen), w_r = rounded<T>(w), ref(c.N * c.Co * P);
-  cpu->conv2d(seen_r.data(), c.N, c.Ci, c.H, c.W, w_r.data(), b.data(), c.Co, c.k, c.stride, c.pad_t, c.pad_l, c.pad_b,
+  extents::conv2d(*cpu, seen_r.data(), c.N, c.Ci, c.H, c.W, w_r.data(), b.data(), c.Co, c.k, c.stride, c.pad_t, c.pad_l, c.pad_b,
               c.pad_r, ref.data());
   if (c.add)
     for (size_t i = 0; i < ref.size(); ++i) ref[i] += before[i];

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "backend.hpp"
+#include "backend_extents.hpp"
 #include "cuda/normalised_error.hpp"
 #include "cuda/sampling_kernels.cuh"
 #include "ops/philox.hpp"
@@ -77,7 +78,7 @@ TEST(EmulatedSamplingKernels, Guidance) {
     }
     const double ratio = 0.3;
     std::vector<float> ref(c.B * c.lV), got(ref.size(), NAN);
-    cpu->guidance(logits.data(), c.B, c.lV, jobs.data(), ratio, uncond, ref.data());
+    extents::guidance(*cpu, logits.data(), c.B, c.lV, jobs.data(), ratio, uncond, ref.data());
     emulated_guidance(logits.data(), c.B, c.lV, jobs.data(), ratio, uncond, got.data());
     EXPECT_EQ(got, ref) << "the CPU's float32 operations in its order";
   }
@@ -199,7 +200,7 @@ void check_sample(const SampleCase& c) {
   const bool filters = sample_filters(c.jobs.data(), B, c.V);
   std::vector<float> ref = logits, got = logits;
   std::vector<int32_t> ref_idx(B * c.l, -1), got_idx(ref_idx.size(), -1);
-  cpu->sample(ref.data(), B, c.l, c.V, c.jobs.data(), filters, kScale, ref_idx.data());
+  extents::sample(*cpu, ref.data(), B, c.l, c.V, c.jobs.data(), filters, kScale, ref_idx.data());
   emulated_sample(got.data(), B, c.l, c.V, c.jobs.data(), filters, kScale, got_idx.data());
   EXPECT_EQ(got_idx, ref_idx) << "tokens";
   EXPECT_EQ(compare(got, ref).mismatched_nonfinite, 0) << "the same entries filtered out";

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "backend.hpp"
+#include "backend_extents.hpp"
 #include "cuda/attention_problem.hpp"
 #include "cuda/normalised_error.hpp"
 #include "cuda/rounded_operands.hpp"
@@ -38,7 +39,7 @@ TEST(EmulatedTransformerKernels, AdaLn) {
     const int64_t rows = 2, tokens = 3, stride = 6 * C;
     const auto x = random_vector(rows * tokens * C, 31, 3.0f), mod = random_vector(rows * stride, 32);
     std::vector<float> ref(x.size()), out(x.size(), NAN);
-    cpu->adaln_modulate(x.data(), rows, tokens, C, mod.data() + C, mod.data(), stride, 1e-6f, ref.data());
+    extents::adaln_modulate(*cpu, x.data(), rows, tokens, C, mod.data() + C, mod.data(), stride, 1e-6f, ref.data());
     launch(tk::adaln_kernel, dim3(static_cast<unsigned>(rows * tokens)), dim3(tk::kThreads), 0, x.data(), tokens, C,
            mod.data() + C, mod.data(), stride, 1e-6f, out.data());
     EXPECT_CLOSE(out, ref, fp32_tol(C));
@@ -54,7 +55,7 @@ TEST(EmulatedTransformerKernels, ResidualThenAdaLnOverItsDelta) {
     const auto x0 = random_vector(rows * tokens * C, 33), delta = random_vector(rows * tokens * C, 34),
                gamma = random_vector(rows * g_stride, 35), mod = random_vector(rows * m_stride, 36);
     std::vector<float> x_ref = x0, out_ref = delta, x = x0, out = delta;
-    cpu->add_scaled_rows_then_adaln(x_ref.data(), out_ref.data(), gamma.data() + 2 * C, g_stride, rows, tokens, C,
+    extents::add_scaled_rows_then_adaln(*cpu, x_ref.data(), out_ref.data(), gamma.data() + 2 * C, g_stride, rows, tokens, C,
                                     mod.data() + C, mod.data(), m_stride, 1e-6f, out_ref.data());
     launch(tk::residual_adaln_kernel, dim3(static_cast<unsigned>(rows * tokens)), dim3(tk::kThreads), 0, x.data(),
            out.data(), gamma.data() + 2 * C, g_stride, tokens, C, mod.data() + C, mod.data(), m_stride, 1e-6f,
@@ -73,7 +74,7 @@ void check_split_qkv(int64_t hd, bool l2norm) {
   const auto cache0 = random_vector(rows * H * capacity * hd, 43);
   // The reference appends the values the kernel's cache type can hold.
   std::vector<float> q_ref(rows * H * tokens * hd), k_ref = cache0, v_ref = cache0;
-  cpu->split_qkv_to_cache(qkv.data(), rows, tokens, H, hd, l2norm, q_scale.data(), q_ref.data(), k_ref.data(),
+  extents::split_qkv_to_cache(*cpu, qkv.data(), rows, tokens, H, hd, l2norm, q_scale.data(), q_ref.data(), k_ref.data(),
                           v_ref.data(), capacity, pos);
   k_ref = rounded<CacheT>(k_ref);
   v_ref = rounded<CacheT>(v_ref);
@@ -146,7 +147,7 @@ TEST(EmulatedTransformerKernels, StreamAggregation) {
   const int64_t P = 3, M = 7, C = 33;
   const auto h = random_vector(P * M * C, 61), logits = random_vector(M * P, 62);
   std::vector<float> z_ref(P * M * C), z(z_ref.size(), NAN);
-  cpu->interleave_streams(h.data(), P, M, C, z_ref.data());
+  extents::interleave_streams(*cpu, h.data(), P, M, C, z_ref.data());
   const size_t n = z.size();
   launch(tk::interleave_kernel, dim3(cuda::grid_for(n, tk::kThreads)), dim3(tk::kThreads), 0, h.data(), P, M, C, n,
          z.data());
@@ -154,13 +155,13 @@ TEST(EmulatedTransformerKernels, StreamAggregation) {
 
   const double smooth = 0.1;
   std::vector<float> w_ref = logits, w = logits;
-  cpu->stream_weights(w_ref.data(), M, P, smooth);
+  extents::stream_weights(*cpu, w_ref.data(), M, P, smooth);
   launch(tk::stream_weights_kernel, dim3(cuda::grid_for(M, tk::kThreads)), dim3(tk::kThreads), 0, w.data(), M, P,
          static_cast<float>(1.0 - smooth), static_cast<float>(smooth / static_cast<double>(P)));
   EXPECT_CLOSE(w, w_ref, fp32_tol(P));
 
   std::vector<float> sum_ref(M * C), sum(sum_ref.size(), NAN);
-  cpu->weighted_stream_sum(h.data(), w_ref.data(), P, M, C, sum_ref.data());
+  extents::weighted_stream_sum(*cpu, h.data(), w_ref.data(), P, M, C, sum_ref.data());
   launch(tk::weighted_stream_sum_kernel, dim3(cuda::grid_for(sum.size(), tk::kThreads)), dim3(tk::kThreads), 0,
          h.data(), w_ref.data(), P, M, C, sum.size(), sum.data());
   EXPECT_EQ(sum, sum_ref) << "summed in stream order with one rounding per step, as on the CPU";

@@ -315,11 +315,15 @@ TEST(AdapterEngine, PlanGrowsTheKvCacheByP) {
   const MemoryPlan ps = pipe.plan_memory(req);
   EXPECT_EQ(ps.kv_cache, 4 * plain.kv_cache) << "the prefix is not copied into the per-row cache";
   // The adapter as the backend holds it: its aggregation matrices in the
-  // layout of the backend's products.
+  // layout of the backend's products, every array padded as the backend
+  // allocates it.
   const auto be = make_cpu_backend(1);
-  const uint64_t matrices = (a.aggregate0_w.data.size() + a.aggregate2_w.data.size()) * sizeof(float);
-  EXPECT_EQ(ps.weights, plain.weights + a.bytes() - matrices + be->matrix_bytes(a.aggregate0_w.shape) +
-                            be->matrix_bytes(a.aggregate2_w.shape));
+  const auto floats = [&](const Tensor& t) { return be->array_bytes(t.data.size(), sizeof(float)); };
+  uint64_t held = be->matrix_bytes(a.aggregate0_w.shape) + be->matrix_bytes(a.aggregate2_w.shape) +
+                  floats(a.aggregate0_b) + floats(a.aggregate2_b);
+  for (int b = 0; b < a.depth(); ++b) held += floats(a.prefix_k[b]) + floats(a.prefix_v[b]);
+  EXPECT_EQ(ps.weights, plain.weights + held);
+  EXPECT_GE(held, a.bytes() - (a.aggregate0_w.data.size() + a.aggregate2_w.data.size()) * sizeof(float));
   EXPECT_GT(ps.activations, plain.activations);
 }
 

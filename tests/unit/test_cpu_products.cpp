@@ -10,6 +10,7 @@
 #include <random>
 
 #include "backend.hpp"
+#include "backend_extents.hpp"
 #include "cpu/panel_gemm.hpp"
 #include "test_files.hpp"
 
@@ -102,17 +103,18 @@ TEST(CpuLinear, WeightsPackedAtUploadGiveTheBitsOfPlainOnes) {
   const int64_t M = 11, K = 300, N = 45;
   const auto xs = random_vector(M * K, 8), ws = random_vector(N * K, 9), bs = random_vector(N, 10);
   const Array<float> x = be->upload(Tensor({M * K}, xs)), b = be->upload(Tensor({N}, bs));
-  const Array<float> packed = be->upload_matrix(Tensor({N, K}, ws)), plain = be->upload(Tensor({N * K}, ws));
-  EXPECT_EQ(be->matrix_bytes({N, K}), cpu::b_panel_floats(N, K) * sizeof(float));
-  EXPECT_EQ(be->matrix_bytes({N * K}), static_cast<uint64_t>(N * K) * sizeof(float)) << "not a matrix: kept as is";
+  const Array<MatrixElement> packed = be->upload_matrix(Tensor({N, K}, ws));
+  const Array<float> plain = be->upload(Tensor({N * K}, ws));
+  EXPECT_EQ(be->matrix_bytes({N, K}), be->array_bytes(cpu::b_panel_floats(N, K), sizeof(float)));
+  EXPECT_EQ(be->matrix_bytes({N * K}), be->array_bytes(static_cast<uint64_t>(N * K), sizeof(float))) << "not a matrix: kept as is";
   for (bool gelu : {false, true}) {
     Array<float> y1 = be->alloc(M * N), y2 = be->alloc(M * N);
     if (gelu) {
-      be->linear_gelu(x.data(), M, K, packed.data(), b.data(), N, y1.data());
-      be->linear_gelu(x.data(), M, K, plain.data(), b.data(), N, y2.data());
+      extents::linear_gelu(*be, x.data(), M, K, packed.data(), b.data(), N, y1.data());
+      extents::linear_gelu(*be, x.data(), M, K, plain.data(), b.data(), N, y2.data());
     } else {
-      be->linear(x.data(), M, K, packed.data(), b.data(), N, y1.data());
-      be->linear(x.data(), M, K, plain.data(), b.data(), N, y2.data());
+      extents::linear(*be, x.data(), M, K, packed.data(), b.data(), N, y1.data());
+      extents::linear(*be, x.data(), M, K, plain.data(), b.data(), N, y2.data());
     }
     std::vector<float> h1(M * N), h2(M * N);
     be->download(y1.data(), h1.size(), h1.data());
@@ -123,9 +125,9 @@ TEST(CpuLinear, WeightsPackedAtUploadGiveTheBitsOfPlainOnes) {
 
 TEST(CpuLinear, APackedWeightUsedAtAnotherShapeIsRefused) {
   const auto be = make_cpu_backend(1);
-  const Array<float> w = be->upload_matrix(Tensor({8, 4}, random_vector(32, 11)));
+  const Array<MatrixElement> w = be->upload_matrix(Tensor({8, 4}, random_vector(32, 11)));
   Array<float> x = be->zeros(16), y = be->alloc(64);
-  const std::string e = test::error_of([&] { be->linear(x.data(), 2, 8, w.data(), nullptr, 4, y.data()); });
+  const std::string e = test::error_of([&] { extents::linear(*be, x.data(), 2, 8, w.data(), nullptr, 4, y.data()); });
   EXPECT_CONTAINS(e, "packed weight of 8x4 used as one of 4x8");
 }
 

@@ -102,7 +102,7 @@ uint64_t encoder_bytes(const Checkpoint& ckpt, const Backend& be) {
   uint64_t n = 0;
   for (const TensorRecord& r : ckpt.tensors())
     if (r.name.rfind("encoder.", 0) == 0 || r.name.rfind("quant_conv.", 0) == 0)
-      n += r.shape.size() == 4 ? be.matrix_bytes(r.shape) : static_cast<uint64_t>(numel(r.shape)) * sizeof(float);
+      n += r.shape.size() == 4 ? be.matrix_bytes(r.shape) : be.array_bytes(static_cast<uint64_t>(numel(r.shape)), sizeof(float));
   return n;
 }
 

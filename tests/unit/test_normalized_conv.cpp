@@ -7,6 +7,7 @@
 #include <random>
 
 #include "backend.hpp"
+#include "backend_extents.hpp"
 
 namespace varps {
 namespace {
@@ -60,17 +61,17 @@ TEST(NormalizedConv, IsGroupNormThenConvolution) {
 
     // What it replaces.
     Array<float> normed = be->alloc(x.size()), conv = be->alloc(out_n);
-    be->group_norm(x.data(), c.N, c.Ci, HW, c.groups, gamma.data(), beta.data(), eps, true, normed.data());
-    be->conv2d(normed.data(), c.N, c.Ci, c.H, c.W, w.data(), c.bias ? b.data() : nullptr, c.Co, c.k, 1, c.k / 2,
+    extents::group_norm(*be, x.data(), c.N, c.Ci, HW, c.groups, gamma.data(), beta.data(), eps, true, normed.data());
+    extents::conv2d(*be, normed.data(), c.N, c.Ci, c.H, c.W, w.data(), c.bias ? b.data() : nullptr, c.Co, c.k, 1, c.k / 2,
                c.k / 2, c.k / 2, c.k / 2, conv.data());
     std::vector<float> want = host(*be, conv);
     if (c.add_to_out)
       for (size_t i = 0; i < want.size(); ++i) want[i] += start[i];
 
     Array<float> stats = be->alloc(c.N * c.groups * 2), out = upload(*be, start);
-    be->group_norm_stats(x.data(), c.N, c.Ci, HW, c.groups, eps, stats.data());
+    extents::group_norm_stats(*be, x.data(), c.N, c.Ci, HW, c.groups, eps, stats.data());
     const NormOnRead norm{stats.data(), gamma.data(), beta.data(), c.groups, true};
-    be->normalized_conv2d(x.data(), c.N, c.Ci, c.H, c.W, norm, w.data(), c.bias ? b.data() : nullptr, c.Co, c.k,
+    extents::normalized_conv2d(*be, x.data(), c.N, c.Ci, c.H, c.W, norm, w.data(), c.bias ? b.data() : nullptr, c.Co, c.k,
                           c.add_to_out, out.data());
     // SiLU's vector and scalar exp differ in the last bit, and the sums
     // associate differently when adding into out.
@@ -83,7 +84,7 @@ TEST(NormalizedConv, StatisticsAreEachGroupsMeanAndInverseDeviation) {
   const int64_t N = 2, C = 6, HW = 35, groups = 3, cpg = C / groups;
   const std::vector<float> xs = random_vector(N * C * HW, 7, -2.0f);
   Array<float> stats = be->alloc(N * groups * 2);
-  be->group_norm_stats(upload(*be, xs).data(), N, C, HW, groups, 1e-5f, stats.data());
+  extents::group_norm_stats(*be, upload(*be, xs).data(), N, C, HW, groups, 1e-5f, stats.data());
   const std::vector<float> got = host(*be, stats);
   for (int64_t n = 0; n < N; ++n)
     for (int64_t g = 0; g < groups; ++g) {

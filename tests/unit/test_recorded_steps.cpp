@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "backend.hpp"
+#include "backend_extents.hpp"
 #include "test_files.hpp"
 #include "varps/error.hpp"
 
@@ -61,8 +62,8 @@ TEST(RecordedSteps, DeviceWorkOnExistingArraysIsAllowed) {
   Array<float> a = be->zeros(8), b = be->zeros(8);
   const auto step = [&] {
     be->copy(a.data(), 8, b.data());
-    be->add_inplace(b.data(), a.data(), 8);
-    be->fill_zero(a.data(), 8);
+    extents::add_inplace(*be, b.data(), a.data(), 8);
+    extents::fill_zero(*be, a.data(), 8);
   };
   EXPECT_EQ(second_run_error(*be, step), "");
 }

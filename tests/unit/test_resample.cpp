@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "backend.hpp"
+#include "backend_extents.hpp"
 #include "ops/resample.hpp"
 
 namespace varps::testing {
@@ -29,8 +30,8 @@ TEST(Resample, CpuPlanesAreTheSharedPixelFormulas) {
       for (float& x : hi.data) x = d(rng);
       auto lo_d = cpu->upload(lo), hi_d = cpu->upload(hi);
       std::vector<float> up(H * W), down(h * w);
-      cpu->upsample_bicubic(lo_d.data(), 1, h, w, H, W, up.data());
-      cpu->downsample_area(hi_d.data(), 1, H, W, h, w, down.data());
+      extents::upsample_bicubic(*cpu, lo_d.data(), 1, h, w, H, W, up.data());
+      extents::downsample_area(*cpu, hi_d.data(), 1, H, W, h, w, down.data());
       for (int64_t oy = 0; oy < H; ++oy)
         for (int64_t ox = 0; ox < W; ++ox, ++pixels)
           ASSERT_EQ(ops::bicubic_pixel(lo.ptr(), h, w, H, W, oy, ox), up[oy * W + ox])

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "backend.hpp"
+#include "backend_extents.hpp"
 #include "cpu/panel_gemm.hpp"
 #include "cpu/winograd.hpp"
 
@@ -93,12 +94,12 @@ TEST(Winograd, MatchesTheDirectSumInDouble) {
     // The weights as the backend keeps a convolution's (A panels).
     std::vector<float> panels(cpu::a_panel_floats(c.Co, c.Ci * 9));
     cpu::pack_a_panels(w.data(), c.Co, c.Ci * 9, c.Ci * 9, panels.data());
-    const int groups = 2;
+    const int groups = c.Ci % 2 == 0 ? 2 : 1;  // groups divide the channels
     const auto gamma = random_vector(c.Ci, 5, 0.5f, 1.0f), beta = random_vector(c.Ci, 6, 0.5f);
     std::vector<float> stats(c.N * groups * 2);
     const Array<float> xa = be->upload(Tensor({static_cast<int64_t>(x.size())}, x));
     Array<float> sa = be->alloc(stats.size());
-    be->group_norm_stats(xa.data(), c.N, c.Ci, HW, groups, 1e-6f, sa.data());
+    extents::group_norm_stats(*be, xa.data(), c.N, c.Ci, HW, groups, 1e-6f, sa.data());
     be->download(sa.data(), stats.size(), stats.data());
     const NormOnRead norm{stats.data(), gamma.data(), beta.data(), groups, true};
     cpu::ScratchPool scratch;
@@ -116,9 +117,9 @@ TEST(Winograd, IsWhatTheCpuBackendsConvolutionComputes) {
   const int64_t HW = c.H * c.W;
   const auto x = random_vector(c.Ci * HW, 7), w = random_vector(c.Co * c.Ci * 9, 8, 0.2f), b = random_vector(c.Co, 9);
   const Array<float> xa = be->upload(Tensor({c.Ci * HW}, x)), ba = be->upload(Tensor({c.Co}, b));
-  const Array<float> wa = be->upload_matrix(Tensor({c.Co, c.Ci, 3, 3}, w));
+  const Array<MatrixElement> wa = be->upload_matrix(Tensor({c.Co, c.Ci, 3, 3}, w));
   Array<float> y = be->alloc(c.Co * HW);
-  be->conv2d(xa.data(), 1, c.Ci, c.H, c.W, wa.data(), ba.data(), c.Co, 3, 1, 1, 1, 1, 1, y.data());
+  extents::conv2d(*be, xa.data(), 1, c.Ci, c.H, c.W, wa.data(), ba.data(), c.Co, 3, 1, 1, 1, 1, 1, y.data());
   std::vector<float> got(c.Co * HW);
   be->download(y.data(), got.size(), got.data());
   EXPECT_LE(relative_to_terms(c, x, w, b, {}, nullptr, got), kBound);
