@@ -61,6 +61,7 @@ struct View {
 // contiguous).
 template <typename T>
 View<T> view(T* p, std::initializer_list<int64_t> dims, int64_t row_stride = 0, Memory memory = Memory::Backend) {
+  if (dims.size() > 4) throw Error("a view has at most 4 dimensions, not " + std::to_string(dims.size()));
   View<T> v;
   v.data = p;
   for (int64_t d : dims) v.dims[static_cast<size_t>(v.rank++)] = d;

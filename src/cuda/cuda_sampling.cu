@@ -1,5 +1,5 @@
 // Classifier-free guidance and token sampling on device, computing what the
-// CPU reference computes (CpuBackend::guidance, model/sampler.cpp) so that a
+// CPU reference computes (CpuBackend::guidance, ops/sampler.cpp) so that a
 // seed gives the same tokens on either backend.
 //
 // Guidance is elementwise; its products and difference use _rn intrinsics

@@ -3,8 +3,8 @@
 // them), NCHW: the bias planes and im2col bands of the float32 convolution,
 // GroupNorm, nearest upsampling, the PyTorch resampling modes and the
 // codebook search. They follow the CPU reference (src/cpu/cpu_image.cpp):
-// the resampling kernels round every operation as it does (see
-// resample_math.cuh) and match it bit for bit; GroupNorm's statistics are
+// the resampling kernels compute the same per-pixel formulas
+// (ops/resample.hpp) and match it bit for bit; GroupNorm's statistics are
 // accumulated in double as there. A header so that a host compiler can
 // build them too: the tests run them on the CPU through
 // tests/cuda/kernel_emulator.hpp.

@@ -71,7 +71,7 @@ struct SampleJobParams {
   uint32_t flags;    // kTopP, kTemperature
 };
 
-// What sample_token (model/sampler.cpp) derives from the job, rounded as it is.
+// What sample_token (ops/sampler.cpp) derives from the job, rounded as it is.
 __device__ SampleJobParams job_params(const SampleJob& job, int64_t V) {
   const SamplingParams& sp = job.params;
   SampleJobParams p;
