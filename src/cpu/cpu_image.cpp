@@ -1,7 +1,6 @@
 // Image-space ops of the CPU backend (NCHW): convolution, GroupNorm and the
 // PyTorch resampling modes the tokenizer uses.
 #include <cblas.h>
-#include <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
@@ -12,6 +11,7 @@
 #include "cpu/channel_norm.hpp"
 #include "cpu/cpu_backend.hpp"
 #include "cpu/gemm_kernel.hpp"
+#include "cpu/group_stats.hpp"
 #include "cpu/panel_gemm.hpp"
 #include "cpu/vector_math.hpp"
 #include "cpu/winograd.hpp"
@@ -41,46 +41,8 @@ uint64_t CpuBackend::workspace_bytes(const WorkspaceDemand& demand) const {
 }
 
 namespace {
-
-struct GroupStats {
-  float mean, rstd;
-};
-
-// Two passes in double, mean then variance (no cancellation in
-// E[x²] − E[x]²), each rounded to float once. The sums run in 8 double
-// lanes (two vectors for the adds' latency), then across them.
-GroupStats group_stats(const float* xs, int64_t cnt, float eps) {
-  const auto lanes_sum = [](__m256d a, __m256d b) {
-    double l[4];
-    _mm256_storeu_pd(l, _mm256_add_pd(a, b));
-    return (l[0] + l[1]) + (l[2] + l[3]);
-  };
-  int64_t i = 0;
-  __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
-  for (; i + 8 <= cnt; i += 8) {
-    s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm_loadu_ps(xs + i)));
-    s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm_loadu_ps(xs + i + 4)));
-  }
-  double mean = lanes_sum(s0, s1);
-  for (; i < cnt; ++i) mean += xs[i];
-  mean /= static_cast<double>(cnt);
-  const __m256d m = _mm256_set1_pd(mean);
-  s0 = s1 = _mm256_setzero_pd();
-  for (i = 0; i + 8 <= cnt; i += 8) {
-    const __m256d d0 = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(xs + i)), m);
-    const __m256d d1 = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(xs + i + 4)), m);
-    s0 = _mm256_add_pd(s0, _mm256_mul_pd(d0, d0));
-    s1 = _mm256_add_pd(s1, _mm256_mul_pd(d1, d1));
-  }
-  double var = lanes_sum(s0, s1);
-  for (; i < cnt; ++i) {
-    const double d = xs[i] - mean;
-    var += d * d;
-  }
-  var /= static_cast<double>(cnt);
-  return {static_cast<float>(mean), static_cast<float>(1.0 / std::sqrt(var + static_cast<double>(eps)))};
-}
-
+using cpu::GroupStats;
+using cpu::group_stats;
 }  // namespace
 
 // out[n] = (add_to_out ? out[n] : 0) + b + w · columns(x[n]), the columns

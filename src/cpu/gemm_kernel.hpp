@@ -8,11 +8,19 @@
 // it falls in, the rows beside it or the blocking of k (a later k block
 // resumes from C): a row's result does not depend on how many rows the
 // product has, which keeps a stream's image independent of its batch.
-#include <immintrin.h>
-
+//
+// The portable path runs the same chains with std::fma (one rounding per
+// step, as the AVX2 instruction), so its products carry the same bits; the
+// compiler vectorises them where the target has a vector FMA.
+#include <cmath>
 #include <cstdint>
 
+#include "cpu/kernel_path.hpp"
 #include "cpu/vector_math.hpp"
+
+#if VARPS_CPU_AVX2
+#include <immintrin.h>
+#endif
 
 namespace varps::cpu {
 
@@ -28,6 +36,8 @@ struct TileEpilogue {
 // C[r, 0..16) (row stride ldc) = start + Σ_k a[k·6 + r] · b[k·ldb + 0..16)
 // for r < R, with start = C itself when `resume`, else 0; the epilogue
 // applies when `last`.
+#if VARPS_CPU_AVX2
+
 template <int R>
 inline void multiply_tile(const float* a, const float* b, int64_t ldb, int64_t kc, float* c, int64_t ldc, bool resume,
                           bool last, const TileEpilogue& epi) {
@@ -66,5 +76,33 @@ inline void multiply_tile(const float* a, const float* b, int64_t ldb, int64_t k
       _mm256_storeu_ps(p, v);
     }
 }
+
+#else  // portable
+
+template <int R>
+inline void multiply_tile(const float* a, const float* b, int64_t ldb, int64_t kc, float* c, int64_t ldc, bool resume,
+                          bool last, const TileEpilogue& epi) {
+  static_assert(R >= 1 && R <= kTileRows);
+  float acc[R][kTileCols];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < kTileCols; ++j) acc[r][j] = resume ? c[r * ldc + j] : 0.0f;
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* bk = b + k * ldb;
+    for (int r = 0; r < R; ++r) {
+      const float x = a[k * kTileRows + r];
+      for (int j = 0; j < kTileCols; ++j) acc[r][j] = std::fma(x, bk[j], acc[r][j]);
+    }
+  }
+  const bool epilogue = last && (epi.column_bias || epi.gelu);
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < kTileCols; ++j) {
+      float v = acc[r][j];
+      if (epilogue && epi.column_bias) v = v + epi.column_bias[j];
+      if (epilogue && epi.gelu) v = gelu_tanh(v);
+      c[r * ldc + j] = v;
+    }
+}
+
+#endif
 
 }  // namespace varps::cpu

@@ -1,16 +1,26 @@
 #pragma once
-// Elementwise activations over arrays, 8 lanes at a time through glibc's
-// vector math library (libmvec, AVX2 variants); the scalar tail uses libm.
-#include <immintrin.h>
-
+// Elementwise activations over arrays. The AVX2 path goes 8 lanes at a time
+// through glibc's vector math library (libmvec, AVX2 variants), the scalar
+// tail through libm. The portable path calls libm for every value in the
+// same order of operations (softmax's sum in the same 8 partial sums), so
+// the two differ only where libmvec's expf and tanhf round differently
+// from libm's.
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
 
+#include "cpu/kernel_path.hpp"
+
+#if VARPS_CPU_AVX2
+#include <immintrin.h>
+
 extern "C" __m256 _ZGVdN8v_expf(__m256);
 extern "C" __m256 _ZGVdN8v_tanhf(__m256);
+#endif
 
 namespace varps::cpu {
+
+#if VARPS_CPU_AVX2
 
 // y = x / (1 + exp(-x))
 inline void silu_span(const float* x, float* y, size_t n) {
@@ -84,5 +94,46 @@ inline void gelu_tanh_span(float* x, size_t n) {
     x[i] = 0.5f * v * (1.0f + std::tanh(k * (v + 0.044715f * (v * v * v))));
   }
 }
+
+#else  // portable
+
+inline void silu_span(const float* x, float* y, size_t n) {
+  for (size_t i = 0; i < n; ++i) y[i] = x[i] / (1.0f + std::exp(-x[i]));
+}
+
+inline void softmax_span(float* x, size_t n, float scale) {
+  constexpr size_t kLanes = 8;
+  float mx = -INFINITY;
+  for (size_t i = 0; i < n; ++i) {
+    x[i] *= scale;
+    mx = std::max(mx, x[i]);
+  }
+  float lanes[kLanes] = {};
+  size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (size_t l = 0; l < kLanes; ++l) {
+      x[i + l] = std::exp(x[i + l] - mx);
+      lanes[l] += x[i + l];
+    }
+  float sum = 0.0f;
+  for (float l : lanes) sum += l;
+  for (; i < n; ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += x[i];
+  }
+  const float inv = 1.0f / sum;
+  for (i = 0; i < n; ++i) x[i] *= inv;
+}
+
+inline float gelu_tanh(float v) {
+  const float k = 0.7978845608028654f;
+  return 0.5f * v * (1.0f + std::tanh(k * (v + 0.044715f * (v * v * v))));
+}
+
+inline void gelu_tanh_span(float* x, size_t n) {
+  for (size_t i = 0; i < n; ++i) x[i] = gelu_tanh(x[i]);
+}
+
+#endif
 
 }  // namespace varps::cpu

@@ -8,8 +8,13 @@
 
 #include "cpu/channel_norm.hpp"
 #include "cpu/gemm_kernel.hpp"
+#include "cpu/kernel_path.hpp"
 #include "cpu/panel_gemm.hpp"
 #include "cpu/vector_math.hpp"
+
+#if VARPS_CPU_AVX2
+#include <immintrin.h>
+#endif
 
 namespace varps::cpu {
 
@@ -63,6 +68,29 @@ Tiling tiling(int64_t H, int64_t W, int64_t images, int threads) {
 // Four lanes of float64, for the weights' transform.
 typedef double d4 __attribute__((vector_size(32)));
 
+// The 6 output channels of one (ci, tap) of a weight panel, widened to
+// double: lanes 0-3 in lo, 4-5 in hi (its lanes 2-3 zero).
+inline void load_panel_taps(const float* src, d4& lo, d4& hi) {
+#if VARPS_CPU_AVX2
+  lo = (d4)_mm256_cvtps_pd(_mm_loadu_ps(src));
+  hi = (d4)_mm256_cvtps_pd(_mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(src + 4))));
+#else
+  lo = d4{src[0], src[1], src[2], src[3]};
+  hi = d4{src[4], src[5], 0.0, 0.0};
+#endif
+}
+
+// The inverse, each lane rounded to float once.
+inline void store_panel_taps(const d4& lo, const d4& hi, float* dst) {
+#if VARPS_CPU_AVX2
+  _mm_storeu_ps(dst, _mm256_cvtpd_ps((__m256d)lo));
+  _mm_storel_pi(reinterpret_cast<__m64*>(dst + 4), _mm256_cvtpd_ps((__m256d)hi));
+#else
+  for (int l = 0; l < 4; ++l) dst[l] = static_cast<float>(lo[l]);
+  for (int l = 0; l < 2; ++l) dst[4 + l] = static_cast<float>(hi[l]);
+#endif
+}
+
 // u = G·g·Gᵀ for 3×3 filters, lane-wise.
 template <typename T>
 void transform_filter(const T g[3][3], T u[kPatch][kPatch]) {
@@ -99,16 +127,13 @@ void transform_weights(const float* w_panels, int64_t Ci, int64_t Co, float* U) 
     for (int64_t ci = 0; ci < Ci; ++ci) {
       d4 lo[3][3], hi[3][3], ulo[kPatch][kPatch], uhi[kPatch][kPatch];
       for (int k = 0; k < 9; ++k) {
-        const float* src = w_panels + (panel * Kdim + ci * 9 + k) * kTileRows;
-        lo[k / 3][k % 3] = (d4)_mm256_cvtps_pd(_mm_loadu_ps(src));
-        hi[k / 3][k % 3] = (d4)_mm256_cvtps_pd(_mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(src + 4))));
+        load_panel_taps(w_panels + (panel * Kdim + ci * 9 + k) * kTileRows, lo[k / 3][k % 3], hi[k / 3][k % 3]);
       }
       transform_filter(lo, ulo);
       transform_filter(hi, uhi);
       for (int f = 0; f < kFreq; ++f) {
-        float* dst = U + f * per_freq + (panel * Ci + ci) * kTileRows;
-        _mm_storeu_ps(dst, _mm256_cvtpd_ps((__m256d)ulo[f / kPatch][f % kPatch]));
-        _mm_storel_pi(reinterpret_cast<__m64*>(dst + 4), _mm256_cvtpd_ps((__m256d)uhi[f / kPatch][f % kPatch]));
+        store_panel_taps(ulo[f / kPatch][f % kPatch], uhi[f / kPatch][f % kPatch],
+                         U + f * per_freq + (panel * Ci + ci) * kTileRows);
       }
     }
 }
@@ -116,8 +141,24 @@ void transform_weights(const float* w_panels, int64_t Ci, int64_t Co, float* U) 
 // Eight lanes of float32, for the transforms' arithmetic.
 typedef float v8 __attribute__((vector_size(32)));
 
+#if !VARPS_CPU_AVX2
+// Without AVX, GCC warns that returning a v8 by value has another ABI than
+// with AVX (the portable helpers take it by reference for the same reason);
+// these functions are internal to this file, so no call crosses that ABI.
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+#if VARPS_CPU_AVX2
 inline v8 load8(const float* p) { return (v8)_mm256_loadu_ps(p); }
 inline void store8(float* p, v8 v) { _mm256_storeu_ps(p, (__m256)v); }
+#else
+inline v8 load8(const float* p) {
+  v8 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store8(float* p, const v8& v) { std::memcpy(p, &v, sizeof v); }
+#endif
 
 // The 1-D transforms: Bᵀ·d (input) and Aᵀ·m (output), lane-wise.
 template <typename T>
@@ -138,6 +179,8 @@ inline void output_transform_1d(const T m[kPatch], T y[kOut]) {
   y[2] = s12 + s34 * 4.0f;
   y[3] = (d12 + d34 * 8.0f) + m[5];
 }
+
+#if VARPS_CPU_AVX2
 
 // p[m][q] = x[4q + m] for the 32 floats at x: the 8×4 transpose.
 inline void deinterleave4(const float* x, v8 p[4]) {
@@ -174,6 +217,27 @@ inline v8 next_tile(v8 v, float next) {
   const __m256i up = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 7);
   return (v8)_mm256_blend_ps(_mm256_permutevar8x32_ps((__m256)v, up), _mm256_set1_ps(next), 0x80);
 }
+
+#else  // portable: the same lane moves one by one
+
+inline void deinterleave4(const float* x, v8 p[4]) {
+  for (int m = 0; m < 4; ++m)
+    for (int q = 0; q < kLanes; ++q) p[m][q] = x[4 * q + m];
+}
+
+inline void interleave4(const v8 p[4], float* x) {
+  for (int m = 0; m < 4; ++m)
+    for (int q = 0; q < kLanes; ++q) x[4 * q + m] = p[m][q];
+}
+
+inline v8 next_tile(const v8& v, float next) {
+  v8 r;
+  for (int q = 0; q + 1 < kLanes; ++q) r[q] = v[q + 1];
+  r[kLanes - 1] = next;
+  return r;
+}
+
+#endif
 
 // A thread's buffers for one group of tiles: the input rows of a tile row,
 // their transform along y, the transformed inputs and the 36 products.
