@@ -194,6 +194,19 @@ void write_tokens_json(const fs::path& path, const std::vector<int>& patch_nums,
   if (!out) throw Error("cannot write tokens file '" + path.string() + "': write failed");
 }
 
+namespace {
+
+// A value of an untrusted file, for a message: numbers and short strings as
+// they are written, anything else by its type. dump() recurses once per
+// level of nesting, so a deeply nested value would overflow the stack.
+std::string json_brief(const nlohmann::json& v) {
+  if (v.is_number() || v.is_boolean() || v.is_null()) return v.dump();
+  if (v.is_string() && v.get_ref<const std::string&>().size() <= 32) return v.dump();
+  return std::string("(") + (v.is_string() ? "a long string" : v.is_array() ? "a list" : "an object") + ")";
+}
+
+}  // namespace
+
 std::vector<TokenMaps> read_tokens_json(const fs::path& path, const VarConfig& vc) {
   const std::string where = "tokens file '" + path.string() + "'";
   std::ifstream in(path, std::ios::binary);
@@ -209,11 +222,16 @@ std::vector<TokenMaps> read_tokens_json(const fs::path& path, const VarConfig& v
   }
   if (!doc.is_object() || !doc.contains("patch_nums") || !doc.contains("images") || !doc["images"].is_array())
     throw Error(where + " has no \"patch_nums\" and \"images\" (the layout `generate --tokens-out` writes)");
+  // Each entry is checked before it is converted: get<int>() of 1e300 is
+  // undefined, and of 4294967297 it wraps to 1.
   std::vector<int> pn;
-  try {
-    pn = doc["patch_nums"].get<std::vector<int>>();
-  } catch (const nlohmann::json::exception&) {
-    throw Error(where + ": \"patch_nums\" must be a list of integers");
+  const nlohmann::json& pn_json = doc["patch_nums"];
+  if (!pn_json.is_array()) throw Error(where + ": \"patch_nums\" must be a list of integers");
+  for (const nlohmann::json& v : pn_json) {
+    // (An unsigned value beyond int64 reads back negative.)
+    if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > std::numeric_limits<int>::max())
+      throw Error(where + ": \"patch_nums\" must be a list of positive integers, not " + json_brief(v));
+    pn.push_back(static_cast<int>(v.get<int64_t>()));
   }
   if (pn != vc.patch_nums)
     throw Error(where + " holds token maps of scales " + join_ints(pn) + ", the model's are " +
@@ -238,8 +256,8 @@ std::vector<TokenMaps> read_tokens_json(const fs::path& path, const VarConfig& v
                     std::to_string(pn[s]) + ")");
       for (const nlohmann::json& v : maps[s]) {
         if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= vc.vocab_size)
-          throw Error(scale + ": token " + v.dump() + " is not an integer in [0, " + std::to_string(vc.vocab_size) +
-                      ")");
+          throw Error(scale + ": token " + json_brief(v) + " is not an integer in [0, " +
+                      std::to_string(vc.vocab_size) + ")");
         t[s].push_back(static_cast<int32_t>(v.get<int64_t>()));
       }
     }

@@ -25,6 +25,12 @@ namespace {
 // State-dict pickles take ~150 bytes per tensor; the cap bounds the memory a
 // hostile pickle can make the reader use.
 constexpr uint64_t kMaxPickleBytes = 32ull << 20;
+// Deflate expands at most ~1032:1, so a deflated record cannot hold more than
+// this many times its compressed bytes (plus a little for tiny records). The
+// uncompressed size is only what the zip's headers declare, and a tensor is
+// allocated from it before its record is read.
+constexpr uint64_t kMaxInflateRatio = 1032;
+constexpr uint64_t kInflateSlack = 4096;
 
 std::string zip_error_text(int code) {
   zip_error_t e;
@@ -62,15 +68,28 @@ class Archive {
     return static_cast<zip_uint64_t>(i);
   }
 
-  // Size of an entry's uncompressed data; refuses encrypted entries.
+  // Size of an entry's uncompressed data; refuses encrypted entries, and
+  // compressed ones whose declared size their compressed bytes cannot hold.
   uint64_t entry_size(zip_uint64_t index, const std::string& name) const {
     zip_stat_t st;
     zip_stat_init(&st);
-    if (zip_stat_index(za_, index, 0, &st) != 0 || !(st.valid & ZIP_STAT_SIZE)) {
+    const zip_uint64_t needed = ZIP_STAT_SIZE | ZIP_STAT_COMP_SIZE | ZIP_STAT_COMP_METHOD;
+    if (zip_stat_index(za_, index, 0, &st) != 0 || (st.valid & needed) != needed) {
       throw Error("cannot stat record '" + name + "' in " + quoted(path_) + ": " + error());
     }
+    const std::string ctx = "record '" + name + "' in " + quoted(path_);
     if ((st.valid & ZIP_STAT_ENCRYPTION_METHOD) && st.encryption_method != ZIP_EM_NONE) {
-      throw Error("record '" + name + "' in " + quoted(path_) + " is encrypted");
+      throw Error(ctx + " is encrypted");
+    }
+    if (st.comp_method != ZIP_CM_STORE && st.comp_method != ZIP_CM_DEFLATE) {
+      throw Error(ctx + " uses compression method " + std::to_string(st.comp_method) +
+                  "; PyTorch checkpoints are stored uncompressed (or deflated)");
+    }
+    if (st.comp_method == ZIP_CM_DEFLATE && st.comp_size <= (UINT64_MAX - kInflateSlack) / kMaxInflateRatio &&
+        st.size > kMaxInflateRatio * st.comp_size + kInflateSlack) {
+      throw Error(ctx + " declares " + std::to_string(st.size) + " bytes, more than its " +
+                  std::to_string(st.comp_size) + " compressed bytes can hold (deflate expands at most " +
+                  std::to_string(kMaxInflateRatio) + ":1; a damaged or forged file)");
     }
     return st.size;
   }

@@ -20,6 +20,9 @@ constexpr int kMaxPrefixTokens = 1 << 16;
 // Far beyond any VAR (d30: 1920); keeps P·C and the aggregator's sizes well
 // inside int64.
 constexpr int64_t kMaxEmbedDim = int64_t{1} << 20;
+// Far beyond any VAR too (d36 has 36 blocks); the block count is the highest
+// index plus one, so this also keeps it inside int.
+constexpr int kMaxDepth = 4096;
 
 std::string prefix_name(int block, const char* kv) {
   return "blocks." + std::to_string(block) + ".attn.prefix_" + kv;
@@ -113,6 +116,9 @@ ParScaleAdapter ParScaleAdapter::from_checkpoint(const Checkpoint& ck) {
   for (const TensorRecord& rec : ck.tensors()) {
     char kv = 0;
     const int b = prefix_block(rec.name, &kv);
+    if (b >= kMaxDepth)
+      throw Error(where + ": tensor '" + rec.name + "' is beyond the limit of " + std::to_string(kMaxDepth) +
+                  " blocks");
     if (b >= 0)
       blocks[b].insert(kv);
     else if (!aggregator.count(rec.name))

@@ -196,6 +196,21 @@ TEST(AdapterFile, DeclaredSizesWhoseProductsOverflowAreRefused) {
   EXPECT_CONTAINS(e, "exceeds the limit");
 }
 
+TEST(AdapterFile, BlockIndicesBeyondTheLimitAreRefused) {
+  // The block count is the highest block index plus one; for
+  // blocks.2147483647 that overflowed int, the count came out negative and
+  // the missing blocks.0 went unnoticed (then was dereferenced).
+  TempDir dir;
+  AdapterFile f(tiny_adapter(1, 0));
+  for (const char* kv : {"k", "v"}) {
+    f.tensors[std::string("blocks.2147483647.attn.prefix_") + kv] = Tensor({1, 2, 0, 64});
+    for (int b = 0; b < 2; ++b) f.tensors.erase("blocks." + std::to_string(b) + ".attn.prefix_" + kv);
+  }
+  const std::string e = error_of([&] { ParScaleAdapter::load(f.write(dir)); });
+  EXPECT_CONTAINS(e, "adapter.safetensors");
+  EXPECT_CONTAINS(e, "tensor 'blocks.2147483647.attn.prefix_k' is beyond the limit of 4096 blocks");
+}
+
 TEST(AdapterFile, ForeignAndMissingFilesAreErrors) {
   TempDir dir;
   EXPECT_CONTAINS(error_of([&] { ParScaleAdapter::load(dir / "nope.safetensors"); }), "nope.safetensors");

@@ -2,6 +2,7 @@
 // header validation, truncated and foreign files, and write_safetensors.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <zip.h>
 
 #include <cmath>
 #include <cstring>
@@ -207,6 +208,62 @@ TEST(CheckpointErrors, CorruptZipCentralDirectory) {
   resized[cd + 24] = static_cast<char>(resized[cd + 24] + 1);
   test::write_bytes(dir / "resized.pth", resized);
   expect_error([&] { Checkpoint::open(dir / "resized.pth"); }, {"resized.pth"});
+}
+
+// A zip of `records`, each deflated: torch.save stores them, but any zip
+// tool may compress them.
+void write_deflated_zip(const fs::path& path, const std::vector<std::pair<std::string, std::string>>& records) {
+  int err = 0;
+  zip_t* za = zip_open(path.c_str(), ZIP_CREATE | ZIP_TRUNCATE, &err);
+  ASSERT_NE(za, nullptr) << err;
+  for (const auto& [name, data] : records) {
+    zip_source_t* src = zip_source_buffer(za, data.data(), data.size(), 0);
+    const zip_int64_t i = zip_file_add(za, name.c_str(), src, ZIP_FL_ENC_UTF_8);
+    ASSERT_GE(i, 0) << zip_strerror(za);
+    ASSERT_EQ(zip_set_file_compression(za, static_cast<zip_uint64_t>(i), ZIP_CM_DEFLATE, 9), 0);
+  }
+  ASSERT_EQ(zip_close(za), 0);
+}
+
+// Makes both headers of record `name` (local and central) declare `size`
+// uncompressed bytes.
+void declare_size(std::string& zip, const std::string& name, uint32_t size) {
+  const auto patch = [&](const char* signature, size_t name_at, size_t size_at) {
+    int found = 0;
+    for (size_t at = zip.find(signature); at != std::string::npos; at = zip.find(signature, at + 4)) {
+      if (zip.compare(at + name_at, name.size(), name) != 0) continue;
+      zip.replace(at + size_at, 4, test::le_bytes(size, 4));
+      ++found;
+    }
+    EXPECT_EQ(found, 1) << name;
+  };
+  patch("PK\x03\x04", 30, 22);
+  patch("PK\x01\x02", 46, 24);
+}
+
+TEST(CheckpointErrors, DeflatedRecordDeclaringMoreThanItCanHoldIsRefused) {
+  // A 500-byte file whose storage record declares 2 GB: the tensor fitted
+  // that claim, so reading it allocated 2 GB before the record ran out.
+  // Deflate expands at most ~1032:1, so the claim is refused up front.
+  TempDir dir;
+  const int64_t n = 500000000;
+  const std::string pickle =
+      test::state_dict_pickle({{.name = "w", .storage_numel = n, .sizes = {n}, .strides = {1}}});
+  write_deflated_zip(dir / "honest.pth", {{"archive/data.pkl", pickle}, {"archive/data/0", std::string(64, '\0')}});
+  std::string bytes = test::read_bytes(dir / "honest.pth");
+  ASSERT_LT(bytes.size(), 1000u);
+  declare_size(bytes, "archive/data/0", static_cast<uint32_t>(4 * n));
+  test::write_bytes(dir / "forged.pth", bytes);
+  expect_error([&] { Checkpoint::open(dir / "forged.pth"); },
+               {"forged.pth", "record 'archive/data/0'", "declares 2000000000 bytes", "compressed bytes can hold"});
+
+  // Deflated records that hold what they declare read as stored ones do.
+  const std::vector<float> zeros(100000, 0.0f);
+  write_deflated_zip(dir / "deflated.pth",
+                     {{"archive/data.pkl", test::state_dict_pickle({{.name = "w", .storage_numel = 100000,
+                                                                      .sizes = {100000}, .strides = {1}}})},
+                      {"archive/data/0", test::pod_bytes(zeros)}});
+  EXPECT_EQ(Checkpoint::open(dir / "deflated.pth").read_f32("w").data, zeros);
 }
 
 // ---------------------------------------------------------------- safetensors headers

@@ -182,6 +182,30 @@ TEST(CliEdit, BadInputIsOneLineNamingWhatAndWhere) {
   expect_error(edit({"--input-tokens", "nope.json", box[0], box[1], "--class", "1"}), 1, {"nope.json"});
 }
 
+// Found by fuzzing the tokens reader (tests/fuzz/fuzz_tokens_json.cpp).
+TEST(CliEdit, HostileTokenFilesAreOneLineErrors) {
+  TempDir dir;
+  const std::string maps = R"([[0], [0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0, 0], )"
+                           R"([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]])";
+  auto edit = [&](const std::string& doc) {
+    test::write_bytes(dir / "t.json", doc);
+    return run_cli(dir, {"edit", "--input-tokens", "t.json", "--box", "0,0,1,1", "--class", "1", "--out", "o",
+                         "--quiet"});
+  };
+  // 2^32 + 1 once wrapped to 1, so the tiny model's scales 1,2,3,4 matched;
+  // 1e300 as an int is undefined.
+  for (const char* first : {"4294967297", "1e300", "-1", "1.5", "\"1\""})
+    expect_error(edit(std::string(R"({"patch_nums": [)") + first + R"(, 2, 3, 4], "images": [{"tokens": )" + maps +
+                      "}]}"),
+                 1, {"t.json", "\"patch_nums\" must be a list of positive integers"});
+  // A token nested a million levels deep: printing it for the message once
+  // recursed a million times and overflowed the stack.
+  const std::string deep = std::string(1000000, '[') + "1" + std::string(1000000, ']');
+  std::string doc = R"({"patch_nums": [1, 2, 3, 4], "images": [{"tokens": )" + maps + "}]}";
+  doc.replace(doc.find("[[0]") + 1, 3, "[" + deep + "]");
+  expect_error(edit(doc), 1, {"t.json", "image 0, scale 0: token (a list) is not an integer in [0, 64)"});
+}
+
 TEST(CliEdit, HelpExplainsTheModesAndShowsExamples) {
   TempDir dir;
   const CliRun r = run_cli(dir, {"edit", "--help"});
