@@ -31,7 +31,13 @@ std::string flag_of(const std::string& key) {
   return key;
 }
 
+// A recorded value, for a message: scalars as they are written (long
+// strings cut), lists and objects by their kind. dump() recurses once per
+// level of nesting, so a deeply nested value in a damaged record would
+// overflow the stack.
 std::string short_text(const nlohmann::ordered_json& v) {
+  if (v.is_array()) return "(a list)";
+  if (v.is_object()) return "(an object)";
   std::string s = v.dump();
   if (s.size() > 60) s = s.substr(0, 57) + "...";
   return s;
@@ -50,8 +56,15 @@ void claim_sample_dir(const fs::path& dir, const SampleSetJob& job) {
     nlohmann::ordered_json old;
     try {
       std::ifstream in(file);
-      old = nlohmann::ordered_json::parse(in).at("job");
-    } catch (const nlohmann::json::exception& e) {
+      // A record is three levels deep; building a deeper one would recurse
+      // once per level of nesting.
+      const auto shallow = [](int depth, nlohmann::ordered_json::parse_event_t, nlohmann::ordered_json&) {
+        if (depth > 16) throw Error("nested more than 16 levels deep");
+        return true;
+      };
+      nlohmann::ordered_json record = nlohmann::ordered_json::parse(in, shallow);
+      old = std::move(record.at("job"));
+    } catch (const std::exception& e) {  // the JSON library's, or the depth limit's Error
       throw Error("'" + file.string() + "' is not a sample job record (" + e.what() +
                   "); remove it or use another --out");
     }

@@ -185,6 +185,22 @@ TEST(CliSample, ADifferentCommandOnTheSameDirectoryIsRefusedByParameter) {
   expect_ok(run_cli(dir, job_args("s", {"--batch", "5"})));  // same job: done already, merged again
 }
 
+// A damaged record whose first parameter is a list nested a million levels
+// deep: refused with a one-line error, not a stack overflow while it is read.
+TEST(CliSample, ADeeplyNestedRecordIsRefusedWithoutRecursing) {
+  TempDir dir;
+  expect_ok(run_cli(dir, job_args("s")));
+  const fs::path record = dir / "s" / "job.json";
+  nlohmann::ordered_json doc = nlohmann::ordered_json::parse(std::ifstream(record));
+  doc["job"].begin().value() = "NESTED";
+  std::string text = doc.dump();
+  const size_t at = text.find("\"NESTED\"");
+  ASSERT_NE(at, std::string::npos);
+  text.replace(at, 8, std::string(1000000, '[') + std::string(1000000, ']'));
+  std::ofstream(record, std::ios::trunc) << text;
+  expect_error(run_cli(dir, job_args("s")), 1, {"is not a sample job record", "nested more than 16 levels deep"});
+}
+
 TEST(CliSample, BadFlagsAndClasses) {
   TempDir dir;
   expect_error(run_cli(dir, {"sample", "--per-class", "0", "--out", "s", "-q"}), 2, {"--per-class"});
