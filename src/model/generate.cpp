@@ -1,8 +1,5 @@
-// One request, scale by scale (spec: docs/spec/var.md "One generation"): the rows of
-// all streams go through the transformer in one pass per scale; guidance
-// combines each guided stream's conditional and unconditional rows; sampled
-// token maps extend f_hat, whose area-downsampled tokens are the next
-// scale's input.
+// Pipeline's requests: generations and edits, run batched (model/generation)
+// or one image at a time, after checks that need no memory; and their plan.
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,86 +8,12 @@
 #include <cstdio>
 #include <functional>
 
-#include "model/pipeline_impl.hpp"
+#include "model/generation.hpp"
 #include "varps/error.hpp"
 
 namespace varps {
 
 namespace {
-
-// Stage times from the backend's work clock: a mark at each stage boundary,
-// read once after the last transfer, so on a device no stage waits for the
-// host and the times are the device's.
-class StageClock {
- public:
-  enum class Stage { Setup, Transformer, Sampling, Residual, Decode };
-  explicit StageClock(Backend& be) : clock_(be.work_clock()) { clock_->mark(); }
-  // The stage that ends now (scale si for the transformer).
-  void lap(Stage stage, int si = 0) {
-    clock_->mark();
-    laps_.push_back({stage, si});
-  }
-  // Waits for the last mark.
-  void fill(StageTimings& t, int scales) {
-    const std::vector<double> ms = clock_->intervals_ms();
-    t.transformer_ms.assign(static_cast<size_t>(scales), 0.0);
-    for (size_t i = 0; i < laps_.size() && i < ms.size(); ++i) {
-      switch (laps_[i].stage) {
-        case Stage::Setup: t.setup_ms += ms[i]; break;
-        case Stage::Transformer: t.transformer_ms[laps_[i].si] += ms[i]; break;
-        case Stage::Sampling: t.sampling_ms += ms[i]; break;
-        case Stage::Residual: t.residual_ms += ms[i]; break;
-        case Stage::Decode: t.decode_ms += ms[i]; break;
-      }
-    }
-  }
-
- private:
-  struct Lap {
-    Stage stage;
-    int si;
-  };
-  std::unique_ptr<WorkClock> clock_;
-  std::vector<Lap> laps_;
-};
-
-// Rows: the conditional row of every stream (row b is stream b), then one
-// unconditional row for each stream that uses guidance, in stream order.
-struct RowLayout {
-  std::vector<int32_t> row_class;
-  std::vector<int64_t> row_stream;  // stream whose input each row reads
-  std::vector<int64_t> uncond_row;  // per stream; -1 without guidance
-};
-
-RowLayout layout_rows(const std::vector<ImageRequest>& requests, int num_classes) {
-  RowLayout L;
-  const int64_t B = static_cast<int64_t>(requests.size());
-  for (int64_t b = 0; b < B; ++b) {
-    L.row_class.push_back(requests[b].class_id);
-    L.row_stream.push_back(b);
-  }
-  for (int64_t b = 0; b < B; ++b) {
-    if (requests[b].sampling.cfg == 0.0) {
-      L.uncond_row.push_back(-1);
-      continue;
-    }
-    L.uncond_row.push_back(static_cast<int64_t>(L.row_class.size()));
-    L.row_class.push_back(num_classes);
-    L.row_stream.push_back(b);
-  }
-  return L;
-}
-
-void check_requests(const std::vector<ImageRequest>& requests) {
-  if (requests.empty()) throw Error("nothing to generate: no images requested");
-  for (const auto& r : requests) {
-    const auto& s = r.sampling;
-    if (!(s.cfg >= 0.0) || !std::isfinite(s.cfg)) throw Error("cfg must be a finite number >= 0");
-    if (s.top_k < 0) throw Error("top_k must be >= 0");
-    if (!(s.top_p >= 0.0 && s.top_p <= 1.0)) throw Error("top_p must be in [0, 1]");
-    if (!(s.temperature > 0.0) || !std::isfinite(s.temperature)) throw Error("temperature must be a finite number > 0");
-  }
-}
 
 // "1.5 GiB": for the plan check's message.
 std::string gib_text(uint64_t bytes) {
@@ -130,13 +53,6 @@ void check_plan_fits(const Pipeline& p, const std::vector<ImageRequest>& request
               std::to_string(requests.size()) + " images, " + where + gib_text(have));
 }
 
-// Edits of a request, per scale [B·l]: the input tokens, and which
-// positions keep them (1) rather than the sampled token (0).
-struct TokenEdits {
-  std::vector<std::vector<int32_t>> tokens;
-  std::vector<std::vector<uint8_t>> keep;
-};
-
 TokenEdits token_edits(const std::vector<EditRequest>& edits, const VarConfig& cfg) {
   const size_t K = cfg.patch_nums.size();
   TokenEdits e{std::vector<std::vector<int32_t>>(K), std::vector<std::vector<uint8_t>>(K)};
@@ -166,230 +82,15 @@ TokenEdits token_edits(const std::vector<EditRequest>& edits, const VarConfig& c
   return e;
 }
 
-// The arrays of a request of B images in N image rows beside the
-// transformer's session and the residual path's maps, in elements: the one
-// description new_state allocates from and plan_memory counts.
-struct StateArrays {
-  int64_t images = 0, side = 0;  // B, and the latent's side S
-  SessionArrays session;
-  uint64_t x = 0, logits = 0, guided_logits = 0, next_tokens = 0, f_hat = 0;  // float32
-  uint64_t all_idx = 0;                                                       // int32
-  uint64_t jobs = 0;                                                          // SampleJob
-
-  uint64_t activation_bytes(const Backend& be) const {
-    const auto f = [&](uint64_t n) { return n ? be.array_bytes(n, sizeof(float)) : 0; };
-    return session.activation_bytes(be) + f(x) + f(logits) + f(guided_logits) + f(next_tokens) + f(f_hat) +
-           be.array_bytes(all_idx, sizeof(int32_t)) + be.array_bytes(jobs, sizeof(SampleJob));
-  }
-};
-
-StateArrays state_arrays(const Pipeline::Impl& impl, int64_t B, int64_t N) {
-  const VarConfig& cfg = impl.var->config();
-  const uint64_t max_l = static_cast<uint64_t>(cfg.max_scale_tokens()), b = static_cast<uint64_t>(B);
-  StateArrays a;
-  a.images = B;
-  a.side = cfg.patch_nums.back();
-  a.session = impl.var->session_arrays(N, impl.adapter ? &*impl.adapter : nullptr);
-  a.x = static_cast<uint64_t>(a.session.rows) * max_l * static_cast<uint64_t>(cfg.embed_dim);
-  a.logits = static_cast<uint64_t>(N) * max_l * static_cast<uint64_t>(cfg.vocab_size);
-  if (N > B) a.guided_logits = b * max_l * static_cast<uint64_t>(cfg.vocab_size);
-  a.next_tokens = b * max_l * static_cast<uint64_t>(cfg.cvae);
-  a.f_hat = b * static_cast<uint64_t>(cfg.cvae * a.side * a.side);
-  for (int pn : cfg.patch_nums) a.all_idx += b * static_cast<uint64_t>(pn) * static_cast<uint64_t>(pn);
-  a.jobs = b;
-  return a;
-}
-
-// The arrays of a request of `shape`, allocated once for every later request
-// of the same shape.
-std::unique_ptr<GenerationState> new_state(const Pipeline::Impl& impl, const GenerationShape& shape) {
-  Backend& be = *impl.backend;
-  const VarConfig& cfg = impl.var->config();
-  const int64_t B = shape.images, K = cfg.num_scales();
-  const StateArrays a = state_arrays(impl, B, shape.image_rows);
-  auto st = std::make_unique<GenerationState>();
-  st->shape = shape;
-  st->session = impl.var->new_session(shape.image_rows, impl.adapter ? &*impl.adapter : nullptr);
-  st->x = be.alloc(a.x);
-  st->logits = be.alloc(a.logits);
-  if (a.guided_logits) st->guided_logits = be.alloc(a.guided_logits);
-  st->scale_offset.assign(static_cast<size_t>(K) + 1, 0);
-  for (int si = 0; si < K; ++si)
-    st->scale_offset[si + 1] = st->scale_offset[si] + B * cfg.patch_nums[si] * cfg.patch_nums[si];
-  st->all_idx = be.alloc_i32(a.all_idx);
-  st->next_tokens = be.alloc(a.next_tokens);
-  st->jobs = be.alloc_sample_jobs(a.jobs);
-  st->f_hat = impl.vae->new_map(B, cfg.cvae, a.side, a.side);
-  st->residual = impl.vae->new_residual_maps(B, a.side);
-  st->steps.resize(static_cast<size_t>(K));
-  return st;
-}
-
-// An edit's sampled map [B·l] on the backend takes the input's token where
-// the mask keeps it.
-void keep_input_tokens(Backend& be, const std::vector<int32_t>& input, const std::vector<uint8_t>& keep,
-                       int32_t* idx) {
-  std::vector<int32_t> map(input.size());
-  be.download_i32(idx, map.size(), map.data());
-  for (size_t i = 0; i < map.size(); ++i)
-    if (keep[i]) map[i] = input[i];
-  be.upload_into_i32(map.data(), map.size(), idx);
-}
-
-// The decoder runs after the last scale, when the KV cache is dead until the
-// next request's first scale rewrites it: its arena lies in the cache's
-// memory when that holds it (Vqvae::new_decoder_arena).
-DecoderState new_decoder_state(const Vqvae& vae, const FeatureMap& f_hat, const VarSession& session) {
-  const int64_t per_pass = vae.decode_images_per_pass(f_hat.h, f_hat.n);
-  // The cache's bytes lent out as floats: nothing reads them as a cache
-  // before the next request's first scale writes it.
-  const Array<float> kv_memory = session.kv_memory.reinterpret_as<float>(session.kv_bytes / sizeof(float));
-  DecoderState d{vae.new_decoder_arena(f_hat.h, per_pass, kv_memory), vae.new_image_map(f_hat), {}, {}};
-  d.passes = Vqvae::decoder_passes(f_hat, d.images, per_pass);
-  d.steps.resize(d.passes.size());
-  return d;
-}
-
 GeneratedImages generate_batched(const Pipeline::Impl& impl, const std::vector<ImageRequest>& requests,
                                  const GenerateOptions& opts, const TokenEdits* edits = nullptr) {
-  Backend& be = *impl.backend;
-  const VarTransformer& var = *impl.var;
-  const Vqvae& vae = *impl.vae;
-  const VarConfig& cfg = var.config();
-  const int64_t B = static_cast<int64_t>(requests.size());
-  const int64_t V = cfg.vocab_size, K = cfg.num_scales();
-  if (opts.forced_tokens && static_cast<int64_t>(opts.forced_tokens->size()) != K)
-    throw Error("teacher forcing needs " + std::to_string(K) + " token maps");
-
-  const RowLayout rows = layout_rows(requests, cfg.num_classes);
-  const int64_t N = static_cast<int64_t>(rows.row_class.size());  // image rows
-  const bool guided = N > B;
-  const StreamAdapter* adapter = impl.adapter ? &*impl.adapter : nullptr;
-  std::vector<SampleJob> jobs;
-  for (const auto& r : requests) jobs.push_back({r.seed, r.sampling});
-
-  GeneratedImages out;
-  out.counters.passes_per_scale.assign(static_cast<size_t>(K), 0);
-  out.counters.rows_per_scale.assign(static_cast<size_t>(K), 0);
-  const auto t_start = std::chrono::steady_clock::now();
-  StageClock clock(be);  // its marks lie within [t_start, the end]
-  var.check_classes(rows.row_class);  // before any memory is taken for them
-  const GenerationShape shape{B, N, rows.uncond_row, adapter ? adapter->streams : 1,
-                              sample_filters(jobs.data(), B, V)};
-  std::unique_ptr<GenerationState> state = impl.take_state(shape);
-  if (!state) state = new_state(impl, shape);
-  be.upload_sample_jobs(jobs.data(), jobs.size(), state->jobs.data());
-  VarSession& session = state->session;
-  var.begin(session, rows.row_class);
-  const int64_t R = session.rows;  // every stream's copy of the image rows
-  float* const x = state->x.data();
-  float* const logits = state->logits.data();
-  const std::vector<int64_t>& scale_offset = state->scale_offset;
-  FeatureMap& f_hat = state->f_hat;
-  be.fill_zero(f_hat.flat());
-  var.first_scale_input(session, x);
-  out.tokens.assign(static_cast<size_t>(B), TokenMaps(static_cast<size_t>(K)));
-  clock.lap(StageClock::Stage::Setup);
-
-  // Each scale runs three steps, and each decoder pass one, on the state's
-  // arrays, with the same shapes and arguments for every request of this
-  // shape, so the backend may replay recordings of them; the request's own
-  // values (classes, sampling parameters) are in those arrays. Inspection
-  // teacher forcing and edits move data to and from the host in the middle
-  // of sampling, so that step then runs as it is.
-  const bool record_sampling = !opts.on_logits && !opts.forced_tokens && !edits;
-  const auto run_step = [&](std::unique_ptr<StepRecording>& slot, const std::function<void()>& step) {
-    out.counters.replayed_steps += be.run_recorded(slot, step) == StepRun::Replayed;
-  };
-  for (int si = 0; si < K; ++si) {
-    const int64_t pn = cfg.patch_nums[si], l = pn * pn;
-    ScaleSteps& steps = state->steps[si];
-    run_step(steps.transformer, [&] { var.forward_scale(session, x, si, logits); });
-    ++out.counters.passes_per_scale[si];
-    out.counters.rows_per_scale[si] += R;
-    clock.lap(StageClock::Stage::Transformer, si);
-    if (opts.on_stream_weights && adapter) {
-      const int64_t P = session.streams;
-      std::vector<float> host(static_cast<size_t>(N * l * P));
-      be.download(session.agg_weights.data(), host.size(), host.data());
-      opts.on_stream_weights(si, host.data(), N, l, P);
-    }
-
-    // Guidance: t = cfg · si/(K−1); logits = (1+t)·cond − t·uncond.
-    const double ratio = K > 1 ? static_cast<double>(si) / static_cast<double>(K - 1) : 0.0;
-    float* const lg = guided ? state->guided_logits.data() : logits;
-    int32_t* const idx = state->all_idx.data() + scale_offset[si];
-    const auto guide = [&] {
-      if (guided)
-        be.guidance(view(logits, {N, l * V}), state->jobs.as({B}), ratio, host_view(rows.uncond_row.data(), {B}),
-                    view(lg, {B, l * V}));
-    };
-    const auto draw = [&] {
-      be.sample(view(lg, {B, l, V}), state->jobs.as({B}), {shape.filters, si}, view(idx, {B, l}));
-    };
-    if (record_sampling) {
-      run_step(steps.sampling, [&] {
-        guide();
-        draw();
-      });
-    } else {
-      guide();
-      if (opts.on_logits) {
-        std::vector<float> host(static_cast<size_t>(B * l * V));
-        be.download(lg, host.size(), host.data());
-        opts.on_logits(si, host.data(), B, l, V);
-      }
-      if (opts.forced_tokens) {
-        const std::vector<int32_t>& forced = (*opts.forced_tokens)[si];
-        check_token_map(forced, B * l, V, si);
-        be.upload_into_i32(forced.data(), forced.size(), idx);
-      } else {
-        draw();
-      }
-      if (edits) keep_input_tokens(be, edits->tokens[si], edits->keep[si], idx);
-    }
-    clock.lap(StageClock::Stage::Sampling);
-
-    run_step(steps.residual, [&] {
-      vae.add_scale(si, cfg.patch_nums, idx, f_hat, state->residual);
-      if (si + 1 < K) {
-        vae.next_scale_tokens(f_hat, cfg.patch_nums[si + 1], state->residual, state->next_tokens.data());
-        var.scale_input(session, state->next_tokens.data(), B, si + 1, rows.row_stream, x);
-      }
-    });
-    clock.lap(StageClock::Stage::Residual);
-    if (opts.progress) opts.progress(si, static_cast<int>(K));
+  Generation g(impl, requests, opts, edits, [&](const GenerationShape& shape) { return impl.take_state(shape); });
+  while (!g.sampled_all()) {
+    g.forward();
+    g.sample();
   }
-
-  // The one transfer of tokens, after the last scale: no scale waits for the host.
-  std::vector<int32_t> host_idx(static_cast<size_t>(scale_offset[K]));
-  be.download_i32(state->all_idx.data(), host_idx.size(), host_idx.data());
-  for (int si = 0; si < K; ++si) {
-    const int64_t l = cfg.patch_nums[si] * cfg.patch_nums[si];
-    const auto first = host_idx.begin() + scale_offset[si];
-    for (int64_t b = 0; b < B; ++b) out.tokens[b][si].assign(first + b * l, first + (b + 1) * l);
-  }
-  clock.lap(StageClock::Stage::Sampling);
-  if (opts.keep_f_hat) out.f_hat = impl.download_map(f_hat);
-  out.count = B;
-  if (opts.decode) {
-    if (!state->decoder) state->decoder = new_decoder_state(vae, f_hat, session);
-    DecoderState& dec = *state->decoder;
-    for (size_t p = 0; p < dec.passes.size(); ++p)
-      run_step(dec.steps[p], [&] { vae.decode_pass(dec.passes[p].f_hat, dec.arena, dec.passes[p].img); });
-    const FeatureMap& img = dec.images;
-    // [-1, 1] → [0, 1]
-    out.height = img.h;
-    out.width = img.w;
-    out.pixels.resize(img.size());
-    be.download(img.data.data(), img.size(), out.pixels.data());
-    for (float& v : out.pixels) v = (v + 1.0f) * 0.5f;
-    clock.lap(StageClock::Stage::Decode);
-  }
-  impl.keep_state(std::move(state));
-  clock.fill(out.timings, static_cast<int>(K));
-  out.timings.total_ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
+  GeneratedImages out = g.finish();
+  impl.keep_state(g.release_state());
   return out;
 }
 

@@ -85,7 +85,7 @@ uint64_t SessionArrays::kv_bytes(const Backend& be) const { return be.array_byte
 uint64_t SessionArrays::activation_bytes(const Backend& be) const {
   const auto f = [&](uint64_t n) { return be.array_bytes(n, sizeof(float)); };
   uint64_t b = be.array_bytes(class_ids, sizeof(int32_t)) + f(cond) + f(cond_act) + f(head_mod) +
-               static_cast<uint64_t>(blocks) * f(block_mod) + f(ln) + f(block_work);
+               static_cast<uint64_t>(blocks) * f(block_mod) + f(work.ln) + f(work.work);
   if (shared_mod) b += f(shared_mod);
   if (agg_z) b += f(agg_z) + f(agg_hidden) + f(agg_weights) + f(agg_out);
   return b;
@@ -106,12 +106,7 @@ SessionArrays VarTransformer::session_arrays(int64_t image_rows, const StreamAda
   a.blocks = cfg_.depth;
   a.head_mod = R * 2 * C;
   a.kv_cache = 2 * static_cast<uint64_t>(cfg_.depth) * R * L * C;
-  // ln (then each projection's output), and one array by lifetime: qkv with
-  // q beside it on 256 bytes, then the attention output, then the MLP hidden.
-  const uint64_t n = R * max_l;
-  a.ln = n * C;
-  a.q_offset = (n * 3 * C + 63) / 64 * 64;
-  a.block_work = std::max(a.q_offset + n * C, n * static_cast<uint64_t>(cfg_.mlp_hidden));
+  a.work = block_work_arrays(static_cast<int64_t>(R * max_l));
   if (adapter) {
     const uint64_t m = N * max_l;
     a.agg_z = m * P * C;
@@ -120,6 +115,36 @@ SessionArrays VarTransformer::session_arrays(int64_t image_rows, const StreamAda
     a.agg_out = m * C;
   }
   return a;
+}
+
+BlockWorkArrays VarTransformer::block_work_arrays(int64_t tokens) const {
+  // ln (then each projection's output), and one array by lifetime: qkv with
+  // q beside it on 256 bytes, then the attention output, then the MLP hidden.
+  const uint64_t n = static_cast<uint64_t>(tokens), C = static_cast<uint64_t>(cfg_.embed_dim);
+  BlockWorkArrays a;
+  a.ln = n * C;
+  a.q_offset = (n * 3 * C + 63) / 64 * 64;
+  a.work = std::max(a.q_offset + n * C, n * static_cast<uint64_t>(cfg_.mlp_hidden));
+  return a;
+}
+
+BlockWork VarTransformer::new_block_work(int64_t tokens) const {
+  const BlockWorkArrays a = block_work_arrays(tokens);
+  const size_t n = static_cast<size_t>(tokens), C = static_cast<size_t>(cfg_.embed_dim);
+  BlockWork w;
+  w.tokens = tokens;
+  w.ln = be_.alloc(a.ln);
+  w.proj = w.ln;
+  const Array<float> work = be_.alloc(a.work);
+  w.qkv = work.slice(0, n * 3 * C);
+  w.q = work.slice(a.q_offset, n * C);
+  w.attn = work.slice(0, n * C);
+  w.hidden = work.slice(0, n * static_cast<size_t>(cfg_.mlp_hidden));
+  return w;
+}
+
+int64_t VarTransformer::scale_tokens(int64_t rows, int si) const {
+  return rows * cfg_.patch_nums.at(static_cast<size_t>(si)) * cfg_.patch_nums.at(static_cast<size_t>(si));
 }
 
 VarSession VarTransformer::new_session(int64_t image_rows, const StreamAdapter* adapter) const {
@@ -142,14 +167,7 @@ VarSession VarTransformer::new_session(int64_t image_rows, const StreamAdapter* 
     s.k_cache.push_back(s.kv_memory.slice_stored(2 * i * cache, cache, stored));
     s.v_cache.push_back(s.kv_memory.slice_stored((2 * i + 1) * cache, cache, stored));
   }
-  const size_t n = a.ln / static_cast<uint64_t>(cfg_.embed_dim);  // tokens at the largest scale
-  s.ln = be_.alloc(a.ln);
-  s.proj = s.ln;
-  const Array<float> work = be_.alloc(a.block_work);
-  s.qkv = work.slice(0, n * 3 * cfg_.embed_dim);
-  s.q = work.slice(a.q_offset, n * cfg_.embed_dim);
-  s.attn = work.slice(0, n * cfg_.embed_dim);
-  s.hidden = work.slice(0, n * cfg_.mlp_hidden);
+  s.work = new_block_work(static_cast<int64_t>(a.work.ln / static_cast<uint64_t>(cfg_.embed_dim)));
   if (adapter) {
     s.agg_z = be_.alloc(a.agg_z);
     s.agg_hidden = be_.alloc(a.agg_hidden);
@@ -215,41 +233,70 @@ void VarTransformer::scale_input(const VarSession& s, const float* f_tokens, int
   for (int64_t p = 1; p < s.streams; ++p) be_.copy(x, block, x + p * static_cast<int64_t>(block));
 }
 
-void VarTransformer::block_forward(const VarSession& s, int bi, float* x, int64_t l, int64_t cached) const {
+void VarTransformer::block_forward(const std::vector<ScalePass>& passes, const BlockWork& w, int bi) const {
   const VarBlock& b = blocks_[bi];
-  const int64_t R = s.rows, C = cfg_.embed_dim, H = cfg_.num_heads, hd = cfg_.head_dim, hid = cfg_.mlp_hidden;
-  const int64_t M = R * l, L = cfg_.total_tokens();
-  // A row's modulation: gamma1, gamma2, scale1, scale2, shift1, shift2.
-  const float* mod = s.block_mod[bi].data();
-  const auto part = [&](const float* p, int64_t stride) { return view(p, {R, C}, stride); };
-  const View<float> xs = view(x, {R, l, C}), ln = s.ln.as({R, l, C}), proj = s.proj.as({R, l, C});
+  const int64_t C = cfg_.embed_dim, H = cfg_.num_heads, hd = cfg_.head_dim, hid = cfg_.mlp_hidden;
+  const int64_t L = cfg_.total_tokens();
   const float eps = cfg_.norm_eps;
+  const bool last = bi + 1 == cfg_.depth;
+  // Each pass's rows: where its tokens start in w, and its geometry.
+  struct Rows {
+    const VarSession& s;
+    float* x;
+    int64_t R, l, cached, first;
+  };
+  std::vector<Rows> parts;
+  int64_t M = 0;  // every pass's tokens
+  for (const ScalePass& p : passes) {
+    const int64_t l = scale_tokens(1, p.si);
+    parts.push_back({*p.session, p.x, p.session->rows, l, cfg_.first_token_of_scale(p.si), M});
+    M += p.session->rows * l;
+  }
+  // A pass's rows in one of w's arrays of `width` elements per token.
+  const auto at = [](const Array<float>& a, const Rows& r, int64_t width) { return a.data() + r.first * width; };
 
   // x = x + proj(attn(LN(x)·(1+scale1) + shift1))·gamma1, the modulated LN
-  // already in s.ln (forward_scale or the previous block).
-  be_.linear(s.ln.as({M, C}), b.mat_qkv_w.as({3 * C, C}), b.qkv_bias.as({3 * C}), s.qkv.as({M, 3 * C}));
-  const View<KvElement> k_cache = s.k_cache[bi].as({R, H, L, hd}), v_cache = s.v_cache[bi].as({R, H, L, hd});
-  be_.split_qkv_to_cache(s.qkv.as({R, l, 3 * C}), {cached, cfg_.attn_l2_norm, host_view(b.q_scale.data(), {H})},
-                         s.q.as({R, H, l, hd}), k_cache, v_cache);
-  Backend::AttentionArgs attn{cached + l, cfg_.attn_l2_norm ? 1.0f : 0.25f / std::sqrt(static_cast<float>(hd)), {}};
-  if (s.adapter && s.adapter->prefix_tokens > 0)
-    attn.prefix = {s.adapter->prefix_k[bi].data(), s.adapter->prefix_v[bi].data(), s.adapter->prefix_tokens,
-                   s.image_rows};
-  be_.attention(s.q.as({R, H, l, hd}), k_cache, v_cache, attn, s.attn.as({R, l, C}));
-  be_.linear(s.attn.as({M, C}), b.proj_w.as({C, C}), b.proj_b.as({C}), s.proj.as({M, C}));
-  be_.add_scaled_rows_then_adaln(xs, proj, part(mod, 6 * C), {part(mod + 3 * C, 6 * C), part(mod + 5 * C, 6 * C), eps},
-                                 ln);
+  // already in w.ln (forward_scales or the previous block). Every pass's
+  // qkv is read into its cache before any attention output lands over it.
+  be_.linear(w.ln.as({M, C}), b.mat_qkv_w.as({3 * C, C}), b.qkv_bias.as({3 * C}), w.qkv.as({M, 3 * C}));
+  for (const Rows& r : parts)
+    be_.split_qkv_to_cache(view(at(w.qkv, r, 3 * C), {r.R, r.l, 3 * C}),
+                           {r.cached, cfg_.attn_l2_norm, host_view(b.q_scale.data(), {H})},
+                           view(at(w.q, r, C), {r.R, H, r.l, hd}), r.s.k_cache[bi].as({r.R, H, L, hd}),
+                           r.s.v_cache[bi].as({r.R, H, L, hd}));
+  for (const Rows& r : parts) {
+    Backend::AttentionArgs attn{r.cached + r.l,
+                                cfg_.attn_l2_norm ? 1.0f : 0.25f / std::sqrt(static_cast<float>(hd)), {}};
+    if (r.s.adapter && r.s.adapter->prefix_tokens > 0)
+      attn.prefix = {r.s.adapter->prefix_k[bi].data(), r.s.adapter->prefix_v[bi].data(), r.s.adapter->prefix_tokens,
+                     r.s.image_rows};
+    be_.attention(view(at(w.q, r, C), {r.R, H, r.l, hd}), r.s.k_cache[bi].as({r.R, H, L, hd}),
+                  r.s.v_cache[bi].as({r.R, H, L, hd}), attn, view(at(w.attn, r, C), {r.R, r.l, C}));
+  }
+  be_.linear(w.attn.as({M, C}), b.proj_w.as({C, C}), b.proj_b.as({C}), w.proj.as({M, C}));
+  for (const Rows& r : parts) {
+    // A row's modulation: gamma1, gamma2, scale1, scale2, shift1, shift2.
+    const float* mod = r.s.block_mod[bi].data();
+    const auto part = [&](const float* p, int64_t stride) { return view(p, {r.R, C}, stride); };
+    be_.add_scaled_rows_then_adaln(view(r.x, {r.R, r.l, C}), view(at(w.proj, r, C), {r.R, r.l, C}),
+                                   part(mod, 6 * C), {part(mod + 3 * C, 6 * C), part(mod + 5 * C, 6 * C), eps},
+                                   view(at(w.ln, r, C), {r.R, r.l, C}));
+  }
 
   // x = x + fc2(GELU(fc1(LN(x)·(1+scale2) + shift2)))·gamma2, then the
   // modulated LN of what reads x next: the next block, or the head.
-  be_.mlp(s.ln.as({M, C}), {b.fc1_w.as({hid, C}), b.fc1_b.as({hid}), b.fc2_w.as({C, hid}), b.fc2_b.as({C})},
-          s.hidden.as({M, hid}), s.proj.as({M, C}));
-  const bool last = bi + 1 == cfg_.depth;
-  const Backend::Modulation next =
-      last ? Backend::Modulation{part(s.head_mod.data(), 2 * C), part(s.head_mod.data() + C, 2 * C), eps}
-           : Backend::Modulation{part(s.block_mod[bi + 1].data() + 2 * C, 6 * C),
-                                 part(s.block_mod[bi + 1].data() + 4 * C, 6 * C), eps};
-  be_.add_scaled_rows_then_adaln(xs, proj, part(mod + C, 6 * C), next, ln);
+  be_.mlp(w.ln.as({M, C}), {b.fc1_w.as({hid, C}), b.fc1_b.as({hid}), b.fc2_w.as({C, hid}), b.fc2_b.as({C})},
+          w.hidden.as({M, hid}), w.proj.as({M, C}));
+  for (const Rows& r : parts) {
+    const float* mod = r.s.block_mod[bi].data();
+    const auto part = [&](const float* p, int64_t stride) { return view(p, {r.R, C}, stride); };
+    const Backend::Modulation next =
+        last ? Backend::Modulation{part(r.s.head_mod.data(), 2 * C), part(r.s.head_mod.data() + C, 2 * C), eps}
+             : Backend::Modulation{part(r.s.block_mod[bi + 1].data() + 2 * C, 6 * C),
+                                   part(r.s.block_mod[bi + 1].data() + 4 * C, 6 * C), eps};
+    be_.add_scaled_rows_then_adaln(view(r.x, {r.R, r.l, C}), view(at(w.proj, r, C), {r.R, r.l, C}),
+                                   part(mod + C, 6 * C), next, view(at(w.ln, r, C), {r.R, r.l, C}));
+  }
 }
 
 void VarTransformer::aggregate_streams(const VarSession& s, const float* h, int64_t l, float* out) const {
@@ -267,23 +314,42 @@ void VarTransformer::aggregate_streams(const VarSession& s, const float* h, int6
 }
 
 void VarTransformer::forward_scale(const VarSession& s, float* x, int si, float* logits) const {
-  const int64_t C = cfg_.embed_dim, R = s.rows, l = int64_t{cfg_.patch_nums[si]} * cfg_.patch_nums[si];
-  const int64_t cached = cfg_.first_token_of_scale(si);  // the earlier scales' tokens
-  // Each block leaves the next one's modulated LN in s.ln, and the last the
+  forward_scales({{&s, x, si, logits}}, s.work);
+}
+
+void VarTransformer::forward_scales(const std::vector<ScalePass>& passes, const BlockWork& w) const {
+  const int64_t C = cfg_.embed_dim;
+  int64_t tokens = 0;
+  for (const ScalePass& p : passes) tokens += scale_tokens(p.session->rows, p.si);
+  if (tokens > w.tokens)
+    throw Error("a pass of " + std::to_string(tokens) + " token rows over a workspace for " + std::to_string(w.tokens));
+  // Each block leaves the next one's modulated LN in w.ln, and the last the
   // head's: LN(x)·(1+scale) + shift, modulation from the raw class embedding.
-  const float* mod0 = s.block_mod[0].data();
-  be_.adaln_modulate(view(x, {R, l, C}),
-                     {view(mod0 + 2 * C, {R, C}, 6 * C), view(mod0 + 4 * C, {R, C}, 6 * C), cfg_.norm_eps},
-                     s.ln.as({R, l, C}));
-  for (int bi = 0; bi < cfg_.depth; ++bi) block_forward(s, bi, x, l, cached);
-  const float* h = s.ln.data();
-  if (s.adapter) {
-    aggregate_streams(s, h, l, s.agg_out.data());
-    h = s.agg_out.data();
+  int64_t first = 0;
+  for (const ScalePass& p : passes) {
+    const VarSession& s = *p.session;
+    const int64_t R = s.rows, l = scale_tokens(1, p.si);
+    const float* mod0 = s.block_mod[0].data();
+    be_.adaln_modulate(view(p.x, {R, l, C}),
+                       {view(mod0 + 2 * C, {R, C}, 6 * C), view(mod0 + 4 * C, {R, C}, 6 * C), cfg_.norm_eps},
+                       view(w.ln.data() + first * C, {R, l, C}));
+    first += R * l;
   }
-  const int64_t M = s.image_rows * l;
-  be_.linear(view(h, {M, C}), head_w_.as({cfg_.vocab_size, C}), head_b_.as({cfg_.vocab_size}),
-             view(logits, {M, cfg_.vocab_size}));
+  for (int bi = 0; bi < cfg_.depth; ++bi) block_forward(passes, w, bi);
+  first = 0;
+  for (const ScalePass& p : passes) {
+    const VarSession& s = *p.session;
+    const int64_t l = scale_tokens(1, p.si);
+    const float* h = w.ln.data() + first * C;
+    first += s.rows * l;
+    if (s.adapter) {
+      aggregate_streams(s, h, l, s.agg_out.data());
+      h = s.agg_out.data();
+    }
+    const int64_t M = s.image_rows * l;
+    be_.linear(view(h, {M, C}), head_w_.as({cfg_.vocab_size, C}), head_b_.as({cfg_.vocab_size}),
+               view(p.logits, {M, cfg_.vocab_size}));
+  }
 }
 
 }  // namespace varps

@@ -27,6 +27,23 @@ struct VarBlock {
   Array<float> fc2_b;              // [C]
 };
 
+// A block's activations for up to `tokens` token rows, in two arrays by
+// lifetime (block_forward): `ln` holds the modulated LN output, then each
+// projection's output once that has been read (proj is ln); the other holds
+// qkv with q beside it, then the attention output over qkv's start
+// (split_qkv_to_cache has read it), then the MLP hidden. A session has one
+// for its own rows at the largest scale; a pass over several sessions' rows
+// (forward_scales) uses one for all of them.
+struct BlockWork {
+  int64_t tokens = 0;
+  Array<float> ln, qkv, q, attn, proj, hidden;
+};
+
+// BlockWork's arrays, in elements.
+struct BlockWorkArrays {
+  uint64_t ln = 0, work = 0, q_offset = 0;
+};
+
 // The state of a generation: R rows (conditional rows first, then the
 // unconditional ones), their AdaLN modulation (computed once per request, it
 // depends only on the class), the KV cache for all scales and the activation
@@ -51,12 +68,7 @@ struct VarSession {
   std::vector<Array<KvElement>> k_cache, v_cache;
   Array<KvElement> kv_memory;
   uint64_t kv_bytes = 0;
-  // A block's activations at the largest scale, in two arrays by lifetime
-  // (block_forward): `ln` holds the modulated LN output, then each
-  // projection's output once that has been read (proj is ln); the other
-  // holds qkv with q beside it, then the attention output over qkv's start
-  // (split_qkv_to_cache has read it), then the MLP hidden.
-  Array<float> ln, qkv, q, attn, proj, hidden;
+  BlockWork work;  // for R rows at the largest scale
   // ParScale aggregation workspace ([N·l, ·] at the largest scale).
   Array<float> agg_z, agg_hidden, agg_weights, agg_out;  // P·C, C, P, C per position
 };
@@ -71,7 +83,7 @@ struct SessionArrays {
   uint64_t block_mod = 0;  // each of `blocks`
   int64_t blocks = 0;
   uint64_t kv_cache = 0;  // every block's keys and values, at Backend::kv_element_bytes
-  uint64_t ln = 0, block_work = 0, q_offset = 0;     // a block's activations at the largest scale
+  BlockWorkArrays work;  // a block's activations at the largest scale
   uint64_t agg_z = 0, agg_hidden = 0, agg_weights = 0, agg_out = 0;  // with an adapter
   uint64_t kv_bytes(const Backend& be) const;
   uint64_t activation_bytes(const Backend& be) const;  // everything but the KV cache
@@ -105,11 +117,29 @@ class VarTransformer {
   // so a backend may record it once and replay it.
   void forward_scale(const VarSession& s, float* x, int si, float* logits) const;
 
+  // One session's rows in a pass over several: forward_scale's arguments.
+  struct ScalePass {
+    const VarSession* session;
+    float* x;
+    int si;
+    float* logits;
+  };
+  // forward_scale for every pass at once, each at its own scale with its own
+  // KV cache: the matrix products of all their rows run as one product per
+  // weight, the per-row ops (cache writes, attention, modulation) on each
+  // pass's rows. `work` holds every pass's tokens (Σ R·l). A row's results
+  // are forward_scale's, as the products are batch-invariant.
+  void forward_scales(const std::vector<ScalePass>& passes, const BlockWork& work) const;
+  BlockWorkArrays block_work_arrays(int64_t tokens) const;
+  BlockWork new_block_work(int64_t tokens) const;
+  // Token rows of a pass at scale si for a session of `rows` rows.
+  int64_t scale_tokens(int64_t rows, int si) const;
+
   uint64_t weight_bytes() const { return weight_bytes_; }
   uint64_t parameters() const { return parameters_; }  // elements uploaded, whatever their precision
 
  private:
-  void block_forward(const VarSession& s, int b, float* x, int64_t l, int64_t cached) const;
+  void block_forward(const std::vector<ScalePass>& passes, const BlockWork& w, int b) const;
   // h[R, l, C] → out[N, l, C], and the weights into s.agg_weights.
   void aggregate_streams(const VarSession& s, const float* h, int64_t l, float* out) const;
 
