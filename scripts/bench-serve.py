@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Throughput and latency of `varps serve` against concurrency, for the
-batching server beside the same server with --max-batch 1, in one run on one
-machine.
+batching server joining requests at scale boundaries (--join next-scale),
+the same joining only between batches (--join next-batch), and the same
+server with --max-batch 1, in one run on one machine.
 
 For each server configuration: start `varps serve --port 0`, warm it up, then
 for each concurrency C send --requests requests from C client threads (each
@@ -31,9 +32,9 @@ import time
 import urllib.request
 
 
-def start_server(varps, model_args, max_batch, max_wait_ms, threads):
-    cmd = [varps, "serve", "--port", "0", "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms),
-           "--max-queue", "256", "-q", *shlex.split(model_args)]
+def start_server(varps, model_args, max_batch, join, max_wait_ms, threads):
+    cmd = [varps, "serve", "--port", "0", "--max-batch", str(max_batch), "--join", join,
+           "--max-wait-ms", str(max_wait_ms), "--max-queue", "256", "-q", *shlex.split(model_args)]
     if threads:
         cmd += ["--threads", str(threads)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -106,7 +107,7 @@ def svg(rows, path):
              f'<text x="4" y="{pad + 4}">{top:.3g}</text><text x="20" y="{h - pad}">0</text>']
     for c in conc:
         parts.append(f'<text x="{xs[c] - 6}" y="{h - pad + 16}">{c}</text>')
-    for i, name in enumerate(sorted({r["server"] for r in rows})):
+    for i, name in enumerate(dict.fromkeys(r["server"] for r in rows)):
         colors[name] = ["#1f77b4", "#d62728", "#2ca02c"][i % 3]
         pts = [(xs[r["concurrency"]], h - pad - r["images_per_s"] / top * (h - 2 * pad), r)
                for r in rows if r["server"] == name]
@@ -115,7 +116,7 @@ def svg(rows, path):
         for x, y, r in pts:
             parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colors[name]}"/>'
                          f'<text x="{x + 4:.1f}" y="{y - 4:.1f}" fill="{colors[name]}">{r["p50_ms"]:.0f} ms</text>')
-        parts.append(f'<text x="{w - pad - 150}" y="{pad + 14 * i}" fill="{colors[name]}">{name}</text>')
+        parts.append(f'<text x="{w - pad - 220}" y="{pad + 14 * i}" fill="{colors[name]}">{name}</text>')
     parts.append("</svg>")
     with open(path, "w") as f:
         f.write("\n".join(parts) + "\n")
@@ -129,6 +130,9 @@ def main():
     ap.add_argument("--requests", type=int, default=256, help="requests per concurrency level")
     ap.add_argument("--max-batch", type=int, default=16, help="--max-batch of the batching server")
     ap.add_argument("--max-wait-ms", type=int, default=5)
+    ap.add_argument("--servers", default="next-scale,next-batch,one",
+                    help="comma list of server configurations: next-scale, next-batch (both with --max-batch), "
+                         "one (--max-batch 1)")
     ap.add_argument("--warmup", type=int, default=8, help="untimed requests before the first level")
     ap.add_argument("--threads", type=int, default=0, help="--threads of the server (0: all cores)")
     ap.add_argument("--out", required=True, help="output directory")
@@ -136,8 +140,15 @@ def main():
     conc = [int(c) for c in a.concurrency.split(",")]
     os.makedirs(a.out, exist_ok=True)
     rows = []
-    for name, mb in ((f"max-batch {a.max_batch}", a.max_batch), ("max-batch 1", 1)):
-        proc, url = start_server(a.varps, a.model, mb, a.max_wait_ms, a.threads)
+    configs = {"next-scale": (f"join next-scale, max-batch {a.max_batch}", a.max_batch, "next-scale"),
+               "next-batch": (f"join next-batch, max-batch {a.max_batch}", a.max_batch, "next-batch"),
+               "one": ("max-batch 1", 1, "next-batch")}
+    servers = a.servers.split(",")
+    for s in servers:
+        if s not in configs:
+            sys.exit(f"bench-serve: --servers {s}: must be one of {', '.join(configs)}")
+    for name, mb, join in (configs[s] for s in servers):
+        proc, url = start_server(a.varps, a.model, mb, join, a.max_wait_ms, a.threads)
         try:
             load(url, min(4, max(conc)), a.warmup, 10**6)  # untimed
             for c in conc:

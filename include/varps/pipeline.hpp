@@ -250,6 +250,7 @@ class Pipeline {
   struct Impl;  // opaque: the backend and the models
 
  private:
+  friend class RollingBatch;
   explicit Pipeline(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -92,6 +92,7 @@ int run_sample(const SampleArgs& args);
 struct ServeArgs {
   std::string var, vae, preset, adapter;
   std::string host = "127.0.0.1", port = "8080", max_batch = "16", max_wait_ms = "5", max_queue = "64";
+  std::string join = "next-scale";
   DeviceArgs device;
   bool quiet = false;
 };

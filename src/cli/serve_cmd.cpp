@@ -65,6 +65,12 @@ void add_serve(CLI::App& app, ServeArgs& a) {
   cmd->add_option("--max-wait-ms", a.max_wait_ms, "How long the first waiting request waits for others to join")
       ->type_name("MS")
       ->capture_default_str();
+  cmd->add_option("--join", a.join,
+                  "When a request that arrives mid-generation joins: next-scale (at the running batch's next scale "
+                  "boundary, its first scale in the same backbone pass as the others' later ones) or next-batch "
+                  "(when the running batch has finished)")
+      ->type_name("WHEN")
+      ->capture_default_str();
   cmd->add_option("--max-queue", a.max_queue, "Requests that may wait; more are answered 503 with Retry-After")
       ->type_name("Q")
       ->capture_default_str();
@@ -80,8 +86,10 @@ void add_serve(CLI::App& app, ServeArgs& a) {
       "  GET /metrics  Prometheus text: varps_requests_total{code}, varps_images_total, "
       "varps_backbone_passes_total, varps_batches_total, varps_queue_depth, varps_request_seconds\n"
       "  GET /  a web page to generate images and watch them arrive\n\n"
-      "Batching: the requests waiting when a pass begins join it, up to --max-batch images; a request waits at "
-      "most --max-wait-ms for company. An image is bit-identical to `varps generate`'s for the same class, seed "
+      "Batching: up to --max-batch images are in flight; when none is, the first request waits at most "
+      "--max-wait-ms for company. With --join next-scale the requests waiting at each scale boundary join the "
+      "running ones as a cohort with its own KV cache, every step one backbone pass over all cohorts' rows; with "
+      "next-batch they wait for the running batch to finish. An image is bit-identical to `varps generate`'s for the same class, seed "
       "and parameters, whatever else was in its batch.\n\n"
       "SIGINT or SIGTERM: stop accepting, finish the queued and running requests, exit 0.\n\n"
       "Example:\n"
@@ -99,6 +107,9 @@ int run_serve(const ServeArgs& a) {
   qo.max_batch = parse_int("--max-batch", a.max_batch, 1);
   qo.max_wait = std::chrono::milliseconds(parse_int("--max-wait-ms", a.max_wait_ms, 0));
   qo.max_queue = parse_int("--max-queue", a.max_queue, 1);
+  if (a.join == "next-scale") qo.joining = serve::Joining::NextScale;
+  else if (a.join == "next-batch") qo.joining = serve::Joining::NextBatch;
+  else throw UsageError("--join " + a.join + ": must be next-scale or next-batch");
   Console con(false, a.quiet);
 
   // SIGINT and SIGTERM go to one thread that stops the server; blocked in

@@ -1,9 +1,12 @@
 #include "serve/batch_queue.hpp"
 
+#include <map>
+
 namespace varps::serve {
 
-BatchQueue::BatchQueue(const Pipeline& pipe, BatchQueueOptions opts)
-    : pipe_(pipe), opts_(opts), worker_([this] { work(); }) {}
+BatchQueue::BatchQueue(const Pipeline& pipe, BatchQueueOptions opts) : pipe_(pipe), opts_(opts) {
+  worker_ = std::thread([this] { opts_.joining == Joining::NextScale ? work_by_scale() : work_by_batch(); });
+}
 
 BatchQueue::~BatchQueue() { drain(); }
 
@@ -31,53 +34,104 @@ void BatchQueue::drain() {
   if (worker_.joinable()) worker_.join();
 }
 
-void BatchQueue::work() {
+std::vector<BatchQueue::Pending> BatchQueue::take(int64_t room, bool running) {
+  std::vector<Pending> batch;
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (!running) {
+    wake_.wait(lock, [&] { return closing_ || !queue_.empty(); });
+    if (queue_.empty()) return batch;  // closing, nothing left
+    // The first request waits at most max_wait for others to join.
+    const auto deadline = std::chrono::steady_clock::now() + opts_.max_wait;
+    wake_.wait_until(lock, deadline, [&] { return closing_ || static_cast<int64_t>(queue_.size()) >= room; });
+  }
+  while (!queue_.empty() && static_cast<int64_t>(batch.size()) < room) {
+    batch.push_back(std::move(queue_.front()));
+    queue_.pop_front();
+  }
+  stats_.queue_depth = static_cast<int64_t>(queue_.size());
+  return batch;
+}
+
+void BatchQueue::answer(std::vector<Pending>& batch, const GeneratedImages& g, int64_t batch_images) {
+  const size_t px = static_cast<size_t>(3 * g.height * g.width);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++stats_.passes;
+    stats_.images += g.count;
+  }
+  for (size_t i = 0; i < batch.size(); ++i) {
+    ImageResult r;
+    r.height = g.height;
+    r.width = g.width;
+    r.pixels.assign(g.pixels.begin() + static_cast<std::ptrdiff_t>(i * px),
+                    g.pixels.begin() + static_cast<std::ptrdiff_t>((i + 1) * px));
+    r.tokens = g.tokens[i];
+    r.batch_images = static_cast<int>(batch_images);
+    batch[i].result.set_value(std::move(r));
+  }
+}
+
+void BatchQueue::fail(std::vector<Pending>& batch, const std::string& error) {
+  for (Pending& p : batch) {
+    ImageResult r;
+    r.error = error;
+    p.result.set_value(std::move(r));
+  }
+}
+
+void BatchQueue::work_by_batch() {
   for (;;) {
-    std::vector<Pending> batch;
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return closing_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // closing, nothing left
-      // The first request waits at most max_wait for others to join.
-      const auto deadline = std::chrono::steady_clock::now() + opts_.max_wait;
-      wake_.wait_until(lock, deadline, [&] {
-        return closing_ || static_cast<int>(queue_.size()) >= opts_.max_batch;
-      });
-      while (!queue_.empty() && static_cast<int>(batch.size()) < opts_.max_batch) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
-      stats_.queue_depth = static_cast<int64_t>(queue_.size());
-    }
+    std::vector<Pending> batch = take(opts_.max_batch, false);
+    if (batch.empty()) return;
     std::vector<ImageRequest> requests;
     for (const Pending& p : batch) requests.push_back(p.request);
     try {
       const GeneratedImages g = pipe_.generate(requests);
-      const size_t px = static_cast<size_t>(3 * g.height * g.width);
       int64_t backbone = 0;
       for (int64_t n : g.counters.passes_per_scale) backbone += n;
       {
         std::lock_guard<std::mutex> lock(mutex_);
-        ++stats_.passes;
         stats_.backbone_passes += backbone;
-        stats_.images += g.count;
       }
-      for (size_t i = 0; i < batch.size(); ++i) {
-        ImageResult r;
-        r.height = g.height;
-        r.width = g.width;
-        r.pixels.assign(g.pixels.begin() + static_cast<std::ptrdiff_t>(i * px),
-                        g.pixels.begin() + static_cast<std::ptrdiff_t>((i + 1) * px));
-        r.tokens = g.tokens[i];
-        r.batch_images = static_cast<int>(batch.size());
-        batch[i].result.set_value(std::move(r));
+      answer(batch, g, static_cast<int64_t>(batch.size()));
+    } catch (const std::exception& e) {
+      fail(batch, e.what());
+    }
+  }
+}
+
+void BatchQueue::work_by_scale() {
+  RollingBatch rolling(pipe_, opts_.max_batch);
+  std::map<uint64_t, std::vector<Pending>> running;  // by cohort
+  for (;;) {
+    if (rolling.free_images() > 0) {
+      std::vector<Pending> joining = take(rolling.free_images(), !rolling.empty());
+      if (joining.empty() && rolling.empty()) return;  // closing, nothing left
+      if (!joining.empty()) {
+        std::vector<ImageRequest> requests;
+        for (const Pending& p : joining) requests.push_back(p.request);
+        try {
+          running[rolling.join(requests)] = std::move(joining);
+        } catch (const std::exception& e) {
+          fail(joining, e.what());
+        }
+      }
+    }
+    if (rolling.empty()) continue;
+    try {
+      std::vector<RollingBatch::Finished> done = rolling.step();
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        ++stats_.backbone_passes;
+      }
+      for (RollingBatch::Finished& f : done) {
+        answer(running.at(f.cohort), f.images, f.most_images);
+        running.erase(f.cohort);
       }
     } catch (const std::exception& e) {
-      for (Pending& p : batch) {
-        ImageResult r;
-        r.error = e.what();
-        p.result.set_value(std::move(r));
-      }
+      for (auto& [id, batch] : running) fail(batch, e.what());
+      running.clear();
+      rolling.clear();
     }
   }
 }

@@ -58,6 +58,39 @@ TEST(BatchQueue, WaitingRequestsJoinOnePassAndGetTheirOwnImages) {
   EXPECT_EQ(q.stats().images, 6);
 }
 
+// Requests arriving one by one while others run: with Joining::NextScale
+// they join at the next scale boundary, so cohorts overlap and share
+// passes (fewer backbone passes than K per cohort); with NextBatch every
+// cohort runs its K passes alone. Either way each image is its own.
+void staggered_arrivals(serve::Joining joining) {
+  const Pipeline pipe = Pipeline::from_preset("tiny");
+  const int64_t K = pipe.var_config().num_scales();
+  serve::BatchQueue q(pipe, {64, std::chrono::milliseconds(0), 64, joining});
+  std::vector<std::future<serve::ImageResult>> results;
+  const int n = 24;
+  for (int i = 0; i < n; ++i) {
+    results.push_back(*q.submit(request(i % 10, 500 + i)));
+    std::this_thread::sleep_for(std::chrono::microseconds(300));
+  }
+  for (int i = 0; i < n; ++i) {
+    const serve::ImageResult r = results[i].get();
+    ASSERT_TRUE(r.error.empty()) << r.error;
+    const GeneratedImages alone = pipe.generate({request(i % 10, 500 + i)});
+    EXPECT_EQ(r.pixels, alone.pixels) << "request " << i;
+    EXPECT_EQ(r.tokens, alone.tokens[0]);
+  }
+  const serve::BatchQueueStats st = q.stats();
+  EXPECT_EQ(st.images, n);
+  EXPECT_LT(st.passes, n) << "some requests shared a cohort";
+  if (joining == serve::Joining::NextScale)
+    EXPECT_LT(st.backbone_passes, st.passes * K) << "cohorts overlapped: " << st.passes << " cohorts";
+  else
+    EXPECT_EQ(st.backbone_passes, st.passes * K);
+}
+
+TEST(BatchQueue, ArrivalsMidGenerationJoinAtTheNextScale) { staggered_arrivals(serve::Joining::NextScale); }
+TEST(BatchQueue, ArrivalsMidGenerationWaitForTheNextBatch) { staggered_arrivals(serve::Joining::NextBatch); }
+
 TEST(BatchQueue, MaxBatchOneRunsThemOneByOneAndAFullQueueRefuses) {
   const Pipeline pipe = Pipeline::from_preset("tiny");
   serve::BatchQueue q(pipe, {1, std::chrono::milliseconds(0), 3});
