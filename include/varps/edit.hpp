@@ -34,7 +34,8 @@ EditMask box_mask(const EditBox& box, int64_t side, bool outpaint);
 // A mask image: white generates, black keeps (grey is averaged over R, G, B
 // and scaled to [0, 1]), resized to side × side with bilinear interpolation
 // (align_corners false), as the demo resizes masks. Throws varps::Error when
-// the image is not square.
+// the image is not square, its pixels do not fill it, or side is not in
+// 1..1024.
 EditMask mask_from_image(const RgbImage& mask, int64_t side);
 
 // At each scale, which of its pn × pn tokens keep the input token: the mask

@@ -93,11 +93,21 @@ EditMask box_mask(const EditBox& box, int64_t side, bool outpaint) {
   return m;
 }
 
+// Far beyond any token map (the largest released one is 32 wide): a side
+// from an API caller is checked before side² values are allocated.
+constexpr int64_t kMaxMaskSide = 1024;
+
 EditMask mask_from_image(const RgbImage& img, int64_t side) {
   if (img.width != img.height || img.width < 1)
     throw Error("edit mask image is " + std::to_string(img.width) + "x" + std::to_string(img.height) +
                 ": it must be square (white generates, black keeps)");
+  if (side < 1 || side > kMaxMaskSide)
+    throw Error("edit mask side " + std::to_string(side) + " is out of range: must be in 1.." +
+                std::to_string(kMaxMaskSide));
   const int64_t n = static_cast<int64_t>(img.width) * img.height;
+  if (img.pixels.size() != static_cast<size_t>(3 * n))
+    throw Error("edit mask image of " + std::to_string(img.width) + "x" + std::to_string(img.height) + " holds " +
+                std::to_string(img.pixels.size()) + " bytes, expected " + std::to_string(3 * n));
   std::vector<float> keep(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
     const uint8_t* p = img.pixels.data() + 3 * i;

@@ -79,6 +79,9 @@ TEST(EditMask, SmallScalesKeepEverythingAndTheMaskMustFitTheLastMap) {
   EXPECT_EQ(keep[3], std::vector<uint8_t>(16, 0));
   EXPECT_THROW(keep_per_scale(all_generated, {1, 2, 3, 5}), Error);
   EXPECT_THROW(mask_from_image(RgbImage{8, 4, std::vector<uint8_t>(8 * 4 * 3)}, 4), Error);
+  for (int64_t side : {int64_t{0}, int64_t{-3}, int64_t{1} << 40})
+    EXPECT_THROW(mask_from_image(RgbImage{4, 4, std::vector<uint8_t>(4 * 4 * 3)}, side), Error) << side;
+  EXPECT_THROW(mask_from_image(RgbImage{4, 4, std::vector<uint8_t>(5)}, 4), Error);
 }
 
 class TinyEdit : public ::testing::Test {
