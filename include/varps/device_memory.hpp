@@ -1,5 +1,6 @@
 #pragma once
 #include <cstdint>
+#include <string>
 
 namespace varps {
 
@@ -14,5 +15,8 @@ struct DeviceMemoryStats {
   uint64_t reserved = 0;  // bytes the allocator holds from the driver (in use + cached); device only
   uint64_t total = 0;     // the device's memory; device only
 };
+
+// "1.5 GiB": binary units with one decimal; below 1 KiB the exact "512 B".
+std::string bytes_text(uint64_t bytes);
 
 }  // namespace varps

@@ -11,6 +11,7 @@
 #include <system_error>
 
 #include "cli/commands.hpp"
+#include "varps/device_memory.hpp"
 #include "varps/error.hpp"
 
 namespace varps::cli {
@@ -130,17 +131,7 @@ std::string join_ints(const std::vector<int>& v, const char* sep) {
 }
 
 std::string format_bytes(uint64_t bytes) {
-  static const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(bytes);
-  int u = 0;
-  while (v >= 1024.0 && u < 4) {
-    v /= 1024.0;
-    ++u;
-  }
-  if (u == 0) return std::to_string(bytes) + " B";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%llu B (%.1f %s)", static_cast<unsigned long long>(bytes), v, units[u]);
-  return buf;
+  return bytes < 1024 ? std::to_string(bytes) + " B" : std::to_string(bytes) + " B (" + bytes_text(bytes) + ")";
 }
 
 void prepare_output_dir(const fs::path& dir) {

@@ -9,25 +9,12 @@
 #include <functional>
 
 #include "model/generation.hpp"
+#include "varps/device_memory.hpp"
 #include "varps/error.hpp"
 
 namespace varps {
 
 namespace {
-
-// "1.5 GiB": for the plan check's message.
-std::string gib_text(uint64_t bytes) {
-  static const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-  double v = static_cast<double>(bytes);
-  int u = 0;
-  while (v >= 1024.0 && u < 5) {
-    v /= 1024.0;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
-  return buf;
-}
 
 // Refuses, before anything is allocated, a request whose memory plan exceeds
 // all the memory there is: the device's where the backend reports it, the
@@ -48,9 +35,9 @@ void check_plan_fits(const Pipeline& p, const std::vector<ImageRequest>& request
     where = "this machine has ";
   }
   if (plan.total() <= have) return;
-  throw Error("request needs " + gib_text(plan.total()) + " (plan: weights " + gib_text(plan.weights) + ", KV cache " +
-              gib_text(plan.kv_cache) + ", activations " + gib_text(plan.activations) + ") for " +
-              std::to_string(requests.size()) + " images, " + where + gib_text(have));
+  throw Error("request needs " + bytes_text(plan.total()) + " (plan: weights " + bytes_text(plan.weights) + ", KV cache " +
+              bytes_text(plan.kv_cache) + ", activations " + bytes_text(plan.activations) + ") for " +
+              std::to_string(requests.size()) + " images, " + where + bytes_text(have));
 }
 
 TokenEdits token_edits(const std::vector<EditRequest>& edits, const VarConfig& cfg) {

@@ -180,3 +180,17 @@ TEST(MemoryPlan, RequestsBeyondAllMemoryAreRefusedBeforeRunning) {
 
 }  // namespace
 }  // namespace varps
+
+namespace varps {
+namespace {
+
+TEST(BytesText, BinaryUnitsWithOneDecimal) {
+  EXPECT_EQ(bytes_text(0), "0 B");
+  EXPECT_EQ(bytes_text(1023), "1023 B");
+  EXPECT_EQ(bytes_text(1536), "1.5 KiB");
+  EXPECT_EQ(bytes_text(uint64_t{3} << 30), "3.0 GiB");
+  EXPECT_EQ(bytes_text(uint64_t{5} << 50), "5.0 PiB");
+}
+
+}  // namespace
+}  // namespace varps
