@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import re
 import shlex
 import statistics
@@ -88,20 +89,52 @@ def load(url, concurrency, requests, seed0):
     return wall, latencies, errors
 
 
+def open_load(url, rate, requests, seed0, rng):
+    """Open-loop load: requests arrive at Poisson times of `rate` per second,
+    whatever the answers; a request's latency runs from its arrival time."""
+    latencies, errors = [], []
+    lock = threading.Lock()
+    t0 = time.perf_counter()
+    arrivals, t = [], 0.0
+    for _ in range(requests):
+        t += rng.expovariate(rate)
+        arrivals.append(t)
+
+    def one(i, at):
+        try:
+            post(url, {"class": i % 10, "seed": seed0 + i})
+            with lock:
+                latencies.append(time.perf_counter() - (t0 + at))
+        except Exception as e:  # noqa: BLE001 - every failure is reported
+            with lock:
+                errors.append(str(e))
+
+    threads = []
+    for i, at in enumerate(arrivals):
+        delay = t0 + at - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        threads.append(threading.Thread(target=one, args=(i, at)))
+        threads[-1].start()
+    for th in threads:
+        th.join()
+    return time.perf_counter() - t0, latencies, errors
+
+
 def pct(values, p):
     s = sorted(values)
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
-def svg(rows, path):
+def svg(rows, path, key="concurrency", title="images/s against concurrency (labels: p50 latency)"):
     w, h, pad = 640, 300, 50
-    conc = sorted({r["concurrency"] for r in rows})
+    conc = sorted({r[key] for r in rows})
     xs = {c: pad + i * (w - 2 * pad) / max(1, len(conc) - 1) for i, c in enumerate(conc)}
     top = max(r["images_per_s"] for r in rows) * 1.1 or 1
     colors = {}
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" '
              f'font-size="11"><rect width="{w}" height="{h}" fill="white"/>',
-             f'<text x="{pad}" y="18">images/s against concurrency (labels: p50 latency)</text>',
+             f'<text x="{pad}" y="18">{title}</text>',
              f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="#888"/>',
              f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{h - pad}" stroke="#888"/>',
              f'<text x="4" y="{pad + 4}">{top:.3g}</text><text x="20" y="{h - pad}">0</text>']
@@ -109,7 +142,7 @@ def svg(rows, path):
         parts.append(f'<text x="{xs[c] - 6}" y="{h - pad + 16}">{c}</text>')
     for i, name in enumerate(dict.fromkeys(r["server"] for r in rows)):
         colors[name] = ["#1f77b4", "#d62728", "#2ca02c"][i % 3]
-        pts = [(xs[r["concurrency"]], h - pad - r["images_per_s"] / top * (h - 2 * pad), r)
+        pts = [(xs[r[key]], h - pad - r["images_per_s"] / top * (h - 2 * pad), r)
                for r in rows if r["server"] == name]
         parts.append('<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>'
                      % (colors[name], " ".join(f"{x:.1f},{y:.1f}" for x, y, _ in pts)))
@@ -133,13 +166,19 @@ def main():
     ap.add_argument("--servers", default="next-scale,next-batch,one",
                     help="comma list of server configurations: next-scale, next-batch (both with --max-batch), "
                          "one (--max-batch 1)")
+    ap.add_argument("--rates", default="",
+                    help="comma list of open-loop arrival rates (requests/s, Poisson), measured after the "
+                         "concurrency levels; empty: none")
     ap.add_argument("--warmup", type=int, default=8, help="untimed requests before the first level")
     ap.add_argument("--threads", type=int, default=0, help="--threads of the server (0: all cores)")
     ap.add_argument("--out", required=True, help="output directory")
     a = ap.parse_args()
-    conc = [int(c) for c in a.concurrency.split(",")]
+    conc = [int(c) for c in a.concurrency.split(",") if c]
+    rates = [float(r) for r in a.rates.split(",") if r]
+    if not conc and not rates:
+        sys.exit("bench-serve: nothing to measure: give --concurrency or --rates")
     os.makedirs(a.out, exist_ok=True)
-    rows = []
+    rows, open_rows = [], []
     configs = {"next-scale": (f"join next-scale, max-batch {a.max_batch}", a.max_batch, "next-scale"),
                "next-batch": (f"join next-batch, max-batch {a.max_batch}", a.max_batch, "next-batch"),
                "one": ("max-batch 1", 1, "next-batch")}
@@ -150,7 +189,7 @@ def main():
     for name, mb, join in (configs[s] for s in servers):
         proc, url = start_server(a.varps, a.model, mb, join, a.max_wait_ms, a.threads)
         try:
-            load(url, min(4, max(conc)), a.warmup, 10**6)  # untimed
+            load(url, min(4, max(conc or [4])), a.warmup, 10**6)  # untimed
             for c in conc:
                 wall, lat, errors = load(url, c, a.requests, 0)
                 if errors:
@@ -160,22 +199,45 @@ def main():
                              "p90_ms": 1e3 * pct(lat, 90), "p99_ms": 1e3 * pct(lat, 99),
                              "mean_ms": 1e3 * statistics.mean(lat)})
                 print(f"bench-serve: {name}, concurrency {c}: {rows[-1]['images_per_s']:.2f} images/s", file=sys.stderr)
+            for rate in rates:
+                # the same arrival times for every server
+                wall, lat, errors = open_load(url, rate, a.requests, 0, random.Random(int(rate * 1000)))
+                if errors:
+                    sys.exit(f"bench-serve: {len(errors)} requests failed ({name}, rate {rate}): {errors[0]}")
+                open_rows.append({"server": name, "rate": rate, "requests": a.requests, "wall_s": wall,
+                                  "images_per_s": a.requests / wall, "p50_ms": 1e3 * pct(lat, 50),
+                                  "p90_ms": 1e3 * pct(lat, 90), "p99_ms": 1e3 * pct(lat, 99),
+                                  "mean_ms": 1e3 * statistics.mean(lat)})
+                print(f"bench-serve: {name}, rate {rate}/s: p50 {open_rows[-1]['p50_ms']:.1f} ms", file=sys.stderr)
         finally:
             proc.terminate()
             proc.wait(timeout=600)
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}"
-    doc = {"machine": machine, "model": a.model, "max_wait_ms": a.max_wait_ms, "rows": rows}
+    doc = {"machine": machine, "model": a.model, "max_wait_ms": a.max_wait_ms, "rows": rows, "open_loop": open_rows}
     with open(os.path.join(a.out, "serve-bench.json"), "w") as f:
         json.dump(doc, f, indent=2)
-    lines = [f"machine: {machine}; model: `{a.model}`; {a.requests} requests per level; max-wait {a.max_wait_ms} ms",
-             "", "| server | clients | images/s | p50 ms | p90 ms | p99 ms |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    for r in rows:
-        lines.append(f"| {r['server']} | {r['concurrency']} | {r['images_per_s']:.2f} | {r['p50_ms']:.1f} | "
-                     f"{r['p90_ms']:.1f} | {r['p99_ms']:.1f} |")
+    lines = [f"machine: {machine}; model: `{a.model}`; {a.requests} requests per level; max-wait {a.max_wait_ms} ms"]
+    if rows:
+        lines += ["", "Closed loop (C clients, each sending its next request when the last is answered):", "",
+                  "| server | clients | images/s | p50 ms | p90 ms | p99 ms |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        for r in rows:
+            lines.append(f"| {r['server']} | {r['concurrency']} | {r['images_per_s']:.2f} | {r['p50_ms']:.1f} | "
+                         f"{r['p90_ms']:.1f} | {r['p99_ms']:.1f} |")
+    if open_rows:
+        lines += ["", "Open loop (Poisson arrivals at a rate, the same arrival times for every server; latency "
+                  "from arrival):", "", "| server | requests/s | images/s | p50 ms | p90 ms | p99 ms |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        for r in open_rows:
+            lines.append(f"| {r['server']} | {r['rate']:g} | {r['images_per_s']:.2f} | {r['p50_ms']:.1f} | "
+                         f"{r['p90_ms']:.1f} | {r['p99_ms']:.1f} |")
     md = "\n".join(lines) + "\n"
     with open(os.path.join(a.out, "serve-bench.md"), "w") as f:
         f.write(md)
-    svg(rows, os.path.join(a.out, "serve-bench.svg"))
+    if rows:
+        svg(rows, os.path.join(a.out, "serve-bench.svg"))
+    if open_rows:
+        svg(open_rows, os.path.join(a.out, "serve-bench-open.svg"), "rate",
+            "images/s against offered requests/s (labels: p50 latency)")
     print(md)
 
 

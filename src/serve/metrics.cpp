@@ -33,9 +33,10 @@ std::string ServerMetrics::render(const BatchQueueStats& q) const {
     s += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name + " " + std::to_string(v) + "\n";
   };
   counter("varps_images_total", "Images generated.", "counter", q.images);
-  counter("varps_backbone_passes_total", "Transformer passes: one per scale of every batched generation.", "counter",
+  counter("varps_backbone_passes_total",
+          "Transformer passes: one per step, over the next scale of every cohort in flight.", "counter",
           q.backbone_passes);
-  counter("varps_batches_total", "Batched generations run.", "counter", q.passes);
+  counter("varps_batches_total", "Batched generations (cohorts) run.", "counter", q.passes);
   counter("varps_queue_depth", "Requests waiting for a pass.", "gauge", q.queue_depth);
   s += "# HELP varps_request_seconds Latency of POST /v1/generate, arrival to answer.\n"
        "# TYPE varps_request_seconds histogram\n";
