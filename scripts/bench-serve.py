@@ -126,6 +126,14 @@ def pct(values, p):
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
+def summary(server, load_key, load_value, wall, latencies):
+    """One row of the report: a server under one load level."""
+    return {"server": server, load_key: load_value, "requests": len(latencies), "wall_s": wall,
+            "images_per_s": len(latencies) / wall, "p50_ms": 1e3 * pct(latencies, 50),
+            "p90_ms": 1e3 * pct(latencies, 90), "p99_ms": 1e3 * pct(latencies, 99),
+            "mean_ms": 1e3 * statistics.mean(latencies)}
+
+
 def svg(rows, path, key="concurrency", title="images/s against concurrency (labels: p50 latency)"):
     w, h, pad = 640, 300, 50
     conc = sorted({r[key] for r in rows})
@@ -194,20 +202,14 @@ def main():
                 wall, lat, errors = load(url, c, a.requests, 0)
                 if errors:
                     sys.exit(f"bench-serve: {len(errors)} requests failed ({name}, concurrency {c}): {errors[0]}")
-                rows.append({"server": name, "concurrency": c, "requests": a.requests, "wall_s": wall,
-                             "images_per_s": a.requests / wall, "p50_ms": 1e3 * pct(lat, 50),
-                             "p90_ms": 1e3 * pct(lat, 90), "p99_ms": 1e3 * pct(lat, 99),
-                             "mean_ms": 1e3 * statistics.mean(lat)})
+                rows.append(summary(name, "concurrency", c, wall, lat))
                 print(f"bench-serve: {name}, concurrency {c}: {rows[-1]['images_per_s']:.2f} images/s", file=sys.stderr)
             for rate in rates:
                 # the same arrival times for every server
                 wall, lat, errors = open_load(url, rate, a.requests, 0, random.Random(int(rate * 1000)))
                 if errors:
                     sys.exit(f"bench-serve: {len(errors)} requests failed ({name}, rate {rate}): {errors[0]}")
-                open_rows.append({"server": name, "rate": rate, "requests": a.requests, "wall_s": wall,
-                                  "images_per_s": a.requests / wall, "p50_ms": 1e3 * pct(lat, 50),
-                                  "p90_ms": 1e3 * pct(lat, 90), "p99_ms": 1e3 * pct(lat, 99),
-                                  "mean_ms": 1e3 * statistics.mean(lat)})
+                open_rows.append(summary(name, "rate", rate, wall, lat))
                 print(f"bench-serve: {name}, rate {rate}/s: p50 {open_rows[-1]['p50_ms']:.1f} ms", file=sys.stderr)
         finally:
             proc.terminate()
