@@ -20,6 +20,27 @@ extern "C" __m256 _ZGVdN8v_tanhf(__m256);
 
 namespace varps::cpu {
 
+// The scalar formulas, for the AVX2 path's tails and every value of the
+// portable path.
+inline float silu(float v) { return v / (1.0f + std::exp(-v)); }
+
+inline float gelu_tanh(float v) {
+  const float k = 0.7978845608028654f;
+  return 0.5f * v * (1.0f + std::tanh(k * (v + 0.044715f * (v * v * v))));
+}
+
+// softmax's sum: the 8 partial sums of x[0, i) added in lane order, then
+// x[i, n) exponentiated (less the maximum mx) and added one by one.
+inline float sum_lanes_then_tail(const float (&lanes)[8], float* x, size_t i, size_t n, float mx) {
+  float sum = 0.0f;
+  for (float l : lanes) sum += l;
+  for (; i < n; ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += x[i];
+  }
+  return sum;
+}
+
 #if VARPS_CPU_AVX2
 
 // y = x / (1 + exp(-x))
@@ -32,7 +53,7 @@ inline void silu_span(const float* x, float* y, size_t n) {
     const __m256 e = _ZGVdN8v_expf(_mm256_xor_ps(v, neg));
     _mm256_storeu_ps(y + i, _mm256_div_ps(v, _mm256_add_ps(one, e)));
   }
-  for (; i < n; ++i) y[i] = x[i] / (1.0f + std::exp(-x[i]));
+  for (; i < n; ++i) y[i] = silu(x[i]);
 }
 
 // x = softmax(scale · x) over n values: the maximum subtracted, exp in 8
@@ -62,13 +83,7 @@ inline void softmax_span(float* x, size_t n, float scale) {
     vsum = _mm256_add_ps(vsum, e);
   }
   _mm256_storeu_ps(lanes, vsum);
-  float sum = 0.0f;
-  for (float l : lanes) sum += l;
-  for (; i < n; ++i) {
-    x[i] = std::exp(x[i] - mx);
-    sum += x[i];
-  }
-  const float inv = 1.0f / sum;
+  const float inv = 1.0f / sum_lanes_then_tail(lanes, x, i, n, mx);
   const __m256 vinv = _mm256_set1_ps(inv);
   for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), vinv));
   for (; i < n; ++i) x[i] *= inv;
@@ -88,17 +103,13 @@ inline __m256 gelu_tanh8(__m256 v) {
 inline void gelu_tanh_span(float* x, size_t n) {
   size_t i = 0;
   for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, gelu_tanh8(_mm256_loadu_ps(x + i)));
-  const float k = 0.7978845608028654f;
-  for (; i < n; ++i) {
-    const float v = x[i];
-    x[i] = 0.5f * v * (1.0f + std::tanh(k * (v + 0.044715f * (v * v * v))));
-  }
+  for (; i < n; ++i) x[i] = gelu_tanh(x[i]);
 }
 
 #else  // portable
 
 inline void silu_span(const float* x, float* y, size_t n) {
-  for (size_t i = 0; i < n; ++i) y[i] = x[i] / (1.0f + std::exp(-x[i]));
+  for (size_t i = 0; i < n; ++i) y[i] = silu(x[i]);
 }
 
 inline void softmax_span(float* x, size_t n, float scale) {
@@ -115,19 +126,8 @@ inline void softmax_span(float* x, size_t n, float scale) {
       x[i + l] = std::exp(x[i + l] - mx);
       lanes[l] += x[i + l];
     }
-  float sum = 0.0f;
-  for (float l : lanes) sum += l;
-  for (; i < n; ++i) {
-    x[i] = std::exp(x[i] - mx);
-    sum += x[i];
-  }
-  const float inv = 1.0f / sum;
+  const float inv = 1.0f / sum_lanes_then_tail(lanes, x, i, n, mx);
   for (i = 0; i < n; ++i) x[i] *= inv;
-}
-
-inline float gelu_tanh(float v) {
-  const float k = 0.7978845608028654f;
-  return 0.5f * v * (1.0f + std::tanh(k * (v + 0.044715f * (v * v * v))));
 }
 
 inline void gelu_tanh_span(float* x, size_t n) {
