@@ -10,7 +10,8 @@ set(VARPS_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/varps)
 # none of them.
 set(VARPS_BENCH_PUBLIC_HEADERS ${PROJECT_SOURCE_DIR}/include/varps/bench.hpp
                                ${PROJECT_SOURCE_DIR}/include/varps/bench_runner.hpp
-                               ${PROJECT_SOURCE_DIR}/include/varps/parscale_compare.hpp)
+                               ${PROJECT_SOURCE_DIR}/include/varps/parscale_compare.hpp
+                               ${PROJECT_SOURCE_DIR}/include/varps/precision_error.hpp)
 file(GLOB VARPS_PUBLIC_HEADERS CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/include/varps/*.hpp)
 list(REMOVE_ITEM VARPS_PUBLIC_HEADERS ${VARPS_BENCH_PUBLIC_HEADERS})
 

@@ -116,8 +116,8 @@ enum class StepRun { AsIs, Recorded, Replayed };
 struct BackendOptions {
   std::string device = "cpu";  // "cpu" or "cuda"
   int threads = 0;             // CPU threads; 0: all cores
-  // Matrix-product operands: "fp32", or "bf16"/"fp16" (CUDA only; float32
-  // accumulation, activations and everything else stay float32).
+  // Matrix-product operands: "fp32", "bf16" or "fp16" (CUDA only); float32
+  // accumulation, activations and everything else stay float32.
   std::string precision = "fp32";
   int device_index = 0;  // which CUDA device
   // CUDA: record a repeated step once as a graph and replay it (run_recorded).
@@ -425,7 +425,9 @@ class Backend {
 // `filters` for these jobs.
 bool sample_filters(const SampleJob* jobs, int64_t n, int64_t V);
 
-std::unique_ptr<Backend> make_cpu_backend(int threads);
+// precision: "fp32" or "bf16" (products of uploaded weights); the kernels
+// use what the processor has, capped by VARPS_CPU_ISA.
+std::unique_ptr<Backend> make_cpu_backend(int threads, const std::string& precision = "fp32");
 // Throws varps::Error as check_backend_choice (varps/pipeline.hpp) does,
 // and when the device is not compiled in (CUDA needs -DVARPS_CUDA=ON) or not
 // present.

@@ -129,6 +129,16 @@ struct AdapterArgs {
 void add_adapter(CLI::App& app, AdapterArgs& args);
 int run_adapter(const AdapterArgs& args);
 
+struct PrecisionErrorArgs {
+  std::string var, vae, preset;
+  std::string images = "4", class_id = "0", seed = "0", cfg = "4", top_k = "900", top_p = "0.95";
+  DeviceArgs device;
+  std::string out;
+  bool quiet = false;
+};
+void add_precision_error(CLI::App& app, PrecisionErrorArgs& args);
+int run_precision_error(const PrecisionErrorArgs& args);
+
 struct InspectArgs {
   std::string file;
 };

@@ -14,8 +14,9 @@ void add_device_flags(CLI::App* cmd, DeviceArgs& a) {
       ->type_name("NAME")
       ->capture_default_str();
   cmd->add_option("--precision", a.precision,
-                  "Matrix-product operands: fp32, or bf16/fp16 with float32 accumulation (cuda only; every other "
-                  "op stays float32)")
+                  "Matrix-product operands: fp32; bf16 (cpu and cuda: the transformer's weights and activations "
+                  "rounded to bf16, float32 sums; its error is measured in docs/tolerances.md); fp16 (cuda only). "
+                  "Every other op stays float32")
       ->type_name("P")
       ->capture_default_str();
   cmd->add_option("--cuda-graphs", a.cuda_graphs,

@@ -61,11 +61,14 @@ int run(int argc, char** argv) {
   add_bench(app, bench);
   AdapterArgs adapter;
   add_adapter(app, adapter);
+  PrecisionErrorArgs precision;
+  add_precision_error(app, precision);
 
   std::string hint = "run 'varps --help' for usage";
-  const std::vector<std::string> commands = {"generate", "edit", "sample", "serve", "reconstruct", "inspect", "bench", "adapter"};
+  const std::vector<std::string> commands = {"generate", "edit", "sample", "serve", "reconstruct", "inspect", "bench", "adapter",
+                                            "precision-error"};
   if (argc >= 2 && argv[1][0] != '-' && std::find(commands.begin(), commands.end(), argv[1]) == commands.end())
-    throw UsageError(std::string("unknown command '") + argv[1] + "' (commands: generate, edit, sample, serve, reconstruct, inspect, bench, adapter; " +
+    throw UsageError(std::string("unknown command '") + argv[1] + "' (commands: generate, edit, sample, serve, reconstruct, inspect, bench, adapter, precision-error; " +
                      hint + ")");
   try {
     app.parse(argc, argv);
@@ -84,6 +87,7 @@ int run(int argc, char** argv) {
   if (app.got_subcommand("inspect")) return run_inspect(ins);
   if (app.got_subcommand("bench")) return run_bench(bench);
   if (app.got_subcommand("adapter")) return run_adapter(adapter);
+  if (app.got_subcommand("precision-error")) return run_precision_error(precision);
   throw UsageError("no command given (" + hint + ")");
 }
 

@@ -3,10 +3,13 @@
 // panel-packed operands with an AVX2 register tile (cpu/panel_gemm.hpp),
 // 3×3 convolutions of large maps as Winograd (cpu/winograd.hpp), OpenBLAS
 // for the remaining general products (gemm()), OpenMP for the rest. It is
-// the readable reference every other backend is tested against.
+// the readable reference every other backend is tested against. With
+// precision "bf16" the x·wᵀ products of uploaded weights take bf16 operands
+// with float32 sums (cpu/bf16_panels.hpp); everything else stays float32.
 #include <vector>
 
 #include "backend.hpp"
+#include "cpu/cpu_isa.hpp"
 #include "cpu/scratch_pool.hpp"
 
 namespace varps {
@@ -19,7 +22,8 @@ class PackedMatrices;
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(int threads);
+  // precision: "fp32" or "bf16"; isa: the extensions the kernels may use.
+  CpuBackend(int threads, const std::string& precision, const cpu::CpuIsa& isa);
   ~CpuBackend() override;
   std::string name() const override { return "cpu"; }
   int threads() const override { return threads_; }
@@ -34,6 +38,7 @@ class CpuBackend final : public Backend {
   // as the A panels of a convolution (cpu/packed_matrices.hpp); any other
   // shape as it is.
   Array<MatrixElement> upload_matrix(const Tensor& t) override;
+  size_t matrix_element_bytes() const override { return bf16_ ? 2 : sizeof(float); }
   uint64_t matrix_bytes(const Shape& shape) const override;
   Array<SampleJob> alloc_sample_jobs(size_t n) override;
   void upload_sample_jobs(const SampleJob* host, size_t n, SampleJob* dst) override;
@@ -121,6 +126,8 @@ class CpuBackend final : public Backend {
   void check_outside_recorded_step(const char* what) const;
 
   int threads_;
+  bool bf16_;
+  cpu::CpuIsa isa_;
   std::shared_ptr<CpuBufferPool> pool_;
   std::shared_ptr<cpu::PackedMatrices> packed_;
   std::unique_ptr<cpu::ScratchPool> scratch_;

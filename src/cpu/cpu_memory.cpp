@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "cpu/bf16_panels.hpp"
 #include "cpu/cpu_backend.hpp"
 #include "cpu/packed_matrices.hpp"
 #include "cpu/panel_gemm.hpp"
@@ -137,12 +138,16 @@ Array<T> CpuBackend::pooled(size_t n) {
   return Array<T>(std::shared_ptr<T>(p, [pool, bytes](T* q) { pool->put(bytes, q); }), n);
 }
 
-CpuBackend::CpuBackend(int threads)
+CpuBackend::CpuBackend(int threads, const std::string& precision, const cpu::CpuIsa& isa)
     : threads_(threads > 0 ? threads : omp_get_num_procs()),
+      bf16_(precision == "bf16"),
+      isa_(isa),
       pool_(std::make_shared<CpuBufferPool>()),
       packed_(std::make_shared<cpu::PackedMatrices>()),
       scratch_(std::make_unique<cpu::ScratchPool>()),
       recorded_steps_(std::make_unique<RecordedStepThreads>()) {
+  if (precision != "fp32" && precision != "bf16")
+    throw Error("the CPU backend computes in fp32 or bf16, not '" + precision + "'");
   // One thread count for both pools; OpenBLAS (OpenMP build) runs
   // single-threaded when called inside one of our parallel regions.
   omp_set_num_threads(threads_);
@@ -152,7 +157,11 @@ CpuBackend::CpuBackend(int threads)
 CpuBackend::~CpuBackend() = default;
 
 std::string CpuBackend::info() const {
-  std::string s = "float32, varps AVX2 products and Winograd 3x3 convolutions, ";
+  std::string s = bf16_ ? std::string("bf16 weights and activations in x·wᵀ products (") +
+                             (isa_.avx512_bf16 ? "AVX512_BF16 vdpbf16ps" : "float32 FMA") + ", float32 sums), "
+                       : std::string();
+  s += "float32 " + std::string(isa_.avx2_fma ? "AVX2" : "portable") +
+       " products and Winograd 3x3 convolutions, CPU " + isa_.name() + ", ";
   s += openblas_get_config();
   s += ", kernels ";
   s += openblas_get_corename();
@@ -179,7 +188,9 @@ void CpuBackend::reset_peak_memory() {
   pool_->peak = pool_->in_use;
 }
 
-std::unique_ptr<Backend> make_cpu_backend(int threads) { return std::make_unique<CpuBackend>(threads); }
+std::unique_ptr<Backend> make_cpu_backend(int threads, const std::string& precision) {
+  return std::make_unique<CpuBackend>(threads, precision, cpu::cpu_isa_from_environment());
+}
 
 namespace {
 
@@ -208,14 +219,18 @@ Array<float> CpuBackend::upload(const Tensor& t) {
 }
 namespace {
 
-// The layout upload_matrix() keeps a weight of this shape in, if any.
-std::optional<cpu::PackedMatrix> packed_layout(const Shape& shape) {
+// The layout upload_matrix() keeps a weight of this shape in, if any: the
+// B panels of x·wᵀ for [N, K] (of bf16 pairs when `bf16`), the A panels of
+// a convolution for [Co, Ci, k, k] (float32 always).
+std::optional<cpu::PackedMatrix> packed_layout(const Shape& shape, bool bf16) {
   if ((shape.size() != 2 && shape.size() != 4) || numel(shape) == 0) return std::nullopt;
   const auto role = shape.size() == 2 ? cpu::PackedMatrix::Role::B : cpu::PackedMatrix::Role::A;
-  return cpu::PackedMatrix{role, shape[0], numel(shape) / shape[0]};
+  return cpu::PackedMatrix{role, shape[0], numel(shape) / shape[0], bf16 && role == cpu::PackedMatrix::Role::B};
 }
 
-size_t packed_floats(const cpu::PackedMatrix& m) {
+// 4-byte words: floats, or bf16 pairs.
+size_t packed_words(const cpu::PackedMatrix& m) {
+  if (m.bf16) return cpu::bf16_b_panel_words(m.rows, m.depth);
   return m.role == cpu::PackedMatrix::Role::B ? cpu::b_panel_floats(m.rows, m.depth)
                                               : cpu::a_panel_floats(m.rows, m.depth);
 }
@@ -223,12 +238,15 @@ size_t packed_floats(const cpu::PackedMatrix& m) {
 }  // namespace
 
 Array<MatrixElement> CpuBackend::upload_matrix(const Tensor& t) {
-  const std::optional<cpu::PackedMatrix> layout = packed_layout(t.shape);
+  const std::optional<cpu::PackedMatrix> layout = packed_layout(t.shape, bf16_);
   if (!layout) return upload(t).reinterpret_as<MatrixElement>(t.data.size());
   check_outside_recorded_step("an allocation");
-  const size_t n = packed_floats(*layout), bytes = padded_bytes(n, sizeof(float));
+  const size_t n = packed_words(*layout), bytes = padded_bytes(n, sizeof(float));
   float* p = static_cast<float*>(pool_->get(bytes));
-  if (layout->role == cpu::PackedMatrix::Role::B)
+  if (layout->bf16)
+    cpu::pack_bf16_b_panels_from_rows(t.data.data(), layout->rows, layout->depth, layout->depth,
+                                      reinterpret_cast<uint32_t*>(p));
+  else if (layout->role == cpu::PackedMatrix::Role::B)
     cpu::pack_b_panels_from_rows(t.data.data(), layout->rows, layout->depth, layout->depth, p);
   else
     cpu::pack_a_panels(t.data.data(), layout->rows, layout->depth, layout->depth, p);
@@ -241,12 +259,14 @@ Array<MatrixElement> CpuBackend::upload_matrix(const Tensor& t) {
                                                      pool->put(bytes, q);
                                                    }),
                             n);
-  return panels.reinterpret_as<MatrixElement>(n);
+  // The handle counts the weight's elements (a view of it is checked
+  // against them), however many words its panels take.
+  return panels.reinterpret_as<MatrixElement>(std::max(n, t.data.size()));
 }
 
 uint64_t CpuBackend::matrix_bytes(const Shape& shape) const {
-  const std::optional<cpu::PackedMatrix> layout = packed_layout(shape);
-  return array_bytes(layout ? packed_floats(*layout) : static_cast<size_t>(numel(shape)), sizeof(float));
+  const std::optional<cpu::PackedMatrix> layout = packed_layout(shape, bf16_);
+  return array_bytes(layout ? packed_words(*layout) : static_cast<size_t>(numel(shape)), sizeof(float));
 }
 
 Array<SampleJob> CpuBackend::alloc_sample_jobs(size_t n) { return pooled<SampleJob>(n); }

@@ -2,6 +2,7 @@
 // cpu/panel_gemm.hpp, and general products through OpenBLAS.
 #include <cblas.h>
 
+#include "cpu/bf16_panels.hpp"
 #include "cpu/cpu_backend.hpp"
 #include "cpu/packed_matrices.hpp"
 #include "cpu/panel_gemm.hpp"
@@ -13,7 +14,7 @@ const float* CpuBackend::panels_of(const float* w, int64_t rows, int64_t depth, 
                                    cpu::ScratchPool::Lease& lease) const {
   const auto role = as_a ? cpu::PackedMatrix::Role::A : cpu::PackedMatrix::Role::B;
   if (const std::optional<cpu::PackedMatrix> m = packed_->find(w)) {
-    if (m->role != role || m->rows != rows || m->depth != depth)
+    if (m->role != role || m->rows != rows || m->depth != depth || m->bf16)
       throw Error("a packed weight of " + std::to_string(m->rows) + "x" + std::to_string(m->depth) +
                   " used as one of " + std::to_string(rows) + "x" + std::to_string(depth));
     return w;
@@ -31,6 +32,14 @@ const float* CpuBackend::panels_of(const float* w, int64_t rows, int64_t depth, 
 void CpuBackend::product(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N, bool gelu,
                          float* y) {
   if (M == 0) return;
+  if (const std::optional<cpu::PackedMatrix> m = packed_->find(w); m && m->bf16) {
+    if (m->rows != N || m->depth != K)
+      throw Error("a bf16 weight of " + std::to_string(m->rows) + "x" + std::to_string(m->depth) + " used as one of " +
+                  std::to_string(N) + "x" + std::to_string(K));
+    cpu::multiply_bf16_panels(x, K, reinterpret_cast<const uint32_t*>(w), M, N, K,
+                              cpu::ProductOutput{y, N, false, b, gelu}, isa_);
+    return;
+  }
   cpu::ScratchPool::Lease lease;
   const float* panels = panels_of(w, N, K, false, lease);
   cpu::multiply_panels(cpu::AOperand{x, K, false}, cpu::BOperand::panels(panels, K), M, N, K, cpu::ProductOutput{y, N, false, b, gelu});

@@ -16,6 +16,8 @@ struct PackedMatrix {
   Role role = Role::B;
   int64_t rows = 0;   // N of a B operand, M of an A operand
   int64_t depth = 0;  // K
+  // B panels of bf16 word pairs (cpu/bf16_panels.hpp) rather than floats.
+  bool bf16 = false;
 };
 
 class PackedMatrices {

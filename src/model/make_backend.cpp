@@ -28,13 +28,13 @@ void check_backend_choice(const std::string& device, const std::string& precisio
   if (device != "cpu" && device != "cuda") throw Error("unknown device '" + device + "' (expected cpu or cuda)");
   if (precision != "fp32" && precision != "bf16" && precision != "fp16")
     throw Error("unknown precision '" + precision + "' (expected fp32, bf16 or fp16)");
-  if (device == "cpu" && precision != "fp32")
-    throw Error("the CPU backend computes in fp32 only (precision " + precision + " needs --device cuda)");
+  if (device == "cpu" && precision == "fp16")
+    throw Error("the CPU backend computes in fp32 or bf16 (precision fp16 needs --device cuda)");
 }
 
 std::unique_ptr<Backend> make_backend(const BackendOptions& opts) {
   check_backend_choice(opts.device, opts.precision);
-  if (opts.device == "cpu") return make_cpu_backend(opts.threads);
+  if (opts.device == "cpu") return make_cpu_backend(opts.threads, opts.precision);
   return make_cuda_backend(opts);
 }
 

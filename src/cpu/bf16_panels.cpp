@@ -1,0 +1,245 @@
+#include "cpu/bf16_panels.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "cpu/kernel_path.hpp"
+#include "cpu/vector_math.hpp"
+#include "varps/error.hpp"
+
+#if VARPS_CPU_AVX2
+#include <immintrin.h>
+#endif
+
+namespace varps::cpu {
+
+namespace {
+
+constexpr int kRows = 6;   // rows of an A panel
+constexpr int kCols = 16;  // columns of a B panel
+
+// As for float32 panels (cpu/panel_gemm.cpp): few rows are packed whole,
+// so that each weight is streamed from memory once; more go 12 rows at a
+// time over the B panels in blocks that stay in L3.
+constexpr int64_t kWholeABytes = 256 << 10;
+constexpr int64_t kBlockPanelsA = 2;
+constexpr int64_t kBlockBBytes = 6 << 20;
+
+int64_t panels_of(int64_t n, int64_t width) { return (n + width - 1) / width; }
+int64_t pairs_of(int64_t K) { return (K + 1) / 2; }
+
+uint32_t pair_word(const float* row, int64_t k, int64_t K) {
+  const uint32_t lo = round_to_bf16(row[k]);
+  const uint32_t hi = k + 1 < K ? round_to_bf16(row[k + 1]) : 0u;
+  return lo | hi << 16;
+}
+
+float rounded(float x) { return bf16_to_float(round_to_bf16(x)); }
+
+// The two halves of a word as floats.
+float low_half(uint32_t w) { return bf16_to_float(static_cast<uint16_t>(w)); }
+float high_half(uint32_t w) { return bf16_to_float(static_cast<uint16_t>(w >> 16)); }
+
+#if VARPS_CPU_AVX2
+
+// One 16-column panel for R rows: 12 ymm accumulators for 6 rows; the odd
+// k's products of every row first, then the even k's, so that only two
+// converted halves of B are live at a time.
+template <int R>
+void fma_tile(const float* a, const uint32_t* b, int64_t k2, float* t) {
+  __m256 lo[R], hi[R];
+#pragma GCC unroll 6
+  for (int r = 0; r < R; ++r) lo[r] = hi[r] = _mm256_setzero_ps();
+  const __m256i high_mask = _mm256_set1_epi32(static_cast<int>(0xffff0000u));
+  for (int64_t k = 0; k < k2; ++k) {
+    const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + k * 16));
+    const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + k * 16 + 8));
+    const float* x = a + 2 * k * kRows;  // row r's even k at x[r], odd k at x[kRows + r]
+    {
+      const __m256 odd0 = _mm256_castsi256_ps(_mm256_and_si256(w0, high_mask));
+      const __m256 odd1 = _mm256_castsi256_ps(_mm256_and_si256(w1, high_mask));
+#pragma GCC unroll 6
+      for (int r = 0; r < R; ++r) {
+        const __m256 v = _mm256_broadcast_ss(x + kRows + r);
+        lo[r] = _mm256_fmadd_ps(v, odd0, lo[r]);
+        hi[r] = _mm256_fmadd_ps(v, odd1, hi[r]);
+      }
+    }
+    {
+      const __m256 even0 = _mm256_castsi256_ps(_mm256_slli_epi32(w0, 16));
+      const __m256 even1 = _mm256_castsi256_ps(_mm256_slli_epi32(w1, 16));
+#pragma GCC unroll 6
+      for (int r = 0; r < R; ++r) {
+        const __m256 v = _mm256_broadcast_ss(x + r);
+        lo[r] = _mm256_fmadd_ps(v, even0, lo[r]);
+        hi[r] = _mm256_fmadd_ps(v, even1, hi[r]);
+      }
+    }
+  }
+#pragma GCC unroll 6
+  for (int r = 0; r < R; ++r) {
+    _mm256_storeu_ps(t + r * 32, lo[r]);
+    _mm256_storeu_ps(t + r * 32 + 8, hi[r]);
+  }
+}
+
+#else  // portable: the same chains with std::fma
+
+template <int R>
+void fma_tile(const float* a, const uint32_t* b, int64_t k2, float* t) {
+  float acc[R][kCols] = {};
+  for (int64_t k = 0; k < k2; ++k) {
+    const float* x = a + 2 * k * kRows;
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < kCols; ++j) {
+        const uint32_t w = b[k * kCols + j];
+        acc[r][j] = std::fma(x[kRows + r], high_half(w), acc[r][j]);
+        acc[r][j] = std::fma(x[r], low_half(w), acc[r][j]);
+      }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < kCols; ++j) t[r * 32 + j] = acc[r][j];
+}
+
+#endif
+
+void fma_tile_rows(int rows, const float* a, const uint32_t* b, int64_t k2, float* t) {
+  switch (rows) {
+    case 1: fma_tile<1>(a, b, k2, t); break;
+    case 2: fma_tile<2>(a, b, k2, t); break;
+    case 3: fma_tile<3>(a, b, k2, t); break;
+    case 4: fma_tile<4>(a, b, k2, t); break;
+    case 5: fma_tile<5>(a, b, k2, t); break;
+    default: fma_tile<6>(a, b, k2, t); break;
+  }
+}
+
+// The tiles of A panels [i0, i1) and B panels [j0, j1).
+void multiply_range(const float* a, int64_t lda, const uint32_t* b, int64_t M, int64_t N, int64_t K,
+                    const ProductOutput& out, bool avx512, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+  const int64_t k2 = pairs_of(K);
+  // An A panel takes as many bytes as words in either form (two floats per pair).
+  const int64_t panel_bytes = (avx512 ? 4 : 8) * kRows * k2;
+  const int64_t a_panels =
+      (i1 - i0) * panel_bytes <= kWholeABytes ? std::max<int64_t>(i1 - i0, 1) : kBlockPanelsA;
+  const int64_t b_panels = a_panels >= i1 - i0 ? std::max<int64_t>(j1 - j0, 1)
+                                               : std::max<int64_t>(2, kBlockBBytes / (k2 * kCols * 4));
+  std::vector<uint32_t> words(avx512 ? static_cast<size_t>(a_panels * kRows * k2) : 0);
+  std::vector<float> floats(avx512 ? 0 : static_cast<size_t>(a_panels * kRows * 2 * k2));
+  alignas(64) float tile[kRows * 32];
+  for (int64_t jb = j0; jb < j1; jb += b_panels) {
+    const int64_t je = std::min(j1, jb + b_panels);
+    for (int64_t ib = i0; ib < i1; ib += a_panels) {
+      const int64_t ie = std::min(i1, ib + a_panels);
+      const int64_t first_row = ib * kRows, rows_in_block = std::min(M, ie * kRows) - first_row;
+      if (avx512)
+        pack_bf16_a_panels(a + first_row * lda, rows_in_block, K, lda, words.data());
+      else
+        pack_bf16_a_panels_as_floats(a + first_row * lda, rows_in_block, K, lda, floats.data());
+      for (int64_t j = jb; j < je; j += 2) {
+        const int panels = j + 1 < je ? 2 : 1;
+        const uint32_t* b0 = b + j * k2 * kCols;
+        const uint32_t* b1 = b0 + k2 * kCols;
+        const int64_t n0 = j * kCols;
+        const int cols = static_cast<int>(std::min<int64_t>(kCols * panels, N - n0));
+        for (int64_t i = ib; i < ie; ++i) {
+          const int rows = static_cast<int>(std::min<int64_t>(kRows, M - i * kRows));
+          if (avx512) {
+            bf16_tile_avx512(rows, panels, words.data() + (i - ib) * kRows * k2, b0, b1, k2, tile);
+          } else {
+            const float* ap = floats.data() + (i - ib) * kRows * 2 * k2;
+            fma_tile_rows(rows, ap, b0, k2, tile);
+            if (panels == 2) fma_tile_rows(rows, ap, b1, k2, tile + kCols);
+          }
+          for (int r = 0; r < rows; ++r) {
+            float* c = out.c + (i * kRows + r) * out.ldc + n0;
+            const float* s = tile + r * 32;
+            if (out.column_bias)
+              for (int n = 0; n < cols; ++n) c[n] = s[n] + out.column_bias[n0 + n];
+            else
+              std::copy(s, s + cols, c);
+            if (out.gelu) gelu_tanh_span(c, static_cast<size_t>(cols));
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+size_t bf16_b_panel_words(int64_t N, int64_t K) { return static_cast<size_t>(panels_of(N, kCols) * kCols * pairs_of(K)); }
+size_t bf16_a_panel_words(int64_t M, int64_t K) { return static_cast<size_t>(panels_of(M, kRows) * kRows * pairs_of(K)); }
+size_t bf16_a_panel_floats(int64_t M, int64_t K) { return 2 * bf16_a_panel_words(M, K); }
+
+void pack_bf16_b_panels_from_rows(const float* w, int64_t N, int64_t K, int64_t ldw, uint32_t* panels) {
+  const int64_t np = panels_of(N, kCols), k2 = pairs_of(K);
+#pragma omp parallel for schedule(static) if (N * K > 65536)
+  for (int64_t j = 0; j < np; ++j) {
+    uint32_t* dst = panels + j * k2 * kCols;
+    for (int c = 0; c < kCols; ++c) {
+      const int64_t n = j * kCols + c;
+      for (int64_t k = 0; k < k2; ++k) dst[k * kCols + c] = n < N ? pair_word(w + n * ldw, 2 * k, K) : 0u;
+    }
+  }
+}
+
+void pack_bf16_a_panels(const float* x, int64_t M, int64_t K, int64_t ldx, uint32_t* panels) {
+  const int64_t k2 = pairs_of(K);
+  for (int64_t i = 0; i < panels_of(M, kRows); ++i) {
+    uint32_t* dst = panels + i * k2 * kRows;
+    for (int r = 0; r < kRows; ++r) {
+      const int64_t m = i * kRows + r;
+      for (int64_t k = 0; k < k2; ++k) dst[k * kRows + r] = m < M ? pair_word(x + m * ldx, 2 * k, K) : 0u;
+    }
+  }
+}
+
+void pack_bf16_a_panels_as_floats(const float* x, int64_t M, int64_t K, int64_t ldx, float* panels) {
+  const int64_t k2 = pairs_of(K);
+  for (int64_t i = 0; i < panels_of(M, kRows); ++i) {
+    float* dst = panels + i * 2 * k2 * kRows;
+    for (int r = 0; r < kRows; ++r) {
+      const int64_t m = i * kRows + r;
+      for (int64_t k = 0; k < 2 * k2; ++k) dst[k * kRows + r] = m < M && k < K ? rounded(x[m * ldx + k]) : 0.0f;
+    }
+  }
+}
+
+void bf16_tile_fma(int rows, int panels, const float* a, const uint32_t* b0, const uint32_t* b1, int64_t k2,
+                   float* t) {
+  fma_tile_rows(rows, a, b0, k2, t);
+  if (panels == 2) fma_tile_rows(rows, a, b1, k2, t + kCols);
+}
+
+void multiply_bf16_panels(const float* a, int64_t lda, const uint32_t* b_panels, int64_t M, int64_t N, int64_t K,
+                          const ProductOutput& out, const CpuIsa& isa) {
+  if (out.accumulate) throw Error("bf16 products cannot add to their output");
+  if (M <= 0 || N <= 0) return;
+  const int64_t mp = panels_of(M, kRows), np = panels_of(N, kCols);
+  const int threads = omp_in_parallel() ? 1 : std::max(1, omp_get_max_threads());
+  // Whole pairs of B panels per thread when there are enough (every weight
+  // read from memory once), else whole A panels.
+  const int64_t pairs = (np + 1) / 2;
+  const bool split_b = pairs >= 2 * static_cast<int64_t>(threads) || mp < threads;
+  const int64_t work = split_b ? pairs : mp;
+  const int teams = static_cast<int>(std::min<int64_t>(threads, work));
+  const bool avx512 = isa.avx512_bf16;
+  if (teams <= 1) {
+    multiply_range(a, lda, b_panels, M, N, K, out, avx512, 0, mp, 0, np);
+    return;
+  }
+#pragma omp parallel num_threads(teams)
+  {
+    const int64_t t = omp_get_thread_num();
+    const int64_t lo = work * t / teams, hi = work * (t + 1) / teams;
+    if (split_b)
+      multiply_range(a, lda, b_panels, M, N, K, out, avx512, 0, mp, std::min(np, 2 * lo), std::min(np, 2 * hi));
+    else
+      multiply_range(a, lda, b_panels, M, N, K, out, avx512, lo, hi, 0, np);
+  }
+}
+
+}  // namespace varps::cpu

@@ -1,0 +1,33 @@
+#pragma once
+// Which of the processor's vector and matrix extensions the CPU kernels may
+// use: what the processor and the operating system offer, capped by
+// VARPS_CPU_ISA (avx2, avx512 or amx) so that a host can be measured as a
+// lesser one. Read once, when a backend is made; the kernels are chosen from
+// it at run time, so one build serves every x86-64 host.
+#include <string>
+
+namespace varps::cpu {
+
+struct CpuIsa {
+  bool avx2_fma = false;     // AVX2 and FMA (the build's baseline on x86-64)
+  bool avx512 = false;       // AVX-512 F, BW, DQ and VL
+  bool avx512_bf16 = false;  // AVX512_BF16: vdpbf16ps
+  bool avx512_vnni = false;  // AVX512_VNNI: vpdpbusd
+
+  // "avx512+bf16+vnni", "avx2", "portable": what the kernels use.
+  std::string name() const;
+};
+
+// The extensions this processor has and the kernels compiled into this build
+// can use (none on a build with the portable kernels).
+CpuIsa detect_cpu_isa();
+
+// detect_cpu_isa() capped by `cap`: "" (no cap), "avx2", "avx512" or "amx"
+// (the last two cap nothing this build uses beyond them). Throws
+// varps::Error for another name.
+CpuIsa capped_cpu_isa(const CpuIsa& host, const std::string& cap);
+
+// detect_cpu_isa() capped by the environment's VARPS_CPU_ISA.
+CpuIsa cpu_isa_from_environment();
+
+}  // namespace varps::cpu

@@ -1,0 +1,224 @@
+// bf16 products on the CPU (cpu/bf16_panels.hpp): the rounding to bf16;
+// products against a double reference of the rounded operands, over shapes
+// that cross the tile's 6 rows and 16/32 columns, odd depths and the blocks
+// of A and B, with every epilogue; a row's bits independent of its
+// neighbours and the threads; the AVX512_BF16 tile against the FMA tile
+// (skipped where the processor lacks the extension); the backend's bf16
+// weights; the VARPS_CPU_ISA cap.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "backend.hpp"
+#include "backend_extents.hpp"
+#include "cpu/bf16_panels.hpp"
+#include "cpu/cpu_isa.hpp"
+#include "test_files.hpp"
+
+namespace varps {
+namespace {
+
+std::vector<float> random_vector(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> d(-scale, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+double gelu(double v) { return 0.5 * v * (1.0 + std::tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
+double bf16(float x) { return cpu::bf16_to_float(cpu::round_to_bf16(x)); }
+
+uint32_t bits_of(float x) {
+  uint32_t b;
+  std::memcpy(&b, &x, sizeof b);
+  return b;
+}
+
+cpu::CpuIsa without_bf16_instructions() {
+  cpu::CpuIsa isa = cpu::detect_cpu_isa();
+  isa.avx512_bf16 = false;
+  return isa;
+}
+
+TEST(Bf16, RoundsToNearestWithTiesToEven) {
+  EXPECT_EQ(cpu::round_to_bf16(1.0f), 0x3f80);
+  EXPECT_EQ(cpu::round_to_bf16(-2.0f), 0xc000);
+  // 1 + 2^-8 lies halfway between 1 and 1 + 2^-7: to the even one, 1.
+  EXPECT_EQ(cpu::round_to_bf16(1.0f + 0x1p-8f), 0x3f80);
+  // 1 + 3·2^-8 lies halfway between 1 + 2^-7 and 1 + 2^-6: to 1 + 2^-6.
+  EXPECT_EQ(cpu::round_to_bf16(1.0f + 3 * 0x1p-8f), 0x3f82);
+  EXPECT_EQ(cpu::round_to_bf16(1.0f + 0x1p-8f + 0x1p-20f), 0x3f81);
+  EXPECT_EQ(cpu::bf16_to_float(cpu::round_to_bf16(0.15625f)), 0.15625f);
+  EXPECT_TRUE(std::isnan(cpu::bf16_to_float(cpu::round_to_bf16(std::nanf("")))));
+  EXPECT_TRUE(std::isinf(cpu::bf16_to_float(cpu::round_to_bf16(INFINITY))));
+}
+
+struct Product {
+  int64_t M, N, K;
+};
+
+// Float32 sums of K exact products up to 1 in size: each step rounds once.
+double bound(int64_t K) { return 4e-7 * static_cast<double>(K) + 1e-6; }
+
+void check_against_double(const cpu::CpuIsa& isa) {
+  for (const Product p : {Product{1, 1, 1}, Product{5, 15, 7}, Product{6, 16, 256}, Product{7, 17, 257},
+                          Product{13, 33, 600}, Product{100, 40, 3}, Product{2, 1000, 64}, Product{37, 9, 0},
+                          // rows past the A block kept whole, columns past one block of B (6 MiB)
+                          Product{70, 1700, 1001}, Product{3, 48, 4500}}) {
+    const auto x = random_vector(p.M * p.K, 1), w = random_vector(p.N * p.K, 2), bias = random_vector(p.N, 3);
+    std::vector<uint32_t> panels(cpu::bf16_b_panel_words(p.N, p.K));
+    cpu::pack_bf16_b_panels_from_rows(w.data(), p.N, p.K, p.K, panels.data());
+    for (int mode = 0; mode < 3; ++mode) {
+      const bool with_bias = mode >= 1, with_gelu = mode == 2;
+      SCOPED_TRACE("M " + std::to_string(p.M) + " N " + std::to_string(p.N) + " K " + std::to_string(p.K) + " mode " +
+                   std::to_string(mode) + " isa " + isa.name());
+      std::vector<float> c(p.M * p.N, NAN);
+      cpu::multiply_bf16_panels(x.data(), p.K, panels.data(), p.M, p.N, p.K,
+                                cpu::ProductOutput{c.data(), p.N, false, with_bias ? bias.data() : nullptr, with_gelu},
+                                isa);
+      double worst = 0.0;
+      for (int64_t m = 0; m < p.M; ++m)
+        for (int64_t n = 0; n < p.N; ++n) {
+          double want = 0.0;
+          for (int64_t k = 0; k < p.K; ++k) want += bf16(x[m * p.K + k]) * bf16(w[n * p.K + k]);
+          if (with_bias) want += bias[n];
+          if (with_gelu) want = gelu(want);
+          worst = std::max(worst, std::abs(c[m * p.N + n] - want));
+        }
+      EXPECT_LE(worst, bound(p.K));
+    }
+  }
+}
+
+TEST(Bf16Product, MatchesADoubleReferenceOfTheRoundedOperands) { check_against_double(without_bf16_instructions()); }
+
+TEST(Bf16Product, MatchesADoubleReferenceWithAvx512Bf16) {
+  if (!cpu::detect_cpu_isa().avx512_bf16) GTEST_SKIP() << "this processor has no AVX512_BF16";
+  check_against_double(cpu::detect_cpu_isa());
+}
+
+// The rounding is the operands' alone: the product of operands already in
+// bf16 is the float32 one's within its own sum error, far below bf16's.
+TEST(Bf16Product, RoundsTheActivationsAndTheWeights) {
+  const int64_t M = 3, N = 16, K = 64;
+  const auto x = random_vector(M * K, 5), w = random_vector(N * K, 6);
+  std::vector<uint32_t> panels(cpu::bf16_b_panel_words(N, K));
+  cpu::pack_bf16_b_panels_from_rows(w.data(), N, K, K, panels.data());
+  std::vector<float> c(M * N);
+  cpu::multiply_bf16_panels(x.data(), K, panels.data(), M, N, K, cpu::ProductOutput{c.data(), N}, cpu::detect_cpu_isa());
+  double worst_unrounded = 0.0;
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) {
+      double exact = 0.0;
+      for (int64_t k = 0; k < K; ++k) exact += static_cast<double>(x[m * K + k]) * w[n * K + k];
+      worst_unrounded = std::max(worst_unrounded, std::abs(c[m * N + n] - exact));
+    }
+  EXPECT_GT(worst_unrounded, 1e-4) << "no bf16 rounding seen";
+  EXPECT_LT(worst_unrounded, 0.1);
+}
+
+void expect_rows_independent(const cpu::CpuIsa& isa) {
+  const int64_t M = 20, N = 70, K = 301;
+  const auto x = random_vector(M * K, 7), w = random_vector(N * K, 8), bias = random_vector(N, 9);
+  std::vector<uint32_t> panels(cpu::bf16_b_panel_words(N, K));
+  cpu::pack_bf16_b_panels_from_rows(w.data(), N, K, K, panels.data());
+  const int saved = omp_get_max_threads();
+  std::vector<float> all(M * N);
+  omp_set_num_threads(2);
+  cpu::multiply_bf16_panels(x.data(), K, panels.data(), M, N, K, cpu::ProductOutput{all.data(), N, false, bias.data(), true},
+                            isa);
+  omp_set_num_threads(1);
+  for (int64_t m : {int64_t{0}, int64_t{7}, M - 1}) {
+    std::vector<float> one(N);
+    cpu::multiply_bf16_panels(x.data() + m * K, K, panels.data(), 1, N, K,
+                              cpu::ProductOutput{one.data(), N, false, bias.data(), true}, isa);
+    for (int64_t n = 0; n < N; ++n) ASSERT_EQ(bits_of(one[n]), bits_of(all[m * N + n])) << "row " << m << " col " << n;
+  }
+  omp_set_num_threads(saved);
+}
+
+TEST(Bf16Product, ARowsBitsIgnoreItsNeighboursAndTheThreads) {
+  expect_rows_independent(without_bf16_instructions());
+  if (cpu::detect_cpu_isa().avx512_bf16) expect_rows_independent(cpu::detect_cpu_isa());
+}
+
+// vdpbf16ps adds a word's odd product, then its even one, each rounded once:
+// the FMA tile's chain. Without denormals the two agree bit for bit.
+TEST(Bf16Product, Avx512Bf16TileGivesTheFmaTilesBits) {
+  if (!cpu::detect_cpu_isa().avx512_bf16) GTEST_SKIP() << "this processor has no AVX512_BF16";
+  const int64_t K = 517, k2 = (K + 1) / 2;
+  const auto x = random_vector(6 * K, 10), w = random_vector(32 * K, 11, 3.0f);
+  std::vector<uint32_t> b(cpu::bf16_b_panel_words(32, K)), a_words(cpu::bf16_a_panel_words(6, K));
+  std::vector<float> a_floats(cpu::bf16_a_panel_floats(6, K));
+  cpu::pack_bf16_b_panels_from_rows(w.data(), 32, K, K, b.data());
+  cpu::pack_bf16_a_panels(x.data(), 6, K, K, a_words.data());
+  cpu::pack_bf16_a_panels_as_floats(x.data(), 6, K, K, a_floats.data());
+  for (int rows = 1; rows <= 6; ++rows)
+    for (int panels = 1; panels <= 2; ++panels) {
+      std::vector<float> t1(6 * 32, 0.0f), t2(6 * 32, 0.0f);
+      cpu::bf16_tile_avx512(rows, panels, a_words.data(), b.data(), b.data() + k2 * 16, k2, t1.data());
+      cpu::bf16_tile_fma(rows, panels, a_floats.data(), b.data(), b.data() + k2 * 16, k2, t2.data());
+      for (int r = 0; r < rows; ++r)
+        for (int c = 0; c < 16 * panels; ++c)
+          ASSERT_EQ(bits_of(t1[r * 32 + c]), bits_of(t2[r * 32 + c])) << "rows " << rows << " panels " << panels
+                                                                       << " at " << r << "," << c;
+    }
+}
+
+TEST(Bf16Backend, KeepsLinearWeightsInBf16) {
+  const int64_t M = 4, N = 40, K = 96;
+  const auto be32 = make_cpu_backend(1, "fp32"), be16 = make_cpu_backend(1, "bf16");
+  EXPECT_EQ(be16->matrix_element_bytes(), 2u);
+  EXPECT_LT(be16->matrix_bytes({N, K}), be32->matrix_bytes({N, K}) * 6 / 10);
+  // Convolution weights stay float32.
+  EXPECT_EQ(be16->matrix_bytes({8, 4, 3, 3}), be32->matrix_bytes({8, 4, 3, 3}));
+  EXPECT_NE(be16->info().find("bf16"), std::string::npos);
+
+  Tensor xt{{M, K}, random_vector(M * K, 12)}, wt{{N, K}, random_vector(N * K, 13)}, bt{{N}, random_vector(N, 14)};
+  std::vector<float> y32(M * N), y16(M * N);
+  for (auto* be : {be32.get(), be16.get()}) {
+    const Array<float> x = be->upload(xt), b = be->upload(bt);
+    const Array<MatrixElement> w = be->upload_matrix(wt);
+    Array<float> y = be->alloc(M * N);
+    extents::linear(*be, x.data(), M, K, w.data(), b.data(), N, y.data());
+    be->download(y.data(), M * N, be == be32.get() ? y32.data() : y16.data());
+  }
+  double worst = 0.0, want_worst = 0.0;
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) {
+      double want = bt.data[n];
+      for (int64_t k = 0; k < K; ++k) want += bf16(xt.data[m * K + k]) * bf16(wt.data[n * K + k]);
+      worst = std::max(worst, std::abs(y16[m * N + n] - want));
+      want_worst = std::max(want_worst, static_cast<double>(std::abs(y16[m * N + n] - y32[m * N + n])));
+    }
+  EXPECT_LE(worst, bound(K));
+  EXPECT_GT(want_worst, 1e-4) << "the bf16 backend gave float32 products";
+}
+
+TEST(Bf16Backend, Fp16StaysRefusedOnTheCpu) {
+  EXPECT_THROW(make_cpu_backend(1, "fp16"), Error);
+}
+
+TEST(CpuIsaCap, Avx2LeavesOnlyAvx2AndUnknownNamesAreRefused) {
+  cpu::CpuIsa host;
+  host.avx2_fma = host.avx512 = host.avx512_bf16 = host.avx512_vnni = true;
+  const cpu::CpuIsa capped = cpu::capped_cpu_isa(host, "avx2");
+  EXPECT_TRUE(capped.avx2_fma);
+  EXPECT_FALSE(capped.avx512 || capped.avx512_bf16 || capped.avx512_vnni);
+  EXPECT_EQ(capped.name(), "avx2");
+  EXPECT_EQ(cpu::capped_cpu_isa(host, "avx512").name(), "avx512+bf16+vnni");
+  EXPECT_EQ(cpu::capped_cpu_isa(host, "").name(), "avx512+bf16+vnni");
+  try {
+    cpu::capped_cpu_isa(host, "sse9");
+    FAIL() << "an unknown cap was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("VARPS_CPU_ISA is 'sse9'"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace varps
