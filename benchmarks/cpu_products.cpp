@@ -53,6 +53,23 @@ void BM_Linear(benchmark::State& state) {
       benchmark::Counter(4.0 * N * K, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// The same with bf16 weights and activations (--precision bf16).
+void BM_Bf16Linear(benchmark::State& state) {
+  const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
+  auto be = make_cpu_backend(threads(), "bf16");
+  const int64_t copies = copies_beyond_cache(N * K * 2);
+  std::vector<Array<MatrixElement>> w;
+  for (int64_t c = 0; c < copies; ++c) w.push_back(be->upload_matrix(Tensor({N, K}, wave(N * K, 0.11f + c, 0.01f))));
+  auto x = be->upload(Tensor({M, K}, wave(M * K, 0.37f, 1.0f)));
+  auto b = be->upload(Tensor({N}, wave(N, 0.5f, 0.1f)));
+  auto y = be->alloc(static_cast<size_t>(M * N));
+  int64_t i = 0;
+  for (auto _ : state) extents::linear(*be, x.data(), M, K, w[i++ % copies].data(), b.data(), N, y.data());
+  set_flops(state, 2.0 * M * N * K);
+  state.counters["weights B/s"] =
+      benchmark::Counter(2.0 * N * K, benchmark::Counter::kIsIterationInvariantRate);
+}
+
 // The same product through OpenBLAS, the bias preset as the backend used to.
 void BM_OpenBlasLinear(benchmark::State& state) {
   const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
@@ -83,6 +100,7 @@ void TransformerShapes(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_Linear)->Apply(TransformerShapes)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_OpenBlasLinear)->Apply(TransformerShapes)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Bf16Linear)->Apply(TransformerShapes)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 // One image's 3×3 convolution, C → C channels on a side×side map.
 void BM_Conv3x3(benchmark::State& state) {
@@ -150,6 +168,39 @@ void BM_PeakFma(benchmark::State& state) {
   set_flops(state, 2.0 * 8 * 12 * kSteps * threads());
 }
 BENCHMARK(BM_PeakFma)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// The bf16 compute ceiling where the processor has AVX512_BF16: vdpbf16ps
+// on registers, 12 independent chains per thread (each instruction: 16
+// lanes, two products each).
+__attribute__((target("avx512f,avx512bf16"))) float bf16_chains(int64_t steps, int seed) {
+  __m512 acc[12];
+#pragma GCC unroll 12
+  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(0.001f * static_cast<float>(i + seed));
+  const __m512bh a = (__m512bh)_mm512_set1_epi32(0x3f803f80), b = (__m512bh)_mm512_set1_epi32(0x38d138d1);
+  for (int64_t k = 0; k < steps; ++k) {
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], a, b);
+  }
+  __m512 s = acc[0];
+  for (int i = 1; i < 12; ++i) s = _mm512_add_ps(s, acc[i]);
+  return _mm512_reduce_add_ps(s);
+}
+
+void BM_PeakBf16(benchmark::State& state) {
+  if (!__builtin_cpu_supports("avx512bf16")) {
+    state.SkipWithError("this processor has no AVX512_BF16");
+    return;
+  }
+  constexpr int64_t kSteps = 1 << 22;
+  for (auto _ : state) {
+    float sink = 0.0f;
+#pragma omp parallel reduction(+ : sink)
+    sink += bf16_chains(kSteps, omp_get_thread_num());
+    benchmark::DoNotOptimize(sink);
+  }
+  set_flops(state, 2.0 * 32 * 12 * kSteps * threads());
+}
+BENCHMARK(BM_PeakBf16)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 // The machine's memory ceiling: every thread summing its share of 512 MiB,
 // far beyond the caches.

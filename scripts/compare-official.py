@@ -3,25 +3,32 @@
 
 usage: scripts/compare-official.py --official DIR --runner FILE [--depth 16,20,30] [--batch 1,4]
                                    [--rounds 3] [--repeats 3] [--threads 2] [--isa native|avx2]
-                                   [--varps build/varps] [--python /usr/bin/python3] [--out DIR]
+                                   [--precision fp32,bf16] [--dtype fp32,bf16]
+                                   [--varps build/varps] [--python PY[,PY2]] [--out DIR]
 
 --official is the official tree (FoundationVision/VAR, e.g. extracted from its tarball) and --runner a
 script that times its generate call on random weights of a released size and prints one JSON line
 per batch with seconds_median/min/max and decoder_seconds_median (the peer runner kept beside the
-official tree). Both sides generate the same work: random weights of depth D, B images per call,
-cfg 4, top-k 900, top-p 0.95, float32, `--threads` threads, tokens to pixels with the decoder, the
-weights already loaded, after one untimed call.
+official tree). Every side generates the same work: random weights of depth D, B images per call,
+cfg 4, top-k 900, top-p 0.95, `--threads` threads, tokens to pixels with the decoder, the weights
+already loaded, after one untimed call.
 
-The two run interleaved: each round starts one varps process (`varps bench`, `--repeats` timed
-requests) and one official process (`--repeats` timed calls), in alternating order, so that a slow
-spell of the machine falls on both. With 3 repeats a round's official minimum, median and maximum
-are its three samples. The table gives each side's median over all rounds' samples, with min–max,
-and the ratio of the medians (official / varps: above 1, varps is faster), with the range of the
-rounds' own ratios. Everything lands in --out (compare.json, compare.md); the table is printed.
+The sides: varps at each --precision (`varps bench --precision P`), and the official code at each
+--dtype (fp32, or bf16: its generate call under torch.autocast('cpu', torch.bfloat16)) on each
+--python (the PyTorch users install is a current release from PyPI in a venv; Debian's
+/usr/bin/python3 has PyTorch 1.13 with OpenBLAS). They run interleaved: each round starts one
+process per side (`--repeats` timed calls each), the order rotating from round to round, so that a
+slow spell of the machine falls on all of them. With 3 repeats a round's official minimum, median
+and maximum are its three samples. The first table gives each side's median over all rounds'
+samples, with min–max; the second the ratio of medians for every pair of a varps side and an
+official side (official / varps: above 1, varps is faster), with the range of the rounds' own
+ratios. The machine line names the CPU and its vector and matrix extensions, each side line the
+BLAS and kernels it ran. Everything lands in --out (compare.json, compare.md); the tables are
+printed.
 
---isa avx2 keeps both sides to AVX2 kernels on a machine that has AVX-512, as on one that does not:
-OpenBLAS's Haswell kernels for both (OPENBLAS_CORETYPE), and for PyTorch oneDNN's and ATen's AVX2 code
-(DNNL_MAX_CPU_ISA, ATEN_CPU_CAPABILITY). varps's own kernels are AVX2 in every build.
+--isa avx2 keeps every side to AVX2 kernels on a machine that has AVX-512, as on one that does not:
+varps through VARPS_CPU_ISA=avx2, OpenBLAS's Haswell kernels (OPENBLAS_CORETYPE), MKL through
+MKL_ENABLE_INSTRUCTIONS=AVX2, oneDNN and ATen through DNNL_MAX_CPU_ISA and ATEN_CPU_CAPABILITY.
 """
 import argparse
 import json
@@ -38,19 +45,33 @@ def parse_list(text):
     return [int(v) for v in text.split(',') if v]
 
 
+def parse_names(text, allowed, flag):
+    names = [v for v in text.split(',') if v]
+    for n in names:
+        if n not in allowed:
+            sys.exit(f'compare-official: {flag} {n}: expected a comma list of {", ".join(allowed)}')
+    if not names:
+        sys.exit(f'compare-official: {flag} is empty')
+    return names
+
+
+EXTENSIONS = ('avx2', 'fma', 'avx512f', 'avx512bw', 'avx512vl', 'avx512_bf16', 'avx512_vnni', 'avx512_fp16',
+              'amx_tile', 'amx_bf16', 'amx_int8')
+
+
 def machine_line():
     model = 'unknown CPU'
-    flags = ''
+    flags = set()
     try:
         with open('/proc/cpuinfo') as f:
             for line in f:
                 if line.startswith('model name') and model == 'unknown CPU':
                     model = line.split(':', 1)[1].strip()
                 if line.startswith('flags') and not flags:
-                    flags = line.split(':', 1)[1]
+                    flags = set(line.split(':', 1)[1].split())
     except OSError:
         pass
-    isa = 'AVX-512' if ' avx512f' in flags else ('AVX2' if ' avx2' in flags else 'no AVX2')
+    have = [e for e in EXTENSIONS if e in flags] or ['no AVX2']
     mem = ''
     try:
         with open('/proc/meminfo') as f:
@@ -58,7 +79,7 @@ def machine_line():
             mem = f', {kb / (1 << 20):.0f} GiB'
     except (OSError, ValueError, IndexError):
         pass
-    return f'{model} ({isa}), {os.cpu_count()} CPUs{mem}, {platform.system()} {platform.release()}'
+    return f'{model} ({" ".join(have)}), {os.cpu_count()} CPUs{mem}, {platform.system()} {platform.release()}'
 
 
 def isa_env(isa, official):
@@ -66,7 +87,9 @@ def isa_env(isa, official):
     if isa == 'avx2':
         env['OPENBLAS_CORETYPE'] = 'Haswell'
         if official:
-            env.update(DNNL_MAX_CPU_ISA='AVX2', ATEN_CPU_CAPABILITY='avx2')
+            env.update(DNNL_MAX_CPU_ISA='AVX2', ATEN_CPU_CAPABILITY='avx2', MKL_ENABLE_INSTRUCTIONS='AVX2')
+        else:
+            env['VARPS_CPU_ISA'] = 'avx2'
     return env
 
 
@@ -77,32 +100,41 @@ def run(cmd, env=None):
     return proc.stdout
 
 
-def time_varps(args, depth, batch, scratch):
-    out = os.path.join(scratch, f'varps-d{depth}-b{batch}')
+def torch_build(python, isa):
+    """PyTorch's version and the BLAS and kernels it was built with and would use here."""
+    code = ('import torch, re; c = torch.__config__.show(); '
+            'keep = [l.strip(" -") for l in c.splitlines() if re.search("Math Kernel|MKL-DNN|oneDNN|CPU capability", l)]; '
+            'keep += re.findall("BLAS_INFO=\\w+", c); '
+            'print(torch.__version__ + ": " + "; ".join(keep))')
+    return run([python, '-c', code], env=isa_env(isa, official=True)).strip()
+
+
+def time_varps(args, precision, depth, batch, scratch):
+    out = os.path.join(scratch, f'varps-{precision}-d{depth}-b{batch}')
     run([args.varps, 'bench', '--preset', f'd{depth}', '--streams', str(batch), '--schedule', 'batched',
-         '--warmup', '1', '--repeats', str(args.repeats), '--threads', str(args.threads), '--out', out, '-q'],
-        env=isa_env(args.isa, official=False))
+         '--precision', precision, '--warmup', '1', '--repeats', str(args.repeats), '--threads', str(args.threads),
+         '--out', out, '-q'], env=isa_env(args.isa, official=False))
     with open(os.path.join(out, 'bench.json')) as f:
         report = json.load(f)
     r = next(r for r in report['runs'] if r['schedule'] == 'batched' and r['streams'] == batch)
     return {
         'samples_s': [ms / 1000 for ms in r['latency_samples_ms']],
         'decoder_s': r['stages_ms'].get('decode', 0) / 1000,
-        'backend': report['machine'].get('backend_info', ''),
-        'commit': report['machine'].get('commit', ''),
+        'build': f'{report["machine"].get("commit", "")}, {report["machine"].get("backend_info", "")}',
     }
 
 
-def time_official(args, depth, batch):
+def time_official(args, python, dtype, depth, batch):
     env = dict(isa_env(args.isa, official=True), OMP_NUM_THREADS=str(args.threads))
-    text = run([args.python, args.runner, '--official', args.official, '--depth', str(depth), '--batch', str(batch),
-                '--repeats', str(args.repeats), '--warmup', '1', '--threads', str(args.threads)], env=env)
+    text = run([python, args.runner, '--official', args.official, '--depth', str(depth), '--batch', str(batch),
+                '--repeats', str(args.repeats), '--warmup', '1', '--threads', str(args.threads), '--dtype', dtype],
+               env=env)
     line = next(l for l in text.splitlines() if l.startswith('{'))
     r = json.loads(line)
     samples = [r['seconds_median']] * args.repeats
     if args.repeats == 3:  # min, median, max are the three samples
         samples = [r['seconds_min'], r['seconds_median'], r['seconds_max']]
-    return {'samples_s': samples, 'decoder_s': r['decoder_seconds_median'], 'torch': r.get('torch', '')}
+    return {'samples_s': samples, 'decoder_s': r['decoder_seconds_median']}
 
 
 def summary(values):
@@ -120,73 +152,100 @@ def main():
     ap.add_argument('--batch', default='1', help='comma list of images per call')
     ap.add_argument('--rounds', type=int, default=3, help='interleaved rounds per (depth, batch)')
     ap.add_argument('--repeats', type=int, default=3, help='timed calls per process')
-    ap.add_argument('--threads', type=int, default=2, help='threads of both sides')
+    ap.add_argument('--threads', type=int, default=2, help='threads of every side')
     ap.add_argument('--isa', choices=('native', 'avx2'), default='native',
-                    help="avx2: both sides on AVX2 kernels even where the CPU has AVX-512")
+                    help="avx2: every side on AVX2 kernels even where the CPU has AVX-512")
+    ap.add_argument('--precision', default='fp32', help='comma list of varps precisions (fp32, bf16)')
+    ap.add_argument('--dtype', default='fp32', help="comma list of the official code's dtypes (fp32, bf16 autocast)")
     ap.add_argument('--varps', default=os.path.join(os.path.dirname(__file__), '..', 'build', 'varps'),
                     help='the varps binary (default: build/varps)')
-    ap.add_argument('--python', default='/usr/bin/python3', help='the Python with the PyTorch the official runs on')
+    ap.add_argument('--python', default='/usr/bin/python3',
+                    help='comma list of Pythons whose PyTorch the official code runs on')
     ap.add_argument('--out', default='out-compare', help='where compare.json and compare.md go')
     args = ap.parse_args()
-    for path, what in ((args.official, 'official tree'), (args.runner, 'runner'), (args.varps, 'varps binary')):
+    precisions = parse_names(args.precision, ('fp32', 'bf16'), '--precision')
+    dtypes = parse_names(args.dtype, ('fp32', 'bf16'), '--dtype')
+    pythons = [p for p in args.python.split(',') if p]
+    for path, what in [(args.official, 'official tree'), (args.runner, 'runner'), (args.varps, 'varps binary')] + \
+            [(p, 'python') for p in pythons]:
         if not os.path.exists(path):
             sys.exit(f'compare-official: the {what} {path} does not exist')
     if args.rounds < 1 or args.repeats < 1 or args.threads < 1:
         sys.exit('compare-official: --rounds, --repeats and --threads must be >= 1')
     os.makedirs(args.out, exist_ok=True)
 
+    builds = {p: torch_build(p, args.isa) for p in pythons}
+    sides = [('varps', p, None) for p in precisions] + [('official', d, py) for py in pythons for d in dtypes]
+
+    def side_name(side):
+        kind, what, py = side
+        if kind == 'varps':
+            return f'varps {what}'
+        torch = builds[py].split(':', 1)[0]
+        return f'official {what if what == "fp32" else "bf16 autocast"}, torch {torch}'
+
     results = []
+    side_builds = {}
     with tempfile.TemporaryDirectory() as scratch:
         for depth in parse_list(args.depth):
             for batch in parse_list(args.batch):
-                ours, theirs, ratios, dec_ours, dec_theirs = [], [], [], [], []
-                meta = {}
+                samples = {s: [] for s in sides}
+                round_medians = {s: [] for s in sides}
+                decoders = {s: [] for s in sides}
                 for rnd in range(args.rounds):
                     t0 = time.time()
-                    order = ('varps', 'official') if rnd % 2 == 0 else ('official', 'varps')
-                    got = {}
-                    for side in order:
-                        got[side] = time_varps(args, depth, batch, scratch) if side == 'varps' \
-                            else time_official(args, depth, batch)
-                    ours += got['varps']['samples_s']
-                    theirs += got['official']['samples_s']
-                    dec_ours.append(got['varps']['decoder_s'])
-                    dec_theirs.append(got['official']['decoder_s'])
-                    ratios.append(statistics.median(got['official']['samples_s']) /
-                                  statistics.median(got['varps']['samples_s']))
-                    meta = {'varps_backend': got['varps']['backend'], 'varps_commit': got['varps']['commit'],
-                            'torch': got['official']['torch']}
-                    print(f'compare-official: d{depth} batch {batch} round {rnd + 1}/{args.rounds}: '
-                          f'varps {statistics.median(got["varps"]["samples_s"]):.2f} s, '
-                          f'official {statistics.median(got["official"]["samples_s"]):.2f} s '
-                          f'({time.time() - t0:.0f} s)', file=sys.stderr, flush=True)
-                v, o = summary(ours), summary(theirs)
-                results.append({'depth': depth, 'batch': batch, 'varps_s': v, 'official_s': o,
-                                'ratio': o['median'] / v['median'], 'round_ratios': ratios,
-                                'varps_decoder_s': statistics.median(dec_ours),
-                                'official_decoder_s': statistics.median(dec_theirs), **meta})
+                    shift = rnd % len(sides)
+                    for side in sides[shift:] + sides[:shift]:
+                        kind, what, py = side
+                        got = time_varps(args, what, depth, batch, scratch) if kind == 'varps' \
+                            else time_official(args, py, what, depth, batch)
+                        if kind == 'varps':
+                            side_builds[side] = got['build']
+                        samples[side] += got['samples_s']
+                        round_medians[side].append(statistics.median(got['samples_s']))
+                        decoders[side].append(got['decoder_s'])
+                    print(f'compare-official: d{depth} batch {batch} round {rnd + 1}/{args.rounds}: ' +
+                          ', '.join(f'{side_name(s)} {round_medians[s][-1]:.2f} s' for s in sides) +
+                          f' ({time.time() - t0:.0f} s)', file=sys.stderr, flush=True)
+                entry = {'depth': depth, 'batch': batch, 'sides': [], 'ratios': []}
+                for s in sides:
+                    entry['sides'].append({'side': side_name(s), 'seconds': summary(samples[s]),
+                                           'round_medians': round_medians[s],
+                                           'decoder_s': statistics.median(decoders[s])})
+                for v in (s for s in sides if s[0] == 'varps'):
+                    for o in (s for s in sides if s[0] == 'official'):
+                        rounds = [a / b for a, b in zip(round_medians[o], round_medians[v])]
+                        entry['ratios'].append({'varps': side_name(v), 'official': side_name(o),
+                                                'ratio': statistics.median(samples[o]) / statistics.median(samples[v]),
+                                                'round_ratios': rounds})
+                results.append(entry)
 
     machine = machine_line()
-    isa = 'both sides limited to AVX2 kernels' if args.isa == 'avx2' else 'each side on its native kernels'
-    lines = [f'machine: {machine}; {isa}', f'threads: {args.threads} per side; rounds: {args.rounds} x {args.repeats} '
-             f'timed calls per side',
-             f'varps: {results[0]["varps_commit"]}, {results[0]["varps_backend"]}',
-             f'official: PyTorch {results[0]["torch"]}', '',
-             '| model | batch | varps s, median [min-max] | official s, median [min-max] | official / varps '
-             '[rounds] | decoder: varps / official s |',
-             '| --- | ---: | ---: | ---: | ---: | ---: |']
+    isa = 'every side limited to AVX2 kernels' if args.isa == 'avx2' else 'each side on its native kernels'
+    lines = [f'machine: {machine}; {isa}',
+             f'threads: {args.threads} per side; rounds: {args.rounds} x {args.repeats} timed calls per side']
+    for s in sides:
+        if s[0] == 'varps':
+            lines.append(f'{side_name(s)}: {side_builds.get(s, "")}')
+    for py in pythons:
+        lines.append(f'official on {py}: PyTorch {builds[py]}')
+    lines += ['', '| model | batch | side | seconds, median [min-max] | decoder s |', '| --- | ---: | --- | ---: | ---: |']
     for r in results:
-        v, o = r['varps_s'], r['official_s']
-        lines.append(f'| d{r["depth"]} | {r["batch"]} | {v["median"]:.2f} [{v["min"]:.2f}-{v["max"]:.2f}] | '
-                     f'{o["median"]:.2f} [{o["min"]:.2f}-{o["max"]:.2f}] | {r["ratio"]:.2f}x '
-                     f'[{min(r["round_ratios"]):.2f}-{max(r["round_ratios"]):.2f}] | '
-                     f'{r["varps_decoder_s"]:.2f} / {r["official_decoder_s"]:.2f} |')
+        for s in r['sides']:
+            t = s['seconds']
+            lines.append(f'| d{r["depth"]} | {r["batch"]} | {s["side"]} | {t["median"]:.2f} '
+                         f'[{t["min"]:.2f}-{t["max"]:.2f}] | {s["decoder_s"]:.2f} |')
+    lines += ['', '| model | batch | varps | official | official / varps [rounds] |', '| --- | ---: | --- | --- | ---: |']
+    for r in results:
+        for q in r['ratios']:
+            lines.append(f'| d{r["depth"]} | {r["batch"]} | {q["varps"]} | {q["official"]} | {q["ratio"]:.2f}x '
+                         f'[{min(q["round_ratios"]):.2f}-{max(q["round_ratios"]):.2f}] |')
     table = '\n'.join(lines)
     with open(os.path.join(args.out, 'compare.md'), 'w') as f:
         f.write(table + '\n')
     with open(os.path.join(args.out, 'compare.json'), 'w') as f:
         json.dump({'machine': machine, 'isa': args.isa, 'threads': args.threads, 'rounds': args.rounds,
-                   'repeats': args.repeats, 'results': results}, f, indent=1)
+                   'repeats': args.repeats, 'torch': builds, 'results': results}, f, indent=1)
     print(table)
 
 

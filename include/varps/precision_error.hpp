@@ -3,7 +3,8 @@
 // on the same weights and requests: per scale, the guided logits with the
 // float32 run's tokens forced (teacher forcing) against float32's, and the
 // tokens each precision samples on its own (free running); over the images,
-// the pixels' PSNR.
+// the pixels' PSNR, of the free-running images and of float32's tokens
+// decoded by the candidate.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -26,6 +27,9 @@ struct PrecisionError {
   double logits_error = 0;   // over every scale
   double token_agreement = 0;  // over every scale's tokens (free running)
   double psnr_db = 0;        // the free-running images against float32's, pixels in [0, 1] (inf: identical)
+  // float32's tokens decoded by the candidate (its residual path and
+  // decoder alone) against float32's images.
+  double decoded_psnr_db = 0;
 };
 
 // Runs `requests` on both pipelines (same model, float32 first) and compares.

@@ -79,7 +79,9 @@ int run_precision_error(const PrecisionErrorArgs& a) {
   j["images"] = e.images;
   j["logits_error"] = e.logits_error;
   j["token_agreement"] = e.token_agreement;
-  j["psnr_db"] = std::isinf(e.psnr_db) ? nlohmann::ordered_json("inf") : nlohmann::ordered_json(e.psnr_db);
+  auto db = [](double v) { return std::isinf(v) ? nlohmann::ordered_json("inf") : nlohmann::ordered_json(v); };
+  j["psnr_db"] = db(e.psnr_db);
+  j["decoded_psnr_db"] = db(e.decoded_psnr_db);
   for (const bench::ScalePrecisionError& s : e.scales)
     j["scales"].push_back({{"side", s.side},
                            {"logits_error", s.logits_error},

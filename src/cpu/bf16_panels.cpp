@@ -38,10 +38,6 @@ uint32_t pair_word(const float* row, int64_t k, int64_t K) {
 
 float rounded(float x) { return bf16_to_float(round_to_bf16(x)); }
 
-// The two halves of a word as floats.
-float low_half(uint32_t w) { return bf16_to_float(static_cast<uint16_t>(w)); }
-float high_half(uint32_t w) { return bf16_to_float(static_cast<uint16_t>(w >> 16)); }
-
 #if VARPS_CPU_AVX2
 
 // One 16-column panel for R rows: 12 ymm accumulators for 6 rows; the odd
@@ -86,6 +82,10 @@ void fma_tile(const float* a, const uint32_t* b, int64_t k2, float* t) {
 }
 
 #else  // portable: the same chains with std::fma
+
+// The two halves of a word as floats.
+float low_half(uint32_t w) { return bf16_to_float(static_cast<uint16_t>(w)); }
+float high_half(uint32_t w) { return bf16_to_float(static_cast<uint16_t>(w >> 16)); }
 
 template <int R>
 void fma_tile(const float* a, const uint32_t* b, int64_t k2, float* t) {
@@ -188,11 +188,24 @@ void pack_bf16_b_panels_from_rows(const float* w, int64_t N, int64_t K, int64_t 
 
 void pack_bf16_a_panels(const float* x, int64_t M, int64_t K, int64_t ldx, uint32_t* panels) {
   const int64_t k2 = pairs_of(K);
+  // A row rounded into consecutive halves is its words (little-endian: the
+  // even k in the low half), written into the panel's column.
+  std::vector<uint16_t> halves(static_cast<size_t>(2 * k2), 0);
   for (int64_t i = 0; i < panels_of(M, kRows); ++i) {
     uint32_t* dst = panels + i * k2 * kRows;
     for (int r = 0; r < kRows; ++r) {
       const int64_t m = i * kRows + r;
-      for (int64_t k = 0; k < k2; ++k) dst[k * kRows + r] = m < M ? pair_word(x + m * ldx, 2 * k, K) : 0u;
+      if (m < M) {
+        const float* row = x + m * ldx;
+        for (int64_t k = 0; k < K; ++k) halves[k] = round_to_bf16(row[k]);
+      } else {
+        std::fill(halves.begin(), halves.end(), uint16_t{0});
+      }
+      uint32_t word;
+      for (int64_t k = 0; k < k2; ++k) {
+        std::memcpy(&word, halves.data() + 2 * k, sizeof word);
+        dst[k * kRows + r] = word;
+      }
     }
   }
 }

@@ -199,6 +199,28 @@ TEST(Bf16Backend, KeepsLinearWeightsInBf16) {
   EXPECT_GT(want_worst, 1e-4) << "the bf16 backend gave float32 products";
 }
 
+// Convolutions stay float32 with bf16 products: rounding the Winograd
+// transforms' operands to bf16 costs the decoder 10 dB of PSNR
+// (docs/tolerances.md).
+TEST(Bf16Backend, ConvolvesInFloat32) {
+  const auto be32 = make_cpu_backend(2, "fp32"), be16 = make_cpu_backend(2, "bf16");
+  for (const int k : {1, 3}) {
+    const int64_t Ci = 24, Co = 20, side = 32, HW = side * side, pad = k / 2;
+    const Tensor xt{{1, Ci, side, side}, random_vector(Ci * HW, 23)};
+    const Tensor wt{{Co, Ci, k, k}, random_vector(Co * Ci * k * k, 24, 0.2f)};
+    const Tensor bt{{Co}, random_vector(Co, 25)};
+    std::vector<float> y32(Co * HW), y16(Co * HW);
+    for (auto* be : {be32.get(), be16.get()}) {
+      const Array<float> x = be->upload(xt), b = be->upload(bt);
+      const Array<MatrixElement> w = be->upload_matrix(wt);
+      Array<float> y = be->alloc(Co * HW);
+      extents::conv2d(*be, x.data(), 1, Ci, side, side, w.data(), b.data(), Co, k, 1, pad, pad, pad, pad, y.data());
+      be->download(y.data(), y32.size(), be == be32.get() ? y32.data() : y16.data());
+    }
+    EXPECT_EQ(y16, y32) << k << "x" << k;
+  }
+}
+
 TEST(Bf16Backend, Fp16StaysRefusedOnTheCpu) {
   EXPECT_THROW(make_cpu_backend(1, "fp16"), Error);
 }

@@ -33,6 +33,7 @@ TEST(PrecisionError, APipelineAgainstItselfShowsNone) {
     EXPECT_EQ(s.token_agreement, 1.0);
   }
   EXPECT_TRUE(std::isinf(e.psnr_db));
+  EXPECT_TRUE(std::isinf(e.decoded_psnr_db));
 }
 
 TEST(PrecisionError, Bf16AgainstFloat32ShowsSomeAndTheTableSaysSo) {
