@@ -53,11 +53,12 @@ void BM_Linear(benchmark::State& state) {
       benchmark::Counter(4.0 * N * K, benchmark::Counter::kIsIterationInvariantRate);
 }
 
-// The same with bf16 weights and activations (--precision bf16).
-void BM_Bf16Linear(benchmark::State& state) {
+// The same with reduced-precision weights and activations (--precision
+// bf16 or int8), weights of `weight_bytes` each.
+void BM_ReducedLinear(benchmark::State& state, const char* precision, double weight_bytes) {
   const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
-  auto be = make_cpu_backend(threads(), "bf16");
-  const int64_t copies = copies_beyond_cache(N * K * 2);
+  auto be = make_cpu_backend(threads(), precision);
+  const int64_t copies = copies_beyond_cache(static_cast<int64_t>(weight_bytes * N * K));
   std::vector<Array<MatrixElement>> w;
   for (int64_t c = 0; c < copies; ++c) w.push_back(be->upload_matrix(Tensor({N, K}, wave(N * K, 0.11f + c, 0.01f))));
   auto x = be->upload(Tensor({M, K}, wave(M * K, 0.37f, 1.0f)));
@@ -67,7 +68,7 @@ void BM_Bf16Linear(benchmark::State& state) {
   for (auto _ : state) extents::linear(*be, x.data(), M, K, w[i++ % copies].data(), b.data(), N, y.data());
   set_flops(state, 2.0 * M * N * K);
   state.counters["weights B/s"] =
-      benchmark::Counter(2.0 * N * K, benchmark::Counter::kIsIterationInvariantRate);
+      benchmark::Counter(weight_bytes * N * K, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // The same product through OpenBLAS, the bias preset as the backend used to.
@@ -100,7 +101,8 @@ void TransformerShapes(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_Linear)->Apply(TransformerShapes)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_OpenBlasLinear)->Apply(TransformerShapes)->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_Bf16Linear)->Apply(TransformerShapes)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_ReducedLinear, bf16, "bf16", 2.0)->Apply(TransformerShapes)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_ReducedLinear, int8, "int8", 1.0)->Apply(TransformerShapes)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 // One image's 3×3 convolution, C → C channels on a side×side map.
 void BM_Conv3x3(benchmark::State& state) {
@@ -183,7 +185,9 @@ __attribute__((target("avx512f,avx512bf16"))) float bf16_chains(int64_t steps, i
   }
   __m512 s = acc[0];
   for (int i = 1; i < 12; ++i) s = _mm512_add_ps(s, acc[i]);
-  return _mm512_reduce_add_ps(s);
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, s);
+  return lanes[0];
 }
 
 void BM_PeakBf16(benchmark::State& state) {
@@ -201,6 +205,42 @@ void BM_PeakBf16(benchmark::State& state) {
   set_flops(state, 2.0 * 32 * 12 * kSteps * threads());
 }
 BENCHMARK(BM_PeakBf16)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// The int8 compute ceiling where the processor has AVX512_VNNI: vpdpbusd on
+// registers, 12 independent chains per thread (each instruction: 16 lanes,
+// four u8·s8 products each).
+__attribute__((target("avx512f,avx512vnni"))) int32_t vnni_chains(int64_t steps, int seed) {
+  __m512i acc[12];
+#pragma GCC unroll 12
+  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_epi32(i + seed);
+  const __m512i a = _mm512_set1_epi32(0x01020304), b = _mm512_set1_epi32(0x01ff01ff);
+  for (int64_t k = 0; k < steps; ++k) {
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) acc[i] = _mm512_dpbusd_epi32(acc[i], a, b);
+  }
+  __m512i s = acc[0];
+  for (int i = 1; i < 12; ++i) s = _mm512_add_epi32(s, acc[i]);
+  alignas(64) int32_t lanes[16];
+  _mm512_store_si512(lanes, s);
+  return lanes[0];
+}
+
+void BM_PeakInt8(benchmark::State& state) {
+  if (!__builtin_cpu_supports("avx512vnni")) {
+    state.SkipWithError("this processor has no AVX512_VNNI");
+    return;
+  }
+  constexpr int64_t kSteps = 1 << 22;
+  for (auto _ : state) {
+    int32_t sink = 0;
+#pragma omp parallel reduction(+ : sink)
+    sink += vnni_chains(kSteps, omp_get_thread_num());
+    benchmark::DoNotOptimize(sink);
+  }
+  state.counters["OP/s"] =
+      benchmark::Counter(2.0 * 64 * 12 * kSteps * threads(), benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_PeakInt8)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 // The machine's memory ceiling: every thread summing its share of 512 MiB,
 // far beyond the caches.

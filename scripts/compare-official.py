@@ -155,7 +155,7 @@ def main():
     ap.add_argument('--threads', type=int, default=2, help='threads of every side')
     ap.add_argument('--isa', choices=('native', 'avx2'), default='native',
                     help="avx2: every side on AVX2 kernels even where the CPU has AVX-512")
-    ap.add_argument('--precision', default='fp32', help='comma list of varps precisions (fp32, bf16)')
+    ap.add_argument('--precision', default='fp32', help='comma list of varps precisions (fp32, bf16, int8)')
     ap.add_argument('--dtype', default='fp32', help="comma list of the official code's dtypes (fp32, bf16 autocast)")
     ap.add_argument('--varps', default=os.path.join(os.path.dirname(__file__), '..', 'build', 'varps'),
                     help='the varps binary (default: build/varps)')
@@ -163,7 +163,7 @@ def main():
                     help='comma list of Pythons whose PyTorch the official code runs on')
     ap.add_argument('--out', default='out-compare', help='where compare.json and compare.md go')
     args = ap.parse_args()
-    precisions = parse_names(args.precision, ('fp32', 'bf16'), '--precision')
+    precisions = parse_names(args.precision, ('fp32', 'bf16', 'int8'), '--precision')
     dtypes = parse_names(args.dtype, ('fp32', 'bf16'), '--dtype')
     pythons = [p for p in args.python.split(',') if p]
     for path, what in [(args.official, 'official tree'), (args.runner, 'runner'), (args.varps, 'varps binary')] + \

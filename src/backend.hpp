@@ -116,8 +116,9 @@ enum class StepRun { AsIs, Recorded, Replayed };
 struct BackendOptions {
   std::string device = "cpu";  // "cpu" or "cuda"
   int threads = 0;             // CPU threads; 0: all cores
-  // Matrix-product operands: "fp32", "bf16" or "fp16" (CUDA only); float32
-  // accumulation, activations and everything else stay float32.
+  // Matrix-product operands: "fp32", "bf16", "fp16" (CUDA only) or "int8"
+  // (CPU only); float32 accumulation (int32 for int8), activations and
+  // everything else stay float32.
   std::string precision = "fp32";
   int device_index = 0;  // which CUDA device
   // CUDA: record a repeated step once as a graph and replay it (run_recorded).
@@ -425,7 +426,7 @@ class Backend {
 // `filters` for these jobs.
 bool sample_filters(const SampleJob* jobs, int64_t n, int64_t V);
 
-// precision: "fp32" or "bf16" (products of uploaded weights); the kernels
+// precision: "fp32", "bf16" or "int8" (products of uploaded weights); the kernels
 // use what the processor has, capped by VARPS_CPU_ISA.
 std::unique_ptr<Backend> make_cpu_backend(int threads, const std::string& precision = "fp32");
 // Throws varps::Error as check_backend_choice (varps/pipeline.hpp) does,

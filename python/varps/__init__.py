@@ -93,7 +93,8 @@ class Pipeline:
             released size ("d16", "d20", "d24", "d30", "d36"), or "tiny".
             Neither: the built-in tiny model.
         device: "cpu", or "cuda" in builds with the CUDA backend.
-        precision: matrix-product operands on CUDA: "fp32", "bf16", "fp16".
+        precision: matrix-product operands: "fp32"; "bf16" (CPU and CUDA); "int8" (CPU);
+            "fp16" (CUDA). Their error against fp32 is in docs/tolerances.md.
         threads: CPU threads; 0 uses all cores.
         cuda_graphs: CUDA: replay recorded steps (False runs every op).
 

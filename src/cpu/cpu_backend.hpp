@@ -5,24 +5,24 @@
 // for the remaining general products (gemm()), OpenMP for the rest. It is
 // the readable reference every other backend is tested against. With
 // precision "bf16" the x·wᵀ products of uploaded weights take bf16 operands
-// with float32 sums (cpu/bf16_panels.hpp); everything else stays float32.
+// with float32 sums (cpu/bf16_panels.hpp), with "int8" int8 operands with
+// int32 sums and float32 scales (cpu/int8_panels.hpp); everything else
+// stays float32.
 #include <vector>
 
 #include "backend.hpp"
 #include "cpu/cpu_isa.hpp"
+#include "cpu/packed_matrices.hpp"
 #include "cpu/scratch_pool.hpp"
 
 namespace varps {
 
 struct CpuBufferPool;
 struct RecordedStepThreads;
-namespace cpu {
-class PackedMatrices;
-}
 
 class CpuBackend final : public Backend {
  public:
-  // precision: "fp32" or "bf16"; isa: the extensions the kernels may use.
+  // precision: "fp32", "bf16" or "int8"; isa: the extensions the kernels may use.
   CpuBackend(int threads, const std::string& precision, const cpu::CpuIsa& isa);
   ~CpuBackend() override;
   std::string name() const override { return "cpu"; }
@@ -38,7 +38,7 @@ class CpuBackend final : public Backend {
   // as the A panels of a convolution (cpu/packed_matrices.hpp); any other
   // shape as it is.
   Array<MatrixElement> upload_matrix(const Tensor& t) override;
-  size_t matrix_element_bytes() const override { return bf16_ ? 2 : sizeof(float); }
+  size_t matrix_element_bytes() const override;
   uint64_t matrix_bytes(const Shape& shape) const override;
   Array<SampleJob> alloc_sample_jobs(size_t n) override;
   void upload_sample_jobs(const SampleJob* host, size_t n, SampleJob* dst) override;
@@ -126,7 +126,8 @@ class CpuBackend final : public Backend {
   void check_outside_recorded_step(const char* what) const;
 
   int threads_;
-  bool bf16_;
+  // The element upload_matrix() keeps x·wᵀ weights in.
+  cpu::PackedMatrix::Element products_;
   cpu::CpuIsa isa_;
   std::shared_ptr<CpuBufferPool> pool_;
   std::shared_ptr<cpu::PackedMatrices> packed_;

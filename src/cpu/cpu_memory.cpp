@@ -15,6 +15,7 @@
 
 #include "cpu/bf16_panels.hpp"
 #include "cpu/cpu_backend.hpp"
+#include "cpu/int8_panels.hpp"
 #include "cpu/packed_matrices.hpp"
 #include "cpu/panel_gemm.hpp"
 #include "cpu/vector_math.hpp"
@@ -140,14 +141,16 @@ Array<T> CpuBackend::pooled(size_t n) {
 
 CpuBackend::CpuBackend(int threads, const std::string& precision, const cpu::CpuIsa& isa)
     : threads_(threads > 0 ? threads : omp_get_num_procs()),
-      bf16_(precision == "bf16"),
+      products_(precision == "bf16"   ? cpu::PackedMatrix::Element::Bf16
+                : precision == "int8" ? cpu::PackedMatrix::Element::Int8
+                                      : cpu::PackedMatrix::Element::F32),
       isa_(isa),
       pool_(std::make_shared<CpuBufferPool>()),
       packed_(std::make_shared<cpu::PackedMatrices>()),
       scratch_(std::make_unique<cpu::ScratchPool>()),
       recorded_steps_(std::make_unique<RecordedStepThreads>()) {
-  if (precision != "fp32" && precision != "bf16")
-    throw Error("the CPU backend computes in fp32 or bf16, not '" + precision + "'");
+  if (precision != "fp32" && precision != "bf16" && precision != "int8")
+    throw Error("the CPU backend computes in fp32, bf16 or int8, not '" + precision + "'");
   // One thread count for both pools; OpenBLAS (OpenMP build) runs
   // single-threaded when called inside one of our parallel regions.
   omp_set_num_threads(threads_);
@@ -157,9 +160,14 @@ CpuBackend::CpuBackend(int threads, const std::string& precision, const cpu::Cpu
 CpuBackend::~CpuBackend() = default;
 
 std::string CpuBackend::info() const {
-  std::string s = bf16_ ? std::string("bf16 weights and activations in x·wᵀ products (") +
-                             (isa_.avx512_bf16 ? "AVX512_BF16 vdpbf16ps" : "float32 FMA") + ", float32 sums), "
-                       : std::string();
+  std::string s;
+  if (products_ == cpu::PackedMatrix::Element::Bf16)
+    s = std::string("bf16 weights and activations in x·wᵀ products (") +
+        (isa_.avx512_bf16 ? "AVX512_BF16 vdpbf16ps" : "float32 FMA") + ", float32 sums), ";
+  if (products_ == cpu::PackedMatrix::Element::Int8)
+    s = std::string("int8 weights (per output channel) and activations (per row) in x·wᵀ products (") +
+        (isa_.avx512_vnni ? "AVX512_VNNI vpdpbusd" : isa_.avx2_fma ? "AVX2 vpmaddubsw" : "portable") +
+        ", int32 sums), ";
   s += "float32 " + std::string(isa_.avx2_fma ? "AVX2" : "portable") +
        " products and Winograd 3x3 convolutions, CPU " + isa_.name() + ", ";
   s += openblas_get_config();
@@ -220,17 +228,22 @@ Array<float> CpuBackend::upload(const Tensor& t) {
 namespace {
 
 // The layout upload_matrix() keeps a weight of this shape in, if any: the
-// B panels of x·wᵀ for [N, K] (of bf16 pairs when `bf16`), the A panels of
-// a convolution for [Co, Ci, k, k] (float32 always).
-std::optional<cpu::PackedMatrix> packed_layout(const Shape& shape, bool bf16) {
+// B panels of x·wᵀ for [N, K] (of `products` elements), the A panels of a
+// convolution for [Co, Ci, k, k] (float32 always).
+std::optional<cpu::PackedMatrix> packed_layout(const Shape& shape, cpu::PackedMatrix::Element products) {
   if ((shape.size() != 2 && shape.size() != 4) || numel(shape) == 0) return std::nullopt;
   const auto role = shape.size() == 2 ? cpu::PackedMatrix::Role::B : cpu::PackedMatrix::Role::A;
-  return cpu::PackedMatrix{role, shape[0], numel(shape) / shape[0], bf16 && role == cpu::PackedMatrix::Role::B};
+  return cpu::PackedMatrix{role, shape[0], numel(shape) / shape[0],
+                           role == cpu::PackedMatrix::Role::B ? products : cpu::PackedMatrix::Element::F32};
 }
 
-// 4-byte words: floats, or bf16 pairs.
+// 4-byte words: floats, bf16 pairs, or int8 quads with their scales and sums.
 size_t packed_words(const cpu::PackedMatrix& m) {
-  if (m.bf16) return cpu::bf16_b_panel_words(m.rows, m.depth);
+  switch (m.element) {
+    case cpu::PackedMatrix::Element::Bf16: return cpu::bf16_b_panel_words(m.rows, m.depth);
+    case cpu::PackedMatrix::Element::Int8: return cpu::int8_b_panel_bytes(m.rows, m.depth) / 4;
+    case cpu::PackedMatrix::Element::F32: break;
+  }
   return m.role == cpu::PackedMatrix::Role::B ? cpu::b_panel_floats(m.rows, m.depth)
                                               : cpu::a_panel_floats(m.rows, m.depth);
 }
@@ -238,14 +251,16 @@ size_t packed_words(const cpu::PackedMatrix& m) {
 }  // namespace
 
 Array<MatrixElement> CpuBackend::upload_matrix(const Tensor& t) {
-  const std::optional<cpu::PackedMatrix> layout = packed_layout(t.shape, bf16_);
+  const std::optional<cpu::PackedMatrix> layout = packed_layout(t.shape, products_);
   if (!layout) return upload(t).reinterpret_as<MatrixElement>(t.data.size());
   check_outside_recorded_step("an allocation");
   const size_t n = packed_words(*layout), bytes = padded_bytes(n, sizeof(float));
   float* p = static_cast<float*>(pool_->get(bytes));
-  if (layout->bf16)
+  if (layout->element == cpu::PackedMatrix::Element::Bf16)
     cpu::pack_bf16_b_panels_from_rows(t.data.data(), layout->rows, layout->depth, layout->depth,
                                       reinterpret_cast<uint32_t*>(p));
+  else if (layout->element == cpu::PackedMatrix::Element::Int8)
+    cpu::pack_int8_b_panels_from_rows(t.data.data(), layout->rows, layout->depth, layout->depth, p);
   else if (layout->role == cpu::PackedMatrix::Role::B)
     cpu::pack_b_panels_from_rows(t.data.data(), layout->rows, layout->depth, layout->depth, p);
   else
@@ -264,8 +279,17 @@ Array<MatrixElement> CpuBackend::upload_matrix(const Tensor& t) {
   return panels.reinterpret_as<MatrixElement>(std::max(n, t.data.size()));
 }
 
+size_t CpuBackend::matrix_element_bytes() const {
+  switch (products_) {
+    case cpu::PackedMatrix::Element::Bf16: return 2;
+    case cpu::PackedMatrix::Element::Int8: return 1;
+    case cpu::PackedMatrix::Element::F32: break;
+  }
+  return sizeof(float);
+}
+
 uint64_t CpuBackend::matrix_bytes(const Shape& shape) const {
-  const std::optional<cpu::PackedMatrix> layout = packed_layout(shape, bf16_);
+  const std::optional<cpu::PackedMatrix> layout = packed_layout(shape, products_);
   return array_bytes(layout ? packed_words(*layout) : static_cast<size_t>(numel(shape)), sizeof(float));
 }
 

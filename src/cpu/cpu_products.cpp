@@ -4,6 +4,7 @@
 
 #include "cpu/bf16_panels.hpp"
 #include "cpu/cpu_backend.hpp"
+#include "cpu/int8_panels.hpp"
 #include "cpu/packed_matrices.hpp"
 #include "cpu/panel_gemm.hpp"
 #include "varps/error.hpp"
@@ -14,7 +15,7 @@ const float* CpuBackend::panels_of(const float* w, int64_t rows, int64_t depth, 
                                    cpu::ScratchPool::Lease& lease) const {
   const auto role = as_a ? cpu::PackedMatrix::Role::A : cpu::PackedMatrix::Role::B;
   if (const std::optional<cpu::PackedMatrix> m = packed_->find(w)) {
-    if (m->role != role || m->rows != rows || m->depth != depth || m->bf16)
+    if (m->role != role || m->rows != rows || m->depth != depth || m->element != cpu::PackedMatrix::Element::F32)
       throw Error("a packed weight of " + std::to_string(m->rows) + "x" + std::to_string(m->depth) +
                   " used as one of " + std::to_string(rows) + "x" + std::to_string(depth));
     return w;
@@ -32,12 +33,17 @@ const float* CpuBackend::panels_of(const float* w, int64_t rows, int64_t depth, 
 void CpuBackend::product(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N, bool gelu,
                          float* y) {
   if (M == 0) return;
-  if (const std::optional<cpu::PackedMatrix> m = packed_->find(w); m && m->bf16) {
+  if (const std::optional<cpu::PackedMatrix> m = packed_->find(w);
+      m && m->element != cpu::PackedMatrix::Element::F32) {
+    const bool bf16 = m->element == cpu::PackedMatrix::Element::Bf16;
     if (m->rows != N || m->depth != K)
-      throw Error("a bf16 weight of " + std::to_string(m->rows) + "x" + std::to_string(m->depth) + " used as one of " +
-                  std::to_string(N) + "x" + std::to_string(K));
-    cpu::multiply_bf16_panels(x, K, reinterpret_cast<const uint32_t*>(w), M, N, K,
-                              cpu::ProductOutput{y, N, false, b, gelu}, isa_);
+      throw Error(std::string("a ") + (bf16 ? "bf16" : "int8") + " weight of " + std::to_string(m->rows) + "x" +
+                  std::to_string(m->depth) + " used as one of " + std::to_string(N) + "x" + std::to_string(K));
+    const cpu::ProductOutput out{y, N, false, b, gelu};
+    if (bf16)
+      cpu::multiply_bf16_panels(x, K, reinterpret_cast<const uint32_t*>(w), M, N, K, out, isa_);
+    else
+      cpu::multiply_int8_panels(x, K, w, M, N, K, out, isa_);
     return;
   }
   cpu::ScratchPool::Lease lease;

@@ -16,8 +16,10 @@ struct PackedMatrix {
   Role role = Role::B;
   int64_t rows = 0;   // N of a B operand, M of an A operand
   int64_t depth = 0;  // K
-  // B panels of bf16 word pairs (cpu/bf16_panels.hpp) rather than floats.
-  bool bf16 = false;
+  // What the panels hold: floats, bf16 word pairs (cpu/bf16_panels.hpp), or
+  // int8 quads with their columns' scales (cpu/int8_panels.hpp).
+  enum class Element { F32, Bf16, Int8 };
+  Element element = Element::F32;
 };
 
 class PackedMatrices {

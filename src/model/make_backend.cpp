@@ -26,10 +26,12 @@ std::unique_ptr<Backend> make_cuda_backend(const BackendOptions&) {
 
 void check_backend_choice(const std::string& device, const std::string& precision) {
   if (device != "cpu" && device != "cuda") throw Error("unknown device '" + device + "' (expected cpu or cuda)");
-  if (precision != "fp32" && precision != "bf16" && precision != "fp16")
-    throw Error("unknown precision '" + precision + "' (expected fp32, bf16 or fp16)");
+  if (precision != "fp32" && precision != "bf16" && precision != "fp16" && precision != "int8")
+    throw Error("unknown precision '" + precision + "' (expected fp32, bf16, fp16 or int8)");
   if (device == "cpu" && precision == "fp16")
-    throw Error("the CPU backend computes in fp32 or bf16 (precision fp16 needs --device cuda)");
+    throw Error("the CPU backend computes in fp32, bf16 or int8 (precision fp16 needs --device cuda)");
+  if (device == "cuda" && precision == "int8")
+    throw Error("the CUDA backend computes in fp32, bf16 or fp16 (precision int8 needs --device cpu)");
 }
 
 std::unique_ptr<Backend> make_backend(const BackendOptions& opts) {

@@ -15,7 +15,7 @@ namespace {
 TEST(BackendChoice, RefusesUnknownDevicesAndPrecisions) {
   EXPECT_CONTAINS(error_of([] { make_backend(BackendOptions{"tpu"}); }), "unknown device 'tpu'");
   EXPECT_CONTAINS(error_of([] { make_backend(BackendOptions{"cpu", 0, "fp8"}); }), "unknown precision 'fp8'");
-  EXPECT_CONTAINS(error_of([] { make_backend(BackendOptions{"cpu", 0, "fp16"}); }), "fp32 or bf16");
+  EXPECT_CONTAINS(error_of([] { make_backend(BackendOptions{"cpu", 0, "fp16"}); }), "fp32, bf16 or int8");
   EXPECT_EQ(make_backend(BackendOptions{"cpu", 1})->name(), "cpu");
   EXPECT_EQ(make_backend(BackendOptions{"cpu", 1, "bf16"})->matrix_element_bytes(), 2u);
 }
@@ -45,7 +45,7 @@ TEST(BackendChoice, CommandLine) {
                {"--device/--precision", "unknown device 'gpu'"});
   expect_error(run_cli(dir, {"bench", "--out", "o", "--precision", "fp8"}), 2, {"unknown precision 'fp8'"});
   expect_error(run_cli(dir, {"generate", "--class", "1", "--out", "o", "--precision", "fp16"}), 2,
-               {"fp32 or bf16", "needs --device cuda"});
+               {"fp32, bf16 or int8", "needs --device cuda"});
   expect_error(run_cli(dir, {"bench", "--out", "o", "--cuda-graphs", "yes"}), 2,
                {"--cuda-graphs", "expected on or off, got 'yes'"});
   const std::string& reason = testing::cuda_unavailable_reason();

@@ -24,30 +24,35 @@ TEST(Generation, AnImageDoesNotDependOnItsBatch) {
   EXPECT_EQ(batch.tokens[0], batch.tokens[2]);
 }
 
-// With bf16 products too (a row's chain does not depend on the rows beside
-// it), and the same with and without the AVX512_BF16 instructions.
-TEST(Generation, ABf16ImageDoesNotDependOnItsBatch) {
-  PipelineOptions opts{2};
-  opts.precision = "bf16";
-  const Pipeline bf16 = Pipeline::from_preset("tiny", opts);
-  const ImageRequest a{3, 11, SamplingParams{}};
-  const ImageRequest b{7, 42, SamplingParams{2.0, 20, 0.9}};
-  const GeneratedImages alone = bf16.generate({b});
-  const GeneratedImages batch = bf16.generate({a, b, a, a, b, a, a});
-  EXPECT_EQ(batch.tokens[1], alone.tokens[0]);
-  EXPECT_EQ(batch.tokens[4], alone.tokens[0]);
-  const size_t n = alone.pixels.size();
-  EXPECT_EQ(std::vector<float>(batch.pixels.begin() + n, batch.pixels.begin() + 2 * n), alone.pixels);
-  // The tokens may well agree with float32's; the logits may not.
-  auto logits_of = [&](const Pipeline& p) {
-    std::vector<float> all;
-    GenerateOptions o;
-    o.decode = false;
-    o.on_logits = [&](int, const float* l, int64_t rows, int64_t len, int64_t v) { all.insert(all.end(), l, l + rows * len * v); };
-    p.generate({b}, o);
-    return all;
-  };
-  EXPECT_NE(logits_of(bf16), logits_of(tiny())) << "bf16 gave the float32 logits";
+// With bf16 and int8 products too (a row's sum does not depend on the rows
+// beside it), whichever the processor's instructions.
+TEST(Generation, AReducedPrecisionImageDoesNotDependOnItsBatch) {
+  for (const std::string precision : {"bf16", "int8"}) {
+    SCOPED_TRACE(precision);
+    PipelineOptions opts{2};
+    opts.precision = precision;
+    const Pipeline reduced = Pipeline::from_preset("tiny", opts);
+    const ImageRequest a{3, 11, SamplingParams{}};
+    const ImageRequest b{7, 42, SamplingParams{2.0, 20, 0.9}};
+    const GeneratedImages alone = reduced.generate({b});
+    const GeneratedImages batch = reduced.generate({a, b, a, a, b, a, a});
+    EXPECT_EQ(batch.tokens[1], alone.tokens[0]);
+    EXPECT_EQ(batch.tokens[4], alone.tokens[0]);
+    const size_t n = alone.pixels.size();
+    EXPECT_EQ(std::vector<float>(batch.pixels.begin() + n, batch.pixels.begin() + 2 * n), alone.pixels);
+    // The tokens may well agree with float32's; the logits may not.
+    auto logits_of = [&](const Pipeline& p) {
+      std::vector<float> all;
+      GenerateOptions o;
+      o.decode = false;
+      o.on_logits = [&](int, const float* l, int64_t rows, int64_t len, int64_t v) {
+        all.insert(all.end(), l, l + rows * len * v);
+      };
+      p.generate({b}, o);
+      return all;
+    };
+    EXPECT_NE(logits_of(reduced), logits_of(tiny())) << precision << " gave the float32 logits";
+  }
 }
 
 TEST(Generation, SeedChangesTheSampleAndRepeatsExactly) {

@@ -1,0 +1,267 @@
+#include "cpu/int8_panels.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "cpu/kernel_path.hpp"
+#include "cpu/vector_math.hpp"
+#include "varps/error.hpp"
+
+#if VARPS_CPU_AVX2
+#include <immintrin.h>
+#endif
+
+namespace varps::cpu {
+
+namespace {
+
+constexpr int kRows = 6;   // rows of an A panel
+constexpr int kCols = 16;  // columns of a B panel
+
+// As for float32 panels (cpu/panel_gemm.cpp): few rows are packed whole,
+// so that each weight is streamed from memory once; more go 12 rows at a
+// time over the B panels in blocks that stay in L3.
+constexpr int64_t kWholeABytes = 256 << 10;
+constexpr int64_t kBlockPanelsA = 2;
+constexpr int64_t kBlockBBytes = 6 << 20;
+
+int64_t panels_of(int64_t n, int64_t width) { return (n + width - 1) / width; }
+int64_t quads_of(int64_t K) { return (K + 3) / 4; }
+
+// A weight's int8 panels: every panel's words, then every column's scale,
+// then every column's sum of its q.
+struct WeightLayout {
+  int64_t np, k4;
+  size_t words() const { return static_cast<size_t>(np * k4 * kCols); }
+  size_t columns() const { return static_cast<size_t>(np * kCols); }
+  const uint32_t* panel(const void* base, int64_t j) const { return static_cast<const uint32_t*>(base) + j * k4 * kCols; }
+  const float* scales(const void* base) const { return reinterpret_cast<const float*>(static_cast<const uint32_t*>(base) + words()); }
+  const int32_t* sums(const void* base) const { return reinterpret_cast<const int32_t*>(scales(base) + columns()); }
+};
+
+WeightLayout layout_of(int64_t N, int64_t K) { return {panels_of(N, kCols), quads_of(K)}; }
+
+int8_t quantize(float x, float inv) {
+  return static_cast<int8_t>(std::clamp(std::nearbyint(x * inv), -127.0f, 127.0f));
+}
+
+uint32_t word_of(const int8_t* q) {
+  uint32_t w;
+  std::memcpy(&w, q, sizeof w);
+  return w;
+}
+
+#if VARPS_CPU_AVX2
+
+// R ≤ 3 rows of 16 columns: vpmaddubsw multiplies |x| by w with x's sign
+// (pairs at most 2·127·127, which 16 bits hold), vpmaddwd adds the pairs.
+template <int R>
+void signed_tile(const uint32_t* a, const uint32_t* b, int64_t k4, int32_t* t) {
+  __m256i lo[R], hi[R];
+  for (int r = 0; r < R; ++r) lo[r] = hi[r] = _mm256_setzero_si256();
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t k = 0; k < k4; ++k) {
+    const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + k * kCols));
+    const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + k * kCols + 8));
+    for (int r = 0; r < R; ++r) {
+      const __m256i x = _mm256_set1_epi32(static_cast<int>(a[k * kRows + r]));
+      const __m256i ax = _mm256_abs_epi8(x);
+      lo[r] = _mm256_add_epi32(lo[r], _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(w0, x)), ones));
+      hi[r] = _mm256_add_epi32(hi[r], _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(w1, x)), ones));
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(t + r * 32), lo[r]);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(t + r * 32 + 8), hi[r]);
+  }
+}
+
+void signed_tile_rows(int rows, const uint32_t* a, const uint32_t* b, int64_t k4, int32_t* t) {
+  for (int r0 = 0; r0 < rows; r0 += 3) {
+    switch (std::min(3, rows - r0)) {
+      case 1: signed_tile<1>(a + r0, b, k4, t + r0 * 32); break;
+      case 2: signed_tile<2>(a + r0, b, k4, t + r0 * 32); break;
+      default: signed_tile<3>(a + r0, b, k4, t + r0 * 32); break;
+    }
+  }
+}
+
+#else  // portable
+
+void signed_tile_rows(int rows, const uint32_t* a, const uint32_t* b, int64_t k4, int32_t* t) {
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < kCols; ++c) {
+      int32_t sum = 0;
+      for (int64_t k = 0; k < k4; ++k) {
+        int8_t x[4], w[4];
+        std::memcpy(x, a + k * kRows + r, 4);
+        std::memcpy(w, b + k * kCols + c, 4);
+        for (int i = 0; i < 4; ++i) sum += static_cast<int32_t>(x[i]) * w[i];
+      }
+      t[r * 32 + c] = sum;
+    }
+}
+
+#endif
+
+// Rows [0, M) of x quantised into A panels (unsigned bytes x + 128 when
+// `offset`), their scales into `scales`.
+void pack_a(const float* x, int64_t M, int64_t K, int64_t ldx, bool offset, uint32_t* panels, float* scales) {
+  const int64_t k4 = quads_of(K);
+  std::vector<int8_t> q(static_cast<size_t>(4 * k4), 0);
+  for (int64_t i = 0; i < panels_of(M, kRows); ++i) {
+    uint32_t* dst = panels + i * k4 * kRows;
+    for (int r = 0; r < kRows; ++r) {
+      const int64_t m = i * kRows + r;
+      if (m < M) {
+        scales[m] = quantize_row(x + m * ldx, K, q.data());
+      } else {
+        std::fill(q.begin(), q.end(), int8_t{0});
+      }
+      for (int64_t k = 0; k < k4; ++k) {
+        uint32_t w = word_of(q.data() + 4 * k);
+        if (offset) w ^= 0x80808080u;  // q + 128 as an unsigned byte
+        dst[k * kRows + r] = w;
+      }
+    }
+  }
+}
+
+// The tiles of A panels [i0, i1) and B panels [j0, j1).
+void multiply_range(const float* a, int64_t lda, const void* b, int64_t M, int64_t N, int64_t K,
+                    const ProductOutput& out, bool vnni, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+  const WeightLayout wl = layout_of(N, K);
+  const int64_t k4 = wl.k4;
+  const int64_t panel_bytes = 4 * kRows * k4;
+  const int64_t a_panels = (i1 - i0) * panel_bytes <= kWholeABytes ? std::max<int64_t>(i1 - i0, 1) : kBlockPanelsA;
+  const int64_t b_panels = a_panels >= i1 - i0 ? std::max<int64_t>(j1 - j0, 1)
+                                               : std::max<int64_t>(2, kBlockBBytes / (std::max<int64_t>(k4, 1) * kCols * 4));
+  std::vector<uint32_t> words(static_cast<size_t>(a_panels * kRows * k4));
+  std::vector<float> row_scales(static_cast<size_t>(a_panels * kRows));
+  const float* col_scales = wl.scales(b);
+  const int32_t* col_sums = wl.sums(b);
+  alignas(64) int32_t tile[kRows * 32];
+  for (int64_t jb = j0; jb < j1; jb += b_panels) {
+    const int64_t je = std::min(j1, jb + b_panels);
+    for (int64_t ib = i0; ib < i1; ib += a_panels) {
+      const int64_t ie = std::min(i1, ib + a_panels);
+      const int64_t first_row = ib * kRows, rows_in_block = std::min(M, ie * kRows) - first_row;
+      pack_a(a + first_row * lda, rows_in_block, K, lda, vnni, words.data(), row_scales.data());
+      for (int64_t j = jb; j < je; j += 2) {
+        const int panels = j + 1 < je ? 2 : 1;
+        const uint32_t* b0 = wl.panel(b, j);
+        const uint32_t* b1 = wl.panel(b, j + panels - 1);
+        const int64_t n0 = j * kCols;
+        const int cols = static_cast<int>(std::min<int64_t>(kCols * panels, N - n0));
+        for (int64_t i = ib; i < ie; ++i) {
+          const int rows = static_cast<int>(std::min<int64_t>(kRows, M - i * kRows));
+          const uint32_t* ap = words.data() + (i - ib) * kRows * k4;
+          if (vnni) {
+            int8_tile_vnni(rows, panels, ap, b0, b1, k4, tile);
+          } else {
+            signed_tile_rows(rows, ap, b0, k4, tile);
+            if (panels == 2) signed_tile_rows(rows, ap, b1, k4, tile + kCols);
+          }
+          for (int r = 0; r < rows; ++r) {
+            const float sx = row_scales[(i - ib) * kRows + r];
+            float* c = out.c + (i * kRows + r) * out.ldc + n0;
+            const int32_t* s = tile + r * 32;
+            for (int n = 0; n < cols; ++n) {
+              // vpdpbusd summed (q_x + 128)·q_w: the column's sum ·128 too.
+              const int32_t sum = vnni ? s[n] - 128 * col_sums[n0 + n] : s[n];
+              float v = static_cast<float>(sum) * (sx * col_scales[n0 + n]);
+              if (out.column_bias) v += out.column_bias[n0 + n];
+              c[n] = v;
+            }
+            if (out.gelu) gelu_tanh_span(c, static_cast<size_t>(cols));
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+float quantize_row(const float* x, int64_t K, int8_t* q) {
+  float amax = 0.0f;
+  bool finite = true;
+  for (int64_t k = 0; k < K; ++k) {
+    const float a = std::abs(x[k]);
+    finite = finite && std::isfinite(a);
+    amax = std::max(amax, a);
+  }
+  if (!finite || amax == 0.0f) {
+    // A NaN or an infinity makes the row's products NaN, as in float32.
+    std::fill(q, q + K, int8_t{0});
+    return finite ? 0.0f : std::nanf("");
+  }
+  const float inv = 127.0f / amax;
+  for (int64_t k = 0; k < K; ++k) q[k] = quantize(x[k], inv);
+  return amax / 127.0f;
+}
+
+size_t int8_b_panel_bytes(int64_t N, int64_t K) {
+  const WeightLayout wl = layout_of(N, K);
+  return (wl.words() + 2 * wl.columns()) * 4;
+}
+
+void pack_int8_b_panels_from_rows(const float* w, int64_t N, int64_t K, int64_t ldw, void* panels) {
+  const WeightLayout wl = layout_of(N, K);
+  float* scales = const_cast<float*>(wl.scales(panels));
+  int32_t* sums = const_cast<int32_t*>(wl.sums(panels));
+#pragma omp parallel for schedule(static) if (N * K > 65536)
+  for (int64_t j = 0; j < wl.np; ++j) {
+    uint32_t* dst = const_cast<uint32_t*>(wl.panel(panels, j));
+    std::vector<int8_t> q(static_cast<size_t>(4 * wl.k4), 0);
+    for (int c = 0; c < kCols; ++c) {
+      const int64_t n = j * kCols + c;
+      std::fill(q.begin(), q.end(), int8_t{0});
+      float scale = 0.0f;
+      if (n < N) scale = quantize_row(w + n * ldw, K, q.data());
+      int32_t sum = 0;
+      for (int64_t k = 0; k < 4 * wl.k4; ++k) sum += q[k];
+      scales[n] = scale;
+      sums[n] = sum;
+      for (int64_t k = 0; k < wl.k4; ++k) dst[k * kCols + c] = word_of(q.data() + 4 * k);
+    }
+  }
+}
+
+void int8_tile(int rows, int panels, const uint32_t* a, const uint32_t* b0, const uint32_t* b1, int64_t k4,
+               int32_t* t) {
+  signed_tile_rows(rows, a, b0, k4, t);
+  if (panels == 2) signed_tile_rows(rows, a, b1, k4, t + kCols);
+}
+
+void multiply_int8_panels(const float* a, int64_t lda, const void* b_panels, int64_t M, int64_t N, int64_t K,
+                          const ProductOutput& out, const CpuIsa& isa) {
+  if (out.accumulate) throw Error("int8 products cannot add to their output");
+  if (M <= 0 || N <= 0) return;
+  const int64_t mp = panels_of(M, kRows), np = panels_of(N, kCols);
+  const int threads = omp_in_parallel() ? 1 : std::max(1, omp_get_max_threads());
+  const int64_t pairs = (np + 1) / 2;
+  const bool split_b = pairs >= 2 * static_cast<int64_t>(threads) || mp < threads;
+  const int64_t work = split_b ? pairs : mp;
+  const int teams = static_cast<int>(std::min<int64_t>(threads, work));
+  const bool vnni = isa.avx512_vnni;
+  if (teams <= 1) {
+    multiply_range(a, lda, b_panels, M, N, K, out, vnni, 0, mp, 0, np);
+    return;
+  }
+#pragma omp parallel num_threads(teams)
+  {
+    const int64_t t = omp_get_thread_num();
+    const int64_t lo = work * t / teams, hi = work * (t + 1) / teams;
+    if (split_b)
+      multiply_range(a, lda, b_panels, M, N, K, out, vnni, 0, mp, std::min(np, 2 * lo), std::min(np, 2 * hi));
+    else
+      multiply_range(a, lda, b_panels, M, N, K, out, vnni, lo, hi, 0, np);
+  }
+}
+
+}  // namespace varps::cpu
