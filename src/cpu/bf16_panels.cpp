@@ -116,28 +116,23 @@ void fma_tile_rows(int rows, const float* a, const uint32_t* b, int64_t k2, floa
   }
 }
 
-// The tiles of A panels [i0, i1) and B panels [j0, j1).
-void multiply_range(const float* a, int64_t lda, const uint32_t* b, int64_t M, int64_t N, int64_t K,
-                    const ProductOutput& out, bool avx512, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+// The tiles of A panels [i0, i1) and B panels [j0, j1), A packed whole
+// beforehand: words for the AVX512_BF16 tile, rounded floats for the FMA one.
+void multiply_range(const void* a, const uint32_t* b, int64_t M, int64_t N, int64_t K, const ProductOutput& out,
+                    bool avx512, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
   const int64_t k2 = pairs_of(K);
-  // An A panel takes as many bytes as words in either form (two floats per pair).
   const int64_t panel_bytes = (avx512 ? 4 : 8) * kRows * k2;
+  // All of A's panels at once when they fit L2 (each weight is then read
+  // from memory once), else 12 rows at a time over B in blocks kept in L3.
   const int64_t a_panels =
       (i1 - i0) * panel_bytes <= kWholeABytes ? std::max<int64_t>(i1 - i0, 1) : kBlockPanelsA;
   const int64_t b_panels = a_panels >= i1 - i0 ? std::max<int64_t>(j1 - j0, 1)
                                                : std::max<int64_t>(2, kBlockBBytes / (k2 * kCols * 4));
-  std::vector<uint32_t> words(avx512 ? static_cast<size_t>(a_panels * kRows * k2) : 0);
-  std::vector<float> floats(avx512 ? 0 : static_cast<size_t>(a_panels * kRows * 2 * k2));
   alignas(64) float tile[kRows * 32];
   for (int64_t jb = j0; jb < j1; jb += b_panels) {
     const int64_t je = std::min(j1, jb + b_panels);
     for (int64_t ib = i0; ib < i1; ib += a_panels) {
       const int64_t ie = std::min(i1, ib + a_panels);
-      const int64_t first_row = ib * kRows, rows_in_block = std::min(M, ie * kRows) - first_row;
-      if (avx512)
-        pack_bf16_a_panels(a + first_row * lda, rows_in_block, K, lda, words.data());
-      else
-        pack_bf16_a_panels_as_floats(a + first_row * lda, rows_in_block, K, lda, floats.data());
       for (int64_t j = jb; j < je; j += 2) {
         const int panels = j + 1 < je ? 2 : 1;
         const uint32_t* b0 = b + j * k2 * kCols;
@@ -146,12 +141,12 @@ void multiply_range(const float* a, int64_t lda, const uint32_t* b, int64_t M, i
         const int cols = static_cast<int>(std::min<int64_t>(kCols * panels, N - n0));
         for (int64_t i = ib; i < ie; ++i) {
           const int rows = static_cast<int>(std::min<int64_t>(kRows, M - i * kRows));
+          const void* ap = static_cast<const char*>(a) + i * panel_bytes;
           if (avx512) {
-            bf16_tile_avx512(rows, panels, words.data() + (i - ib) * kRows * k2, b0, b1, k2, tile);
+            bf16_tile_avx512(rows, panels, static_cast<const uint32_t*>(ap), b0, b1, k2, tile);
           } else {
-            const float* ap = floats.data() + (i - ib) * kRows * 2 * k2;
-            fma_tile_rows(rows, ap, b0, k2, tile);
-            if (panels == 2) fma_tile_rows(rows, ap, b1, k2, tile + kCols);
+            fma_tile_rows(rows, static_cast<const float*>(ap), b0, k2, tile);
+            if (panels == 2) fma_tile_rows(rows, static_cast<const float*>(ap), b1, k2, tile + kCols);
           }
           for (int r = 0; r < rows; ++r) {
             float* c = out.c + (i * kRows + r) * out.ldc + n0;
@@ -187,11 +182,14 @@ void pack_bf16_b_panels_from_rows(const float* w, int64_t N, int64_t K, int64_t 
 }
 
 void pack_bf16_a_panels(const float* x, int64_t M, int64_t K, int64_t ldx, uint32_t* panels) {
-  const int64_t k2 = pairs_of(K);
+  const int64_t k2 = pairs_of(K), mp = panels_of(M, kRows);
   // A row rounded into consecutive halves is its words (little-endian: the
   // even k in the low half), written into the panel's column.
+#pragma omp parallel if (!omp_in_parallel() && M * K > 65536)
+  {
   std::vector<uint16_t> halves(static_cast<size_t>(2 * k2), 0);
-  for (int64_t i = 0; i < panels_of(M, kRows); ++i) {
+#pragma omp for schedule(static)
+  for (int64_t i = 0; i < mp; ++i) {
     uint32_t* dst = panels + i * k2 * kRows;
     for (int r = 0; r < kRows; ++r) {
       const int64_t m = i * kRows + r;
@@ -208,11 +206,13 @@ void pack_bf16_a_panels(const float* x, int64_t M, int64_t K, int64_t ldx, uint3
       }
     }
   }
+  }
 }
 
 void pack_bf16_a_panels_as_floats(const float* x, int64_t M, int64_t K, int64_t ldx, float* panels) {
-  const int64_t k2 = pairs_of(K);
-  for (int64_t i = 0; i < panels_of(M, kRows); ++i) {
+  const int64_t k2 = pairs_of(K), mp = panels_of(M, kRows);
+#pragma omp parallel for schedule(static) if (!omp_in_parallel() && M * K > 65536)
+  for (int64_t i = 0; i < mp; ++i) {
     float* dst = panels + i * 2 * k2 * kRows;
     for (int r = 0; r < kRows; ++r) {
       const int64_t m = i * kRows + r;
@@ -227,11 +227,21 @@ void bf16_tile_fma(int rows, int panels, const float* a, const uint32_t* b0, con
   if (panels == 2) fma_tile_rows(rows, a, b1, k2, t + kCols);
 }
 
+size_t bf16_product_scratch_floats(int64_t M, int64_t K) { return bf16_a_panel_floats(M, K); }
+
 void multiply_bf16_panels(const float* a, int64_t lda, const uint32_t* b_panels, int64_t M, int64_t N, int64_t K,
-                          const ProductOutput& out, const CpuIsa& isa) {
+                          const ProductOutput& out, const CpuIsa& isa, ScratchPool* scratch) {
   if (out.accumulate) throw Error("bf16 products cannot add to their output");
   if (M <= 0 || N <= 0) return;
   const int64_t mp = panels_of(M, kRows), np = panels_of(N, kCols);
+  const bool avx512 = isa.avx512_bf16;
+  // A rounded and packed once, for every thread.
+  ScratchPool local;
+  const ScratchPool::Lease lease = (scratch ? *scratch : local).take(bf16_product_scratch_floats(M, K));
+  if (avx512)
+    pack_bf16_a_panels(a, M, K, lda, reinterpret_cast<uint32_t*>(lease.data()));
+  else
+    pack_bf16_a_panels_as_floats(a, M, K, lda, lease.data());
   const int threads = omp_in_parallel() ? 1 : std::max(1, omp_get_max_threads());
   // Whole pairs of B panels per thread when there are enough (every weight
   // read from memory once), else whole A panels.
@@ -239,9 +249,8 @@ void multiply_bf16_panels(const float* a, int64_t lda, const uint32_t* b_panels,
   const bool split_b = pairs >= 2 * static_cast<int64_t>(threads) || mp < threads;
   const int64_t work = split_b ? pairs : mp;
   const int teams = static_cast<int>(std::min<int64_t>(threads, work));
-  const bool avx512 = isa.avx512_bf16;
   if (teams <= 1) {
-    multiply_range(a, lda, b_panels, M, N, K, out, avx512, 0, mp, 0, np);
+    multiply_range(lease.data(), b_panels, M, N, K, out, avx512, 0, mp, 0, np);
     return;
   }
 #pragma omp parallel num_threads(teams)
@@ -249,9 +258,9 @@ void multiply_bf16_panels(const float* a, int64_t lda, const uint32_t* b_panels,
     const int64_t t = omp_get_thread_num();
     const int64_t lo = work * t / teams, hi = work * (t + 1) / teams;
     if (split_b)
-      multiply_range(a, lda, b_panels, M, N, K, out, avx512, 0, mp, std::min(np, 2 * lo), std::min(np, 2 * hi));
+      multiply_range(lease.data(), b_panels, M, N, K, out, avx512, 0, mp, std::min(np, 2 * lo), std::min(np, 2 * hi));
     else
-      multiply_range(a, lda, b_panels, M, N, K, out, avx512, lo, hi, 0, np);
+      multiply_range(lease.data(), b_panels, M, N, K, out, avx512, lo, hi, 0, np);
   }
 }
 

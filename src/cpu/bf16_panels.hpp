@@ -18,6 +18,7 @@
 
 #include "cpu/cpu_isa.hpp"
 #include "cpu/panel_gemm.hpp"
+#include "cpu/scratch_pool.hpp"
 
 namespace varps::cpu {
 
@@ -54,10 +55,13 @@ void pack_bf16_a_panels_as_floats(const float* x, int64_t M, int64_t K, int64_t 
 
 // C[M, N] = A·B (+ bias, then GELU, as `out` says; out.accumulate must be
 // false) from the rows of a (a[m·lda + k]) and B's panels. The tile is the
-// AVX512_BF16 one where `isa` allows it. Spreads over the OpenMP threads,
-// unless called inside a parallel region.
+// AVX512_BF16 one where `isa` allows it. A is rounded and packed once, into
+// bf16_product_scratch_floats(M, K) floats from `scratch` (or from a pool
+// of the call's own). Spreads over the OpenMP threads, unless called inside
+// a parallel region.
+size_t bf16_product_scratch_floats(int64_t M, int64_t K);
 void multiply_bf16_panels(const float* a, int64_t lda, const uint32_t* b_panels, int64_t M, int64_t N, int64_t K,
-                          const ProductOutput& out, const CpuIsa& isa);
+                          const ProductOutput& out, const CpuIsa& isa, ScratchPool* scratch = nullptr);
 
 // The register tiles: t[r·32 + c] for r < rows (at most 6) and c < 16·panels
 // (panels 1 or 2) from an A panel and the B panels b0 (and b1) over k2 word

@@ -37,6 +37,12 @@ uint64_t CpuBackend::workspace_bytes(const WorkspaceDemand& demand) const {
   for (const ConvolutionShape& c : demand.convolutions)
     if (cpu::winograd_takes(c.ci, c.co, c.side, c.side, static_cast<int>(c.k), 1, 1, 1, 1, 1))
       floats = std::max<uint64_t>(floats, cpu::winograd_workspace_floats(c.ci, c.co, c.side, threads_));
+  // A bf16 or int8 product holds its x packed whole (a float per element in
+  // the FMA tile's bf16 form, a byte for int8), its rows and depth rounded
+  // up to the panels: at most 6 rows of the widest depth (16 Ki) more.
+  const uint64_t padded_input = demand.linear_input + 6 * (uint64_t{1} << 14);
+  if (products_ == cpu::PackedMatrix::Element::Bf16) floats += padded_input;
+  if (products_ == cpu::PackedMatrix::Element::Int8) floats += padded_input / 4 + padded_input / 6;
   return floats * sizeof(float);
 }
 

@@ -41,9 +41,9 @@ void CpuBackend::product(const float* x, int64_t M, int64_t K, const float* w, c
                   std::to_string(m->depth) + " used as one of " + std::to_string(N) + "x" + std::to_string(K));
     const cpu::ProductOutput out{y, N, false, b, gelu};
     if (bf16)
-      cpu::multiply_bf16_panels(x, K, reinterpret_cast<const uint32_t*>(w), M, N, K, out, isa_);
+      cpu::multiply_bf16_panels(x, K, reinterpret_cast<const uint32_t*>(w), M, N, K, out, isa_, scratch_.get());
     else
-      cpu::multiply_int8_panels(x, K, w, M, N, K, out, isa_);
+      cpu::multiply_int8_panels(x, K, w, M, N, K, out, isa_, scratch_.get());
     return;
   }
   cpu::ScratchPool::Lease lease;

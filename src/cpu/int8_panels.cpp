@@ -109,39 +109,43 @@ void signed_tile_rows(int rows, const uint32_t* a, const uint32_t* b, int64_t k4
 #endif
 
 // Rows [0, M) of x quantised into A panels (unsigned bytes x + 128 when
-// `offset`), their scales into `scales`.
+// `offset`), their scales into `scales`; the panels spread over the OpenMP
+// threads unless called inside a parallel region.
 void pack_a(const float* x, int64_t M, int64_t K, int64_t ldx, bool offset, uint32_t* panels, float* scales) {
-  const int64_t k4 = quads_of(K);
-  std::vector<int8_t> q(static_cast<size_t>(4 * k4), 0);
-  for (int64_t i = 0; i < panels_of(M, kRows); ++i) {
-    uint32_t* dst = panels + i * k4 * kRows;
-    for (int r = 0; r < kRows; ++r) {
-      const int64_t m = i * kRows + r;
-      if (m < M) {
-        scales[m] = quantize_row(x + m * ldx, K, q.data());
-      } else {
-        std::fill(q.begin(), q.end(), int8_t{0});
-      }
-      for (int64_t k = 0; k < k4; ++k) {
-        uint32_t w = word_of(q.data() + 4 * k);
-        if (offset) w ^= 0x80808080u;  // q + 128 as an unsigned byte
-        dst[k * kRows + r] = w;
+  const int64_t k4 = quads_of(K), mp = panels_of(M, kRows);
+#pragma omp parallel if (!omp_in_parallel() && M * K > 65536)
+  {
+    std::vector<int8_t> q(static_cast<size_t>(4 * k4), 0);
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < mp; ++i) {
+      uint32_t* dst = panels + i * k4 * kRows;
+      for (int r = 0; r < kRows; ++r) {
+        const int64_t m = i * kRows + r;
+        if (m < M)
+          scales[m] = quantize_row(x + m * ldx, K, q.data());
+        else
+          std::fill(q.begin(), q.end(), int8_t{0});
+        for (int64_t k = 0; k < k4; ++k) {
+          uint32_t w = word_of(q.data() + 4 * k);
+          if (offset) w ^= 0x80808080u;  // q + 128 as an unsigned byte
+          dst[k * kRows + r] = w;
+        }
       }
     }
   }
 }
 
-// The tiles of A panels [i0, i1) and B panels [j0, j1).
-void multiply_range(const float* a, int64_t lda, const void* b, int64_t M, int64_t N, int64_t K,
+// The tiles of A panels [i0, i1) (packed by pack_a) and B panels [j0, j1).
+void multiply_range(const uint32_t* a, const float* row_scales, const void* b, int64_t M, int64_t N, int64_t K,
                     const ProductOutput& out, bool vnni, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
   const WeightLayout wl = layout_of(N, K);
   const int64_t k4 = wl.k4;
   const int64_t panel_bytes = 4 * kRows * k4;
+  // All of A's panels at once when they fit L2 (each weight is then read
+  // from memory once), else 12 rows at a time over B in blocks kept in L3.
   const int64_t a_panels = (i1 - i0) * panel_bytes <= kWholeABytes ? std::max<int64_t>(i1 - i0, 1) : kBlockPanelsA;
   const int64_t b_panels = a_panels >= i1 - i0 ? std::max<int64_t>(j1 - j0, 1)
                                                : std::max<int64_t>(2, kBlockBBytes / (std::max<int64_t>(k4, 1) * kCols * 4));
-  std::vector<uint32_t> words(static_cast<size_t>(a_panels * kRows * k4));
-  std::vector<float> row_scales(static_cast<size_t>(a_panels * kRows));
   const float* col_scales = wl.scales(b);
   const int32_t* col_sums = wl.sums(b);
   alignas(64) int32_t tile[kRows * 32];
@@ -149,8 +153,6 @@ void multiply_range(const float* a, int64_t lda, const void* b, int64_t M, int64
     const int64_t je = std::min(j1, jb + b_panels);
     for (int64_t ib = i0; ib < i1; ib += a_panels) {
       const int64_t ie = std::min(i1, ib + a_panels);
-      const int64_t first_row = ib * kRows, rows_in_block = std::min(M, ie * kRows) - first_row;
-      pack_a(a + first_row * lda, rows_in_block, K, lda, vnni, words.data(), row_scales.data());
       for (int64_t j = jb; j < je; j += 2) {
         const int panels = j + 1 < je ? 2 : 1;
         const uint32_t* b0 = wl.panel(b, j);
@@ -159,7 +161,7 @@ void multiply_range(const float* a, int64_t lda, const void* b, int64_t M, int64
         const int cols = static_cast<int>(std::min<int64_t>(kCols * panels, N - n0));
         for (int64_t i = ib; i < ie; ++i) {
           const int rows = static_cast<int>(std::min<int64_t>(kRows, M - i * kRows));
-          const uint32_t* ap = words.data() + (i - ib) * kRows * k4;
+          const uint32_t* ap = a + i * kRows * k4;
           if (vnni) {
             int8_tile_vnni(rows, panels, ap, b0, b1, k4, tile);
           } else {
@@ -167,7 +169,7 @@ void multiply_range(const float* a, int64_t lda, const void* b, int64_t M, int64
             if (panels == 2) signed_tile_rows(rows, ap, b1, k4, tile + kCols);
           }
           for (int r = 0; r < rows; ++r) {
-            const float sx = row_scales[(i - ib) * kRows + r];
+            const float sx = row_scales[i * kRows + r];
             float* c = out.c + (i * kRows + r) * out.ldc + n0;
             const int32_t* s = tile + r * 32;
             for (int n = 0; n < cols; ++n) {
@@ -201,7 +203,20 @@ float quantize_row(const float* x, int64_t K, int8_t* q) {
     return finite ? 0.0f : std::nanf("");
   }
   const float inv = 127.0f / amax;
-  for (int64_t k = 0; k < K; ++k) q[k] = quantize(x[k], inv);
+  int64_t k = 0;
+#if VARPS_CPU_AVX2
+  // vcvtps2dq rounds to nearest, ties to even, as std::nearbyint does in the
+  // default rounding mode; |x·inv| <= 127 but for its own rounding.
+  const __m256 vinv = _mm256_set1_ps(inv);
+  const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
+  for (; k + 8 <= K; k += 8) {
+    __m256i v = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k), vinv));
+    v = _mm256_min_epi32(_mm256_max_epi32(v, lo), hi);
+    const __m128i words = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(q + k), _mm_packs_epi16(words, words));
+  }
+#endif
+  for (; k < K; ++k) q[k] = quantize(x[k], inv);
   return amax / 127.0f;
 }
 
@@ -238,19 +253,31 @@ void int8_tile(int rows, int panels, const uint32_t* a, const uint32_t* b0, cons
   if (panels == 2) signed_tile_rows(rows, a, b1, k4, t + kCols);
 }
 
+size_t int8_product_scratch_floats(int64_t M, int64_t K) {
+  return static_cast<size_t>(panels_of(M, kRows) * kRows * (quads_of(K) + 1));
+}
+
 void multiply_int8_panels(const float* a, int64_t lda, const void* b_panels, int64_t M, int64_t N, int64_t K,
-                          const ProductOutput& out, const CpuIsa& isa) {
+                          const ProductOutput& out, const CpuIsa& isa, ScratchPool* scratch) {
   if (out.accumulate) throw Error("int8 products cannot add to their output");
   if (M <= 0 || N <= 0) return;
   const int64_t mp = panels_of(M, kRows), np = panels_of(N, kCols);
+  const bool vnni = isa.avx512_vnni;
+  // A quantised once, for every thread: its panels, then its rows' scales.
+  ScratchPool local;
+  const ScratchPool::Lease lease = (scratch ? *scratch : local).take(int8_product_scratch_floats(M, K));
+  uint32_t* a_panels = reinterpret_cast<uint32_t*>(lease.data());
+  float* row_scales = lease.data() + mp * kRows * quads_of(K);
+  pack_a(a, M, K, lda, vnni, a_panels, row_scales);
   const int threads = omp_in_parallel() ? 1 : std::max(1, omp_get_max_threads());
+  // Whole pairs of B panels per thread when there are enough (every weight
+  // read from memory once), else whole A panels.
   const int64_t pairs = (np + 1) / 2;
   const bool split_b = pairs >= 2 * static_cast<int64_t>(threads) || mp < threads;
   const int64_t work = split_b ? pairs : mp;
   const int teams = static_cast<int>(std::min<int64_t>(threads, work));
-  const bool vnni = isa.avx512_vnni;
   if (teams <= 1) {
-    multiply_range(a, lda, b_panels, M, N, K, out, vnni, 0, mp, 0, np);
+    multiply_range(a_panels, row_scales, b_panels, M, N, K, out, vnni, 0, mp, 0, np);
     return;
   }
 #pragma omp parallel num_threads(teams)
@@ -258,9 +285,10 @@ void multiply_int8_panels(const float* a, int64_t lda, const void* b_panels, int
     const int64_t t = omp_get_thread_num();
     const int64_t lo = work * t / teams, hi = work * (t + 1) / teams;
     if (split_b)
-      multiply_range(a, lda, b_panels, M, N, K, out, vnni, 0, mp, std::min(np, 2 * lo), std::min(np, 2 * hi));
+      multiply_range(a_panels, row_scales, b_panels, M, N, K, out, vnni, 0, mp, std::min(np, 2 * lo),
+                     std::min(np, 2 * hi));
     else
-      multiply_range(a, lda, b_panels, M, N, K, out, vnni, lo, hi, 0, np);
+      multiply_range(a_panels, row_scales, b_panels, M, N, K, out, vnni, lo, hi, 0, np);
   }
 }
 

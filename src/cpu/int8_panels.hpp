@@ -18,6 +18,7 @@
 
 #include "cpu/cpu_isa.hpp"
 #include "cpu/panel_gemm.hpp"
+#include "cpu/scratch_pool.hpp"
 
 namespace varps::cpu {
 
@@ -32,10 +33,13 @@ float quantize_row(const float* x, int64_t K, int8_t* q);
 
 // C[M, N] = A·B (+ bias, then GELU, as `out` says; out.accumulate must be
 // false) from the rows of a (a[m·lda + k]) and a weight's int8 panels. The
-// tile is the AVX512_VNNI one where `isa` allows it. Spreads over the
-// OpenMP threads, unless called inside a parallel region.
+// tile is the AVX512_VNNI one where `isa` allows it. A is quantised once,
+// into int8_product_scratch_floats(M, K) floats from `scratch` (or from a
+// pool of the call's own). Spreads over the OpenMP threads, unless called
+// inside a parallel region.
+size_t int8_product_scratch_floats(int64_t M, int64_t K);
 void multiply_int8_panels(const float* a, int64_t lda, const void* b_panels, int64_t M, int64_t N, int64_t K,
-                          const ProductOutput& out, const CpuIsa& isa);
+                          const ProductOutput& out, const CpuIsa& isa, ScratchPool* scratch = nullptr);
 
 // The register tiles: t[r·32 + c] = Σ over k4 words of row r's four bytes
 // by column c's four, for r < rows (at most 6) and c < 16·panels (panels 1

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -65,6 +66,33 @@ TEST(Int8, QuantisesARowToItsLargestMagnitude) {
   EXPECT_TRUE(std::isnan(quantised(bad.data(), 3).scale));
   bad[1] = INFINITY;
   EXPECT_TRUE(std::isnan(quantised(bad.data(), 3).scale));
+}
+
+// The vector path against the formula, value by value: ties to even, the
+// largest magnitude to ±127.
+TEST(Int8, QuantisesEveryValueAsTheFormulaSays) {
+  std::vector<float> x = random_vector(37, 30, 3.0f);
+  x[3] = 127.0f;  // scale 1: the ties below are exact
+  x[0] = 2.5f, x[1] = 3.5f, x[2] = -2.5f, x[4] = -126.5f, x[9] = 0.5f, x[17] = -0.5f;
+  const Quantised r = quantised(x.data(), 37);
+  EXPECT_EQ(r.scale, 1.0f);
+  for (size_t k = 0; k < x.size(); ++k) {
+    const float want = std::clamp(std::nearbyint(x[k] * (127.0f / 127.0f)), -127.0f, 127.0f);
+    EXPECT_EQ(r.q[k], static_cast<int8_t>(want)) << k << ": " << x[k];
+  }
+  EXPECT_EQ(r.q[0], 2);
+  EXPECT_EQ(r.q[1], 4);
+  EXPECT_EQ(r.q[2], -2);
+  EXPECT_EQ(r.q[4], -126);
+  EXPECT_EQ(r.q[9], 0);
+  // A scale that is not a power of two.
+  std::vector<float> y = random_vector(45, 31);
+  const Quantised s = quantised(y.data(), 45);
+  float amax = 0.0f;
+  for (float v : y) amax = std::max(amax, std::abs(v));
+  EXPECT_EQ(s.scale, amax / 127.0f);
+  for (size_t k = 0; k < y.size(); ++k)
+    EXPECT_EQ(s.q[k], static_cast<int8_t>(std::clamp(std::nearbyint(y[k] * (127.0f / amax)), -127.0f, 127.0f))) << k;
 }
 
 struct Product {
