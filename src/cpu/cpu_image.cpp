@@ -64,7 +64,7 @@ void CpuBackend::convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int6
   cpu::ScratchPool::Lease weight_scratch;
   const float* a = panels_of(w, Co, Kdim, true, weight_scratch);
   if (cpu::winograd_takes(Ci, Co, H, W, k, stride, pad_t, pad_l, pad_b, pad_r)) {
-    cpu::winograd_convolve(x, N, Ci, H, W, norm, a, b, Co, add_to_out, out, *scratch_);
+    cpu::winograd_convolve(x, N, Ci, H, W, norm, a, b, Co, add_to_out, out, *scratch_, isa_);
     return;
   }
   // Bands of output rows keep the columns near 16 MB (the 256x256x160
@@ -131,7 +131,7 @@ void CpuBackend::convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int6
           }
         }
       cpu::multiply_panels(cpu::AOperand{a, 0, true}, cpu::BOperand::panels(band.data(), Kdim), Co, cols, Kdim,
-                           cpu::ProductOutput{on + oy0 * Wo, P, accumulate, nullptr, false});
+                           cpu::ProductOutput{on + oy0 * Wo, P, accumulate, nullptr, false}, isa_);
     }
   }
 }

@@ -48,7 +48,8 @@ void CpuBackend::product(const float* x, int64_t M, int64_t K, const float* w, c
   }
   cpu::ScratchPool::Lease lease;
   const float* panels = panels_of(w, N, K, false, lease);
-  cpu::multiply_panels(cpu::AOperand{x, K, false}, cpu::BOperand::panels(panels, K), M, N, K, cpu::ProductOutput{y, N, false, b, gelu});
+  cpu::multiply_panels(cpu::AOperand{x, K, false}, cpu::BOperand::panels(panels, K), M, N, K,
+                       cpu::ProductOutput{y, N, false, b, gelu}, isa_);
 }
 
 void CpuBackend::do_linear(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N, float* y) {

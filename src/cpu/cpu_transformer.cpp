@@ -143,23 +143,23 @@ void CpuBackend::do_attention(const float* q, const float* k_cache, const float*
         const float* pv = T > 0 ? prefix.v + (stream * H + h) * T * hd : nullptr;
         pack_tokens_as_columns(pk, T, kk, len, hd, keys);
         cpu::multiply_panels(cpu::AOperand{qq, hd, false}, cpu::BOperand::panels(keys, hd), tokens, width, hd,
-                             cpu::ProductOutput{scores, width, false, nullptr, false});
+                             cpu::ProductOutput{scores, width, false, nullptr, false}, isa_);
         for (int64_t i = 0; i < tokens; ++i) cpu::softmax_span(scores + i * width, static_cast<size_t>(width), scale);
         const cpu::ProductOutput o{out + r * tokens * C + h * hd, C, false, nullptr, false};
         if (!values_as_stored) {
           pack_tokens_as_rows(pv, T, vv, len, hd, values);
           cpu::multiply_panels(cpu::AOperand{scores, width, false}, cpu::BOperand::panels(values, width), tokens, hd,
-                               width, o);
+                               width, o, isa_);
           continue;
         }
         // The prefix's columns, then the row's own added to them: one sum
         // over the T + len keys in order, as in the packed case.
         if (T > 0)
-          cpu::multiply_panels(cpu::AOperand{scores, width, false}, cpu::BOperand::rows(pv, hd), tokens, hd, T, o);
+          cpu::multiply_panels(cpu::AOperand{scores, width, false}, cpu::BOperand::rows(pv, hd), tokens, hd, T, o, isa_);
         cpu::ProductOutput own = o;
         own.accumulate = T > 0;
         cpu::multiply_panels(cpu::AOperand{scores + T, width, false}, cpu::BOperand::rows(vv, hd), tokens, hd, len,
-                             own);
+                             own, isa_);
       }
   }
 }

@@ -38,6 +38,21 @@ struct TileEpilogue {
 // applies when `last`.
 #if VARPS_CPU_AVX2
 
+// The epilogue on the 16 columns of `rows` rows of a finished tile. It reads
+// the tile back from L1: applied to the accumulators, its call to the
+// vector tanh would keep them in memory through the loop.
+inline void apply_epilogue(int rows, float* c, int64_t ldc, const TileEpilogue& epi) {
+  if (!epi.column_bias && !epi.gelu) return;
+  for (int r = 0; r < rows; ++r)
+    for (int half = 0; half < 2; ++half) {
+      float* p = c + r * ldc + 8 * half;
+      __m256 v = _mm256_loadu_ps(p);
+      if (epi.column_bias) v = _mm256_add_ps(v, _mm256_loadu_ps(epi.column_bias + 8 * half));
+      if (epi.gelu) v = gelu_tanh8(v);
+      _mm256_storeu_ps(p, v);
+    }
+}
+
 template <int R>
 inline void multiply_tile(const float* a, const float* b, int64_t ldb, int64_t kc, float* c, int64_t ldc, bool resume,
                           bool last, const TileEpilogue& epi) {
@@ -64,20 +79,21 @@ inline void multiply_tile(const float* a, const float* b, int64_t ldb, int64_t k
     _mm256_storeu_ps(c + r * ldc, lo[r]);
     _mm256_storeu_ps(c + r * ldc + 8, hi[r]);
   }
-  // The epilogue reads the tile back from L1: applied to the accumulators,
-  // its call to the vector tanh would keep them in memory through the loop.
-  if (!last || (!epi.column_bias && !epi.gelu)) return;
-  for (int r = 0; r < R; ++r)
-    for (int half = 0; half < 2; ++half) {
-      float* p = c + r * ldc + 8 * half;
-      __m256 v = _mm256_loadu_ps(p);
-      if (epi.column_bias) v = _mm256_add_ps(v, _mm256_loadu_ps(epi.column_bias + 8 * half));
-      if (epi.gelu) v = gelu_tanh8(v);
-      _mm256_storeu_ps(p, v);
-    }
+  if (last) apply_epilogue(R, c, ldc, epi);
 }
 
 #else  // portable
+
+inline void apply_epilogue(int rows, float* c, int64_t ldc, const TileEpilogue& epi) {
+  if (!epi.column_bias && !epi.gelu) return;
+  for (int r = 0; r < rows; ++r)
+    for (int j = 0; j < kTileCols; ++j) {
+      float v = c[r * ldc + j];
+      if (epi.column_bias) v = v + epi.column_bias[j];
+      if (epi.gelu) v = gelu_tanh(v);
+      c[r * ldc + j] = v;
+    }
+}
 
 template <int R>
 inline void multiply_tile(const float* a, const float* b, int64_t ldb, int64_t kc, float* c, int64_t ldc, bool resume,

@@ -66,7 +66,7 @@ void run_narrow_tile(int rows, int cols, const float* a, const float* b, int64_t
 // for each block of B panels, for each block of A rows (packed as it is
 // reached), every B panel of the block over every A panel of the block.
 void multiply_range(const AOperand& a, const BOperand& bo, int64_t M, int64_t N, int64_t K, const ProductOutput& out,
-                    int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+                    bool avx512, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
   const int64_t depth = std::min(K, kBlockK);
   const int64_t a_panels = (i1 - i0) * kTileRows * depth * static_cast<int64_t>(sizeof(float)) <= kWholeABytes
                                ? std::max<int64_t>(i1 - i0, 1)
@@ -97,20 +97,32 @@ void multiply_range(const AOperand& a, const BOperand& bo, int64_t M, int64_t N,
           const int64_t first_row = ib * kTileRows, rows = std::min(M, ie * kTileRows) - first_row;
           pack_a_panels(a.data + first_row * a.ld + kb, rows, kc, a.ld, block);
         }
-        for (int64_t j = jb; j < je; ++j) {
+        for (int64_t j = jb; j < je;) {
           const float* b = bo.data + j * bo.panel_stride + kb * bo.row_stride;
           const int64_t n0 = j * kTileCols;
           const int cols = static_cast<int>(std::min<int64_t>(kTileCols, N - n0));
-          const TileEpilogue epi{out.column_bias ? out.column_bias + n0 : nullptr, out.gelu};
+          // Two whole panels at once on the AVX-512 tile, the epilogue then
+          // applied to each as the AVX2 tile applies it.
+          const bool pair = avx512 && j + 1 < je && N - n0 >= 2 * kTileCols;
           for (int64_t i = ib; i < ie; ++i) {
             const float* ap = a.packed ? a.data + (i * K + kb) * kTileRows : block + (i - ib) * kc * kTileRows;
             const int rows = static_cast<int>(std::min<int64_t>(kTileRows, M - i * kTileRows));
             float* c = out.c + i * kTileRows * out.ldc + n0;
-            if (cols == kTileCols)
-              run_tile(rows, ap, b, bo.row_stride, kc, c, out.ldc, resume, last, epi);
-            else
+            if (pair) {
+              fp32_tile_avx512(rows, ap, b, b + bo.panel_stride, bo.row_stride, kc, c, out.ldc, resume);
+              if (last)
+                for (int half = 0; half < 2; ++half)
+                  apply_epilogue(rows, c + half * kTileCols, out.ldc,
+                                 TileEpilogue{out.column_bias ? out.column_bias + n0 + half * kTileCols : nullptr,
+                                              out.gelu});
+            } else if (cols == kTileCols) {
+              run_tile(rows, ap, b, bo.row_stride, kc, c, out.ldc, resume, last,
+                       TileEpilogue{out.column_bias ? out.column_bias + n0 : nullptr, out.gelu});
+            } else {
               run_narrow_tile(rows, cols, ap, b, bo.row_stride, kc, c, out.ldc, resume, last, out, n0);
+            }
           }
+          j += pair ? 2 : 1;
         }
       }
     }
@@ -182,7 +194,7 @@ void pack_b_panels_from_rows(const float* w, int64_t N, int64_t K, int64_t ldw, 
 }
 
 void multiply_panels(const AOperand& a, const BOperand& b, int64_t M, int64_t N, int64_t K,
-                     const ProductOutput& out) {
+                     const ProductOutput& out, const CpuIsa& isa) {
   if (M <= 0 || N <= 0) return;
   if (K == 0) {
     empty_product(M, N, out);
@@ -195,8 +207,9 @@ void multiply_panels(const AOperand& a, const BOperand& b, int64_t M, int64_t N,
   const bool split_b = np >= 2 * static_cast<int64_t>(threads) || mp < threads;
   const int64_t work = split_b ? np : mp;
   const int teams = static_cast<int>(std::min<int64_t>(threads, work));
+  const bool avx512 = isa.avx512;
   if (teams <= 1) {
-    multiply_range(a, b, M, N, K, out, 0, mp, 0, np);
+    multiply_range(a, b, M, N, K, out, avx512, 0, mp, 0, np);
     return;
   }
 #pragma omp parallel num_threads(teams)
@@ -204,9 +217,9 @@ void multiply_panels(const AOperand& a, const BOperand& b, int64_t M, int64_t N,
     const int64_t t = omp_get_thread_num();
     const int64_t lo = work * t / teams, hi = work * (t + 1) / teams;
     if (split_b)
-      multiply_range(a, b, M, N, K, out, 0, mp, lo, hi);
+      multiply_range(a, b, M, N, K, out, avx512, 0, mp, lo, hi);
     else
-      multiply_range(a, b, M, N, K, out, lo, hi, 0, np);
+      multiply_range(a, b, M, N, K, out, avx512, lo, hi, 0, np);
   }
 }
 

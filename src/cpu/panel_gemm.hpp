@@ -10,6 +10,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "cpu/cpu_isa.hpp"
+
 namespace varps::cpu {
 
 // Floats of M rows (or columns) of length K packed as A (or B) panels; the
@@ -57,8 +59,15 @@ struct BOperand {
 };
 
 // C[M, N] from A[M, K] and B[K, N]. Spreads over the OpenMP threads, unless
-// called inside a parallel region.
+// called inside a parallel region. Where `isa` has AVX-512, pairs of B
+// panels go through the AVX-512 tile, which gives the AVX2 tile's bits.
 void multiply_panels(const AOperand& a, const BOperand& b, int64_t M, int64_t N, int64_t K,
-                     const ProductOutput& out);
+                     const ProductOutput& out, const CpuIsa& isa = CpuIsa{});
+
+// The AVX-512 tile: C[r, 0..32) = start + Σ_k a[k·6 + r] · (b0 | b1)[k·ldb
+// + 0..16) for r < rows, start = C when `resume`, else 0. Only where the
+// processor has AVX-512.
+void fp32_tile_avx512(int rows, const float* a, const float* b0, const float* b1, int64_t ldb, int64_t kc, float* c,
+                      int64_t ldc, bool resume);
 
 }  // namespace varps::cpu

@@ -366,7 +366,7 @@ size_t winograd_workspace_floats(int64_t Ci, int64_t Co, int64_t W, int threads)
 
 void winograd_convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const NormOnRead* norm,
                        const float* w_panels, const float* b, int64_t Co, bool add_to_out, float* out,
-                       ScratchPool& scratch) {
+                       ScratchPool& scratch, const CpuIsa& isa) {
   const Tiling t = tiling(H, W, N, omp_get_max_threads());
   const ScratchPool::Lease U = scratch.take(static_cast<size_t>(kFreq) * a_panel_floats(Co, Ci));
   transform_weights(w_panels, Ci, Co, U.data());
@@ -389,7 +389,8 @@ void winograd_convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t
       for (int f = 0; f < kFreq; ++f)
         multiply_panels(AOperand{U.data() + f * u_freq, 0, true}, BOperand::panels(buf.columns + f * v_freq, Ci), Co,
                         tiles, Ci,
-                        ProductOutput{buf.products + f * Co * t.padded_tiles, t.padded_tiles, false, nullptr, false});
+                        ProductOutput{buf.products + f * Co * t.padded_tiles, t.padded_tiles, false, nullptr, false},
+                        isa);
       for (int64_t r = 0; r < rows; ++r) transform_output_row(buf, t, H, W, ty0, r, Co, b, add_to_out, out + n * Co * H * W);
     }
   }

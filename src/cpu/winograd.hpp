@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "backend.hpp"
+#include "cpu/cpu_isa.hpp"
 #include "cpu/scratch_pool.hpp"
 
 namespace varps::cpu {
@@ -27,9 +28,9 @@ size_t winograd_workspace_floats(int64_t Ci, int64_t Co, int64_t W, int threads)
 // out[n] = (add_to_out ? out[n] : 0) + b + conv(norm(x[n]), w): w as A
 // panels of [Co, Ci·9] (cpu/panel_gemm.hpp), norm applied as the input is
 // read when given (zero padding after it). The sum is (out + b) + conv.
-// Its buffers come from `scratch`.
+// Its buffers come from `scratch`; its products use what `isa` allows.
 void winograd_convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const NormOnRead* norm,
                        const float* w_panels, const float* b, int64_t Co, bool add_to_out, float* out,
-                       ScratchPool& scratch);
+                       ScratchPool& scratch, const CpuIsa& isa = CpuIsa{});
 
 }  // namespace varps::cpu

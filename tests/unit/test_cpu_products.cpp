@@ -11,6 +11,7 @@
 
 #include "backend.hpp"
 #include "backend_extents.hpp"
+#include "cpu/cpu_isa.hpp"
 #include "cpu/panel_gemm.hpp"
 #include "test_files.hpp"
 
@@ -96,6 +97,44 @@ TEST(PanelProduct, ARowsBitsIgnoreItsNeighboursAndTheThreads) {
             ASSERT_EQ(part[m * N + n], all[(first + m) * N + n])
                 << "row " << first + m << " of " << M << " rows, " << threads << " threads";
       }
+}
+
+// The AVX-512 tile runs the AVX2 tile's FMA chains on wider registers: the
+// same bits for every shape, epilogue, k block and operand form.
+TEST(PanelProduct, Avx512TileGivesTheAvx2TilesBits) {
+  cpu::CpuIsa wide = cpu::detect_cpu_isa();
+  if (!wide.avx512) GTEST_SKIP() << "this processor has no AVX-512";
+  const cpu::CpuIsa narrow = cpu::capped_cpu_isa(wide, "avx2");
+  for (const Product p : {Product{7, 17, 257}, Product{13, 64, 600}, Product{6, 48, 33}, Product{70, 1700, 1000},
+                          Product{13, 40, 4500}}) {
+    const auto x = random_vector(p.M * p.K, 1), w = random_vector(p.N * p.K, 2), bias = random_vector(p.N, 3),
+               start = random_vector(p.M * p.N, 4);
+    std::vector<float> panels(cpu::b_panel_floats(p.N, p.K));
+    cpu::pack_b_panels_from_rows(w.data(), p.N, p.K, p.K, panels.data());
+    for (int mode = 0; mode < 4; ++mode) {
+      SCOPED_TRACE("M " + std::to_string(p.M) + " N " + std::to_string(p.N) + " K " + std::to_string(p.K) + " mode " +
+                   std::to_string(mode));
+      const cpu::ProductOutput tmpl{nullptr, p.N, mode == 2, mode & 1 ? bias.data() : nullptr, mode == 3};
+      std::vector<float> c1 = start, c2 = start;
+      cpu::ProductOutput o1 = tmpl, o2 = tmpl;
+      o1.c = c1.data();
+      o2.c = c2.data();
+      cpu::multiply_panels(cpu::AOperand{x.data(), p.K, false}, cpu::BOperand::panels(panels.data(), p.K), p.M, p.N,
+                           p.K, o1, wide);
+      cpu::multiply_panels(cpu::AOperand{x.data(), p.K, false}, cpu::BOperand::panels(panels.data(), p.K), p.M, p.N,
+                           p.K, o2, narrow);
+      ASSERT_EQ(c1, c2);
+    }
+  }
+  // B as rows of a row-major [K, N] array (the attention's values).
+  const int64_t M = 9, N = 64, K = 100;
+  const auto x = random_vector(M * K, 5), b = random_vector(K * N, 6);
+  std::vector<float> c1(M * N), c2(M * N);
+  cpu::multiply_panels(cpu::AOperand{x.data(), K, false}, cpu::BOperand::rows(b.data(), N), M, N, K,
+                       cpu::ProductOutput{c1.data(), N}, wide);
+  cpu::multiply_panels(cpu::AOperand{x.data(), K, false}, cpu::BOperand::rows(b.data(), N), M, N, K,
+                       cpu::ProductOutput{c2.data(), N}, narrow);
+  EXPECT_EQ(c1, c2);
 }
 
 TEST(CpuLinear, WeightsPackedAtUploadGiveTheBitsOfPlainOnes) {
