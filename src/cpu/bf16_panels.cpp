@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cpu/kernel_path.hpp"
+#include "cpu/tile_schedule.hpp"
 #include "cpu/vector_math.hpp"
 #include "varps/error.hpp"
 
@@ -19,13 +20,6 @@ namespace {
 
 constexpr int kRows = 6;   // rows of an A panel
 constexpr int kCols = 16;  // columns of a B panel
-
-// As for float32 panels (cpu/panel_gemm.cpp): few rows are packed whole,
-// so that each weight is streamed from memory once; more go 12 rows at a
-// time over the B panels in blocks that stay in L3.
-constexpr int64_t kWholeABytes = 256 << 10;
-constexpr int64_t kBlockPanelsA = 2;
-constexpr int64_t kBlockBBytes = 6 << 20;
 
 int64_t panels_of(int64_t n, int64_t width) { return (n + width - 1) / width; }
 int64_t pairs_of(int64_t K) { return (K + 1) / 2; }
@@ -116,50 +110,32 @@ void fma_tile_rows(int rows, const float* a, const uint32_t* b, int64_t k2, floa
   }
 }
 
-// The tiles of A panels [i0, i1) and B panels [j0, j1), A packed whole
+// C's tile of A panel i and B panels j … j + panels − 1, A packed whole
 // beforehand: words for the AVX512_BF16 tile, rounded floats for the FMA one.
-void multiply_range(const void* a, const uint32_t* b, int64_t M, int64_t N, int64_t K, const ProductOutput& out,
-                    bool avx512, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
-  const int64_t k2 = pairs_of(K);
-  const int64_t panel_bytes = (avx512 ? 4 : 8) * kRows * k2;
-  // All of A's panels at once when they fit L2 (each weight is then read
-  // from memory once), else 12 rows at a time over B in blocks kept in L3.
-  const int64_t a_panels =
-      (i1 - i0) * panel_bytes <= kWholeABytes ? std::max<int64_t>(i1 - i0, 1) : kBlockPanelsA;
-  const int64_t b_panels = a_panels >= i1 - i0 ? std::max<int64_t>(j1 - j0, 1)
-                                               : std::max<int64_t>(2, kBlockBBytes / (k2 * kCols * 4));
+void multiply_tile(const void* a, const uint32_t* b, int64_t M, int64_t N, int64_t K, const ProductOutput& out,
+                   bool avx512, int64_t i, int64_t j, int panels) {
   alignas(64) float tile[kRows * 32];
-  for (int64_t jb = j0; jb < j1; jb += b_panels) {
-    const int64_t je = std::min(j1, jb + b_panels);
-    for (int64_t ib = i0; ib < i1; ib += a_panels) {
-      const int64_t ie = std::min(i1, ib + a_panels);
-      for (int64_t j = jb; j < je; j += 2) {
-        const int panels = j + 1 < je ? 2 : 1;
-        const uint32_t* b0 = b + j * k2 * kCols;
-        const uint32_t* b1 = b0 + k2 * kCols;
-        const int64_t n0 = j * kCols;
-        const int cols = static_cast<int>(std::min<int64_t>(kCols * panels, N - n0));
-        for (int64_t i = ib; i < ie; ++i) {
-          const int rows = static_cast<int>(std::min<int64_t>(kRows, M - i * kRows));
-          const void* ap = static_cast<const char*>(a) + i * panel_bytes;
-          if (avx512) {
-            bf16_tile_avx512(rows, panels, static_cast<const uint32_t*>(ap), b0, b1, k2, tile);
-          } else {
-            fma_tile_rows(rows, static_cast<const float*>(ap), b0, k2, tile);
-            if (panels == 2) fma_tile_rows(rows, static_cast<const float*>(ap), b1, k2, tile + kCols);
-          }
-          for (int r = 0; r < rows; ++r) {
-            float* c = out.c + (i * kRows + r) * out.ldc + n0;
-            const float* s = tile + r * 32;
-            if (out.column_bias)
-              for (int n = 0; n < cols; ++n) c[n] = s[n] + out.column_bias[n0 + n];
-            else
-              std::copy(s, s + cols, c);
-            if (out.gelu) gelu_tanh_span(c, static_cast<size_t>(cols));
-          }
-        }
-      }
-    }
+  const int64_t k2 = pairs_of(K);
+  const uint32_t* b0 = b + j * k2 * kCols;
+  const uint32_t* b1 = b0 + k2 * kCols;
+  const int64_t n0 = j * kCols;
+  const int cols = static_cast<int>(std::min<int64_t>(kCols * panels, N - n0));
+  const int rows = static_cast<int>(std::min<int64_t>(kRows, M - i * kRows));
+  const void* ap = static_cast<const char*>(a) + i * (avx512 ? 4 : 8) * kRows * k2;
+  if (avx512) {
+    bf16_tile_avx512(rows, panels, static_cast<const uint32_t*>(ap), b0, b1, k2, tile);
+  } else {
+    fma_tile_rows(rows, static_cast<const float*>(ap), b0, k2, tile);
+    if (panels == 2) fma_tile_rows(rows, static_cast<const float*>(ap), b1, k2, tile + kCols);
+  }
+  for (int r = 0; r < rows; ++r) {
+    float* c = out.c + (i * kRows + r) * out.ldc + n0;
+    const float* s = tile + r * 32;
+    if (out.column_bias)
+      for (int n = 0; n < cols; ++n) c[n] = s[n] + out.column_bias[n0 + n];
+    else
+      std::copy(s, s + cols, c);
+    if (out.gelu) gelu_tanh_span(c, static_cast<size_t>(cols));
   }
 }
 
@@ -233,7 +209,7 @@ void multiply_bf16_panels(const float* a, int64_t lda, const uint32_t* b_panels,
                           const ProductOutput& out, const CpuIsa& isa, ScratchPool* scratch) {
   if (out.accumulate) throw Error("bf16 products cannot add to their output");
   if (M <= 0 || N <= 0) return;
-  const int64_t mp = panels_of(M, kRows), np = panels_of(N, kCols);
+  const int64_t k2 = pairs_of(K);
   const bool avx512 = isa.avx512_bf16;
   // A rounded and packed once, for every thread.
   ScratchPool local;
@@ -242,26 +218,11 @@ void multiply_bf16_panels(const float* a, int64_t lda, const uint32_t* b_panels,
     pack_bf16_a_panels(a, M, K, lda, reinterpret_cast<uint32_t*>(lease.data()));
   else
     pack_bf16_a_panels_as_floats(a, M, K, lda, lease.data());
-  const int threads = omp_in_parallel() ? 1 : std::max(1, omp_get_max_threads());
-  // Whole pairs of B panels per thread when there are enough (every weight
-  // read from memory once), else whole A panels.
-  const int64_t pairs = (np + 1) / 2;
-  const bool split_b = pairs >= 2 * static_cast<int64_t>(threads) || mp < threads;
-  const int64_t work = split_b ? pairs : mp;
-  const int teams = static_cast<int>(std::min<int64_t>(threads, work));
-  if (teams <= 1) {
-    multiply_range(lease.data(), b_panels, M, N, K, out, avx512, 0, mp, 0, np);
-    return;
-  }
-#pragma omp parallel num_threads(teams)
-  {
-    const int64_t t = omp_get_thread_num();
-    const int64_t lo = work * t / teams, hi = work * (t + 1) / teams;
-    if (split_b)
-      multiply_range(lease.data(), b_panels, M, N, K, out, avx512, 0, mp, std::min(np, 2 * lo), std::min(np, 2 * hi));
-    else
-      multiply_range(lease.data(), b_panels, M, N, K, out, avx512, lo, hi, 0, np);
-  }
+  const float* a_panels = lease.data();
+  run_tile_schedule(TileSchedule{panels_of(M, kRows), panels_of(N, kCols), (avx512 ? 4 : 8) * kRows * k2, 4 * kCols * k2},
+                    [&](int64_t i, int64_t j, int panels) {
+                      multiply_tile(a_panels, b_panels, M, N, K, out, avx512, i, j, panels);
+                    });
 }
 
 }  // namespace varps::cpu

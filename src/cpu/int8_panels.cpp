@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cpu/kernel_path.hpp"
+#include "cpu/tile_schedule.hpp"
 #include "cpu/vector_math.hpp"
 #include "varps/error.hpp"
 
@@ -21,13 +22,6 @@ namespace {
 
 constexpr int kRows = 6;   // rows of an A panel
 constexpr int kCols = 16;  // columns of a B panel
-
-// As for float32 panels (cpu/panel_gemm.cpp): few rows are packed whole,
-// so that each weight is streamed from memory once; more go 12 rows at a
-// time over the B panels in blocks that stay in L3.
-constexpr int64_t kWholeABytes = 256 << 10;
-constexpr int64_t kBlockPanelsA = 2;
-constexpr int64_t kBlockBBytes = 6 << 20;
 
 int64_t panels_of(int64_t n, int64_t width) { return (n + width - 1) / width; }
 int64_t quads_of(int64_t K) { return (K + 3) / 4; }
@@ -135,55 +129,38 @@ void pack_a(const float* x, int64_t M, int64_t K, int64_t ldx, bool offset, uint
   }
 }
 
-// The tiles of A panels [i0, i1) (packed by pack_a) and B panels [j0, j1).
-void multiply_range(const uint32_t* a, const float* row_scales, const void* b, int64_t M, int64_t N, int64_t K,
-                    const ProductOutput& out, bool vnni, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
-  const WeightLayout wl = layout_of(N, K);
+// C's tile of A panel i (packed by pack_a) and B panels j … j + panels − 1:
+// the integer sums, then the scales, the bias and GELU.
+void multiply_tile(const uint32_t* a, const float* row_scales, const void* b, const WeightLayout& wl, int64_t M,
+                   int64_t N, const ProductOutput& out, bool vnni, int64_t i, int64_t j, int panels) {
+  alignas(64) int32_t tile[kRows * 32];
   const int64_t k4 = wl.k4;
-  const int64_t panel_bytes = 4 * kRows * k4;
-  // All of A's panels at once when they fit L2 (each weight is then read
-  // from memory once), else 12 rows at a time over B in blocks kept in L3.
-  const int64_t a_panels = (i1 - i0) * panel_bytes <= kWholeABytes ? std::max<int64_t>(i1 - i0, 1) : kBlockPanelsA;
-  const int64_t b_panels = a_panels >= i1 - i0 ? std::max<int64_t>(j1 - j0, 1)
-                                               : std::max<int64_t>(2, kBlockBBytes / (std::max<int64_t>(k4, 1) * kCols * 4));
+  const uint32_t* b0 = wl.panel(b, j);
+  const uint32_t* b1 = wl.panel(b, j + panels - 1);
+  const int64_t n0 = j * kCols;
+  const int cols = static_cast<int>(std::min<int64_t>(kCols * panels, N - n0));
+  const int rows = static_cast<int>(std::min<int64_t>(kRows, M - i * kRows));
+  const uint32_t* ap = a + i * kRows * k4;
+  if (vnni) {
+    int8_tile_vnni(rows, panels, ap, b0, b1, k4, tile);
+  } else {
+    signed_tile_rows(rows, ap, b0, k4, tile);
+    if (panels == 2) signed_tile_rows(rows, ap, b1, k4, tile + kCols);
+  }
   const float* col_scales = wl.scales(b);
   const int32_t* col_sums = wl.sums(b);
-  alignas(64) int32_t tile[kRows * 32];
-  for (int64_t jb = j0; jb < j1; jb += b_panels) {
-    const int64_t je = std::min(j1, jb + b_panels);
-    for (int64_t ib = i0; ib < i1; ib += a_panels) {
-      const int64_t ie = std::min(i1, ib + a_panels);
-      for (int64_t j = jb; j < je; j += 2) {
-        const int panels = j + 1 < je ? 2 : 1;
-        const uint32_t* b0 = wl.panel(b, j);
-        const uint32_t* b1 = wl.panel(b, j + panels - 1);
-        const int64_t n0 = j * kCols;
-        const int cols = static_cast<int>(std::min<int64_t>(kCols * panels, N - n0));
-        for (int64_t i = ib; i < ie; ++i) {
-          const int rows = static_cast<int>(std::min<int64_t>(kRows, M - i * kRows));
-          const uint32_t* ap = a + i * kRows * k4;
-          if (vnni) {
-            int8_tile_vnni(rows, panels, ap, b0, b1, k4, tile);
-          } else {
-            signed_tile_rows(rows, ap, b0, k4, tile);
-            if (panels == 2) signed_tile_rows(rows, ap, b1, k4, tile + kCols);
-          }
-          for (int r = 0; r < rows; ++r) {
-            const float sx = row_scales[i * kRows + r];
-            float* c = out.c + (i * kRows + r) * out.ldc + n0;
-            const int32_t* s = tile + r * 32;
-            for (int n = 0; n < cols; ++n) {
-              // vpdpbusd summed (q_x + 128)·q_w: the column's sum ·128 too.
-              const int32_t sum = vnni ? s[n] - 128 * col_sums[n0 + n] : s[n];
-              float v = static_cast<float>(sum) * (sx * col_scales[n0 + n]);
-              if (out.column_bias) v += out.column_bias[n0 + n];
-              c[n] = v;
-            }
-            if (out.gelu) gelu_tanh_span(c, static_cast<size_t>(cols));
-          }
-        }
-      }
+  for (int r = 0; r < rows; ++r) {
+    const float sx = row_scales[i * kRows + r];
+    float* c = out.c + (i * kRows + r) * out.ldc + n0;
+    const int32_t* s = tile + r * 32;
+    for (int n = 0; n < cols; ++n) {
+      // vpdpbusd summed (q_x + 128)·q_w: the column's sum ·128 too.
+      const int32_t sum = vnni ? s[n] - 128 * col_sums[n0 + n] : s[n];
+      float v = static_cast<float>(sum) * (sx * col_scales[n0 + n]);
+      if (out.column_bias) v += out.column_bias[n0 + n];
+      c[n] = v;
     }
+    if (out.gelu) gelu_tanh_span(c, static_cast<size_t>(cols));
   }
 }
 
@@ -261,35 +238,19 @@ void multiply_int8_panels(const float* a, int64_t lda, const void* b_panels, int
                           const ProductOutput& out, const CpuIsa& isa, ScratchPool* scratch) {
   if (out.accumulate) throw Error("int8 products cannot add to their output");
   if (M <= 0 || N <= 0) return;
-  const int64_t mp = panels_of(M, kRows), np = panels_of(N, kCols);
+  const WeightLayout wl = layout_of(N, K);
+  const int64_t mp = panels_of(M, kRows);
   const bool vnni = isa.avx512_vnni;
   // A quantised once, for every thread: its panels, then its rows' scales.
   ScratchPool local;
   const ScratchPool::Lease lease = (scratch ? *scratch : local).take(int8_product_scratch_floats(M, K));
-  uint32_t* a_panels = reinterpret_cast<uint32_t*>(lease.data());
-  float* row_scales = lease.data() + mp * kRows * quads_of(K);
-  pack_a(a, M, K, lda, vnni, a_panels, row_scales);
-  const int threads = omp_in_parallel() ? 1 : std::max(1, omp_get_max_threads());
-  // Whole pairs of B panels per thread when there are enough (every weight
-  // read from memory once), else whole A panels.
-  const int64_t pairs = (np + 1) / 2;
-  const bool split_b = pairs >= 2 * static_cast<int64_t>(threads) || mp < threads;
-  const int64_t work = split_b ? pairs : mp;
-  const int teams = static_cast<int>(std::min<int64_t>(threads, work));
-  if (teams <= 1) {
-    multiply_range(a_panels, row_scales, b_panels, M, N, K, out, vnni, 0, mp, 0, np);
-    return;
-  }
-#pragma omp parallel num_threads(teams)
-  {
-    const int64_t t = omp_get_thread_num();
-    const int64_t lo = work * t / teams, hi = work * (t + 1) / teams;
-    if (split_b)
-      multiply_range(a_panels, row_scales, b_panels, M, N, K, out, vnni, 0, mp, std::min(np, 2 * lo),
-                     std::min(np, 2 * hi));
-    else
-      multiply_range(a_panels, row_scales, b_panels, M, N, K, out, vnni, lo, hi, 0, np);
-  }
+  const uint32_t* a_panels = reinterpret_cast<uint32_t*>(lease.data());
+  float* row_scales = lease.data() + mp * kRows * wl.k4;
+  pack_a(a, M, K, lda, vnni, reinterpret_cast<uint32_t*>(lease.data()), row_scales);
+  run_tile_schedule(TileSchedule{mp, wl.np, 4 * kRows * wl.k4, 4 * kCols * wl.k4},
+                    [&](int64_t i, int64_t j, int panels) {
+                      multiply_tile(a_panels, row_scales, b_panels, wl, M, N, out, vnni, i, j, panels);
+                    });
 }
 
 }  // namespace varps::cpu
