@@ -1,6 +1,6 @@
 // The AVX512_BF16 register tile of cpu/bf16_panels.hpp: 6 rows × 32 columns
 // of C in 12 zmm accumulators, one vdpbf16ps per row, panel and k pair.
-// Compiled for AVX-512 by a target pragma around this file's own functions
+// Compiled for AVX-512 by a target attribute on this file's own functions
 // only (nothing from a shared header is instantiated under it), and called
 // only where the processor has the extension.
 #include <cstdint>
@@ -12,14 +12,15 @@
 #if VARPS_CPU_AVX2
 #include <immintrin.h>
 
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16")
+// The instructions these functions may use: a function attribute, which GCC
+// and Clang both honour (Clang ignores GCC's target pragma).
+#define VARPS_TARGET_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16")))
 
 namespace varps::cpu {
 namespace {
 
 template <int R, int Panels>
-void tile(const uint32_t* a, const uint32_t* b0, const uint32_t* b1, int64_t k2, float* t) {
+VARPS_TARGET_AVX512_BF16 void tile(const uint32_t* a, const uint32_t* b0, const uint32_t* b1, int64_t k2, float* t) {
   __m512 acc[Panels][R];
 #pragma GCC unroll 6
   for (int r = 0; r < R; ++r) {
@@ -44,7 +45,7 @@ void tile(const uint32_t* a, const uint32_t* b0, const uint32_t* b1, int64_t k2,
 }
 
 template <int Panels>
-void tile_rows(int rows, const uint32_t* a, const uint32_t* b0, const uint32_t* b1, int64_t k2, float* t) {
+VARPS_TARGET_AVX512_BF16 void tile_rows(int rows, const uint32_t* a, const uint32_t* b0, const uint32_t* b1, int64_t k2, float* t) {
   switch (rows) {
     case 1: tile<1, Panels>(a, b0, b1, k2, t); break;
     case 2: tile<2, Panels>(a, b0, b1, k2, t); break;
@@ -57,7 +58,7 @@ void tile_rows(int rows, const uint32_t* a, const uint32_t* b0, const uint32_t* 
 
 }  // namespace
 
-void bf16_tile_avx512(int rows, int panels, const uint32_t* a, const uint32_t* b0, const uint32_t* b1, int64_t k2,
+VARPS_TARGET_AVX512_BF16 void bf16_tile_avx512(int rows, int panels, const uint32_t* a, const uint32_t* b0, const uint32_t* b1, int64_t k2,
                       float* t) {
   if (panels == 2)
     tile_rows<2>(rows, a, b0, b1, k2, t);
@@ -67,7 +68,7 @@ void bf16_tile_avx512(int rows, int panels, const uint32_t* a, const uint32_t* b
 
 }  // namespace varps::cpu
 
-#pragma GCC pop_options
+#undef VARPS_TARGET_AVX512_BF16
 
 #else
 

@@ -3,7 +3,7 @@
 // element is the same FMA chain over k as in the AVX2 tile (gemm_kernel.hpp),
 // so the two give the same bits; the wider registers halve the instructions
 // per FMA, and on processors with two 512-bit FMA units double the rate.
-// Compiled for AVX-512 by a target pragma around this file's own functions
+// Compiled for AVX-512 by a target attribute on this file's own functions
 // only, and called only where the processor has AVX-512.
 #include <cstdint>
 #include <cstdlib>
@@ -14,14 +14,15 @@
 #if VARPS_CPU_AVX2
 #include <immintrin.h>
 
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl")
+// The instructions these functions may use: a function attribute, which GCC
+// and Clang both honour (Clang ignores GCC's target pragma).
+#define VARPS_TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
 
 namespace varps::cpu {
 namespace {
 
 template <int R>
-void tile(const float* a, const float* b0, const float* b1, int64_t ldb, int64_t kc, float* c, int64_t ldc,
+VARPS_TARGET_AVX512 void tile(const float* a, const float* b0, const float* b1, int64_t ldb, int64_t kc, float* c, int64_t ldc,
           bool resume) {
   __m512 lo[R], hi[R];
 #pragma GCC unroll 6
@@ -48,7 +49,7 @@ void tile(const float* a, const float* b0, const float* b1, int64_t ldb, int64_t
 
 }  // namespace
 
-void fp32_tile_avx512(int rows, const float* a, const float* b0, const float* b1, int64_t ldb, int64_t kc, float* c,
+VARPS_TARGET_AVX512 void fp32_tile_avx512(int rows, const float* a, const float* b0, const float* b1, int64_t ldb, int64_t kc, float* c,
                       int64_t ldc, bool resume) {
   switch (rows) {
     case 1: tile<1>(a, b0, b1, ldb, kc, c, ldc, resume); break;
@@ -62,7 +63,7 @@ void fp32_tile_avx512(int rows, const float* a, const float* b0, const float* b1
 
 }  // namespace varps::cpu
 
-#pragma GCC pop_options
+#undef VARPS_TARGET_AVX512
 
 #else
 

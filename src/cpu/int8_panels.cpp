@@ -224,12 +224,6 @@ void pack_int8_b_panels_from_rows(const float* w, int64_t N, int64_t K, int64_t 
   }
 }
 
-void int8_tile(int rows, int panels, const uint32_t* a, const uint32_t* b0, const uint32_t* b1, int64_t k4,
-               int32_t* t) {
-  signed_tile_rows(rows, a, b0, k4, t);
-  if (panels == 2) signed_tile_rows(rows, a, b1, k4, t + kCols);
-}
-
 size_t int8_product_scratch_floats(int64_t M, int64_t K) {
   return static_cast<size_t>(panels_of(M, kRows) * kRows * (quads_of(K) + 1));
 }

@@ -41,14 +41,11 @@ size_t int8_product_scratch_floats(int64_t M, int64_t K);
 void multiply_int8_panels(const float* a, int64_t lda, const void* b_panels, int64_t M, int64_t N, int64_t K,
                           const ProductOutput& out, const CpuIsa& isa, ScratchPool* scratch = nullptr);
 
-// The register tiles: t[r·32 + c] = Σ over k4 words of row r's four bytes
-// by column c's four, for r < rows (at most 6) and c < 16·panels (panels 1
-// or 2), from an A panel and the B panels b0 (and b1). int8_tile_vnni
-// takes the A bytes as unsigned (x + 128) and runs vpdpbusd (only where the
-// processor has AVX512_VNNI); int8_tile takes them signed.
+// The AVX512_VNNI register tile: t[r·32 + c] = Σ over k4 words of row r's
+// four bytes, taken as unsigned (x + 128), by column c's four, for r < rows
+// (at most 6) and c < 16·panels (panels 1 or 2), from an A panel and the B
+// panels b0 (and b1). Only where the processor has AVX512_VNNI.
 void int8_tile_vnni(int rows, int panels, const uint32_t* a, const uint32_t* b0, const uint32_t* b1, int64_t k4,
                     int32_t* t);
-void int8_tile(int rows, int panels, const uint32_t* a, const uint32_t* b0, const uint32_t* b1, int64_t k4,
-               int32_t* t);
 
 }  // namespace varps::cpu

@@ -1,6 +1,6 @@
 // The AVX512_VNNI register tile of cpu/int8_panels.hpp: 6 rows × 32 columns
 // of int32 sums in 12 zmm accumulators, one vpdpbusd per row, panel and
-// four k. Compiled for AVX-512 by a target pragma around this file's own
+// four k. Compiled for AVX-512 by a target attribute on this file's own
 // functions only, and called only where the processor has the extension.
 #include <cstdint>
 #include <cstdlib>
@@ -11,14 +11,15 @@
 #if VARPS_CPU_AVX2
 #include <immintrin.h>
 
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")
+// The instructions these functions may use: a function attribute, which GCC
+// and Clang both honour (Clang ignores GCC's target pragma).
+#define VARPS_TARGET_AVX512_VNNI __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")))
 
 namespace varps::cpu {
 namespace {
 
 template <int R, int Panels>
-void tile(const uint32_t* a, const uint32_t* b0, const uint32_t* b1, int64_t k4, int32_t* t) {
+VARPS_TARGET_AVX512_VNNI void tile(const uint32_t* a, const uint32_t* b0, const uint32_t* b1, int64_t k4, int32_t* t) {
   __m512i acc[Panels][R];
 #pragma GCC unroll 6
   for (int r = 0; r < R; ++r) {
@@ -43,7 +44,7 @@ void tile(const uint32_t* a, const uint32_t* b0, const uint32_t* b1, int64_t k4,
 }
 
 template <int Panels>
-void tile_rows(int rows, const uint32_t* a, const uint32_t* b0, const uint32_t* b1, int64_t k4, int32_t* t) {
+VARPS_TARGET_AVX512_VNNI void tile_rows(int rows, const uint32_t* a, const uint32_t* b0, const uint32_t* b1, int64_t k4, int32_t* t) {
   switch (rows) {
     case 1: tile<1, Panels>(a, b0, b1, k4, t); break;
     case 2: tile<2, Panels>(a, b0, b1, k4, t); break;
@@ -56,7 +57,7 @@ void tile_rows(int rows, const uint32_t* a, const uint32_t* b0, const uint32_t* 
 
 }  // namespace
 
-void int8_tile_vnni(int rows, int panels, const uint32_t* a, const uint32_t* b0, const uint32_t* b1, int64_t k4,
+VARPS_TARGET_AVX512_VNNI void int8_tile_vnni(int rows, int panels, const uint32_t* a, const uint32_t* b0, const uint32_t* b1, int64_t k4,
                     int32_t* t) {
   if (panels == 2)
     tile_rows<2>(rows, a, b0, b1, k4, t);
@@ -66,7 +67,7 @@ void int8_tile_vnni(int rows, int panels, const uint32_t* a, const uint32_t* b0,
 
 }  // namespace varps::cpu
 
-#pragma GCC pop_options
+#undef VARPS_TARGET_AVX512_VNNI
 
 #else
 
