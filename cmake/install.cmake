@@ -18,6 +18,9 @@ list(REMOVE_ITEM VARPS_PUBLIC_HEADERS ${VARPS_BENCH_PUBLIC_HEADERS})
 install(TARGETS varps varps_bench EXPORT varpsTargets ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
 install(FILES ${VARPS_PUBLIC_HEADERS} ${VARPS_BENCH_PUBLIC_HEADERS} DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/varps)
 install(TARGETS varps_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+# The trained built-in models (find_builtin_model looks here first).
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/models/ DESTINATION ${CMAKE_INSTALL_DATADIR}/varps/models
+        FILES_MATCHING PATTERN "*.pth" PATTERN "*.json" PATTERN "*.safetensors" PATTERN "*.md")
 install(EXPORT varpsTargets NAMESPACE varps:: FILE varpsTargets.cmake DESTINATION ${VARPS_INSTALL_CMAKEDIR})
 
 # The toolkit the CUDA backend was built against, the config's default.

@@ -16,6 +16,8 @@ namespace varps::bench {
 
 // What the streams bench and the ParScale comparison share: which P, how
 // many requests, and what each asks for.
+class GarmentFeatures;  // the built-in model's classifier (src/bench/garment_features.hpp)
+
 struct RunSettings {
   std::vector<int> streams = {1, 2, 4, 8};
   int warmup = 1;
@@ -25,6 +27,10 @@ struct RunSettings {
   SamplingParams sampling;
   // One line per finished repeat ("batched P=4 repeat 2/5: 1234.5 ms").
   std::function<void(const std::string&)> progress;
+  // With the built-in trained model: its classifier, so that diversity also
+  // says how far apart the streams' garments are in its feature space. Not
+  // owned; null leaves the feature distance out.
+  const GarmentFeatures* garment_features = nullptr;
 };
 
 // Milliseconds. Percentiles interpolate linearly between order statistics
@@ -48,8 +54,11 @@ struct Diversity {
   double token_disagreement = 0;  // over all positions of all scales
   double pixel_mad = 0;           // mean |a − b| over pixels
   double cosine_similarity = 0;   // cos(a, b) of the flattened images
+  // Mean Euclidean distance of the garment classifier's 128 features
+  // (scripts/quality.py's diversity); -1 without a classifier.
+  double feature_distance = -1;
 };
-Diversity diversity(const StreamOutputs& out);
+Diversity diversity(const StreamOutputs& out, const GarmentFeatures* features = nullptr);
 
 struct PlannedMemory {
   uint64_t weights = 0;

@@ -1,5 +1,6 @@
 """The Python package on the tiny model and the tiny golden checkpoints: the
-API, its errors, interruption, and bit-equality with the varps command."""
+API, its errors, interruption, and bit-equality with the varps command; and
+the built-in trained model as the default."""
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ CLI = Path(os.environ.get("VARPS_CLI", ROOT / "build" / "varps"))
 
 @pytest.fixture(scope="module")
 def tiny():
-    return varps.Pipeline(threads=2)
+    return varps.Pipeline(preset="tiny", threads=2)
 
 
 def run_cli(*args, cwd):
@@ -41,6 +42,15 @@ def test_generate_returns_uint8_nhwc_and_depends_on_class_and_seed_only(tiny):
     assert np.array_equal(tiny.generate(classes=[1, 2], seeds=5), a)
 
 
+def test_without_checkpoints_the_builtin_trained_model_runs():
+    p = varps.Pipeline(threads=2)
+    assert p.image_size == 32 and p.num_classes == 10 and p.var_config["depth"] == 8
+    assert p.weights == varps.Pipeline(*varps.builtin_model_files("fmnist"), threads=2).weights
+    assert varps.Pipeline(*varps.builtin_model_files("fmnist-d4"), threads=2).var_config["depth"] == 4
+    with pytest.raises(ValueError, match="fmnist-d4"):
+        varps.builtin_model_files("imagenet")
+
+
 def test_tokens_streams_and_per_stream_params(tiny):
     imgs, tokens = tiny.generate(classes=[3], streams=3, seeds=10, return_tokens=True)
     assert imgs.shape[0] == 3 and len(tokens) == 3
@@ -55,13 +65,13 @@ def test_tokens_streams_and_per_stream_params(tiny):
 
 
 def test_outputs_are_bit_identical_to_the_cli(tiny, tmp_path):
-    run_cli("generate", "--class", "2,uncond", "--seed", "40", "--cfg", "1.5", "--top-k", "20", "--top-p", "0.8",
+    run_cli("generate", "--preset", "tiny", "--class", "2,uncond", "--seed", "40", "--cfg", "1.5", "--top-k", "20", "--top-p", "0.8",
             "--out", "o", "--tokens-out", "t.json", "--quiet", cwd=tmp_path)
     doc = json.loads((tmp_path / "t.json").read_text())
     imgs, tokens = tiny.generate(classes=[2, "uncond"], seeds=40, cfg=1.5, top_k=20, top_p=0.8, return_tokens=True)
     assert tokens == [img["tokens"] for img in doc["images"]]
     # pixels: the sample command writes them into an npz
-    run_cli("sample", "--class", "2,uncond", "--per-class", "1", "--seed", "40", "--cfg", "1.5", "--top-k", "20",
+    run_cli("sample", "--preset", "tiny", "--class", "2,uncond", "--per-class", "1", "--seed", "40", "--cfg", "1.5", "--top-k", "20",
             "--top-p", "0.8", "--out", "s", "--quiet", cwd=tmp_path)
     arr = np.load(tmp_path / "s" / "samples.npz")["arr_0"]
     assert arr.dtype == np.uint8 and np.array_equal(arr, imgs)
@@ -99,7 +109,7 @@ def test_inspect_adapter_and_memory_plan(tiny, tmp_path):
     assert four["rows"] == 4 * one["rows"] and four["kv_cache"] == 4 * one["kv_cache"]
     run_cli("adapter", "init", "--preset", "tiny", "--streams", "2", "--prefix-tokens", "2", "--out", "a.safetensors",
             cwd=tmp_path)
-    p = varps.Pipeline(threads=2)
+    p = varps.Pipeline(preset="tiny", threads=2)
     plain = p.generate(classes=[1], seeds=3)
     p.attach_adapter(tmp_path / "a.safetensors")
     assert p.adapter_streams == 2

@@ -4,13 +4,15 @@
     >>> p = varps.Pipeline(var="var_d16.pth", vae="vae_ch160v4096z32.pth")
     >>> images = p.generate(classes=[207, 360], seeds=[0, 1])   # uint8 [2, 256, 256, 3]
 
-Without checkpoints, ``varps.Pipeline()`` is the built-in tiny model (8x8
-noise images, for smoke tests) and ``varps.Pipeline(preset="d16")`` random
-weights of a released size (for timing). The engine is the same C++ library
+Without checkpoints, ``varps.Pipeline()`` is the built-in model "fmnist", a
+small VAR trained on Fashion-MNIST (32x32 garments of 10 classes), shipped in
+the package; ``varps.Pipeline(preset="d16")`` gives random weights of a
+released size (for timing) and ``preset="tiny"`` a random smoke-test model. The engine is the same C++ library
 as the ``varps`` command: the same inputs give the same bits.
 """
 from __future__ import annotations
 
+import pathlib
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -18,7 +20,7 @@ import numpy as np
 from . import _varps
 from ._varps import __version__
 
-__all__ = ["Pipeline", "inspect", "box_mask", "mask_from_image", "__version__"]
+__all__ = ["Pipeline", "builtin_model_files", "inspect", "box_mask", "mask_from_image", "__version__"]
 
 ClassId = Union[int, str]
 _SAMPLING_KEYS = ("cfg", "top_k", "top_p", "temperature")
@@ -83,6 +85,21 @@ def _images_nhwc(images: Any, name: str) -> np.ndarray:
         raise ValueError(f"{name} must be uint8 RGB [N, H, W, 3] or [H, W, 3], got shape {arr.shape}")
     return np.ascontiguousarray(arr)
 
+_BUILTIN_VAR_FILES = {"fmnist": "var_d8.pth", "fmnist-d4": "var_d4.pth"}
+
+
+def builtin_model_files(name: str = "fmnist") -> Tuple[str, str]:
+    """The (var, vae) checkpoint paths of a trained model shipped with the
+    package: "fmnist" (depth 8, the default) or "fmnist-d4" (depth 4)."""
+    if name not in _BUILTIN_VAR_FILES:
+        raise ValueError(f"unknown built-in model {name!r} (known: {', '.join(_BUILTIN_VAR_FILES)})")
+    folder = pathlib.Path(__file__).resolve().parent / "models" / "fmnist"
+    var, vae = folder / _BUILTIN_VAR_FILES[name], folder / "vae.pth"
+    for f in (var, vae):
+        if not f.is_file():
+            raise FileNotFoundError(f"{f}: the built-in model {name!r} is not installed with this package")
+    return str(var), str(vae)
+
 
 class Pipeline:
     """A VAR transformer and its VQVAE tokenizer on one backend.
@@ -91,7 +108,7 @@ class Pipeline:
         var, vae: the official checkpoints (``.pth`` or ``.safetensors``).
         preset: instead of checkpoints, deterministic random weights of a
             released size ("d16", "d20", "d24", "d30", "d36"), or "tiny".
-            Neither: the built-in tiny model.
+            Neither: the built-in trained model "fmnist" (``builtin_model_files``).
         device: "cpu", or "cuda" in builds with the CUDA backend.
         precision: matrix-product operands: "fp32"; "bf16" (CPU and CUDA); "int8" (CPU);
             "fp16" (CUDA). Their error against fp32 is in docs/tolerances.md.
@@ -104,6 +121,8 @@ class Pipeline:
 
     def __init__(self, var: Optional[str] = None, vae: Optional[str] = None, preset: Optional[str] = None,
                  device: str = "cpu", precision: str = "fp32", threads: int = 0, cuda_graphs: bool = True):
+        if var is None and vae is None and preset is None:
+            var, vae = builtin_model_files("fmnist")
         self._p = _varps._Pipeline(None if var is None else str(var), None if vae is None else str(vae), preset,
                                    device, precision, int(threads), bool(cuda_graphs))
 

@@ -1,9 +1,11 @@
 // Diversity of one request's streams: mean over all pairs of streams of token
 // disagreement (per scale and overall), pixel mean absolute difference and
-// cosine similarity of the flattened images.
+// cosine similarity of the flattened images; with the built-in model's
+// classifier, the distance of the images' features.
 #include <cmath>
 #include <string>
 
+#include "bench/garment_features.hpp"
 #include "varps/bench.hpp"
 #include "varps/error.hpp"
 
@@ -53,9 +55,16 @@ double cosine(const std::vector<float>& a, const std::vector<float>& b, double n
 
 }  // namespace
 
-Diversity diversity(const StreamOutputs& out) {
+Diversity diversity(const StreamOutputs& out, const GarmentFeatures* features) {
   validate(out);
   Diversity d;
+  const bool with_features = features && !out.images.empty() &&
+                             out.images[0].size() == 3u * GarmentFeatures::kSide * GarmentFeatures::kSide;
+  std::vector<std::vector<float>> feats;
+  if (with_features) {
+    d.feature_distance = 0;
+    for (const auto& img : out.images) feats.push_back(features->features(img.data()));
+  }
   const size_t P = out.tokens.size();
   const size_t scales = P ? out.tokens[0].size() : 0;
   d.token_disagreement_per_scale.assign(scales, 0.0);
@@ -96,6 +105,14 @@ Diversity diversity(const StreamOutputs& out) {
         }
         d.cosine_similarity += cosine(a, b, norms[i], norms[j]);
       }
+      if (with_features) {
+        double ss = 0.0;
+        for (size_t n = 0; n < feats[i].size(); ++n) {
+          const double e = static_cast<double>(feats[i][n]) - static_cast<double>(feats[j][n]);
+          ss += e * e;
+        }
+        d.feature_distance += std::sqrt(ss);
+      }
     }
   }
   const double pairs = static_cast<double>(d.pairs);
@@ -103,6 +120,7 @@ Diversity diversity(const StreamOutputs& out) {
   d.token_disagreement /= pairs;
   d.pixel_mad /= pairs;
   d.cosine_similarity /= pairs;
+  if (with_features) d.feature_distance /= pairs;
   return d;
 }
 

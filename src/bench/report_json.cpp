@@ -17,6 +17,7 @@ json to_json(const Diversity& d) {
   j["token_disagreement_per_scale"] = d.token_disagreement_per_scale;
   j["pixel_mad"] = d.pixel_mad;
   j["cosine_similarity"] = d.cosine_similarity;
+  if (d.feature_distance >= 0) j["feature_distance"] = d.feature_distance;
   return j;
 }
 

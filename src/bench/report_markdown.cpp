@@ -1,5 +1,6 @@
 // bench.md: the machine and model, the main table, the per-stage table, the
 // thresholds and every flag with its reason.
+#include <algorithm>
 #include <set>
 #include <string>
 
@@ -27,17 +28,27 @@ std::string report_markdown(const Report& r) {
          "the plan's workspace is not an array), and the engine's plan (weights / KV cache / activations). "
          "Diversity is the mean over pairs of streams; the control run gives every stream the same seed "
          "(token disagreement / pixel MAD / cosine, must be 0 / 0 / 1); — where P < 2.\n\n";
-  out += fmt::md_row({"schedule", "P", "median ms [p10–p90]", "images/s", "ms/stream", "peak MiB", "arrays MiB",
-                      "plan MiB (w/kv/act)",
-              "passes/scale", "rows/pass", "token disagreement", "pixel MAD", "cosine", "control (tok/MAD/cos)",
-              "flags"});
-  out += fmt::md_row({"---", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---", "---", "---:", "---:", "---:", "---",
-              "---"});
+  // The garment classifier's feature distance, with the built-in model only.
+  const bool features = std::any_of(r.runs.begin(), r.runs.end(),
+                                    [](const RunResult& run) { return run.diversity.feature_distance >= 0; });
+  std::vector<std::string> head = {"schedule", "P", "median ms [p10–p90]", "images/s", "ms/stream", "peak MiB",
+                                   "arrays MiB", "plan MiB (w/kv/act)", "passes/scale", "rows/pass",
+                                   "token disagreement", "pixel MAD", "cosine"};
+  std::vector<std::string> align = {"---", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---", "---",
+                                    "---:", "---:", "---:"};
+  if (features) {
+    head.push_back("feature distance");
+    align.push_back("---:");
+  }
+  head.insert(head.end(), {"control (tok/MAD/cos)", "flags"});
+  align.insert(align.end(), {"---", "---"});
+  out += fmt::md_row(head);
+  out += fmt::md_row(align);
   for (const RunResult& run : r.runs) {
     std::string flags;
     for (const Flag& f : run.flags) flags += (flags.empty() ? "" : ", ") + f.name;
     if (flags.empty()) flags = "—";
-    out += fmt::md_row({
+    std::vector<std::string> row = {
         fmt::md_cell(run.schedule),
         std::to_string(run.streams),
         fmt::ms(run.latency_ms.median) + " [" + fmt::ms(run.latency_ms.p10) + "–" + fmt::ms(run.latency_ms.p90) + "]",
@@ -52,9 +63,13 @@ std::string report_markdown(const Report& r) {
         div_tok(run.diversity),
         div_mad(run.diversity),
         div_cos(run.diversity),
-        div3(run.control_diversity),
-        fmt::md_cell(flags),
-    });
+    };
+    if (features)
+      row.push_back(run.diversity.pairs && run.diversity.feature_distance >= 0
+                        ? fmt::fixed(run.diversity.feature_distance, 3)
+                        : "—");
+    row.insert(row.end(), {div3(run.control_diversity), fmt::md_cell(flags)});
+    out += fmt::md_row(row);
   }
   out += "\n";
 

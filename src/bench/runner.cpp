@@ -54,12 +54,12 @@ RunResult run_one(const Pipeline& pipe, const BenchConfig& cfg, Schedule schedul
   r.stages_ms = stage_medians(m.stages);
   r.work = pipe.work(req, schedule);
   r.outputs = outputs_of(last);
-  r.diversity = diversity(r.outputs);
+  r.diversity = diversity(r.outputs, cfg.garment_features);
 
   // Control: every stream with the same class and seed must come out identical.
   const std::vector<ImageRequest> control(static_cast<size_t>(P), req.front());
   r.control_outputs = outputs_of(pipe.generate(control, opts));
-  r.control_diversity = diversity(r.control_outputs);
+  r.control_diversity = diversity(r.control_outputs, cfg.garment_features);
   return r;
 }
 

@@ -8,9 +8,11 @@
 #include <limits>
 #include <thread>
 
+#include "bench/garment_features.hpp"
 #include "cli/commands.hpp"
 #include "varps/adapter.hpp"
 #include "varps/bench_runner.hpp"
+#include "varps/builtin_models.hpp"
 #include "varps/config.hpp"
 #include "varps/parscale_compare.hpp"
 #include "varps/error.hpp"
@@ -52,8 +54,8 @@ void add_bench(CLI::App& app, BenchArgs& a) {
   cmd->add_option("--var", a.var, "VAR transformer checkpoint (.pth or .safetensors)")->type_name("FILE");
   cmd->add_option("--vae", a.vae, "VQVAE tokenizer checkpoint (.pth or .safetensors)")->type_name("FILE");
   cmd->add_option("--preset", a.preset,
-                  "Instead of checkpoints: random weights of a released size (d16, d20, d24, d30, d36) or 'tiny' "
-                  "(the default without --var/--vae)")
+                  "Instead of checkpoints: random weights of a released size (d16, d20, d24, d30, d36) or 'tiny'; "
+                  "without --var/--vae/--preset: the built-in trained model 'fmnist'")
       ->type_name("NAME");
   cmd->add_option("--streams", a.streams, "Comma list of stream counts P to measure")
       ->type_name("LIST")
@@ -143,7 +145,7 @@ std::map<std::string, std::string> machine_info(const Pipeline& pipe, const Pipe
 
 // The next (up to) three released sizes above a model of `depth` blocks.
 std::vector<std::string> default_larger(const ModelChoice& m, int depth) {
-  if (m.preset == "tiny") return {};
+  if (m.preset == "tiny" || !m.builtin.empty()) return {};
   std::vector<std::string> out;
   for (const std::string& name : preset_names())
     if (name != "tiny" && preset_var_config(name).depth > depth && out.size() < 3) out.push_back(name);
@@ -259,6 +261,11 @@ int run_bench(const BenchArgs& a) {
   Console con(false, a.quiet);
   Pipeline pipe = load_model(model, device, con);
   if (adapter) pipe.attach_adapter(*adapter);
+  std::optional<bench::GarmentFeatures> garment;
+  if (!model.builtin.empty()) {
+    garment = bench::GarmentFeatures::load(find_builtin_model(model.builtin).classifier);
+    cfg.garment_features = &*garment;
+  }
   if (device.device == "cuda" && device.cuda_graphs && cfg.warmup < 2)
     con.note("--warmup " + std::to_string(cfg.warmup) +
              ": the first timed requests run and record the CUDA graphs; --warmup 2 times replays only");
@@ -273,6 +280,9 @@ int run_bench(const BenchArgs& a) {
       {"warmup", std::to_string(cfg.warmup)},
       {"repeats", std::to_string(cfg.repeats)},
   };
+  if (garment)
+    model_info["feature distance"] =
+        "between the streams' images in the built-in garment classifier's 128 features (docs/quality.md)";
   if (adapter)
     model_info["adapter"] = a.adapter + ": P=" + std::to_string(adapter->streams) + " aggregated streams per image, T=" +
                             std::to_string(adapter->prefix_tokens) + ", s=" + format_double(adapter->smooth) +

@@ -235,11 +235,12 @@ std::vector<ImageRequest> read_stream_params(const std::filesystem::path& file, 
 // ---- which model a command runs (model_choice.cpp) ----
 
 // --var/--vae checkpoints, a --preset of random weights, or (neither) the
-// built-in tiny model.
+// built-in trained model "fmnist" (its checkpoints, found on disk).
 struct ModelChoice {
   bool from_files = false;
   std::string var, vae;
-  std::string preset;  // when !from_files: "tiny", "d16", ...
+  std::string preset;   // when !from_files: "tiny", "d16", ...
+  std::string builtin;  // the built-in model the files are, or empty
 };
 // Checks the flag combination (UsageError otherwise).
 ModelChoice choose_model(const std::string& var, const std::string& vae, const std::string& preset);

@@ -61,7 +61,7 @@ void add_edit(CLI::App& app, EditArgs& a) {
       ->type_name("FILE");
   cmd->add_option("--preset", a.preset,
                   "Instead of checkpoints: deterministic random weights of a released size (for timing; 'tiny' is "
-                  "the built-in smoke-test model, also used without --var/--vae/--preset)")
+                  "the smoke-test model). Without --var/--vae/--preset: the built-in trained model 'fmnist'")
       ->type_name("NAME");
   auto* image = cmd->add_option("--image", a.image,
                                 "The image to edit: a PNG of the model's resolution (256x256 for the released "

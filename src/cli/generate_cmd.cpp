@@ -78,14 +78,15 @@ void add_generate(CLI::App& app, GenerateArgs& a) {
                                 "Print the model description, thread count, progress and per-stage timings (ms)");
   cmd->add_flag("--quiet,-q", a.quiet, "Print nothing but errors (no notes, no progress)")->excludes(verbose);
   cmd->footer(
-      "Without --var/--vae/--preset, a built-in tiny model with deterministic random weights is used (8x8 noise "
-      "images, 10 classes; for smoke tests).\n\n"
+      "Without --var/--vae/--preset, the built-in model 'fmnist' is used: a small VAR trained on Fashion-MNIST "
+      "(32x32 images; classes 0 T-shirt/top, 1 trouser, 2 pullover, 3 dress, 4 coat, 5 sandal, 6 shirt, 7 sneaker, "
+      "8 bag, 9 ankle boot; docs/quality.md). --preset tiny is a random-weight smoke-test model (8x8 noise).\n\n"
       "Randomness: each token is drawn with a counter-based Philox4x32-10 generator keyed by the image's seed and "
       "indexed by (scale, token position), so each image's randomness depends only on its own (class, seed, "
       "sampling params): the same class, seed, --cfg, --top-k and --top-p give the same random draws whatever "
       "other images are generated alongside it.\n\n"
       "Each PNG carries tEXt metadata: varps:class, varps:seed, varps:cfg, varps:top_k, varps:top_p, varps:var "
-      "and varps:vae (or varps:preset), varps:version, Software.\n\n" +
+      "and varps:vae (and varps:model for the built-in model, or varps:preset), varps:version, Software.\n\n" +
       std::string(kExitStatusHelp));
 }
 

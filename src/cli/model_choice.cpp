@@ -1,6 +1,7 @@
 // Choosing and loading the model of a command: checkpoints, a preset of
-// random weights, or the built-in tiny model.
+// random weights, or the built-in trained model.
 #include "cli/commands.hpp"
+#include "varps/builtin_models.hpp"
 #include "varps/checkpoint.hpp"
 #include "varps/config.hpp"
 
@@ -26,7 +27,14 @@ ModelChoice choose_model(const std::string& var, const std::string& vae, const s
   }
   m.var = var;
   m.vae = vae;
-  m.preset = m.from_files ? "" : (preset.empty() ? "tiny" : preset);
+  m.preset = preset;
+  if (!m.from_files && preset.empty()) {
+    const BuiltinModel b = find_builtin_model("fmnist");
+    m.from_files = true;
+    m.var = b.var.string();
+    m.vae = b.vae.string();
+    m.builtin = b.name;
+  }
   return m;
 }
 
@@ -39,11 +47,13 @@ VarConfig peek_var_config(const ModelChoice& m) {
 
 Pipeline load_model(const ModelChoice& m, const PipelineOptions& po, const Console& con, bool with_encoder) {
   if (m.preset == "tiny")
-    con.note("using the built-in tiny model with deterministic random weights; the images are noise (for smoke "
-             "tests)");
+    con.note("using the tiny smoke-test model with deterministic random weights; the images are noise (the "
+             "trained built-in model is the default without --preset)");
   else if (!m.from_files)
     con.note("--preset " + m.preset + ": deterministic random weights of the released " + m.preset +
              " size, for timing; the images are noise");
+  if (!m.builtin.empty())
+    con.note("using the built-in model '" + m.builtin + "': " + find_builtin_model(m.builtin).summary);
   con.info(m.from_files ? "loading " + m.var + " and " + m.vae : "building random weights (preset " + m.preset + ")");
   PipelineOptions gen = po;
   gen.vae_encoder = with_encoder;
@@ -57,6 +67,7 @@ Pipeline load_model(const ModelChoice& m, const PipelineOptions& po, const Conso
 }
 
 std::vector<std::pair<std::string, std::string>> model_metadata(const ModelChoice& m, const Pipeline& pipe) {
+  if (!m.builtin.empty()) return {{"varps:model", m.builtin}, {"varps:var", m.var}, {"varps:vae", m.vae}};
   if (m.from_files) return {{"varps:var", m.var}, {"varps:vae", m.vae}};
   return {{"varps:preset", m.preset}, {"varps:weights", pipe.weights_origin()}};
 }

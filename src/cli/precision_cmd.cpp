@@ -20,8 +20,8 @@ void add_precision_error(CLI::App& app, PrecisionErrorArgs& a) {
   cmd->add_option("--var", a.var, "VAR transformer checkpoint (.pth or .safetensors)")->type_name("FILE");
   cmd->add_option("--vae", a.vae, "VQVAE tokenizer checkpoint (.pth or .safetensors)")->type_name("FILE");
   cmd->add_option("--preset", a.preset,
-                  "Instead of checkpoints: random weights of a released size (d16, d20, d24, d30, d36) or 'tiny' "
-                  "(the default without --var/--vae)")
+                  "Instead of checkpoints: random weights of a released size (d16, d20, d24, d30, d36) or 'tiny'; "
+                  "without --var/--vae/--preset: the built-in trained model 'fmnist'")
       ->type_name("NAME");
   cmd->add_option("--images", a.images, "Images compared; image i has class (--class + 37·i) mod classes, seed --seed + i")
       ->type_name("N")

@@ -28,6 +28,19 @@ struct GoldenCase {
         config(nlohmann::json::parse(std::ifstream(dir / "config.json"))),
         golden(Checkpoint::open(dir / "golden.safetensors")) {}
 
+  // The case's checkpoint `kind` ("var" or "vae") in format `ext`: beside
+  // the outputs, or where config.json's "checkpoints" names it (a path from
+  // the repository root; the built-in trained model is not copied).
+  std::filesystem::path checkpoint(const std::string& kind, const std::string& ext) const {
+    if (config.contains("checkpoints")) {
+      const std::filesystem::path p = std::filesystem::path(VARPS_TEST_DATA) / ".." / ".." /
+                                      config["checkpoints"][kind].get<std::string>();
+      if (p.extension() != "." + ext) ADD_FAILURE() << name << " has no " << kind << " checkpoint in " << ext;
+      return p;
+    }
+    return dir / (kind + "." + ext);
+  }
+
   std::vector<int> patch_nums() const { return config["var"]["patch_nums"].get<std::vector<int>>(); }
   int64_t batch() const { return config["inputs"]["B"].get<int64_t>(); }
   std::vector<int> labels() const { return config["inputs"]["label_B"].get<std::vector<int>>(); }

@@ -37,8 +37,8 @@ class Golden : public ::testing::TestWithParam<Param> {
       PipelineOptions opts;
       opts.threads = 2;
       opts.device = GetParam().device;
-      c[key] = std::make_unique<Pipeline>(Pipeline::from_files(gc_->dir / ("var." + GetParam().ext),
-                                                               gc_->dir / ("vae." + GetParam().ext), opts));
+      c[key] = std::make_unique<Pipeline>(Pipeline::from_files(gc_->checkpoint("var", GetParam().ext),
+                                                               gc_->checkpoint("vae", GetParam().ext), opts));
     }
     pipe_ = c[key].get();
   }
@@ -134,13 +134,14 @@ TEST_P(Golden, EncoderTokensAndReconstruction) {
 INSTANTIATE_TEST_SUITE_P(Cases, Golden,
                          ::testing::Values(Param{"tiny", "pth"}, Param{"tiny", "safetensors"},
                                            Param{"small", "pth"}, Param{"small", "safetensors"},
-                                           Param{"saln", "pth"}, Param{"saln", "safetensors"}),
+                                           Param{"saln", "pth"}, Param{"saln", "safetensors"},
+                                           Param{"fmnist", "pth"}),
                          param_name);
 // The same cases on the GPU in float32, with the same tolerances and greedy
 // tokens exactly equal (skipped without a GPU).
 INSTANTIATE_TEST_SUITE_P(CasesCuda, Golden,
                          ::testing::Values(Param{"tiny", "safetensors", "cuda"}, Param{"small", "safetensors", "cuda"},
-                                           Param{"saln", "safetensors", "cuda"}),
+                                           Param{"saln", "safetensors", "cuda"}, Param{"fmnist", "pth", "cuda"}),
                          param_name);
 
 }  // namespace

@@ -51,6 +51,15 @@ inline CliRun run_cli(const TempDir& cwd, const std::vector<std::string>& args) 
   return r;
 }
 
+// A model command (`args[0]`) on the random smoke-test model: "--preset tiny"
+// after the subcommand. Most CLI tests compare the program with
+// Pipeline::from_preset("tiny"); the default, the built-in trained model,
+// has tests of its own.
+inline CliRun run_cli_tiny(const TempDir& cwd, std::vector<std::string> args) {
+  args.insert(args.begin() + (args.empty() ? 0 : 1), {"--preset", "tiny"});
+  return run_cli(cwd, args);
+}
+
 inline std::string describe(const CliRun& r) {
   return "exit " + std::to_string(r.code) + "\nstdout:\n" + r.out + "\nstderr:\n" + r.err;
 }

@@ -41,16 +41,16 @@ TEST(BackendChoice, CpuReportsNoDeviceMemory) {
 // a missing device is a runtime error (exit 1) saying why.
 TEST(BackendChoice, CommandLine) {
   TempDir dir;
-  expect_error(run_cli(dir, {"generate", "--class", "1", "--out", "o", "--device", "gpu"}), 2,
+  expect_error(run_cli_tiny(dir, {"generate", "--class", "1", "--out", "o", "--device", "gpu"}), 2,
                {"--device/--precision", "unknown device 'gpu'"});
-  expect_error(run_cli(dir, {"bench", "--out", "o", "--precision", "fp8"}), 2, {"unknown precision 'fp8'"});
-  expect_error(run_cli(dir, {"generate", "--class", "1", "--out", "o", "--precision", "fp16"}), 2,
+  expect_error(run_cli_tiny(dir, {"bench", "--out", "o", "--precision", "fp8"}), 2, {"unknown precision 'fp8'"});
+  expect_error(run_cli_tiny(dir, {"generate", "--class", "1", "--out", "o", "--precision", "fp16"}), 2,
                {"fp32, bf16 or int8", "needs --device cuda"});
-  expect_error(run_cli(dir, {"bench", "--out", "o", "--cuda-graphs", "yes"}), 2,
+  expect_error(run_cli_tiny(dir, {"bench", "--out", "o", "--cuda-graphs", "yes"}), 2,
                {"--cuda-graphs", "expected on or off, got 'yes'"});
   const std::string& reason = testing::cuda_unavailable_reason();
   if (reason.empty()) GTEST_SKIP() << "a CUDA device is present";
-  expect_error(run_cli(dir, {"generate", "--quiet", "--class", "1", "--out", "o", "--device", "cuda"}), 1, {reason});
+  expect_error(run_cli_tiny(dir, {"generate", "--quiet", "--class", "1", "--out", "o", "--device", "cuda"}), 1, {reason});
 }
 
 }  // namespace

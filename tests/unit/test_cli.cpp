@@ -37,6 +37,7 @@ using test::Json;
 using test::png_text;
 using test::read_json;
 using test::run_cli;
+using test::run_cli_tiny;
 using test::TempDir;
 namespace fs = std::filesystem;
 
@@ -89,7 +90,7 @@ TEST(Cli, GenerateHelpExplainsEveryFlagWithDefaults) {
   expect_ok(r);
   for (const char* s : {"--var", "--vae", "--preset", "--class", "uncond", "--cfg", "=4", "--top-k", "=900",
                         "--top-p", "=0.95", "--seed", "seed + i", "--out", "--tokens-out", "--threads", "--verbose",
-                        "--quiet", "Philox", "only on its own", "tiny model"})
+                        "--quiet", "Philox", "only on its own", "Fashion-MNIST", "smoke-test"})
     EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
   for (const char* cmd : {"reconstruct", "inspect"}) {
     const CliRun h = run_cli(dir, {cmd, "--help"});
@@ -116,10 +117,10 @@ TEST(Cli, UsageErrorsExitWithTwo) {
   TempDir dir;
   expect_error(run_cli(dir, {}), 2, {"subcommand"});
   expect_error(run_cli(dir, {"frobnicate"}), 2, {"frobnicate"});
-  expect_error(run_cli(dir, {"generate", "--class", "1"}), 2, {"--out"});
-  expect_error(run_cli(dir, {"generate", "--out", "o"}), 2, {"--class"});
-  expect_error(run_cli(dir, {"generate", "--class", "1", "--out", "o", "--bogus"}), 2, {"--bogus"});
-  expect_error(run_cli(dir, {"generate", "--class", "1", "--out", "o", "-v", "-q"}), 2, {"--quiet"});
+  expect_error(run_cli_tiny(dir, {"generate", "--class", "1"}), 2, {"--out"});
+  expect_error(run_cli_tiny(dir, {"generate", "--out", "o"}), 2, {"--class"});
+  expect_error(run_cli_tiny(dir, {"generate", "--class", "1", "--out", "o", "--bogus"}), 2, {"--bogus"});
+  expect_error(run_cli_tiny(dir, {"generate", "--class", "1", "--out", "o", "-v", "-q"}), 2, {"--quiet"});
   EXPECT_FALSE(fs::exists(dir / "o"));
 }
 
@@ -127,9 +128,9 @@ TEST(Cli, UsageErrorsExitWithTwo) {
 
 TEST(CliGenerate, TinyModelWritesOnePngPerClassWithMetadata) {
   TempDir dir;
-  const CliRun r = run_cli(dir, {"generate", "--class", "3", "--class", "7", "--seed", "5", "--out", "imgs"});
+  const CliRun r = run_cli_tiny(dir, {"generate", "--class", "3", "--class", "7", "--seed", "5", "--out", "imgs"});
   expect_ok(r);
-  EXPECT_NE(r.err.find("built-in tiny model"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("tiny smoke-test model"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("random weights"), std::string::npos) << r.err;
   EXPECT_EQ(r.out, "");
   ASSERT_TRUE(fs::exists(dir / "imgs/000000.png"));
@@ -160,7 +161,7 @@ TEST(CliGenerate, TinyModelWritesOnePngPerClassWithMetadata) {
 
 TEST(CliGenerate, MatchesTheLibraryPixelForPixelAndTokenForToken) {
   TempDir dir;
-  expect_ok(run_cli(dir, {"generate", "--class", "2,uncond", "--seed", "40", "--cfg", "1.5", "--top-k", "20",
+  expect_ok(run_cli_tiny(dir, {"generate", "--class", "2,uncond", "--seed", "40", "--cfg", "1.5", "--top-k", "20",
                           "--top-p", "0.8", "--out", "o", "--tokens-out", "t.json", "--quiet"}));
   const Pipeline pipe = Pipeline::from_preset("tiny");
   std::vector<ImageRequest> reqs(2);
@@ -187,7 +188,7 @@ TEST(CliGenerate, MatchesTheLibraryPixelForPixelAndTokenForToken) {
 
 TEST(CliGenerate, TokensOutHasOneMapPerScaleInsideTheVocabulary) {
   TempDir dir;
-  const CliRun r = run_cli(dir, {"generate", "--class", "1,4", "--seed", "9", "--out", "o", "--tokens-out", "t.json"});
+  const CliRun r = run_cli_tiny(dir, {"generate", "--class", "1,4", "--seed", "9", "--out", "o", "--tokens-out", "t.json"});
   expect_ok(r);
   const Json doc = read_json(dir / "t.json");
   expect_token_layout(doc, {1, 2, 3, 4}, 2, 64);
@@ -202,7 +203,7 @@ TEST(CliGenerate, SameSeedSameTokensOtherSeedOtherTokens) {
   auto tokens = [&](const std::vector<std::string>& extra) {
     std::vector<std::string> args = {"generate", "--out", "o", "--tokens-out", "t.json", "-q"};
     args.insert(args.end(), extra.begin(), extra.end());
-    const CliRun r = run_cli(dir, args);
+    const CliRun r = run_cli_tiny(dir, args);
     EXPECT_EQ(r.code, 0) << describe(r);
     return json_tokens(read_json(dir / "t.json"));
   };
@@ -221,12 +222,12 @@ TEST(CliGenerate, SameSeedSameTokensOtherSeedOtherTokens) {
 
 TEST(CliGenerate, VerbosePrintsModelThreadsAndTimingsQuietPrintsNothing) {
   TempDir dir;
-  const CliRun v = run_cli(dir, {"generate", "--class", "1", "--out", "o", "--verbose", "--threads", "1"});
+  const CliRun v = run_cli_tiny(dir, {"generate", "--class", "1", "--out", "o", "--verbose", "--threads", "1"});
   expect_ok(v);
   for (const char* s : {"VAR depth 2", "VQVAE", "threads: 1", "transformer", "scale 4/4", "sampling",
                         "residual path", "decode", "total"})
     EXPECT_NE(v.err.find(s), std::string::npos) << s << "\n" << v.err;
-  const CliRun q = run_cli(dir, {"generate", "--class", "1", "--out", "o", "--quiet"});
+  const CliRun q = run_cli_tiny(dir, {"generate", "--class", "1", "--out", "o", "--quiet"});
   expect_ok(q);
   EXPECT_EQ(q.err, "");
   EXPECT_EQ(q.out, "");
@@ -257,9 +258,9 @@ TEST(CliGenerate, GoldenCheckpointsUnconditionalAndBothFormats) {
 
 TEST(CliGenerate, ClassOutsideTheModelIsAnError) {
   TempDir dir;
-  expect_error(run_cli(dir, {"generate", "--class", "10000", "--out", "o"}), 1, {"class 10000", "0..9", "uncond"});
-  expect_error(run_cli(dir, {"generate", "--class", "-1", "--out", "o"}), 1, {"class -1", "0..9"});
-  expect_error(run_cli(dir, {"generate", "--class", "1,abc", "--out", "o"}), 2, {"'abc'", "--class"});
+  expect_error(run_cli_tiny(dir, {"generate", "--class", "10000", "--out", "o"}), 1, {"class 10000", "0..9", "uncond"});
+  expect_error(run_cli_tiny(dir, {"generate", "--class", "-1", "--out", "o"}), 1, {"class -1", "0..9"});
+  expect_error(run_cli_tiny(dir, {"generate", "--class", "1,abc", "--out", "o"}), 2, {"'abc'", "--class"});
   expect_error(run_cli(dir, {"generate", "--var", (kTiny / "var.pth").string(), "--vae",
                              (kTiny / "vae.pth").string(), "--class", "11", "--out", "o"}),
                1, {"class 11", "0..9"});
@@ -277,7 +278,7 @@ class CliBadFlag : public ::testing::TestWithParam<BadFlag> {};
 TEST_P(CliBadFlag, NamesTheFlagAndValue) {
   TempDir dir;
   const BadFlag& b = GetParam();
-  expect_error(run_cli(dir, {"generate", "--class", "1", "--out", "o", b.flag, b.value}), 2,
+  expect_error(run_cli_tiny(dir, {"generate", "--class", "1", "--out", "o", b.flag, b.value}), 2,
                {b.flag, "'" + b.value + "'"});
   EXPECT_FALSE(fs::exists(dir / "o"));
 }
@@ -298,7 +299,7 @@ INSTANTIATE_TEST_SUITE_P(Generate, CliBadFlag,
 
 TEST(CliGenerate, FiltersCanBeSwitchedOff) {
   TempDir dir;
-  expect_ok(run_cli(dir, {"generate", "--class", "1", "--top-k", "0", "--top-p", "0", "--cfg", "0", "--out", "o",
+  expect_ok(run_cli_tiny(dir, {"generate", "--class", "1", "--top-k", "0", "--top-p", "0", "--cfg", "0", "--out", "o",
                           "--quiet"}));
   auto text = png_text(dir / "o/000000.png");
   EXPECT_EQ(text["varps:top_k"], "0");
@@ -380,11 +381,11 @@ TEST(CliGenerate, CorruptedSafetensorsAndMisShapedTensors) {
 TEST(CliGenerate, UnwritableOutputs) {
   TempDir dir;
   const std::string proc = "/proc/varps-test-" + std::to_string(::getpid());
-  expect_error(run_cli(dir, {"generate", "--class", "1", "--out", proc}), 1, {proc});
+  expect_error(run_cli_tiny(dir, {"generate", "--class", "1", "--out", proc}), 1, {proc});
   test::write_bytes(dir / "plain", "x");
-  expect_error(run_cli(dir, {"generate", "--class", "1", "--out", "plain/sub"}), 1, {"plain/sub"});
-  expect_error(run_cli(dir, {"generate", "--class", "1", "--out", "plain"}), 1, {"'plain'", "not a directory"});
-  expect_error(run_cli(dir, {"generate", "--class", "1", "--out", "o", "--tokens-out", "nodir/t.json"}), 1,
+  expect_error(run_cli_tiny(dir, {"generate", "--class", "1", "--out", "plain/sub"}), 1, {"plain/sub"});
+  expect_error(run_cli_tiny(dir, {"generate", "--class", "1", "--out", "plain"}), 1, {"'plain'", "not a directory"});
+  expect_error(run_cli_tiny(dir, {"generate", "--class", "1", "--out", "o", "--tokens-out", "nodir/t.json"}), 1,
                {"nodir/t.json", "--tokens-out"});
 }
 
@@ -524,7 +525,7 @@ namespace {
 
 TEST(CliStreams, StreamsPerClassWithConsecutiveSeeds) {
   TempDir dir;
-  expect_ok(run_cli(dir, {"generate", "--class", "3,5", "--streams", "3", "--seed", "20", "--out", "o",
+  expect_ok(run_cli_tiny(dir, {"generate", "--class", "3,5", "--streams", "3", "--seed", "20", "--out", "o",
                           "--tokens-out", "t.json", "-q"}));
   const Json doc = read_json(dir / "t.json");
   ASSERT_EQ(doc.at("images").size(), 6u);
@@ -534,7 +535,7 @@ TEST(CliStreams, StreamsPerClassWithConsecutiveSeeds) {
     EXPECT_TRUE(fs::exists(dir / "o" / ("00000" + std::to_string(i) + ".png")));
   }
   // Stream 4 (class 5, seed 24) is the same image generated alone.
-  expect_ok(run_cli(dir, {"generate", "--class", "5", "--seed", "24", "--out", "alone", "--tokens-out", "a.json",
+  expect_ok(run_cli_tiny(dir, {"generate", "--class", "5", "--seed", "24", "--out", "alone", "--tokens-out", "a.json",
                           "-q"}));
   EXPECT_EQ(json_tokens(read_json(dir / "a.json"))[0], json_tokens(doc)[4]);
 }
@@ -545,7 +546,7 @@ TEST(CliStreams, StreamParamsSetEachStream) {
                     R"([{"class": 2, "seed": 7, "cfg": 0, "top_k": 1},
                         {"cfg": 2.5, "top_p": 0.5, "temperature": 0.7},
                         {"class": "uncond"}])");
-  expect_ok(run_cli(dir, {"generate", "--class", "4", "--stream-params", "p.json", "--seed", "100", "--out", "o",
+  expect_ok(run_cli_tiny(dir, {"generate", "--class", "4", "--stream-params", "p.json", "--seed", "100", "--out", "o",
                           "--tokens-out", "t.json", "-q"}));
   const Json doc = read_json(dir / "t.json");
   ASSERT_EQ(doc.at("images").size(), 3u);
@@ -564,26 +565,26 @@ TEST(CliStreams, StreamParamsSetEachStream) {
 TEST(CliStreams, BadStreamParamsAreNamed) {
   TempDir dir;
   test::write_bytes(dir / "bad_key.json", R"([{"class": 1}, {"klass": 1}])");
-  expect_error(run_cli(dir, {"generate", "--stream-params", "bad_key.json", "--out", "o"}), 1,
+  expect_error(run_cli_tiny(dir, {"generate", "--stream-params", "bad_key.json", "--out", "o"}), 1,
                {"bad_key.json", "stream 1", "unknown field \"klass\""});
   test::write_bytes(dir / "bad_range.json", R"([{"class": 1, "top_p": 2}])");
-  expect_error(run_cli(dir, {"generate", "--stream-params", "bad_range.json", "--out", "o"}), 1,
+  expect_error(run_cli_tiny(dir, {"generate", "--stream-params", "bad_range.json", "--out", "o"}), 1,
                {"bad_range.json", "stream 0", "top_p"});
   test::write_bytes(dir / "bad_class.json", R"([{"class": 99}])");
-  expect_error(run_cli(dir, {"generate", "--stream-params", "bad_class.json", "--out", "o"}), 1,
+  expect_error(run_cli_tiny(dir, {"generate", "--stream-params", "bad_class.json", "--out", "o"}), 1,
                {"class 99 is out of range"});
   test::write_bytes(dir / "no_class.json", R"([{"seed": 1}])");
-  expect_error(run_cli(dir, {"generate", "--stream-params", "no_class.json", "--out", "o"}), 1,
+  expect_error(run_cli_tiny(dir, {"generate", "--stream-params", "no_class.json", "--out", "o"}), 1,
                {"no \"class\""});
   test::write_bytes(dir / "not_json.json", "[{");
-  expect_error(run_cli(dir, {"generate", "--stream-params", "not_json.json", "--out", "o"}), 1,
+  expect_error(run_cli_tiny(dir, {"generate", "--stream-params", "not_json.json", "--out", "o"}), 1,
                {"not_json.json", "not valid JSON"});
-  expect_error(run_cli(dir, {"generate", "--stream-params", "missing.json", "--out", "o"}), 1, {"missing.json"});
-  expect_error(run_cli(dir, {"generate", "--class", "1", "--streams", "0", "--out", "o"}), 2, {"--streams"});
-  expect_error(run_cli(dir, {"generate", "--class", "1", "--streams", "-3", "--out", "o"}), 2, {"--streams"});
-  expect_error(run_cli(dir, {"generate", "--class", "1", "--temperature", "0", "--out", "o"}), 2,
+  expect_error(run_cli_tiny(dir, {"generate", "--stream-params", "missing.json", "--out", "o"}), 1, {"missing.json"});
+  expect_error(run_cli_tiny(dir, {"generate", "--class", "1", "--streams", "0", "--out", "o"}), 2, {"--streams"});
+  expect_error(run_cli_tiny(dir, {"generate", "--class", "1", "--streams", "-3", "--out", "o"}), 2, {"--streams"});
+  expect_error(run_cli_tiny(dir, {"generate", "--class", "1", "--temperature", "0", "--out", "o"}), 2,
                {"--temperature"});
-  expect_error(run_cli(dir, {"generate", "--stream-params", "bad_key.json", "--streams", "2", "--out", "o"}), 2,
+  expect_error(run_cli_tiny(dir, {"generate", "--stream-params", "bad_key.json", "--streams", "2", "--out", "o"}), 2,
                {"--stream-params"});
 }
 
@@ -599,7 +600,7 @@ TEST(CliStreams, RequestBeyondTheMachinesMemoryIsRefusedFromItsPlan) {
                                 .total();
   const std::string streams = std::to_string(std::max<uint64_t>(1000000, 2 * phys / per_1000 * 1000));
   const auto start = std::chrono::steady_clock::now();
-  const CliRun r = run_cli(dir, {"generate", "--class", "1", "--streams", streams, "--out", "o", "-q"});
+  const CliRun r = run_cli_tiny(dir, {"generate", "--class", "1", "--streams", streams, "--out", "o", "-q"});
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   expect_error(r, 1, {"request needs ", " GiB (plan: weights ", ", KV cache ", ", activations ",
                       "for " + streams + " images, this machine has "});
@@ -611,7 +612,7 @@ TEST(CliStreams, RequestBeyondTheMachinesMemoryIsRefusedFromItsPlan) {
 
 TEST(CliBench, TinyBenchWritesReportsWithRealCounters) {
   TempDir dir;
-  const CliRun r = run_cli(dir, {"bench", "--streams", "1,3", "--repeats", "3", "--warmup", "1", "--out", "b", "-q"});
+  const CliRun r = run_cli_tiny(dir, {"bench", "--streams", "1,3", "--repeats", "3", "--warmup", "1", "--out", "b", "-q"});
   expect_ok(r);
   for (const char* f : {"bench.json", "bench.csv", "bench.md", "bench.svg"}) EXPECT_TRUE(fs::exists(dir / "b" / f)) << f;
   EXPECT_NE(r.out.find("| schedule | P |"), std::string::npos) << r.out;  // the Markdown table is printed
@@ -649,17 +650,17 @@ TEST(CliBench, TinyBenchWritesReportsWithRealCounters) {
 
 TEST(CliBench, BadFlags) {
   TempDir dir;
-  expect_error(run_cli(dir, {"bench", "--streams", "0,2", "--out", "b"}), 2, {"--streams"});
-  expect_error(run_cli(dir, {"bench", "--schedule", "parallel", "--out", "b"}), 2, {"--schedule"});
-  expect_error(run_cli(dir, {"bench", "--repeats", "0", "--out", "b"}), 2, {"--repeats"});
-  expect_error(run_cli(dir, {"bench", "--warmup", "-1", "--out", "b"}), 2, {"--warmup"});
-  expect_error(run_cli(dir, {"bench", "--peak-tflops", "-2", "--out", "b"}), 2, {"--peak-tflops"});
-  expect_error(run_cli(dir, {"bench", "--compare-parscale", "--peak-gbps", "3350", "--out", "b"}), 2,
+  expect_error(run_cli_tiny(dir, {"bench", "--streams", "0,2", "--out", "b"}), 2, {"--streams"});
+  expect_error(run_cli_tiny(dir, {"bench", "--schedule", "parallel", "--out", "b"}), 2, {"--schedule"});
+  expect_error(run_cli_tiny(dir, {"bench", "--repeats", "0", "--out", "b"}), 2, {"--repeats"});
+  expect_error(run_cli_tiny(dir, {"bench", "--warmup", "-1", "--out", "b"}), 2, {"--warmup"});
+  expect_error(run_cli_tiny(dir, {"bench", "--peak-tflops", "-2", "--out", "b"}), 2, {"--peak-tflops"});
+  expect_error(run_cli_tiny(dir, {"bench", "--compare-parscale", "--peak-gbps", "3350", "--out", "b"}), 2,
                {"--peak-tflops and --peak-gbps"});
-  expect_error(run_cli(dir, {"bench", "--class", "77", "--out", "b"}), 1, {"class 77"});
+  expect_error(run_cli_tiny(dir, {"bench", "--class", "77", "--out", "b"}), 1, {"class 77"});
   expect_error(run_cli(dir, {"bench", "--preset", "d99", "--out", "b"}), 2, {"d99"});
   test::write_bytes(dir / "file", "x");
-  expect_error(run_cli(dir, {"bench", "--out", "file/sub"}), 1, {"file/sub"});
+  expect_error(run_cli_tiny(dir, {"bench", "--out", "file/sub"}), 1, {"file/sub"});
 }
 
 }  // namespace

@@ -20,6 +20,7 @@ using test::json_tokens;
 using test::png_text;
 using test::read_json;
 using test::run_cli;
+using test::run_cli_tiny;
 using test::TempDir;
 namespace fs = std::filesystem;
 
@@ -77,8 +78,8 @@ TEST(CliEdit, InpaintsAnImageAsTheLibraryDoes) {
 // tokens of its own input; the streams of one edit continue the seeds.
 TEST(CliEdit, OutpaintsTokenMapsWithStreams) {
   TempDir dir;
-  expect_ok(run_cli(dir, {"generate", "--class", "1,2", "--out", "g", "--tokens-out", "in.json", "--quiet"}));
-  expect_ok(run_cli(dir, {"edit", "--input-tokens", "in.json", "--box", "0,0,0.5,1", "--outpaint", "--class",
+  expect_ok(run_cli_tiny(dir, {"generate", "--class", "1,2", "--out", "g", "--tokens-out", "in.json", "--quiet"}));
+  expect_ok(run_cli_tiny(dir, {"edit", "--input-tokens", "in.json", "--box", "0,0,0.5,1", "--outpaint", "--class",
                           "4,uncond", "--streams", "2", "--seed", "30", "--out", "e", "--tokens-out", "t.json",
                           "--quiet"}));
   const auto in = json_tokens(read_json(dir / "in.json"));
@@ -103,7 +104,7 @@ TEST(CliEdit, OutpaintsTokenMapsWithStreams) {
 // A mask image that is white exactly over the box edits as the box does.
 TEST(CliEdit, AMaskImageOverTheBoxEditsAsTheBox) {
   TempDir dir;
-  expect_ok(run_cli(dir, {"generate", "--class", "1", "--out", "g", "--tokens-out", "in.json", "--quiet"}));
+  expect_ok(run_cli_tiny(dir, {"generate", "--class", "1", "--out", "g", "--tokens-out", "in.json", "--quiet"}));
   RgbImage mask{8, 8, std::vector<uint8_t>(8 * 8 * 3, 0)};
   for (int y = 2; y < 6; ++y)
     for (int x = 2; x < 6; ++x)
@@ -116,8 +117,8 @@ TEST(CliEdit, AMaskImageOverTheBoxEditsAsTheBox) {
     args.insert(args.end(), extra.begin(), extra.end());
     return args;
   };
-  expect_ok(run_cli(dir, with({"--mask", "mask.png", "--out", "m", "--tokens-out", "m.json"})));
-  expect_ok(run_cli(dir, with({"--box", "0.25,0.25,0.75,0.75", "--out", "b", "--tokens-out", "b.json"})));
+  expect_ok(run_cli_tiny(dir, with({"--mask", "mask.png", "--out", "m", "--tokens-out", "m.json"})));
+  expect_ok(run_cli_tiny(dir, with({"--box", "0.25,0.25,0.75,0.75", "--out", "b", "--tokens-out", "b.json"})));
   EXPECT_EQ(json_tokens(read_json(dir / "m.json")), json_tokens(read_json(dir / "b.json")));
   EXPECT_EQ(read_png(dir / "m/000000.png").pixels, read_png(dir / "b/000000.png").pixels);
   EXPECT_EQ(png_text(dir / "m/000000.png")["varps:mask"], "mask.png");
@@ -125,14 +126,14 @@ TEST(CliEdit, AMaskImageOverTheBoxEditsAsTheBox) {
 
 TEST(CliEdit, BadInputIsOneLineNamingWhatAndWhere) {
   TempDir dir;
-  expect_ok(run_cli(dir, {"generate", "--class", "1,2", "--out", "g", "--tokens-out", "in.json", "--quiet"}));
+  expect_ok(run_cli_tiny(dir, {"generate", "--class", "1,2", "--out", "g", "--tokens-out", "in.json", "--quiet"}));
   write_png(dir / "big.png", RgbImage{16, 16, std::vector<uint8_t>(16 * 16 * 3, 9)});
   write_png(dir / "wide.png", RgbImage{8, 4, std::vector<uint8_t>(8 * 4 * 3, 9)});
   const std::vector<std::string> box = {"--box", "0.25,0.25,0.75,0.75"};
   auto edit = [&](std::vector<std::string> args) {
     args.insert(args.begin(), "edit");
     args.insert(args.end(), {"--out", "o", "--quiet"});
-    return run_cli(dir, args);
+    return run_cli_tiny(dir, args);
   };
   // usage: exit 2
   expect_error(edit({"--box", "0,0,1,1", "--class", "1"}), 2, {"--image or --input-tokens"});
@@ -189,7 +190,7 @@ TEST(CliEdit, HostileTokenFilesAreOneLineErrors) {
                            R"([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]])";
   auto edit = [&](const std::string& doc) {
     test::write_bytes(dir / "t.json", doc);
-    return run_cli(dir, {"edit", "--input-tokens", "t.json", "--box", "0,0,1,1", "--class", "1", "--out", "o",
+    return run_cli_tiny(dir, {"edit", "--input-tokens", "t.json", "--box", "0,0,1,1", "--class", "1", "--out", "o",
                          "--quiet"});
   };
   // 2^32 + 1 once wrapped to 1, so the tiny model's scales 1,2,3,4 matched;

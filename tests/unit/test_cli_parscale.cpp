@@ -16,6 +16,7 @@ using test::expect_ok;
 using test::Json;
 using test::read_json;
 using test::run_cli;
+using test::run_cli_tiny;
 using test::TempDir;
 namespace fs = std::filesystem;
 
@@ -81,7 +82,7 @@ TEST(CliAdapter, InspectDescribesAnAdapter) {
 TEST(CliAdapter, GenerateMatchesTheLibrary) {
   TempDir dir;
   expect_ok(run_cli(dir, {"adapter", "init", "--preset", "tiny", "-P", "3", "-T", "2", "--out", "a.safetensors"}));
-  expect_ok(run_cli(dir, {"generate", "--adapter", "a.safetensors", "--class", "1,uncond", "--streams", "2", "--seed",
+  expect_ok(run_cli_tiny(dir, {"generate", "--adapter", "a.safetensors", "--class", "1,uncond", "--streams", "2", "--seed",
                           "30", "--cfg", "2", "--top-k", "10", "--out", "o", "--tokens-out", "t.json", "-q"}));
   Pipeline pipe = Pipeline::from_preset("tiny");
   pipe.attach_adapter(ParScaleAdapter::load(dir / "a.safetensors"));
@@ -122,16 +123,16 @@ TEST(CliAdapter, GenerateReproducesTheGoldenParScaleTokens) {
 
 TEST(CliAdapter, GenerateRefusesAdaptersThatDoNotFit) {
   TempDir dir;
-  expect_error(run_cli(dir, {"generate", "--adapter", (kSaln / "parscale_p2.safetensors").string(), "--class", "1",
+  expect_error(run_cli_tiny(dir, {"generate", "--adapter", (kSaln / "parscale_p2.safetensors").string(), "--class", "1",
                              "--out", "o"}),
                1, {"does not fit the model", "blocks"});
   expect_ok(run_cli(dir, {"adapter", "init", "--preset", "d16", "-P", "2", "-T", "1", "--out", "d16.safetensors"}));
   expect_error(run_cli(dir, {"generate", "--var", (kSaln / "var.pth").string(), "--vae", (kSaln / "vae.pth").string(),
                              "--adapter", "d16.safetensors", "--class", "1", "--out", "o"}),
                1, {"d16.safetensors", "does not fit"});
-  expect_error(run_cli(dir, {"generate", "--adapter", "missing.safetensors", "--class", "1", "--out", "o"}), 1,
+  expect_error(run_cli_tiny(dir, {"generate", "--adapter", "missing.safetensors", "--class", "1", "--out", "o"}), 1,
                {"missing.safetensors"});
-  expect_error(run_cli(dir, {"generate", "--adapter", (kSaln / "var.pth").string(), "--class", "1", "--out", "o"}), 1,
+  expect_error(run_cli_tiny(dir, {"generate", "--adapter", (kSaln / "var.pth").string(), "--class", "1", "--out", "o"}), 1,
                {"safetensors"});
   EXPECT_FALSE(fs::exists(dir / "o")) << "nothing is written before the adapter is checked";
 }
@@ -139,7 +140,7 @@ TEST(CliAdapter, GenerateRefusesAdaptersThatDoNotFit) {
 TEST(CliAdapter, BenchWithAnAdapterRunsPTimesTheRowsInOnePass) {
   TempDir dir;
   expect_ok(run_cli(dir, {"adapter", "init", "--preset", "tiny", "-P", "3", "-T", "2", "--out", "a.safetensors"}));
-  expect_ok(run_cli(dir, {"bench", "--adapter", "a.safetensors", "--streams", "1,2", "--schedule", "batched",
+  expect_ok(run_cli_tiny(dir, {"bench", "--adapter", "a.safetensors", "--streams", "1,2", "--schedule", "batched",
                           "--warmup", "0", "--repeats", "3", "--out", "b", "-q"}));
   const Json doc = read_json(dir / "b" / "bench.json");
   EXPECT_NE(doc["model"]["adapter"].get<std::string>().find("P=3"), std::string::npos);
@@ -154,7 +155,7 @@ TEST(CliAdapter, BenchWithAnAdapterRunsPTimesTheRowsInOnePass) {
 
 TEST(CliAdapter, CompareParScaleAgainstAnotherModel) {
   TempDir dir;
-  const test::CliRun r = run_cli(dir, {"bench", "--compare-parscale", "--streams", "1,2", "--larger", "tiny",
+  const test::CliRun r = run_cli_tiny(dir, {"bench", "--compare-parscale", "--streams", "1,2", "--larger", "tiny",
                                        "--prefix-tokens", "3", "--warmup", "0", "--repeats", "3", "--out", "c", "-q"});
   expect_ok(r);
   for (const char* f : {"compare.json", "compare.csv", "compare.md"}) EXPECT_TRUE(fs::exists(dir / "c" / f)) << f;
@@ -185,15 +186,15 @@ TEST(CliAdapter, CompareParScaleAgainstAnotherModel) {
 
 TEST(CliAdapter, CompareBadFlags) {
   TempDir dir;
-  expect_error(run_cli(dir, {"bench", "--compare-parscale", "--adapter", "a.safetensors", "--out", "c"}), 2,
+  expect_error(run_cli_tiny(dir, {"bench", "--compare-parscale", "--adapter", "a.safetensors", "--out", "c"}), 2,
                {"--adapter"});
-  expect_error(run_cli(dir, {"bench", "--compare-parscale", "--larger", "d99", "--out", "c"}), 2, {"d99"});
-  expect_error(run_cli(dir, {"bench", "--compare-parscale", "--schedule", "sequential", "--out", "c"}), 2,
+  expect_error(run_cli_tiny(dir, {"bench", "--compare-parscale", "--larger", "d99", "--out", "c"}), 2, {"d99"});
+  expect_error(run_cli_tiny(dir, {"bench", "--compare-parscale", "--schedule", "sequential", "--out", "c"}), 2,
                {"--schedule"});
-  expect_error(run_cli(dir, {"bench", "--compare-parscale", "--prefix-tokens", "-1", "--out", "c"}), 2,
+  expect_error(run_cli_tiny(dir, {"bench", "--compare-parscale", "--prefix-tokens", "-1", "--out", "c"}), 2,
                {"--prefix-tokens"});
-  expect_error(run_cli(dir, {"bench", "--compare-parscale", "--images", "0", "--out", "c"}), 2, {"--images"});
-  expect_error(run_cli(dir, {"bench", "--larger", "d20", "--out", "c"}), 2, {"--compare-parscale"});
+  expect_error(run_cli_tiny(dir, {"bench", "--compare-parscale", "--images", "0", "--out", "c"}), 2, {"--images"});
+  expect_error(run_cli_tiny(dir, {"bench", "--larger", "d20", "--out", "c"}), 2, {"--compare-parscale"});
 }
 
 }  // namespace

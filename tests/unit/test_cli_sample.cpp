@@ -21,6 +21,7 @@ using test::expect_ok;
 using test::read_bytes;
 using test::read_json;
 using test::run_cli;
+using test::run_cli_tiny;
 using test::TempDir;
 namespace fs = std::filesystem;
 
@@ -57,7 +58,7 @@ class ScopedEnv {
   const char* name_;
 };
 
-const std::vector<std::string> kJob = {"sample", "--classes", "2:5", "--per-class", "3", "--shard-size", "2",
+const std::vector<std::string> kJob = {"sample", "--preset", "tiny", "--classes", "2:5", "--per-class", "3", "--shard-size", "2",
                                        "--seed", "40", "--top-k", "20", "--quiet"};
 
 std::vector<std::string> job_args(const std::string& out, std::vector<std::string> extra = {}) {
@@ -175,10 +176,10 @@ TEST(CliSample, ADifferentCommandOnTheSameDirectoryIsRefusedByParameter) {
   TempDir dir;
   expect_ok(run_cli(dir, job_args("s")));
   std::vector<std::string> a = job_args("s");
-  a[8] = "30";  // --seed
+  a[10] = "30";  // --seed
   expect_error(run_cli(dir, a), 1, {"'s'", "--seed was 40, now 30"});
   a = job_args("s");
-  a[4] = "4";  // --per-class
+  a[6] = "4";  // --per-class
   expect_error(run_cli(dir, a), 1, {"--per-class was 3, now 4"});
   expect_error(run_cli(dir, job_args("s", {"--cfg", "2"})), 1, {"--cfg"});
   expect_error(run_cli(dir, job_args("s", {"--png"})), 1, {"--png was false, now true"});
@@ -203,13 +204,13 @@ TEST(CliSample, ADeeplyNestedRecordIsRefusedWithoutRecursing) {
 
 TEST(CliSample, BadFlagsAndClasses) {
   TempDir dir;
-  expect_error(run_cli(dir, {"sample", "--per-class", "0", "--out", "s", "-q"}), 2, {"--per-class"});
-  expect_error(run_cli(dir, {"sample", "--classes", "5:2", "--out", "s", "-q"}), 2, {"--classes", "empty"});
-  expect_error(run_cli(dir, {"sample", "--classes", "5", "--out", "s", "-q"}), 2, {"--classes", "A:B"});
-  expect_error(run_cli(dir, {"sample", "--shard-size", "-3", "--out", "s", "-q"}), 2, {"--shard-size"});
-  expect_error(run_cli(dir, {"sample", "--batch", "two", "--out", "s", "-q"}), 2, {"--batch"});
-  expect_error(run_cli(dir, {"sample", "--classes", "0:20", "--out", "s", "-q"}), 1, {"class 10"});
-  expect_error(run_cli(dir, {"sample", "--class", "3", "--classes", "0:2", "--out", "s", "-q"}), 2, {"--class"});
+  expect_error(run_cli_tiny(dir, {"sample", "--per-class", "0", "--out", "s", "-q"}), 2, {"--per-class"});
+  expect_error(run_cli_tiny(dir, {"sample", "--classes", "5:2", "--out", "s", "-q"}), 2, {"--classes", "empty"});
+  expect_error(run_cli_tiny(dir, {"sample", "--classes", "5", "--out", "s", "-q"}), 2, {"--classes", "A:B"});
+  expect_error(run_cli_tiny(dir, {"sample", "--shard-size", "-3", "--out", "s", "-q"}), 2, {"--shard-size"});
+  expect_error(run_cli_tiny(dir, {"sample", "--batch", "two", "--out", "s", "-q"}), 2, {"--batch"});
+  expect_error(run_cli_tiny(dir, {"sample", "--classes", "0:20", "--out", "s", "-q"}), 1, {"class 10"});
+  expect_error(run_cli_tiny(dir, {"sample", "--class", "3", "--classes", "0:2", "--out", "s", "-q"}), 2, {"--class"});
 }
 
 TEST(CliSample, MpirunWithTwoRanksEqualsOneProcess) {

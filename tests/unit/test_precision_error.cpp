@@ -51,17 +51,17 @@ TEST(PrecisionError, Bf16AgainstFloat32ShowsSomeAndTheTableSaysSo) {
 
 TEST(PrecisionError, CommandWritesItsFilesAndRefusesFloat32) {
   TempDir dir;
-  const CliRun r = run_cli(dir, {"precision-error", "--precision", "bf16", "--images", "2", "--out", "pe", "-j", "2"});
+  const CliRun r = run_cli_tiny(dir, {"precision-error", "--precision", "bf16", "--images", "2", "--out", "pe", "-j", "2"});
   ASSERT_EQ(r.code, 0) << describe(r);
   EXPECT_NE(r.out.find("tokens agreeing"), std::string::npos) << r.out;
   const Json j = Json::parse(read_bytes(dir / "pe" / "precision-error.json"));
   EXPECT_EQ(j["precision"], "bf16");
   EXPECT_EQ(j["scales"].size(), 4u);
   EXPECT_TRUE(fs::exists(dir / "pe" / "precision-error.md"));
-  expect_error(run_cli(dir, {"precision-error", "--out", "pe"}), 2, {"--precision", "reduced precision"});
-  expect_error(run_cli(dir, {"precision-error", "--precision", "bf16", "--images", "0", "--out", "pe"}), 2,
+  expect_error(run_cli_tiny(dir, {"precision-error", "--out", "pe"}), 2, {"--precision", "reduced precision"});
+  expect_error(run_cli_tiny(dir, {"precision-error", "--precision", "bf16", "--images", "0", "--out", "pe"}), 2,
                {"--images"});
-  expect_error(run_cli(dir, {"precision-error", "--precision", "bf16", "--class", "10", "--out", "pe"}), 1,
+  expect_error(run_cli_tiny(dir, {"precision-error", "--precision", "bf16", "--class", "10", "--out", "pe"}), 1,
                {"--class 10", "10 classes"});
 }
 

@@ -139,7 +139,7 @@ TEST(RequestBody, DefaultsFieldsAndRefusalsNamingTheField) {
 class ServerProcess {
  public:
   ServerProcess(const TempDir& dir, const std::vector<std::string>& args) : err_(dir / "serve_stderr.txt") {
-    std::vector<std::string> argv = {VARPS_CLI_PATH, "serve", "--port", "0", "--threads", "2"};
+    std::vector<std::string> argv = {VARPS_CLI_PATH, "serve", "--preset", "tiny", "--port", "0", "--threads", "2"};
     argv.insert(argv.end(), args.begin(), args.end());
     std::vector<char*> cargv;
     for (std::string& a : argv) cargv.push_back(a.data());
@@ -279,7 +279,7 @@ TEST(Serve, ImagesAreTheCommandLinesBitForBitAndErrorsAreJson) {
   TempDir dir;
   ServerProcess server(dir, {"-q"});
   ASSERT_GT(server.port(), 0) << server.stderr_text();
-  test::expect_ok(test::run_cli(dir, {"generate", "--class", "4", "--seed", "9", "--cfg", "1.5", "--out", "g",
+  test::expect_ok(test::run_cli_tiny(dir, {"generate", "--class", "4", "--seed", "9", "--cfg", "1.5", "--out", "g",
                                       "--tokens-out", "t.json", "--quiet"}));
   httplib::Client c("127.0.0.1", server.port());
   auto png = c.Post("/v1/generate", R"({"class": 4, "seed": 9, "cfg": 1.5})", "application/json");
