@@ -67,7 +67,7 @@ quiet cmake -S examples/consumer -B "$work/consumer" "${generator[@]}" -DCMAKE_P
 quiet cmake --build "$work/consumer"
 
 class=3 seed=7
-quiet "$prefix/bin/varps" generate --class "$class" --seed "$seed" --out "$work/cli" --quiet
+quiet "$prefix/bin/varps" generate --preset tiny --class "$class" --seed "$seed" --out "$work/cli" --quiet
 "$work/consumer/app" "$class" "$seed" "$work/app.png" "$work/cli/000000.png" ||
   fail "the consumer failed, or its image is not varps generate's"
 echo "check-consumer: ok ($headers headers, the consumer built with find_package(varps) and linked varps::varps alone)"

@@ -14,10 +14,10 @@
 
 namespace varps::bench {
 
-// What the streams bench and the ParScale comparison share: which P, how
-// many requests, and what each asks for.
 class GarmentFeatures;  // the built-in model's classifier (src/bench/garment_features.hpp)
 
+// What the streams bench and the ParScale comparison share: which P, how
+// many requests, and what each asks for.
 struct RunSettings {
   std::vector<int> streams = {1, 2, 4, 8};
   int warmup = 1;
