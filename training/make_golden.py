@@ -48,24 +48,12 @@ def write_safetensors(path, tensors):
 def vq_gaps(vae, x):
     """Per image, the smallest gap between the best and second-best squared
     codeword distance over the encoder's decisions (every scale, position)."""
-    import torch.nn.functional as F
-    q = vae.quantize
-    f = vae.quant_conv(vae.encoder(x))
-    B, C, H, W = f.shape
-    rest = f.clone()
+    from train_vqvae import quantizer_walk
+    B = x.shape[0]
     gaps = torch.full((B,), float("inf"))
-    SN = len(q.v_patch_nums)
-    for si, pn in enumerate(q.v_patch_nums):
-        r = F.interpolate(rest, size=(pn, pn), mode="area") if si != SN - 1 else rest
-        r_nc = r.permute(0, 2, 3, 1).reshape(-1, C)
-        d = r_nc.square().sum(1, keepdim=True) + q.embedding.weight.square().sum(1)
-        d.addmm_(r_nc, q.embedding.weight.T, alpha=-2, beta=1)
+    for _, d in quantizer_walk(vae, vae.quant_conv(vae.encoder(x))):
         two = d.topk(2, dim=1, largest=False).values
         gaps = torch.minimum(gaps, (two[:, 1] - two[:, 0]).view(B, -1).min(1).values)
-        h = q.embedding(d.argmin(1)).view(B, pn, pn, C).permute(0, 3, 1, 2)
-        if si != SN - 1:
-            h = F.interpolate(h, size=(H, W), mode="bicubic")
-        rest = rest - q.quant_resi[si / (SN - 1)](h)
     return gaps
 
 

@@ -20,25 +20,33 @@ RESTART_EVERY = 100
 RESTART_UNTIL = 2200
 
 
-def scale_residuals(vae, f):
-    """The residual vectors the quantizer matches at each scale, and the codes it picks."""
+def quantizer_walk(vae, f):
+    """The quantizer's scale-by-scale walk over the latent f (as
+    VectorQuantizer2 does it): for each scale, the residual vectors it matches
+    [B*pn*pn, C] and their squared distances to every codeword; the nearest
+    codeword is then taken off the residual."""
     q = vae.quantize
     B, C, H, W = f.shape
     rest = f.clone()
-    vectors, codes = [], []
     SN = len(q.v_patch_nums)
     for si, pn in enumerate(q.v_patch_nums):
         r = F.interpolate(rest, size=(pn, pn), mode="area") if si != SN - 1 else rest
         r_nc = r.permute(0, 2, 3, 1).reshape(-1, C)
         d = r_nc.square().sum(1, keepdim=True) + q.embedding.weight.square().sum(1)
         d.addmm_(r_nc, q.embedding.weight.T, alpha=-2, beta=1)
-        idx = d.argmin(1)
-        h = q.embedding(idx).view(B, pn, pn, C).permute(0, 3, 1, 2)
+        yield r_nc, d
+        h = q.embedding(d.argmin(1)).view(B, pn, pn, C).permute(0, 3, 1, 2)
         if si != SN - 1:
             h = F.interpolate(h, size=(H, W), mode="bicubic")
         rest = rest - q.quant_resi[si / (SN - 1)](h)
+
+
+def scale_residuals(vae, f):
+    """The residual vectors the quantizer matches at each scale, and the codes it picks."""
+    vectors, codes = [], []
+    for r_nc, d in quantizer_walk(vae, f):
         vectors.append(r_nc)
-        codes.append(idx)
+        codes.append(d.argmin(1))
     return torch.cat(vectors), torch.cat(codes)
 
 
