@@ -166,6 +166,7 @@ class Backend {
   virtual Array<SampleJob> alloc_sample_jobs(size_t n) = 0;
   virtual void upload_sample_jobs(const SampleJob* host, size_t n, SampleJob* dst) = 0;
   virtual void upload_into_i32(const int32_t* host, size_t n, int32_t* dst) = 0;
+  virtual void upload_into(const float* host, size_t n, float* dst) = 0;
   virtual void download(const float* src, size_t n, float* host) = 0;
   virtual void download_i32(const int32_t* src, size_t n, int32_t* host) = 0;
   virtual void copy(const float* src, size_t n, float* dst) = 0;

@@ -31,6 +31,9 @@ struct RunSettings {
   // says how far apart the streams' garments are in its feature space. Not
   // owned; null leaves the feature distance out.
   const GarmentFeatures* garment_features = nullptr;
+  // Fast modes of every timed request; with any on, the work figures (and
+  // the rates from them) are left out, as they count the exact path's.
+  FastModes fast;
 };
 
 // Milliseconds. Percentiles interpolate linearly between order statistics

@@ -13,6 +13,7 @@
 #include "varps/config.hpp"
 #include "varps/device_memory.hpp"
 #include "varps/edit.hpp"
+#include "varps/fast_modes.hpp"
 #include "varps/work_clock.hpp"
 #include "varps/sampling.hpp"
 #include "varps/tensor.hpp"
@@ -55,6 +56,9 @@ enum class Schedule { Batched, Sequential };
 struct EngineCounters {
   std::vector<int64_t> passes_per_scale;  // backbone passes run at each scale
   std::vector<int64_t> rows_per_scale;    // rows through the backbone at each scale, summed over passes
+  std::vector<int64_t> tokens_per_scale;  // token rows through the backbone at each scale (rows × tokens)
+  // With a refiner (FastModes::refine_from_scale): its passes and token rows.
+  std::vector<int64_t> refiner_passes_per_scale, refiner_tokens_per_scale;
   // Steps launched from a recording (a CUDA graph): three per scale
   // (transformer, sampling, residual) and one per decoder pass, once a
   // shape has been recorded.
@@ -114,6 +118,8 @@ struct GenerateOptions {
   const std::vector<std::vector<int32_t>>* forced_tokens = nullptr;
   bool keep_f_hat = false;
   bool decode = true;
+  // Training-free fast modes; all off by default (the exact path).
+  FastModes fast;
 };
 
 struct GeneratedImages {
@@ -209,6 +215,14 @@ class Pipeline {
   // an attached adapter.
   void attach_adapter(const ParScaleAdapter& adapter);
   void detach_adapter();
+  // CoDe: a smaller VAR of the same tokenizer, scales and classes that draws
+  // the scales from FastModes::refine_from_scale on (docs/spec/fast-modes.md),
+  // from a checkpoint or from a preset's random weights. Throws varps::Error
+  // naming what differs when it does not fit; replaces an attached refiner.
+  void attach_refiner(const std::filesystem::path& var);
+  void attach_refiner_preset(const std::string& name, uint64_t weight_seed = 1);
+  void detach_refiner();
+  bool has_refiner() const;
   // P of the attached adapter; 1 without one.
   int adapter_streams() const;
   // Parameters of the VAR, the VQVAE (the encoder's too, loaded or not) and
@@ -219,7 +233,8 @@ class Pipeline {
   // image, plus one unconditional row per image that uses guidance; times
   // the adapter's P.
   int64_t rows_for(const std::vector<ImageRequest>& requests) const;
-  MemoryPlan plan_memory(const std::vector<ImageRequest>& requests, Schedule schedule = Schedule::Batched) const;
+  MemoryPlan plan_memory(const std::vector<ImageRequest>& requests, Schedule schedule = Schedule::Batched,
+                         const FastModes& fast = {}) const;
   // The work of generating `requests` (see RequestWork), at this backend's
   // matrix-product precision.
   RequestWork work(const std::vector<ImageRequest>& requests, Schedule schedule = Schedule::Batched) const;

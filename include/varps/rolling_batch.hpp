@@ -16,9 +16,10 @@ namespace varps {
 
 class RollingBatch {
  public:
-  // At most `max_images` images in flight, every cohort's together. The
-  // pipeline must outlive the batch, and keep its adapter while it runs.
-  RollingBatch(const Pipeline& pipe, int max_images);
+  // At most `max_images` images in flight, every cohort's together, each
+  // cohort generated with the fast modes `fast`. The pipeline must outlive
+  // the batch, and keep its adapter and refiner while it runs.
+  RollingBatch(const Pipeline& pipe, int max_images, const FastModes& fast = {});
   ~RollingBatch();
   RollingBatch(const RollingBatch&) = delete;
   RollingBatch& operator=(const RollingBatch&) = delete;

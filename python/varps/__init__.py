@@ -326,6 +326,24 @@ class Pipeline:
     def detach_adapter(self) -> None:
         self._p.detach_adapter()
 
+    # ---- fast modes (docs/fast-modes.md) ----
+    def set_fast_modes(self, cfg_until_scale: int = 0, prune: float = 0.0, prune_scales: int = 2,
+                       refiner: Optional[str] = None, refine_from_scale: int = 0) -> None:
+        """Training-free fast modes for later generate() and edit() calls; the
+        defaults switch them all off (the exact path). cfg_until_scale: guidance
+        in scales 1..N only. prune: the fraction of tokens left out at the last
+        prune_scales scales (FastVAR). refiner: a smaller VAR checkpoint (or the
+        built-in name "fmnist-d4") that draws the scales from refine_from_scale
+        on (CoDe). Scales count from 1. Raises ValueError for settings that do
+        not fit the model."""
+        if refiner is not None:
+            if refiner in _BUILTIN_VAR_FILES:
+                refiner = builtin_model_files(refiner)[0]
+            self._p.attach_refiner(str(refiner))
+        elif refine_from_scale == 0:
+            self._p.detach_refiner()
+        self._p.set_fast_modes(int(cfg_until_scale), float(prune), int(prune_scales), int(refine_from_scale))
+
     @property
     def adapter_streams(self) -> int:
         """P of the attached adapter; 1 without one."""

@@ -26,11 +26,12 @@ RunResult run_one(const Pipeline& pipe, const BenchConfig& cfg, Schedule schedul
   const std::vector<ImageRequest> req = expand_streams({cfg.class_id}, P, cfg.seed, cfg.sampling);
   GenerateOptions opts;
   opts.schedule = schedule;
+  opts.fast = cfg.fast;
 
   RunResult r;
   r.schedule = schedule_name(schedule);
   r.streams = P;
-  const MemoryPlan plan = pipe.plan_memory(req, schedule);
+  const MemoryPlan plan = pipe.plan_memory(req, schedule, cfg.fast);
   r.planned = {plan.weights, plan.kv_cache, plan.activations, plan.workspace};
   // What one more stream adds to a batched pass: its rows' KV cache.
   const MemoryPlan one = pipe.plan_memory({req.front()}, Schedule::Batched);
@@ -52,7 +53,7 @@ RunResult run_one(const Pipeline& pipe, const BenchConfig& cfg, Schedule schedul
   r.backbone_passes_per_scale = last.counters.passes_per_scale;
   r.rows_per_pass = rows_per_pass(last.counters);
   r.stages_ms = stage_medians(m.stages);
-  r.work = pipe.work(req, schedule);
+  if (!cfg.fast.any()) r.work = pipe.work(req, schedule);
   r.outputs = outputs_of(last);
   r.diversity = diversity(r.outputs, cfg.garment_features);
 

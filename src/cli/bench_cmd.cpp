@@ -91,6 +91,7 @@ void add_bench(CLI::App& app, BenchArgs& a) {
   cmd->add_option("--top-p", a.top_p, "Top-p filter in [0, 1], 0 off")->type_name("P")->capture_default_str();
   cmd->add_option("--temperature", a.temperature, "Sampling temperature, > 0")->type_name("T")->capture_default_str();
   add_device_flags(cmd, a.device);
+  add_fast_mode_flags(cmd, a.fast);
   cmd->add_option("--adapter", a.adapter,
                   "ParScale adapter (safetensors): every image runs as the adapter's P aggregated streams; "
                   "--streams then counts images per request")
@@ -220,8 +221,10 @@ int run_bench(const BenchArgs& a) {
   const PipelineOptions device = parse_device(a.device);
   const std::optional<int64_t> cls = parse_class("--class", a.class_id);
   const ModelChoice model = choose_model(a.var, a.vae, a.preset);
+  run.fast = parse_fast_modes(a.fast);
 
   if (a.compare) {
+    if (run.fast.any()) throw UsageError("--compare-parscale runs the exact path: drop the fast modes");
     if (!a.adapter.empty())
       throw UsageError("--compare-parscale builds its own untrained adapters for each P in --streams: drop --adapter");
     if (a.schedules != BenchArgs{}.schedules)
@@ -251,6 +254,7 @@ int run_bench(const BenchArgs& a) {
 
   const VarConfig vc = peek_var_config(model);
   cfg.class_id = cls ? check_class(*cls, vc) : vc.num_classes;
+  check_fast_modes(cfg.fast, vc, !a.fast.refiner.empty());
   std::optional<ParScaleAdapter> adapter;
   if (!a.adapter.empty()) {
     adapter = ParScaleAdapter::load(a.adapter);
@@ -261,6 +265,7 @@ int run_bench(const BenchArgs& a) {
   Console con(false, a.quiet);
   Pipeline pipe = load_model(model, device, con);
   if (adapter) pipe.attach_adapter(*adapter);
+  attach_refiner(pipe, a.fast, model, con);
   std::optional<bench::GarmentFeatures> garment;
   if (!model.builtin.empty()) {
     garment = bench::GarmentFeatures::load(find_builtin_model(model.builtin).classifier);
@@ -288,6 +293,10 @@ int run_bench(const BenchArgs& a) {
                             std::to_string(adapter->prefix_tokens) + ", s=" + format_double(adapter->smooth) +
                             " ('P' in the tables counts images, each of P ParScale streams)";
   for (auto& [k, v] : sampling_fields(cfg.sampling, "")) model_info[k] = v;
+  if (cfg.fast.any()) {
+    model_info["fast modes"] = describe(cfg.fast) + (a.fast.refiner.empty() ? "" : " (refiner " + a.fast.refiner + ")") +
+                               "; work and rates left out (they count the exact path)";
+  }
   const bench::Report report = bench::run_bench(pipe, cfg, machine_info(pipe, device), model_info);
   bench::write_report(a.out, report);
   std::fputs(bench::report_markdown(report).c_str(), stdout);

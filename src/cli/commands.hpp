@@ -50,11 +50,22 @@ void add_device_flags(CLI::App* cmd, DeviceArgs& args);
 // the pipeline is built.
 PipelineOptions parse_device(const DeviceArgs& args);
 
+// The fast modes' flags (varps/fast_modes.hpp), shared by the commands that
+// generate.
+struct FastModeArgs {
+  std::string cfg_until_scale = "0", prune = "0", prune_scales = "2", refiner, refine_from_scale = "0";
+};
+void add_fast_mode_flags(CLI::App* cmd, FastModeArgs& args);
+// UsageError for a malformed value or a refiner without its scale; whether
+// the values fit the model is judged when it generates.
+FastModes parse_fast_modes(const FastModeArgs& args);
+
 struct GenerateArgs {
   std::string var, vae, preset;
   std::vector<std::string> classes;
   std::string cfg = "4", top_k = "900", top_p = "0.95", temperature = "1", seed = "0";
   DeviceArgs device;
+  FastModeArgs fast;
   std::string streams = "1", stream_params, adapter;
   std::string out, tokens_out;
   bool verbose = false, quiet = false;
@@ -69,6 +80,7 @@ struct EditArgs {
   std::vector<std::string> classes;
   std::string cfg = "4", top_k = "900", top_p = "0.95", temperature = "1", seed = "0";
   DeviceArgs device;
+  FastModeArgs fast;
   std::string streams = "1", adapter;
   std::string out, tokens_out;
   bool verbose = false, quiet = false;
@@ -84,6 +96,7 @@ struct SampleArgs {
   std::string batch = "8", shard_size = "100";
   bool png = false;
   DeviceArgs device;
+  FastModeArgs fast;
   bool verbose = false, quiet = false;
 };
 void add_sample(CLI::App& app, SampleArgs& args);
@@ -94,6 +107,7 @@ struct ServeArgs {
   std::string host = "127.0.0.1", port = "8080", max_batch = "16", max_wait_ms = "5", max_queue = "64";
   std::string join = "next-scale";
   DeviceArgs device;
+  FastModeArgs fast;
   bool quiet = false;
 };
 void add_serve(CLI::App& app, ServeArgs& args);
@@ -113,6 +127,7 @@ struct BenchArgs {
   std::string peak_tflops = "0", peak_gbps = "0";
   std::string class_id = "0", cfg = "4", top_k = "900", top_p = "0.95", temperature = "1", seed = "0";
   DeviceArgs device;
+  FastModeArgs fast;
   std::string adapter;
   // --compare-parscale
   bool compare = false;
@@ -249,6 +264,12 @@ VarConfig peek_var_config(const ModelChoice& m);
 // Loads the model, saying on stderr when the weights are random. The VQVAE
 // encoder is checked but loaded only `with_encoder` (generation only decodes).
 Pipeline load_model(const ModelChoice& m, const PipelineOptions& opts, const Console& con, bool with_encoder = false);
+// Attaches --refiner (a built-in name, a preset size beside a preset, or a
+// checkpoint) when given.
+void attach_refiner(Pipeline& pipe, const FastModeArgs& args, const ModelChoice& model, const Console& con);
+// varps:fast (describe()) and varps:refiner, when a fast mode is on.
+void add_fast_mode_metadata(std::vector<std::pair<std::string, std::string>>& fields, const FastModes& fast,
+                            const FastModeArgs& args);
 // What the weights are, for metadata: checkpoint paths or preset.
 std::vector<std::pair<std::string, std::string>> model_metadata(const ModelChoice& m, const Pipeline& pipe);
 

@@ -118,6 +118,7 @@ void add_edit(CLI::App& app, EditArgs& a) {
   cmd->add_option("--tokens-out", a.tokens_out, "Also write the edited token maps as JSON (the --input-tokens layout)")
       ->type_name("FILE");
   add_device_flags(cmd, a.device);
+  add_fast_mode_flags(cmd, a.fast);
   auto* verbose = cmd->add_flag("--verbose,-v", a.verbose, "Print the model description, progress and timings");
   cmd->add_flag("--quiet,-q", a.quiet, "Print nothing but errors")->excludes(verbose);
   cmd->footer(
@@ -143,6 +144,7 @@ int run_edit(const EditArgs& a) {
   const PipelineOptions device = parse_device(a.device);
   const int streams = parse_int("--streams", a.streams, 1);
   const ModelChoice model = choose_model(a.var, a.vae, a.preset);
+  const FastModes fast = parse_fast_modes(a.fast);
   if (a.image.empty() == a.input_tokens.empty()) throw UsageError("give the image to edit: --image or --input-tokens");
   if (a.box.empty() == a.mask.empty()) throw UsageError("give the region to edit: --box or --mask");
   std::optional<EditBox> box;
@@ -153,6 +155,7 @@ int run_edit(const EditArgs& a) {
 
   // ---- checks against the model and the inputs (exit 1) ----
   const VarConfig vc = peek_var_config(model);
+  check_fast_modes(fast, vc, !a.fast.refiner.empty());
   const int64_t token_side = vc.patch_nums.back();
   const EditMask edit_mask = box ? box_mask(*box, token_side, a.outpaint)
                                  : EditMask{};  // a mask image is read once the tokenizer's factor is known
@@ -178,6 +181,7 @@ int run_edit(const EditArgs& a) {
   const auto t_load = std::chrono::steady_clock::now();
   Pipeline pipe = load_model(model, device, con, /*with_encoder=*/!a.image.empty());
   if (adapter) pipe.attach_adapter(*adapter);
+  attach_refiner(pipe, a.fast, model, con);
   const int64_t image_side = token_side * pipe.vae_config().downsample();
   const EditMask mask = box ? edit_mask : read_mask(a.mask, image_side, token_side);
   const double load_ms = ms_since(t_load);
@@ -212,6 +216,7 @@ int run_edit(const EditArgs& a) {
   }
 
   GenerateOptions go;
+  go.fast = fast;
   con.start_task();
   go.progress = [&con](int si, int n) { con.progress("scale", si + 1, n, si + 1 == n ? "decoding" : ""); };
   const GeneratedImages imgs = pipe.edit(edits, go);
@@ -222,6 +227,7 @@ int run_edit(const EditArgs& a) {
   const std::string kind = box ? (a.outpaint ? "outpaint" : "inpaint") : "mask";
   std::vector<std::pair<std::string, std::string>> png_model = model_metadata(model, pipe);
   if (adapter) png_model.emplace_back("varps:adapter", a.adapter);
+  add_fast_mode_metadata(png_model, fast, a.fast);
   for (size_t i = 0; i < edits.size(); ++i) {
     const ImageRequest& r = edits[i].image;
     const std::vector<std::pair<std::string, std::string>> text =

@@ -74,6 +74,7 @@ void add_generate(CLI::App& app, GenerateArgs& a) {
                   "\"seed\", \"tokens\": [[scale 0, row-major], ...]}]}")
       ->type_name("FILE");
   add_device_flags(cmd, a.device);
+  add_fast_mode_flags(cmd, a.fast);
   auto* verbose = cmd->add_flag("--verbose,-v", a.verbose,
                                 "Print the model description, thread count, progress and per-stage timings (ms)");
   cmd->add_flag("--quiet,-q", a.quiet, "Print nothing but errors (no notes, no progress)")->excludes(verbose);
@@ -97,6 +98,7 @@ int run_generate(const GenerateArgs& a) {
   const PipelineOptions device = parse_device(a.device);
   const int streams = parse_int("--streams", a.streams, 1);
   const ModelChoice model = choose_model(a.var, a.vae, a.preset);
+  const FastModes fast = parse_fast_modes(a.fast);
   std::vector<std::optional<int64_t>> classes;
   for (const std::string& c : a.classes) classes.push_back(parse_class("--class", c));
   if (!a.stream_params.empty()) {
@@ -114,6 +116,7 @@ int run_generate(const GenerateArgs& a) {
 
   // ---- cheap checks against the model's header (exit 1) ----
   const VarConfig vc = peek_var_config(model);
+  check_fast_modes(fast, vc, !a.fast.refiner.empty());
   std::vector<ImageRequest> requests;
   if (!a.stream_params.empty()) {
     std::optional<int> default_class;
@@ -141,10 +144,12 @@ int run_generate(const GenerateArgs& a) {
     con.info("adapter: " + a.adapter + " (P=" + std::to_string(adapter->streams) + " streams per image, T=" +
              std::to_string(adapter->prefix_tokens) + " prefix tokens, s=" + format_double(adapter->smooth) + ")");
   }
+  attach_refiner(pipe, a.fast, model, con);
   const double load_ms = ms_since(t_load);
 
   // ---- generate ----
   GenerateOptions go;
+  go.fast = fast;
   con.start_task();
   go.progress = [&con](int si, int n) { con.progress("scale", si + 1, n, si + 1 == n ? "decoding" : ""); };
   GeneratedImages imgs = pipe.generate(requests, go);
@@ -159,6 +164,7 @@ int run_generate(const GenerateArgs& a) {
     png_model.emplace_back("varps:adapter", a.adapter);
     png_model.emplace_back("varps:parscale_n", std::to_string(adapter->streams));
   }
+  add_fast_mode_metadata(png_model, fast, a.fast);
   for (size_t i = 0; i < requests.size(); ++i) {
     const ImageRequest& r = requests[i];
     const std::vector<std::pair<std::string, std::string>> text =

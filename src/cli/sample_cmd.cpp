@@ -58,6 +58,7 @@ int64_t kill_after() {
 struct ShardWork {
   const SampleSetJob& job;
   const Pipeline& pipe;
+  const GenerateOptions& opts;
   const fs::path& dir;
   int batch;
   bool png;
@@ -76,7 +77,7 @@ struct ShardWork {
       const int64_t n = std::min<int64_t>(batch, job.shard_end(k) - i);
       std::vector<ImageRequest> requests;
       for (int64_t j = 0; j < n; ++j) requests.push_back(job.request(i + j));
-      const GeneratedImages g = pipe.generate(requests);
+      const GeneratedImages g = pipe.generate(requests, opts);
       for (int64_t j = 0; j < n; ++j) {
         const RgbImage rgb = to_rgb8(g.pixels.data() + j * 3 * g.height * g.width, static_cast<int>(g.height),
                                      static_cast<int>(g.width));
@@ -156,6 +157,7 @@ void add_sample(CLI::App& app, SampleArgs& a) {
       ->capture_default_str();
   cmd->add_flag("--png", a.png, "Also write every image as DIR/png/NNNNNN.png, as generate writes them");
   add_device_flags(cmd, a.device);
+  add_fast_mode_flags(cmd, a.fast);
   auto* verbose = cmd->add_flag("--verbose,-v", a.verbose, "Print the model description and one line per shard");
   cmd->add_flag("--quiet,-q", a.quiet, "Print nothing but errors")->excludes(verbose);
   cmd->footer(
@@ -184,6 +186,8 @@ int run_sample(const SampleArgs& a) {
   const int batch = parse_int("--batch", a.batch, 1);
   const int shard_size = parse_int("--shard-size", a.shard_size, 1);
   const ModelChoice model = choose_model(a.var, a.vae, a.preset);
+  GenerateOptions opts;
+  opts.fast = parse_fast_modes(a.fast);
   if (started_by_mpi_launcher() && !mpi_compiled())
     throw Error("started by an MPI launcher, but this build of varps has no MPI support (install libopenmpi-dev "
                 "and rebuild), so its processes cannot share the job; run it as one process without mpirun");
@@ -193,6 +197,7 @@ int run_sample(const SampleArgs& a) {
 
   // ---- the job (exit 1 for what the model or the files refuse) ----
   const VarConfig vc = peek_var_config(model);
+  check_fast_modes(opts.fast, vc, !a.fast.refiner.empty());
   SampleSetJob job;
   if (!a.classes.empty()) {
     for (const std::string& c : a.classes) {
@@ -235,6 +240,10 @@ int run_sample(const SampleArgs& a) {
         id["adapter"] = fs::path(a.adapter).filename().string();
         id["adapter_sha256"] = io::sha256_file(a.adapter);
       }
+      if (opts.fast.any()) {
+        id["fast"] = describe(opts.fast);
+        if (!a.fast.refiner.empty()) id["refiner"] = a.fast.refiner;
+      }
       id["classes"] = job.classes;
       id["per_class"] = job.per_class;
       id["cfg"] = sp.cfg;
@@ -267,11 +276,13 @@ int run_sample(const SampleArgs& a) {
     }
     Pipeline pipe = load_model(model, device, con);
     if (!a.adapter.empty()) pipe.attach_adapter(ParScaleAdapter::load(a.adapter));
+    attach_refiner(pipe, a.fast, model, con);
     const int64_t side = static_cast<int64_t>(vc.patch_nums.back()) * pipe.vae_config().downsample();
     job.height = job.width = side;
     fs::create_directories(dir / "shards");
     if (a.png) fs::create_directories(dir / "png");
-    ShardWork work{job, pipe, dir, batch, a.png, model_metadata(model, pipe), 0, kill_after()};
+    ShardWork work{job, pipe, opts, dir, batch, a.png, model_metadata(model, pipe), 0, kill_after()};
+    add_fast_mode_metadata(work.png_text, opts.fast, a.fast);
     work.png_text.emplace_back("varps:version", kVersion);
     work.png_text.emplace_back("Software", std::string("varps ") + kVersion);
     std::vector<int64_t> mine;

@@ -75,6 +75,7 @@ void add_serve(CLI::App& app, ServeArgs& a) {
       ->type_name("Q")
       ->capture_default_str();
   add_device_flags(cmd, a.device);
+  add_fast_mode_flags(cmd, a.fast);
   cmd->add_flag("--quiet,-q", a.quiet, "Print nothing but the listening address and errors");
   cmd->footer(
       "Endpoints:\n"
@@ -110,6 +111,7 @@ int run_serve(const ServeArgs& a) {
   if (a.join == "next-scale") qo.joining = serve::Joining::NextScale;
   else if (a.join == "next-batch") qo.joining = serve::Joining::NextBatch;
   else throw UsageError("--join " + a.join + ": must be next-scale or next-batch");
+  qo.fast = parse_fast_modes(a.fast);
   Console con(false, a.quiet);
 
   // SIGINT and SIGTERM go to one thread that stops the server; blocked in
@@ -122,12 +124,15 @@ int run_serve(const ServeArgs& a) {
 
   Pipeline pipe = load_model(model, device, con);
   if (!a.adapter.empty()) pipe.attach_adapter(ParScaleAdapter::load(a.adapter));
+  attach_refiner(pipe, a.fast, model, con);
   const VarConfig vc = pipe.var_config();
+  check_fast_modes(qo.fast, vc, pipe.has_refiner());
   std::vector<std::pair<std::string, std::string>> png_model = model_metadata(model, pipe);
   if (!a.adapter.empty()) {
     png_model.emplace_back("varps:adapter", a.adapter);
     png_model.emplace_back("varps:parscale_n", std::to_string(pipe.adapter_streams()));
   }
+  add_fast_mode_metadata(png_model, qo.fast, a.fast);
 
   serve::BatchQueue queue(pipe, qo);
   serve::ServerMetrics metrics;

@@ -43,6 +43,7 @@ class CpuBackend final : public Backend {
   Array<SampleJob> alloc_sample_jobs(size_t n) override;
   void upload_sample_jobs(const SampleJob* host, size_t n, SampleJob* dst) override;
   void upload_into_i32(const int32_t* host, size_t n, int32_t* dst) override;
+  void upload_into(const float* host, size_t n, float* dst) override;
   void download(const float* src, size_t n, float* host) override;
   void download_i32(const int32_t* src, size_t n, int32_t* host) override;
   void copy(const float* src, size_t n, float* dst) override;

@@ -302,6 +302,10 @@ void CpuBackend::upload_into_i32(const int32_t* host, size_t n, int32_t* dst) {
   check_outside_recorded_step("upload_into_i32");
   copy_bytes(dst, host, n * sizeof(int32_t));
 }
+void CpuBackend::upload_into(const float* host, size_t n, float* dst) {
+  check_outside_recorded_step("upload_into");
+  copy_bytes(dst, host, n * sizeof(float));
+}
 void CpuBackend::download(const float* src, size_t n, float* host) {
   check_outside_recorded_step("download");
   copy_bytes(host, src, n * sizeof(float));

@@ -230,6 +230,10 @@ void CudaBackend::upload_into_i32(const int32_t* host, size_t n, int32_t* dst) {
   VARPS_CUDA_CHECK(cudaMemcpyAsync(dst, host, n * sizeof(int32_t), cudaMemcpyHostToDevice, heap_->stream));
 }
 
+void CudaBackend::upload_into(const float* host, size_t n, float* dst) {
+  VARPS_CUDA_CHECK(cudaMemcpyAsync(dst, host, n * sizeof(float), cudaMemcpyHostToDevice, heap_->stream));
+}
+
 void CudaBackend::download(const float* src, size_t n, float* host) {
   VARPS_CUDA_CHECK(cudaMemcpyAsync(host, src, n * sizeof(float), cudaMemcpyDeviceToHost, heap_->stream));
   VARPS_CUDA_CHECK(cudaStreamSynchronize(heap_->stream));

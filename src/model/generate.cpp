@@ -20,8 +20,8 @@ namespace {
 // all the memory there is: the device's where the backend reports it, the
 // machine's physical memory otherwise. (A request that fits may still fail
 // for lack of free memory; this only catches the impossible ones early.)
-void check_plan_fits(const Pipeline& p, const std::vector<ImageRequest>& requests, Schedule schedule) {
-  const MemoryPlan plan = p.plan_memory(requests, schedule);
+void check_plan_fits(const Pipeline& p, const std::vector<ImageRequest>& requests, const GenerateOptions& opts) {
+  const MemoryPlan plan = p.plan_memory(requests, opts.schedule, opts.fast);
   const DeviceMemoryStats dev = p.device_memory();
   uint64_t have = 0;
   std::string where;
@@ -101,9 +101,14 @@ void append(GeneratedImages& all, GeneratedImages&& one) {
   t.residual_ms += one.timings.residual_ms;
   t.decode_ms += one.timings.decode_ms;
   t.total_ms += one.timings.total_ms;
-  for (size_t si = 0; si < all.counters.passes_per_scale.size(); ++si) {
-    all.counters.passes_per_scale[si] += one.counters.passes_per_scale[si];
-    all.counters.rows_per_scale[si] += one.counters.rows_per_scale[si];
+  EngineCounters& n = all.counters;
+  const EngineCounters& m = one.counters;
+  for (size_t si = 0; si < n.passes_per_scale.size(); ++si) {
+    n.passes_per_scale[si] += m.passes_per_scale[si];
+    n.rows_per_scale[si] += m.rows_per_scale[si];
+    n.tokens_per_scale[si] += m.tokens_per_scale[si];
+    n.refiner_passes_per_scale[si] += m.refiner_passes_per_scale[si];
+    n.refiner_tokens_per_scale[si] += m.refiner_tokens_per_scale[si];
   }
   all.counters.replayed_steps += one.counters.replayed_steps;
 }
@@ -125,7 +130,7 @@ GeneratedImages Pipeline::edit(const std::vector<EditRequest>& edits, const Gene
   std::vector<ImageRequest> requests;
   for (const EditRequest& e : edits) requests.push_back(e.image);
   check_requests(requests);
-  check_plan_fits(*this, requests, opts.schedule);
+  check_plan_fits(*this, requests, opts);
   const VarConfig& cfg = impl_->var->config();
   const TokenEdits all = token_edits(edits, cfg);  // every edit checked before any runs
   if (opts.schedule == Schedule::Batched) return generate_batched(*impl_, requests, opts, &all);
@@ -141,7 +146,8 @@ int64_t Pipeline::rows_for(const std::vector<ImageRequest>& requests) const {
   return adapter_streams() * static_cast<int64_t>(layout_rows(requests, var_config().num_classes).row_class.size());
 }
 
-MemoryPlan Pipeline::plan_memory(const std::vector<ImageRequest>& requests, Schedule schedule) const {
+MemoryPlan Pipeline::plan_memory(const std::vector<ImageRequest>& requests, Schedule schedule,
+                                 const FastModes& fast) const {
   const VarConfig& cfg = var_config();
   const Backend& be = *impl_->backend;
   const Vqvae& vae = *impl_->vae;
@@ -155,11 +161,12 @@ MemoryPlan Pipeline::plan_memory(const std::vector<ImageRequest>& requests, Sche
       N = std::max(N, static_cast<int64_t>(layout_rows({r}, cfg.num_classes).row_class.size()));
     B = 1;
   }
-  const StateArrays a = state_arrays(*impl_, B, N);
+  const StateArrays a = state_arrays(*impl_, B, N, fast);
   const int64_t S = a.side;
   MemoryPlan plan;
-  plan.weights = impl_->var->weight_bytes() + vae.weight_bytes() + (impl_->adapter ? impl_->adapter->bytes : 0);
-  plan.kv_cache = a.session.kv_bytes(be);
+  plan.weights = impl_->var->weight_bytes() + vae.weight_bytes() + (impl_->adapter ? impl_->adapter->bytes : 0) +
+                 (fast.refine_from_scale > 0 && impl_->refiner ? impl_->refiner->weight_bytes() : 0);
+  plan.kv_cache = a.kv_bytes(be);
   // The decoder's arena for the images it runs together, unless it lies in
   // the KV cache's memory (new_decoder_state), and the images.
   const int64_t per_pass = vae.decode_images_per_pass(S, B);
@@ -182,7 +189,7 @@ void Pipeline::release_cached_memory() const {
 GeneratedImages Pipeline::generate(const std::vector<ImageRequest>& requests, const GenerateOptions& opts) const {
   if (!impl_->var) throw Error("this pipeline has no VAR transformer");
   check_requests(requests);
-  check_plan_fits(*this, requests, opts.schedule);
+  check_plan_fits(*this, requests, opts);
   if (opts.schedule == Schedule::Batched) return generate_batched(*impl_, requests, opts);
   if (opts.forced_tokens) throw Error("teacher forcing runs batched only");
   GeneratedImages all;

@@ -54,7 +54,7 @@ std::unique_ptr<GenerationState> new_state(const Pipeline::Impl& impl, const Gen
   Backend& be = *impl.backend;
   const VarConfig& cfg = impl.var->config();
   const int64_t B = shape.images, K = cfg.num_scales();
-  const StateArrays a = state_arrays(impl, B, shape.image_rows);
+  const StateArrays a = state_arrays(impl, B, shape.image_rows, shape.fast);
   auto st = std::make_unique<GenerationState>();
   st->shape = shape;
   st->session = impl.var->new_session(shape.image_rows, impl.adapter ? &*impl.adapter : nullptr);
@@ -68,6 +68,11 @@ std::unique_ptr<GenerationState> new_state(const Pipeline::Impl& impl, const Gen
   st->f_hat = impl.vae->new_map(B, cfg.cvae, a.side, a.side);
   st->residual = impl.vae->new_residual_maps(B, a.side);
   st->steps.resize(static_cast<size_t>(K));
+  if (a.refiner_session) {
+    st->refiner_session = impl.refiner->new_session(shape.image_rows);
+    st->refiner_x = be.alloc(a.refiner_x);
+  }
+  if (a.hidden) st->hidden = be.alloc(a.hidden);
   return st;
 }
 
@@ -128,14 +133,19 @@ void check_requests(const std::vector<ImageRequest>& requests) {
   }
 }
 
+uint64_t StateArrays::kv_bytes(const Backend& be) const {
+  return session.kv_bytes(be) + (refiner_session ? refiner_session->kv_bytes(be) : 0);
+}
+
 uint64_t StateArrays::activation_bytes(const Backend& be) const {
   const auto f = [&](uint64_t n) { return n ? be.array_bytes(n, sizeof(float)) : 0; };
   return session.activation_bytes(be) + f(x) + f(logits) + f(guided_logits) + f(next_tokens) + f(f_hat) +
          be.array_bytes(static_cast<uint64_t>(scale_offset.back()), sizeof(int32_t)) +
-         be.array_bytes(jobs, sizeof(SampleJob));
+         be.array_bytes(jobs, sizeof(SampleJob)) +
+         (refiner_session ? refiner_session->activation_bytes(be) + f(refiner_x) : 0) + f(hidden);
 }
 
-StateArrays state_arrays(const Pipeline::Impl& impl, int64_t B, int64_t N) {
+StateArrays state_arrays(const Pipeline::Impl& impl, int64_t B, int64_t N, const FastModes& fast) {
   const VarConfig& cfg = impl.var->config();
   const uint64_t max_l = static_cast<uint64_t>(cfg.max_scale_tokens()), b = static_cast<uint64_t>(B);
   StateArrays a;
@@ -150,6 +160,14 @@ StateArrays state_arrays(const Pipeline::Impl& impl, int64_t B, int64_t N) {
   a.scale_offset.assign(1, 0);
   for (int pn : cfg.patch_nums) a.scale_offset.push_back(a.scale_offset.back() + B * pn * pn);
   a.jobs = b;
+  if (fast.refine_from_scale > 0 && impl.refiner) {
+    a.refiner_session = impl.refiner->session_arrays(N);
+    a.refiner_x = static_cast<uint64_t>(N) * max_l * static_cast<uint64_t>(impl.refiner->config().embed_dim);
+  }
+  if (fast.prune > 0.0) {
+    const int64_t C = std::max(cfg.embed_dim, impl.refiner ? impl.refiner->config().embed_dim : 0);
+    a.hidden = static_cast<uint64_t>(N) * max_l * static_cast<uint64_t>(C);
+  }
   return a;
 }
 
@@ -163,6 +181,9 @@ Generation::Generation(const Pipeline::Impl& impl, const std::vector<ImageReques
   const int64_t V = cfg.vocab_size, K = cfg.num_scales();
   if (opts.forced_tokens && static_cast<int64_t>(opts.forced_tokens->size()) != K)
     throw Error("teacher forcing needs " + std::to_string(K) + " token maps");
+  check_fast_modes(opts.fast, cfg, impl.refiner.has_value());
+  if (opts.fast.any() && impl.adapter)
+    throw Error("the fast modes (" + describe(opts.fast) + ") do not combine with a ParScale adapter");
 
   rows_ = layout_rows(requests, cfg.num_classes);
   const int64_t N = static_cast<int64_t>(rows_.row_class.size());  // image rows
@@ -170,17 +191,24 @@ Generation::Generation(const Pipeline::Impl& impl, const std::vector<ImageReques
   std::vector<SampleJob> jobs;
   for (const auto& r : requests) jobs.push_back({r.seed, r.sampling});
 
-  out_.counters.passes_per_scale.assign(static_cast<size_t>(K), 0);
-  out_.counters.rows_per_scale.assign(static_cast<size_t>(K), 0);
+  for (auto* c : {&out_.counters.passes_per_scale, &out_.counters.rows_per_scale, &out_.counters.tokens_per_scale,
+                  &out_.counters.refiner_passes_per_scale, &out_.counters.refiner_tokens_per_scale})
+    c->assign(static_cast<size_t>(K), 0);
   clock_ = std::make_unique<StageClock>(be);  // its marks lie within [start_, the end]
   var.check_classes(rows_.row_class);         // before any memory is taken for them
-  shape_ = {B, N, rows_.uncond_row, adapter ? adapter->streams : 1, sample_filters(jobs.data(), B, V)};
+  shape_ = {B, N, rows_.uncond_row, adapter ? adapter->streams : 1, sample_filters(jobs.data(), B, V), opts.fast};
   state_ = reuse ? reuse(shape_) : nullptr;
   if (!state_) state_ = new_state(impl, shape_);
   be.upload_sample_jobs(jobs.data(), jobs.size(), state_->jobs.data());
   var.begin(state_->session, rows_.row_class);
   be.fill_zero(state_->f_hat.flat());
   var.first_scale_input(state_->session, state_->x.data());
+  main_ = {&var, &state_->session, state_->x.data(), 0};
+  if (opts.fast.refine_from_scale > 0) {
+    refiner_ = ModelRun{&*impl.refiner, &*state_->refiner_session, state_->refiner_x.data(), 0};
+    impl.refiner->begin(*refiner_->session, rows_.row_class);
+    impl.refiner->first_scale_input(*refiner_->session, refiner_->x);
+  }
   out_.tokens.assign(static_cast<size_t>(B), TokenMaps(static_cast<size_t>(K)));
   clock_->lap(StageClock::Stage::Setup);
 }
@@ -197,20 +225,103 @@ void Generation::run_step(std::unique_ptr<StepRecording>& slot, const std::funct
   out_.counters.replayed_steps += impl_.backend->run_recorded(slot, step) == StepRun::Replayed;
 }
 
-VarTransformer::ScalePass Generation::pass() const {
+bool Generation::refiner_draws(int si) const {
+  return opts_.fast.refine_from_scale > 0 && si + 1 >= opts_.fast.refine_from_scale;
+}
+
+int64_t Generation::rows_at(int si) const {
+  const int until = opts_.fast.cfg_until_scale;
+  return until > 0 && si + 1 > until ? shape_.images : shape_.image_rows;
+}
+
+bool Generation::pruned_at(int si) const {
+  return opts_.fast.prune > 0.0 && si >= impl_.var->config().num_scales() - opts_.fast.prune_scales;
+}
+
+// The drawing model's pass writes the logits, the refiner's shadow pass
+// (before it draws) only fills its cache. At a pruned scale the drawing
+// model's input is compacted to the kept tokens first; before a pruned
+// scale, the model that draws it keeps this scale's head input.
+VarTransformer::ScalePass Generation::pass_of(ModelRun& m, bool draws) {
+  const VarConfig& cfg = m.var->config();
+  const int si = si_;
+  // Every row of the session (P·N under an adapter), or the conditional ones.
+  const int64_t rows = rows_at(si) == shape_.image_rows ? m.session->rows : rows_at(si);
+  const int64_t l = m.var->scale_tokens(1, si), C = cfg.embed_dim;
+  VarTransformer::ScalePass p{m.session, m.x, si, draws ? state_->logits.data() : nullptr, rows, l, m.cached};
+  const int K = cfg.num_scales();
+  if (draws && pruned_at(si)) {
+    Backend& be = *impl_.backend;
+    std::vector<float> x(static_cast<size_t>(rows * l * C));
+    be.download(m.x, x.size(), x.data());
+    pruned_.emplace(x.data(), rows, l, C, kept_tokens(l, opts_.fast.prune));
+    be.upload_into(x.data(), static_cast<size_t>(rows * pruned_->keep() * C), m.x);
+    p.tokens = pruned_->keep();
+    p.logits = nullptr;
+    p.hidden_out = state_->hidden.data();
+  } else if (si + 1 < K && pruned_at(si + 1) && &drawer(si + 1) == &m) {
+    p.hidden_out = state_->hidden.data();
+  }
+  return p;
+}
+
+void Generation::after_pass(ModelRun& m, const VarTransformer::ScalePass& p, bool draws) {
+  Backend& be = *impl_.backend;
+  const VarConfig& cfg = m.var->config();
+  const int si = si_, K = cfg.num_scales();
+  const int64_t C = cfg.embed_dim, side = cfg.patch_nums[si];
+  const bool keep_hidden = si + 1 < K && pruned_at(si + 1) && &drawer(si + 1) == &m;
+  if (draws && pruned_) {
+    std::vector<float> h(static_cast<size_t>(p.rows * p.tokens * C)), full(static_cast<size_t>(p.rows * side * side * C));
+    be.download(p.hidden_out, h.size(), h.data());
+    pruned_->restore(h.data(), prev_hidden_.data(), prev_side_, side, full.data());
+    pruned_.reset();
+    be.upload_into(full.data(), full.size(), state_->hidden.data());
+    m.var->head(state_->hidden.data(), p.rows * side * side, state_->logits.data());
+    if (keep_hidden) prev_hidden_ = std::move(full);
+  } else if (p.hidden_out) {
+    prev_hidden_.resize(static_cast<size_t>(p.rows * p.tokens * C));
+    be.download(p.hidden_out, prev_hidden_.size(), prev_hidden_.data());
+  }
+  if (keep_hidden) prev_side_ = side;
+  m.cached += p.tokens;
+  const bool refiner = refiner_ && &m == &*refiner_;
+  EngineCounters& n = out_.counters;
+  ++(refiner ? n.refiner_passes_per_scale : n.passes_per_scale)[si];
+  (refiner ? n.refiner_tokens_per_scale : n.tokens_per_scale)[si] += p.rows * p.tokens;
+  if (!refiner) n.rows_per_scale[si] += p.rows;
+}
+
+std::optional<VarTransformer::ScalePass> Generation::begin_pass() {
   VARPS_CHECK(!sampled_all(), "a generation past its last scale has no pass");
-  return {&state_->session, state_->x.data(), si_, state_->logits.data()};
+  if (refiner_draws(si_)) return std::nullopt;
+  main_pass_ = pass_of(main_, true);
+  return main_pass_;
 }
 
 void Generation::forward() {
-  const VarTransformer::ScalePass p = pass();
-  run_step(state_->steps[si_].transformer, [&] { impl_.var->forward_scale(*p.session, p.x, p.si, p.logits); });
-  passed();
+  const std::optional<VarTransformer::ScalePass> p = begin_pass();
+  if (p) {
+    const auto pass = [&] { impl_.var->forward_scales({*p}, p->session->work); };
+    // A pruned scale's tokens are chosen on the host: that step runs as it is.
+    if (pruned_) {
+      pass();
+    } else {
+      run_step(state_->steps[si_].transformer, pass);
+    }
+  }
+  end_pass();
 }
 
-void Generation::passed() {
-  ++out_.counters.passes_per_scale[si_];
-  out_.counters.rows_per_scale[si_] += state_->session.rows;
+void Generation::end_pass() {
+  if (main_pass_) after_pass(main_, *main_pass_, true);
+  main_pass_.reset();
+  if (refiner_) {
+    const bool draws = refiner_draws(si_);
+    const VarTransformer::ScalePass p = pass_of(*refiner_, draws);
+    refiner_->var->forward_scales({p}, p.session->work);
+    after_pass(*refiner_, p, draws);
+  }
   clock_->lap(StageClock::Stage::Transformer, si_);
 }
 
@@ -224,7 +335,7 @@ void Generation::sample() {
   const int si = si_;
   const int64_t B = shape_.images, N = shape_.image_rows, V = cfg.vocab_size, K = cfg.num_scales();
   const int64_t pn = cfg.patch_nums[si], l = pn * pn;
-  const bool guided = N > B;
+  const bool guided = rows_at(si) > B;  // guidance at this scale
   float* const logits = st.logits.data();
   if (opts_.on_stream_weights && session.adapter) {
     const int64_t P = session.streams;
@@ -272,7 +383,11 @@ void Generation::sample() {
     vae.add_scale(si, cfg.patch_nums, idx, st.f_hat, st.residual);
     if (si + 1 < K) {
       vae.next_scale_tokens(st.f_hat, cfg.patch_nums[si + 1], st.residual, st.next_tokens.data());
-      var.scale_input(session, st.next_tokens.data(), B, si + 1, rows_.row_stream, st.x.data());
+      if (!refiner_draws(si + 1))
+        var.scale_input(session, st.next_tokens.data(), B, si + 1, rows_.row_stream, st.x.data());
+      if (refiner_)
+        refiner_->var->scale_input(*refiner_->session, st.next_tokens.data(), B, si + 1, rows_.row_stream,
+                                   refiner_->x);
     }
   });
   clock_->lap(StageClock::Stage::Residual);

@@ -5,9 +5,11 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "model/pipeline_impl.hpp"
+#include "model/token_pruning.hpp"
 
 namespace varps {
 
@@ -38,9 +40,13 @@ struct StateArrays {
   uint64_t x = 0, logits = 0, guided_logits = 0, next_tokens = 0, f_hat = 0;  // float32
   std::vector<int64_t> scale_offset;  // where each scale's maps start in all_idx; the last is its size (int32)
   uint64_t jobs = 0;                  // SampleJob
+  // With a refiner: its session and input; with pruning, the head's input.
+  std::optional<SessionArrays> refiner_session;
+  uint64_t refiner_x = 0, hidden = 0;  // float32
+  uint64_t kv_bytes(const Backend& be) const;
   uint64_t activation_bytes(const Backend& be) const;
 };
-StateArrays state_arrays(const Pipeline::Impl& impl, int64_t B, int64_t N);
+StateArrays state_arrays(const Pipeline::Impl& impl, int64_t B, int64_t N, const FastModes& fast = {});
 
 class StageClock;
 
@@ -61,13 +67,15 @@ class Generation {
   int64_t images() const { return shape_.images; }
   const GenerationShape& shape() const { return shape_; }
 
-  // The next scale's backbone pass, replayed from its recording where the
-  // backend keeps one.
+  // The next scale's backbone passes, the model's replayed from its
+  // recording where the backend keeps one.
   void forward();
-  // The next scale's rows for a pass shared with other generations
-  // (VarTransformer::forward_scales), and the mark that such a pass ran.
-  VarTransformer::ScalePass pass() const;
-  void passed();
+  // forward() in two halves around a pass shared with other generations
+  // (VarTransformer::forward_scales): begin_pass() gives the model's rows
+  // for it (none when the refiner draws the scale); end_pass(), after it
+  // ran, finishes the scale (restores pruned tokens, runs the refiner).
+  std::optional<VarTransformer::ScalePass> begin_pass();
+  void end_pass();
   // After the next scale's backbone pass: guidance, the draw (edits and
   // teacher forcing applied), f_hat, and the following scale's input.
   void sample();
@@ -78,6 +86,20 @@ class Generation {
 
  private:
   void run_step(std::unique_ptr<StepRecording>& slot, const std::function<void()>& step);
+  // One model's rows in this generation: the pipeline's model or the refiner.
+  struct ModelRun {
+    const VarTransformer* var = nullptr;
+    VarSession* session = nullptr;
+    float* x = nullptr;
+    int64_t cached = 0;  // keys in its cache
+  };
+  bool refiner_draws(int si) const;
+  const ModelRun& drawer(int si) const { return refiner_draws(si) ? *refiner_ : main_; }
+  int64_t rows_at(int si) const;  // N, or B once the unconditional rows stop
+  bool pruned_at(int si) const;
+  // A pass of `m` at the next scale; `draws`: its logits are sampled.
+  VarTransformer::ScalePass pass_of(ModelRun& m, bool draws);
+  void after_pass(ModelRun& m, const VarTransformer::ScalePass& p, bool draws);
 
   const Pipeline::Impl& impl_;
   const GenerateOptions& opts_;
@@ -89,6 +111,12 @@ class Generation {
   std::chrono::steady_clock::time_point start_;
   GeneratedImages out_;
   int si_ = 0;
+  ModelRun main_;
+  std::optional<ModelRun> refiner_;
+  std::optional<VarTransformer::ScalePass> main_pass_;  // between begin_pass and end_pass
+  std::optional<PrunedScale> pruned_;  // the drawing model's, at a pruned scale
+  std::vector<float> prev_hidden_;     // the head's input of the scale before a pruned one, host
+  int64_t prev_side_ = 0;
 };
 
 }  // namespace varps

@@ -13,6 +13,7 @@
 #include "backend.hpp"
 #include "model/var_transformer.hpp"
 #include "model/vqvae.hpp"
+#include "varps/fast_modes.hpp"
 
 namespace varps {
 
@@ -22,6 +23,7 @@ struct GenerationShape {
   std::vector<int64_t> uncond_row;  // per image; -1 without guidance
   int64_t streams = 1;              // P of the attached adapter
   bool filters = false;             // some image keeps a top-k or top-p filter (sample_filters)
+  FastModes fast;
   bool operator==(const GenerationShape&) const = default;
 };
 
@@ -56,6 +58,11 @@ struct GenerationState {
   ResidualMaps residual;
   std::vector<ScaleSteps> steps;  // per scale
   std::optional<DecoderState> decoder;  // from the first request of this shape that decodes
+  // With a refiner: its session and input; with pruning, the head's input
+  // [N, max_l, C] of the pruned scales and the one before them.
+  std::optional<VarSession> refiner_session;
+  Array<float> refiner_x;
+  Array<float> hidden;
 };
 
 }  // namespace varps

@@ -94,6 +94,54 @@ void Pipeline::attach_adapter(const ParScaleAdapter& adapter) {
   impl_->adapter.emplace(*impl_->backend, adapter, vc);
 }
 
+namespace {
+
+// A refiner must read the same token maps the pipeline's model writes.
+void check_refiner_fits(const VarConfig& main, const VarConfig& r, const std::string& what) {
+  const auto differs = [&](const std::string& field, const std::string& a, const std::string& b) {
+    throw Error("refiner " + what + " has " + field + " " + b + ", the model " + a + ": a refiner needs the same");
+  };
+  if (r.patch_nums != main.patch_nums) {
+    std::string a, b;
+    for (int p : main.patch_nums) a += (a.empty() ? "" : ",") + std::to_string(p);
+    for (int p : r.patch_nums) b += (b.empty() ? "" : ",") + std::to_string(p);
+    differs("patch_nums", a, b);
+  }
+  if (r.vocab_size != main.vocab_size) differs("vocab", std::to_string(main.vocab_size), std::to_string(r.vocab_size));
+  if (r.cvae != main.cvae) differs("Cvae", std::to_string(main.cvae), std::to_string(r.cvae));
+  if (r.num_classes != main.num_classes)
+    differs("classes", std::to_string(main.num_classes), std::to_string(r.num_classes));
+}
+
+}  // namespace
+
+void Pipeline::attach_refiner(const std::filesystem::path& var_path) {
+  const Checkpoint ckpt = Checkpoint::open(var_path);
+  const VarConfig rc = infer_var_config(ckpt);
+  check_refiner_fits(var_config(), rc, var_path.string());
+  impl_->drop_state();
+  impl_->refiner.reset();
+  auto w = checkpoint_weights(ckpt);
+  impl_->refiner.emplace(*impl_->backend, rc, *w);
+  w->finish(kVarIgnorable);
+}
+
+void Pipeline::attach_refiner_preset(const std::string& name, uint64_t weight_seed) {
+  const VarConfig rc = preset_var_config(name);
+  check_refiner_fits(var_config(), rc, "preset " + name);
+  impl_->drop_state();
+  impl_->refiner.reset();
+  auto w = random_weights(weight_seed, "random weights (refiner preset " + name + ")");
+  impl_->refiner.emplace(*impl_->backend, rc, *w);
+}
+
+void Pipeline::detach_refiner() {
+  impl_->drop_state();
+  impl_->refiner.reset();
+}
+
+bool Pipeline::has_refiner() const { return impl_->refiner.has_value(); }
+
 void Pipeline::detach_adapter() {
   impl_->drop_state();
   impl_->adapter.reset();

@@ -21,6 +21,7 @@ struct Pipeline::Impl {
   std::optional<VarTransformer> var;
   std::optional<Vqvae> vae;
   std::optional<StreamAdapter> adapter;
+  std::optional<VarTransformer> refiner;  // FastModes::refine_from_scale
   std::string origin;
 
   // The last request's state, kept for the next request of the same shape.

@@ -62,10 +62,12 @@ struct RollingBatch::Impl {
   }
 };
 
-RollingBatch::RollingBatch(const Pipeline& pipe, int max_images) {
+RollingBatch::RollingBatch(const Pipeline& pipe, int max_images, const FastModes& fast) {
   if (!pipe.impl_->var) throw Error("this pipeline has no VAR transformer");
   if (max_images < 1) throw Error("a rolling batch needs room for at least 1 image, got " + std::to_string(max_images));
+  check_fast_modes(fast, pipe.var_config(), pipe.has_refiner());
   impl_ = std::make_unique<Impl>(Impl{*pipe.impl_, max_images, {}, {}, {}, {}, 1, 0});
+  impl_->opts.fast = fast;
 }
 
 RollingBatch::~RollingBatch() = default;
@@ -89,17 +91,20 @@ std::vector<RollingBatch::Finished> RollingBatch::step() {
   if (m.cohorts.empty()) return done;
   std::vector<VarTransformer::ScalePass> passes;
   int64_t tokens = 0;
-  for (const Impl::Cohort& c : m.cohorts) {
-    passes.push_back(c.generation->pass());
-    tokens += m.pipe.var->scale_tokens(passes.back().session->rows, passes.back().si);
+  for (const Impl::Cohort& c : m.cohorts)
+    if (const auto p = c.generation->begin_pass()) {
+      passes.push_back(*p);
+      tokens += m.pipe.var->pass_tokens(*p);
+    }
+  if (!passes.empty()) {
+    m.fit_work(tokens);
+    m.pipe.var->forward_scales(passes, m.work);
   }
-  m.fit_work(tokens);
-  m.pipe.var->forward_scales(passes, m.work);
   ++m.passes;
   const int64_t images = m.in_flight();
   for (Impl::Cohort& c : m.cohorts) {
     c.most_images = std::max(c.most_images, images);
-    c.generation->passed();
+    c.generation->end_pass();
     c.generation->sample();
   }
   // Finished cohorts leave in the order they joined.

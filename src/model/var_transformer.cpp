@@ -247,10 +247,10 @@ void VarTransformer::block_forward(const std::vector<ScalePass>& passes, const B
   };
   std::vector<Rows> parts;
   int64_t M = 0;  // every pass's tokens
-  for (const ScalePass& p : passes) {
-    const int64_t l = scale_tokens(1, p.si);
-    parts.push_back({*p.session, p.x, p.session->rows, l, cfg_.first_token_of_scale(p.si), M});
-    M += p.session->rows * l;
+  for (const ScalePass& given : passes) {
+    const ScalePass p = resolved(given);
+    parts.push_back({*p.session, p.x, p.rows, p.tokens, p.cached, M});
+    M += p.rows * p.tokens;
   }
   // A pass's rows in one of w's arrays of `width` elements per token.
   const auto at = [](const Array<float>& a, const Rows& r, int64_t width) { return a.data() + r.first * width; };
@@ -317,10 +317,37 @@ void VarTransformer::forward_scale(const VarSession& s, float* x, int si, float*
   forward_scales({{&s, x, si, logits}}, s.work);
 }
 
-void VarTransformer::forward_scales(const std::vector<ScalePass>& passes, const BlockWork& w) const {
+VarTransformer::ScalePass VarTransformer::resolved(ScalePass p) const {
+  const VarSession& s = *p.session;
+  if (p.rows < 0) p.rows = s.rows;
+  if (p.tokens < 0) p.tokens = scale_tokens(1, p.si);
+  if (p.cached < 0) p.cached = cfg_.first_token_of_scale(p.si);
+  VARPS_CHECK(p.rows >= 1 && p.rows <= s.rows, "a pass runs 1 to all of its session's rows");
+  VARPS_CHECK(p.tokens >= 1 && p.tokens <= scale_tokens(1, p.si), "a pass runs 1 to all of its scale's tokens");
+  VARPS_CHECK(p.cached >= 0 && p.cached + p.tokens <= cfg_.total_tokens(), "a pass's keys fit the cache");
+  VARPS_CHECK(p.rows == s.rows || !s.adapter, "a pass over some rows only runs without an adapter");
+  return p;
+}
+
+int64_t VarTransformer::pass_tokens(const ScalePass& p) const {
+  const ScalePass r = resolved(p);
+  return r.rows * r.tokens;
+}
+
+void VarTransformer::head(const float* h, int64_t tokens, float* logits) const {
   const int64_t C = cfg_.embed_dim;
+  be_.linear(view(h, {tokens, C}), head_w_.as({cfg_.vocab_size, C}), head_b_.as({cfg_.vocab_size}),
+             view(logits, {tokens, cfg_.vocab_size}));
+}
+
+void VarTransformer::forward_scales(const std::vector<ScalePass>& given, const BlockWork& w) const {
+  const int64_t C = cfg_.embed_dim;
+  std::vector<ScalePass> passes;
   int64_t tokens = 0;
-  for (const ScalePass& p : passes) tokens += scale_tokens(p.session->rows, p.si);
+  for (const ScalePass& p : given) {
+    passes.push_back(resolved(p));
+    tokens += passes.back().rows * passes.back().tokens;
+  }
   if (tokens > w.tokens)
     throw Error("a pass of " + std::to_string(tokens) + " token rows over a workspace for " + std::to_string(w.tokens));
   // Each block leaves the next one's modulated LN in w.ln, and the last the
@@ -328,7 +355,7 @@ void VarTransformer::forward_scales(const std::vector<ScalePass>& passes, const 
   int64_t first = 0;
   for (const ScalePass& p : passes) {
     const VarSession& s = *p.session;
-    const int64_t R = s.rows, l = scale_tokens(1, p.si);
+    const int64_t R = p.rows, l = p.tokens;
     const float* mod0 = s.block_mod[0].data();
     be_.adaln_modulate(view(p.x, {R, l, C}),
                        {view(mod0 + 2 * C, {R, C}, 6 * C), view(mod0 + 4 * C, {R, C}, 6 * C), cfg_.norm_eps},
@@ -339,16 +366,16 @@ void VarTransformer::forward_scales(const std::vector<ScalePass>& passes, const 
   first = 0;
   for (const ScalePass& p : passes) {
     const VarSession& s = *p.session;
-    const int64_t l = scale_tokens(1, p.si);
+    const int64_t l = p.tokens;
     const float* h = w.ln.data() + first * C;
-    first += s.rows * l;
+    first += p.rows * l;
     if (s.adapter) {
       aggregate_streams(s, h, l, s.agg_out.data());
       h = s.agg_out.data();
     }
-    const int64_t M = s.image_rows * l;
-    be_.linear(view(h, {M, C}), head_w_.as({cfg_.vocab_size, C}), head_b_.as({cfg_.vocab_size}),
-               view(p.logits, {M, cfg_.vocab_size}));
+    const int64_t M = (s.adapter ? s.image_rows : p.rows) * l;
+    if (p.hidden_out) be_.copy(h, static_cast<size_t>(M * C), p.hidden_out);
+    if (p.logits) head(h, M, p.logits);
   }
 }
 

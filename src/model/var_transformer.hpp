@@ -118,12 +118,28 @@ class VarTransformer {
   void forward_scale(const VarSession& s, float* x, int si, float* logits) const;
 
   // One session's rows in a pass over several: forward_scale's arguments.
+  // By default a pass runs every row of the session on all of scale si's
+  // tokens, its keys after the earlier scales'. The fast modes
+  // (varps/fast_modes.hpp) narrow it: the first `rows` rows only (the
+  // conditional ones), `tokens` tokens per row (the kept ones, x compacted
+  // to [rows, tokens, C]) whose keys go after `cached` keys.
   struct ScalePass {
     const VarSession* session;
     float* x;
     int si;
-    float* logits;
+    float* logits;              // [rows, tokens, V]; null: no head
+    int64_t rows = -1;          // -1: session->rows
+    int64_t tokens = -1;        // -1: scale si's
+    int64_t cached = -1;        // -1: the tokens of scales before si
+    float* hidden_out = nullptr;  // the head's input [rows, tokens, C], when set
   };
+  // The pass with its defaults filled in.
+  ScalePass resolved(ScalePass p) const;
+  // Token rows the pass puts through the backbone.
+  int64_t pass_tokens(const ScalePass& p) const;
+  // The head alone on its input h [rows·l, C] (as hidden_out gives it):
+  // logits [rows·l, V]. Without an adapter.
+  void head(const float* h, int64_t tokens, float* logits) const;
   // forward_scale for every pass at once, each at its own scale with its own
   // KV cache: the matrix products of all their rows run as one product per
   // weight, the per-row ops (cache writes, attention, modulation) on each

@@ -249,6 +249,32 @@ class PyPipeline {
   }
   void detach_adapter() { pipe_->detach_adapter(); }
 
+  void set_fast_modes(int cfg_until_scale, double prune, int prune_scales, int refine_from_scale) {
+    const FastModes m{cfg_until_scale, prune, prune_scales, refine_from_scale};
+    try {
+      check_fast_modes(m, pipe_->var_config(), pipe_->has_refiner());
+    } catch (const Error& e) {
+      raise(PyExc_ValueError, e.what());
+    }
+    fast_ = m;
+  }
+  void attach_refiner(const std::string& var) {
+    if (!std::filesystem::exists(var)) {
+      errno = ENOENT;
+      PyErr_SetFromErrnoWithFilename(PyExc_FileNotFoundError, var.c_str());
+      throw nb::python_error();
+    }
+    try {
+      pipe_->attach_refiner(var);
+    } catch (const Error& e) {
+      raise(PyExc_ValueError, e.what());
+    }
+  }
+  void detach_refiner() {
+    pipe_->detach_refiner();
+    fast_.refine_from_scale = 0;
+  }
+
   nb::dict plan_memory(const std::vector<int>& classes, const std::vector<double>& cfg) const {
     std::vector<ImageRequest> requests;
     for (size_t i = 0; i < classes.size(); ++i) requests.push_back({classes[i], 0, SamplingParams{cfg[i], 900, 0.95}});
@@ -285,8 +311,9 @@ class PyPipeline {
     return out;
   }
 
-  static GenerateOptions options(nb::object progress) {
+  GenerateOptions options(nb::object progress) const {
     GenerateOptions opts;
+    opts.fast = fast_;
     opts.progress = [progress](int si, int n) {
       nb::gil_scoped_acquire acquire;
       if (PyErr_CheckSignals() != 0) throw Interrupted{};
@@ -303,6 +330,7 @@ class PyPipeline {
   }
 
   std::unique_ptr<Pipeline> pipe_;
+  FastModes fast_;  // every later generate() and edit()
 };
 
 nb::dict inspect(const std::string& path) {
@@ -393,6 +421,10 @@ NB_MODULE(_varps, m) {
       .def("reconstruct", &PyPipeline::reconstruct)
       .def("attach_adapter", &PyPipeline::attach_adapter)
       .def("detach_adapter", &PyPipeline::detach_adapter)
+      .def("set_fast_modes", &PyPipeline::set_fast_modes, "cfg_until_scale"_a, "prune"_a, "prune_scales"_a,
+           "refine_from_scale"_a)
+      .def("attach_refiner", &PyPipeline::attach_refiner)
+      .def("detach_refiner", &PyPipeline::detach_refiner)
       .def("plan_memory", &PyPipeline::plan_memory);
   m.def("inspect", &inspect);
   m.def("box_mask", [](double y0, double x0, double y1, double x1, int64_t side, bool outpaint) {

@@ -86,7 +86,9 @@ void BatchQueue::work_by_batch() {
     std::vector<ImageRequest> requests;
     for (const Pending& p : batch) requests.push_back(p.request);
     try {
-      const GeneratedImages g = pipe_.generate(requests);
+      GenerateOptions go;
+      go.fast = opts_.fast;
+      const GeneratedImages g = pipe_.generate(requests, go);
       int64_t backbone = 0;
       for (int64_t n : g.counters.passes_per_scale) backbone += n;
       {
@@ -101,7 +103,7 @@ void BatchQueue::work_by_batch() {
 }
 
 void BatchQueue::work_by_scale() {
-  RollingBatch rolling(pipe_, opts_.max_batch);
+  RollingBatch rolling(pipe_, opts_.max_batch, opts_.fast);
   std::map<uint64_t, std::vector<Pending>> running;  // by cohort
   for (;;) {
     if (rolling.free_images() > 0) {

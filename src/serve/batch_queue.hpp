@@ -32,6 +32,7 @@ struct BatchQueueOptions {
   std::chrono::milliseconds max_wait{5};  // how long the first request waits for others
   int max_queue = 256;                    // waiting requests; more are refused
   Joining joining = Joining::NextScale;
+  FastModes fast;  // every request's
 };
 
 // One request's result: its image [3, H, W] in [0, 1], tokens, and what the
