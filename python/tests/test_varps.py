@@ -179,3 +179,21 @@ def test_arrays_in_any_form_with_the_array_protocol(tiny):
     img = tiny.generate(classes=[1], seeds=2)[0]
     assert tiny.tokenize(memoryview(img)) == tiny.tokenize(img[None])
     assert tiny.tokenize(np.asfortranarray(img)) == tiny.tokenize(img)
+
+
+def test_fast_modes_match_the_cli_and_switch_off(tmp_path):
+    p = varps.Pipeline(threads=2)  # the trained model; its refiner is fmnist-d4
+    exact = p.generate(classes=[7, 2], seeds=3, cfg=1.5)
+    p.set_fast_modes(cfg_until_scale=3, prune=0.5, refiner="fmnist-d4", refine_from_scale=3)
+    fast, tokens = p.generate(classes=[7, 2], seeds=3, cfg=1.5, return_tokens=True)
+    assert not np.array_equal(fast, exact)
+    run_cli("generate", "--class", "7,2", "--seed", 3, "--cfg", 1.5, "--cfg-until-scale", 3, "--prune", 0.5,
+            "--refiner", "fmnist-d4", "--refine-from-scale", 3, "--out", "o", "--tokens-out", "t.json", "-q",
+            cwd=tmp_path)
+    assert json.loads((tmp_path / "t.json").read_text())["images"][0]["tokens"] == tokens[0]
+    p.set_fast_modes()  # all off: the exact path again
+    assert np.array_equal(p.generate(classes=[7, 2], seeds=3, cfg=1.5), exact)
+    with pytest.raises(ValueError, match="cfg-until-scale 9 is out of range"):
+        p.set_fast_modes(cfg_until_scale=9)
+    with pytest.raises(ValueError, match="needs a refiner"):
+        p.set_fast_modes(refine_from_scale=3)

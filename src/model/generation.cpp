@@ -239,7 +239,8 @@ bool Generation::pruned_at(int si) const {
 }
 
 // The drawing model's pass writes the logits, the refiner's shadow pass
-// (before it draws) only fills its cache. At a pruned scale the drawing
+// (before it draws) only fills its cache (spec: docs/spec/fast-modes.md
+// "Drafter and refiner"). At a pruned scale the drawing
 // model's input is compacted to the kept tokens first; before a pruned
 // scale, the model that draws it keeps this scale's head input.
 VarTransformer::ScalePass Generation::pass_of(ModelRun& m, bool draws) {
@@ -335,7 +336,8 @@ void Generation::sample() {
   const int si = si_;
   const int64_t B = shape_.images, N = shape_.image_rows, V = cfg.vocab_size, K = cfg.num_scales();
   const int64_t pn = cfg.patch_nums[si], l = pn * pn;
-  const bool guided = rows_at(si) > B;  // guidance at this scale
+  // Guidance at this scale (spec: docs/spec/fast-modes.md "Guidance until a scale").
+  const bool guided = rows_at(si) > B;
   float* const logits = st.logits.data();
   if (opts_.on_stream_weights && session.adapter) {
     const int64_t P = session.streams;

@@ -1,7 +1,7 @@
 #pragma once
-// FastVAR's cached token pruning on one scale (docs/spec/fast-modes.md):
-// which tokens a row keeps, and the full scale's hidden states rebuilt from
-// the kept tokens' and the previous scale's. Host arrays, row-major
+// FastVAR's cached token pruning on one scale (spec: docs/spec/fast-modes.md
+// "Token pruning"): which tokens a row keeps, and the full scale's hidden
+// states rebuilt from the kept tokens' and the previous scale's. Host arrays, row-major
 // [rows, tokens, C]; the generation moves them to and from the backend.
 #include <cstdint>
 #include <vector>
