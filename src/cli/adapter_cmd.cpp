@@ -48,7 +48,7 @@ int run_adapter(const AdapterArgs& a) {
                                      : "adapter init: --model and --preset exclude each other");
   VarConfig vc;
   if (!a.preset.empty()) {
-    const ModelChoice m = choose_model("", "", a.preset);  // validates the name
+    const ModelChoice m = choose_model(ModelArgs{"", "", a.preset});  // validates the name
     vc = preset_var_config(m.preset);
   } else {
     vc = infer_var_config(Checkpoint::open(a.model));

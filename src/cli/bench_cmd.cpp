@@ -51,12 +51,7 @@ std::vector<Schedule> parse_schedules(const std::string& text) {
 void add_bench(CLI::App& app, BenchArgs& a) {
   CLI::App* cmd = app.add_subcommand(
       "bench", "Measure latency, peak memory and diversity of P parallel streams, batched against sequential");
-  cmd->add_option("--var", a.var, "VAR transformer checkpoint (.pth or .safetensors)")->type_name("FILE");
-  cmd->add_option("--vae", a.vae, "VQVAE tokenizer checkpoint (.pth or .safetensors)")->type_name("FILE");
-  cmd->add_option("--preset", a.preset,
-                  "Instead of checkpoints: random weights of a released size (d16, d20, d24, d30, d36) or 'tiny'; "
-                  "without --var/--vae/--preset: the built-in trained model 'fmnist'")
-      ->type_name("NAME");
+  add_model_flags(cmd, a.model);
   cmd->add_option("--streams", a.streams, "Comma list of stream counts P to measure")
       ->type_name("LIST")
       ->capture_default_str();
@@ -86,10 +81,7 @@ void add_bench(CLI::App& app, BenchArgs& a) {
   cmd->add_option("--seed", a.seed, "Seed of the first stream; stream p uses seed + p")
       ->type_name("S")
       ->capture_default_str();
-  cmd->add_option("--cfg", a.cfg, "Guidance weight (0: no unconditional rows)")->type_name("W")->capture_default_str();
-  cmd->add_option("--top-k", a.top_k, "Top-k filter, 0 off")->type_name("K")->capture_default_str();
-  cmd->add_option("--top-p", a.top_p, "Top-p filter in [0, 1], 0 off")->type_name("P")->capture_default_str();
-  cmd->add_option("--temperature", a.temperature, "Sampling temperature, > 0")->type_name("T")->capture_default_str();
+  add_sampling_flags(cmd, a.sampling);
   add_device_flags(cmd, a.device);
   add_fast_mode_flags(cmd, a.fast);
   cmd->add_option("--adapter", a.adapter,
@@ -158,7 +150,7 @@ std::vector<std::string> parse_larger(const std::string& text) {
   const std::vector<std::string> names = split_commas(text);
   for (const std::string& name : names) {
     if (name.empty()) throw UsageError("invalid value '" + text + "' for --larger: expected a comma list of presets");
-    choose_model("", "", name);  // UsageError for an unknown preset
+    choose_model(ModelArgs{"", "", name});  // UsageError for an unknown preset
   }
   return names;
 }
@@ -216,11 +208,11 @@ int run_bench(const BenchArgs& a) {
   const bench::HardwarePeaks peaks{parse_double("--peak-tflops", a.peak_tflops, 0.0, inf),
                                    parse_double("--peak-gbps", a.peak_gbps, 0.0, inf)};
   run.seed = parse_u64("--seed", a.seed);
-  run.sampling = parse_sampling(a.cfg, a.top_k, a.top_p, a.temperature);
+  run.sampling = parse_sampling(a.sampling);
   run.streams = parse_int_list("--streams", a.streams);
   const PipelineOptions device = parse_device(a.device);
   const std::optional<int64_t> cls = parse_class("--class", a.class_id);
-  const ModelChoice model = choose_model(a.var, a.vae, a.preset);
+  const ModelChoice model = choose_model(a.model);
   run.fast = parse_fast_modes(a.fast);
 
   if (a.compare) {

@@ -50,6 +50,20 @@ void add_device_flags(CLI::App* cmd, DeviceArgs& args);
 // the pipeline is built.
 PipelineOptions parse_device(const DeviceArgs& args);
 
+// --var, --vae and --preset: the model a command runs (choose_model reads
+// them). `vae_note` ends --vae's help where a command needs more of it.
+struct ModelArgs {
+  std::string var, vae, preset;
+};
+void add_model_flags(CLI::App* cmd, ModelArgs& args, const std::string& vae_note = "");
+
+// --cfg, --top-k, --top-p and --temperature, with a command's defaults.
+struct SamplingArgs {
+  std::string cfg = "4", top_k = "900", top_p = "0.95", temperature = "1";
+};
+void add_sampling_flags(CLI::App* cmd, SamplingArgs& args, bool with_temperature = true);
+SamplingParams parse_sampling(const SamplingArgs& args);
+
 // The fast modes' flags (varps/fast_modes.hpp), shared by the commands that
 // generate.
 struct FastModeArgs {
@@ -61,9 +75,10 @@ void add_fast_mode_flags(CLI::App* cmd, FastModeArgs& args);
 FastModes parse_fast_modes(const FastModeArgs& args);
 
 struct GenerateArgs {
-  std::string var, vae, preset;
+  ModelArgs model;
   std::vector<std::string> classes;
-  std::string cfg = "4", top_k = "900", top_p = "0.95", temperature = "1", seed = "0";
+  SamplingArgs sampling;
+  std::string seed = "0";
   DeviceArgs device;
   FastModeArgs fast;
   std::string streams = "1", stream_params, adapter;
@@ -74,11 +89,12 @@ void add_generate(CLI::App& app, GenerateArgs& args);
 int run_generate(const GenerateArgs& args);
 
 struct EditArgs {
-  std::string var, vae, preset;
+  ModelArgs model;
   std::string image, input_tokens, box, mask;
   bool outpaint = false;
   std::vector<std::string> classes;
-  std::string cfg = "4", top_k = "900", top_p = "0.95", temperature = "1", seed = "0";
+  SamplingArgs sampling;
+  std::string seed = "0";
   DeviceArgs device;
   FastModeArgs fast;
   std::string streams = "1", adapter;
@@ -89,10 +105,12 @@ void add_edit(CLI::App& app, EditArgs& args);
 int run_edit(const EditArgs& args);
 
 struct SampleArgs {
-  std::string var, vae, preset, adapter, out;
+  ModelArgs model;
+  std::string adapter, out;
   std::string class_range;
   std::vector<std::string> classes;
-  std::string per_class = "50", cfg = "1.5", top_k = "900", top_p = "0.96", temperature = "1", seed = "0";
+  std::string per_class = "50", seed = "0";
+  SamplingArgs sampling{"1.5", "900", "0.96", "1"};  // the official FID protocol's
   std::string batch = "8", shard_size = "100";
   bool png = false;
   DeviceArgs device;
@@ -103,7 +121,8 @@ void add_sample(CLI::App& app, SampleArgs& args);
 int run_sample(const SampleArgs& args);
 
 struct ServeArgs {
-  std::string var, vae, preset, adapter;
+  ModelArgs model;
+  std::string adapter;
   std::string host = "127.0.0.1", port = "8080", max_batch = "16", max_wait_ms = "5", max_queue = "64";
   std::string join = "next-scale";
   DeviceArgs device;
@@ -122,10 +141,11 @@ void add_reconstruct(CLI::App& app, ReconstructArgs& args);
 int run_reconstruct(const ReconstructArgs& args);
 
 struct BenchArgs {
-  std::string var, vae, preset;
+  ModelArgs model;
   std::string streams = "1,2,4,8", schedules = "batched,sequential", warmup = "1", repeats = "5";
   std::string peak_tflops = "0", peak_gbps = "0";
-  std::string class_id = "0", cfg = "4", top_k = "900", top_p = "0.95", temperature = "1", seed = "0";
+  std::string class_id = "0", seed = "0";
+  SamplingArgs sampling;
   DeviceArgs device;
   FastModeArgs fast;
   std::string adapter;
@@ -145,8 +165,9 @@ void add_adapter(CLI::App& app, AdapterArgs& args);
 int run_adapter(const AdapterArgs& args);
 
 struct PrecisionErrorArgs {
-  std::string var, vae, preset;
-  std::string images = "4", class_id = "0", seed = "0", cfg = "4", top_k = "900", top_p = "0.95";
+  ModelArgs model;
+  std::string images = "4", class_id = "0", seed = "0";
+  SamplingArgs sampling;  // without --temperature
   DeviceArgs device;
   std::string out;
   bool quiet = false;
@@ -258,7 +279,7 @@ struct ModelChoice {
   std::string builtin;  // the built-in model the files are, or empty
 };
 // Checks the flag combination (UsageError otherwise).
-ModelChoice choose_model(const std::string& var, const std::string& vae, const std::string& preset);
+ModelChoice choose_model(const ModelArgs& args);
 // The VAR configuration from headers only (cheap checks before loading).
 VarConfig peek_var_config(const ModelChoice& m);
 // Loads the model, saying on stderr when the weights are random. The VQVAE

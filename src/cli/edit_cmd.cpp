@@ -55,14 +55,7 @@ void add_edit(CLI::App& app, EditArgs& a) {
       "edit",
       "Zero-shot editing: keep an image's tokens where a mask says so and generate the rest (in-painting, "
       "out-painting, class-conditional editing)");
-  cmd->add_option("--var", a.var, "VAR transformer checkpoint (.pth or .safetensors), e.g. var_d16.pth")
-      ->type_name("FILE");
-  cmd->add_option("--vae", a.vae, "VQVAE tokenizer checkpoint (.pth or .safetensors) with its encoder")
-      ->type_name("FILE");
-  cmd->add_option("--preset", a.preset,
-                  "Instead of checkpoints: deterministic random weights of a released size (for timing; 'tiny' is "
-                  "the smoke-test model). Without --var/--vae/--preset: the built-in trained model 'fmnist'")
-      ->type_name("NAME");
+  add_model_flags(cmd, a.model, "; --image needs its encoder");
   auto* image = cmd->add_option("--image", a.image,
                                 "The image to edit: a PNG of the model's resolution (256x256 for the released "
                                 "256-pixel models), encoded with the VQVAE")
@@ -90,18 +83,7 @@ void add_edit(CLI::App& app, EditArgs& a) {
       ->type_name("ID")
       ->delimiter(',')
       ->required();
-  cmd->add_option("--cfg", a.cfg, "Classifier-free guidance weight at the last scale; >= 0, 0 disables guidance")
-      ->type_name("W")
-      ->capture_default_str();
-  cmd->add_option("--top-k", a.top_k, "Keep the k most likely tokens before drawing; >= 0, 0 switches the filter off")
-      ->type_name("K")
-      ->capture_default_str();
-  cmd->add_option("--top-p", a.top_p, "Nucleus sampling mass; in [0, 1], 0 switches the filter off")
-      ->type_name("P")
-      ->capture_default_str();
-  cmd->add_option("--temperature", a.temperature, "Divides the guided logits before the filters; > 0")
-      ->type_name("T")
-      ->capture_default_str();
+  add_sampling_flags(cmd, a.sampling);
   cmd->add_option("--seed", a.seed, "Seed of the first output; output i uses seed + i")
       ->type_name("S")
       ->capture_default_str();
@@ -139,11 +121,11 @@ void add_edit(CLI::App& app, EditArgs& a) {
 
 int run_edit(const EditArgs& a) {
   // ---- flags alone (usage errors, exit 2) ----
-  const SamplingParams sp = parse_sampling(a.cfg, a.top_k, a.top_p, a.temperature);
+  const SamplingParams sp = parse_sampling(a.sampling);
   const uint64_t seed = parse_u64("--seed", a.seed);
   const PipelineOptions device = parse_device(a.device);
   const int streams = parse_int("--streams", a.streams, 1);
-  const ModelChoice model = choose_model(a.var, a.vae, a.preset);
+  const ModelChoice model = choose_model(a.model);
   const FastModes fast = parse_fast_modes(a.fast);
   if (a.image.empty() == a.input_tokens.empty()) throw UsageError("give the image to edit: --image or --input-tokens");
   if (a.box.empty() == a.mask.empty()) throw UsageError("give the region to edit: --box or --mask");
@@ -191,7 +173,7 @@ int run_edit(const EditArgs& a) {
   std::vector<std::string> sources;
   if (!a.image.empty()) {
     if (!pipe.vae_config().has_encoder())
-      throw Error("VQVAE checkpoint '" + a.vae + "' has no encoder: it cannot encode --image (give --input-tokens)");
+      throw Error("VQVAE checkpoint '" + a.model.vae + "' has no encoder: it cannot encode --image (give --input-tokens)");
     inputs = pipe.tokenize(read_image_to_edit(a.image, image_side));
     sources.push_back(a.image);
   } else {

@@ -18,36 +18,13 @@ namespace fs = std::filesystem;
 
 void add_generate(CLI::App& app, GenerateArgs& a) {
   CLI::App* cmd = app.add_subcommand("generate", "Generate images from class labels (one PNG per --class)");
-  cmd->add_option("--var", a.var, "VAR transformer checkpoint (.pth or .safetensors), e.g. var_d16.pth")
-      ->type_name("FILE");
-  cmd->add_option("--vae", a.vae, "VQVAE tokenizer checkpoint (.pth or .safetensors), e.g. vae_ch160v4096z32.pth")
-      ->type_name("FILE");
-  cmd->add_option("--preset", a.preset,
-                  "Instead of checkpoints: deterministic random weights of a released size (d16, d20, d24, d30, "
-                  "d36), for timing; the images are noise ('tiny' is the built-in smoke-test model)")
-      ->type_name("NAME");
+  add_model_flags(cmd, a.model);
   cmd->add_option("--class,-c", a.classes,
                   "Class label of one image; repeat the flag or give a comma list (--class 1,2,3). 'uncond' "
                   "(or the number of classes) draws an unconditional image. Images are generated in this order")
       ->type_name("ID")
       ->delimiter(',');
-  cmd->add_option("--cfg", a.cfg,
-                  "Classifier-free guidance weight at the last scale (ramps linearly from 0 at the first); "
-                  ">= 0, 0 disables guidance")
-      ->type_name("W")
-      ->capture_default_str();
-  cmd->add_option("--top-k", a.top_k, "Keep the k most likely tokens before drawing; >= 0, 0 switches the filter off")
-      ->type_name("K")
-      ->capture_default_str();
-  cmd->add_option("--top-p", a.top_p,
-                  "Nucleus sampling: keep the most likely tokens up to this probability mass; in [0, 1], 0 "
-                  "switches the filter off")
-      ->type_name("P")
-      ->capture_default_str();
-  cmd->add_option("--temperature", a.temperature,
-                  "Divides the guided logits before the filters; > 0, 1 leaves them as the official sampler does")
-      ->type_name("T")
-      ->capture_default_str();
+  add_sampling_flags(cmd, a.sampling);
   cmd->add_option("--seed", a.seed, "Seed of the first image; image i uses seed + i (a non-negative 64-bit integer)")
       ->type_name("S")
       ->capture_default_str();
@@ -93,11 +70,11 @@ void add_generate(CLI::App& app, GenerateArgs& a) {
 
 int run_generate(const GenerateArgs& a) {
   // ---- flags alone (usage errors, exit 2) ----
-  const SamplingParams sp = parse_sampling(a.cfg, a.top_k, a.top_p, a.temperature);
+  const SamplingParams sp = parse_sampling(a.sampling);
   const uint64_t seed = parse_u64("--seed", a.seed);
   const PipelineOptions device = parse_device(a.device);
   const int streams = parse_int("--streams", a.streams, 1);
-  const ModelChoice model = choose_model(a.var, a.vae, a.preset);
+  const ModelChoice model = choose_model(a.model);
   const FastModes fast = parse_fast_modes(a.fast);
   std::vector<std::optional<int64_t>> classes;
   for (const std::string& c : a.classes) classes.push_back(parse_class("--class", c));

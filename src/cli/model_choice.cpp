@@ -1,5 +1,7 @@
 // Choosing and loading the model of a command: checkpoints, a preset of
 // random weights, or the built-in trained model.
+#include <CLI/CLI.hpp>
+
 #include "cli/commands.hpp"
 #include "varps/builtin_models.hpp"
 #include "varps/checkpoint.hpp"
@@ -7,7 +9,21 @@
 
 namespace varps::cli {
 
-ModelChoice choose_model(const std::string& var, const std::string& vae, const std::string& preset) {
+void add_model_flags(CLI::App* cmd, ModelArgs& a, const std::string& vae_note) {
+  cmd->add_option("--var", a.var, "VAR transformer checkpoint (.pth or .safetensors), e.g. var_d16.pth")
+      ->type_name("FILE");
+  cmd->add_option("--vae", a.vae,
+                  "VQVAE tokenizer checkpoint (.pth or .safetensors), e.g. vae_ch160v4096z32.pth" + vae_note)
+      ->type_name("FILE");
+  cmd->add_option("--preset", a.preset,
+                  "Instead of checkpoints: deterministic random weights of a released size (d16, d20, d24, d30, "
+                  "d36), for timing (the images are noise); 'tiny' is the smoke-test model. Without "
+                  "--var/--vae/--preset: the built-in trained model 'fmnist'")
+      ->type_name("NAME");
+}
+
+ModelChoice choose_model(const ModelArgs& args) {
+  const std::string &var = args.var, &vae = args.vae, &preset = args.preset;
   if (var.empty() != vae.empty())
     throw UsageError(var.empty() ? "--vae was given without --var: a checkpoint run needs both"
                                  : "--var was given without --vae: a checkpoint run needs both");

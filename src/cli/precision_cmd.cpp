@@ -17,20 +17,13 @@ void add_precision_error(CLI::App& app, PrecisionErrorArgs& a) {
       "precision-error",
       "Measure a reduced --precision against fp32 on one model: per scale, teacher-forced logits error, KL and "
       "top-1 agreement, free-running token agreement, and the images' PSNR");
-  cmd->add_option("--var", a.var, "VAR transformer checkpoint (.pth or .safetensors)")->type_name("FILE");
-  cmd->add_option("--vae", a.vae, "VQVAE tokenizer checkpoint (.pth or .safetensors)")->type_name("FILE");
-  cmd->add_option("--preset", a.preset,
-                  "Instead of checkpoints: random weights of a released size (d16, d20, d24, d30, d36) or 'tiny'; "
-                  "without --var/--vae/--preset: the built-in trained model 'fmnist'")
-      ->type_name("NAME");
+  add_model_flags(cmd, a.model);
   cmd->add_option("--images", a.images, "Images compared; image i has class (--class + 37·i) mod classes, seed --seed + i")
       ->type_name("N")
       ->capture_default_str();
   cmd->add_option("--class", a.class_id, "Class of the first image")->type_name("ID")->capture_default_str();
   cmd->add_option("--seed", a.seed, "Seed of the first image")->type_name("S")->capture_default_str();
-  cmd->add_option("--cfg", a.cfg, "Guidance weight")->type_name("W")->capture_default_str();
-  cmd->add_option("--top-k", a.top_k, "Top-k filter, 0 off")->type_name("K")->capture_default_str();
-  cmd->add_option("--top-p", a.top_p, "Top-p filter in [0, 1], 0 off")->type_name("P")->capture_default_str();
+  add_sampling_flags(cmd, a.sampling, /*with_temperature=*/false);
   add_device_flags(cmd, a.device);
   cmd->add_option("--out,-o", a.out, "Directory for precision-error.md and precision-error.json")
       ->type_name("DIR")
@@ -45,11 +38,11 @@ void add_precision_error(CLI::App& app, PrecisionErrorArgs& a) {
 int run_precision_error(const PrecisionErrorArgs& a) {
   PipelineOptions po = parse_device(a.device);
   if (po.precision == "fp32") throw UsageError("--precision: give the reduced precision to measure (bf16, ...)");
-  const ModelChoice m = choose_model(a.var, a.vae, a.preset);
+  const ModelChoice m = choose_model(a.model);
   const int images = parse_int("--images", a.images, 1);
   const int first_class = parse_int("--class", a.class_id, 0);
   const uint64_t seed = parse_u64("--seed", a.seed);
-  const SamplingParams sampling = parse_sampling(a.cfg, a.top_k, a.top_p, "1");
+  const SamplingParams sampling = parse_sampling(a.sampling);
   const int classes = peek_var_config(m).num_classes;
   if (first_class >= classes)
     throw Error("--class " + a.class_id + " is outside the model's " + std::to_string(classes) + " classes");

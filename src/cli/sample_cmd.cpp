@@ -62,7 +62,8 @@ struct ShardWork {
   const fs::path& dir;
   int batch;
   bool png;
-  std::vector<std::pair<std::string, std::string>> png_text;  // the job's metadata
+  std::vector<std::pair<std::string, std::string>> png_model;  // model_metadata and the fast modes
+  int num_classes = 0;
   int64_t generated = 0;                                      // images this process made
   int64_t kill_at = -1;
 
@@ -101,11 +102,8 @@ struct ShardWork {
   }
 
   void write_image_png(int64_t i, const ImageRequest& r, const RgbImage& rgb) const {
-    std::vector<std::pair<std::string, std::string>> text = {{"varps:class", std::to_string(r.class_id)},
-                                                             {"varps:seed", std::to_string(r.seed)},
-                                                             {"varps:index", std::to_string(i)}};
-    for (auto& kv : sampling_fields(r.sampling, "varps:")) text.push_back(std::move(kv));
-    text.insert(text.end(), png_text.begin(), png_text.end());
+    const std::vector<std::pair<std::string, std::string>> text =
+        image_png_text(r, num_classes, png_model, {{"varps:index", std::to_string(i)}});
     char name[32];
     std::snprintf(name, sizeof name, "%06lld.png", static_cast<long long>(i));
     write_png(dir / "png" / name, rgb, text);
@@ -119,10 +117,7 @@ void add_sample(CLI::App& app, SampleArgs& a) {
       "sample",
       "Sample a FID set: N images per class into samples.npz (uint8 [N, H, W, 3]) in resumable shards, spread over "
       "the ranks of an MPI job under mpirun");
-  cmd->add_option("--var", a.var, "VAR transformer checkpoint (.pth or .safetensors)")->type_name("FILE");
-  cmd->add_option("--vae", a.vae, "VQVAE tokenizer checkpoint (.pth or .safetensors)")->type_name("FILE");
-  cmd->add_option("--preset", a.preset, "Instead of checkpoints: random weights of a released size (for timing)")
-      ->type_name("NAME");
+  add_model_flags(cmd, a.model);
   cmd->add_option("--adapter", a.adapter, "ParScale adapter (safetensors): every image runs as its P streams")
       ->type_name("FILE");
   cmd->add_option("--out,-o", a.out, "Job directory (created if missing; a rerun of the same command resumes it)")
@@ -136,14 +131,7 @@ void add_sample(CLI::App& app, SampleArgs& a) {
       ->delimiter(',')
       ->excludes(range);
   cmd->add_option("--per-class", a.per_class, "Images per class")->type_name("N")->capture_default_str();
-  cmd->add_option("--cfg", a.cfg, "Classifier-free guidance weight (the official FID protocol: 1.5)")
-      ->type_name("W")
-      ->capture_default_str();
-  cmd->add_option("--top-k", a.top_k, "Top-k filter; 0 switches it off")->type_name("K")->capture_default_str();
-  cmd->add_option("--top-p", a.top_p, "Top-p (nucleus) filter; 0 switches it off")->type_name("P")->capture_default_str();
-  cmd->add_option("--temperature", a.temperature, "Divides the guided logits before the filters; > 0")
-      ->type_name("T")
-      ->capture_default_str();
+  add_sampling_flags(cmd, a.sampling);
   cmd->add_option("--seed", a.seed, "Seed of image 0; image i (class-major order) uses seed + i")
       ->type_name("S")
       ->capture_default_str();
@@ -179,13 +167,13 @@ void add_sample(CLI::App& app, SampleArgs& a) {
 
 int run_sample(const SampleArgs& a) {
   // ---- flags alone (usage errors, exit 2) ----
-  const SamplingParams sp = parse_sampling(a.cfg, a.top_k, a.top_p, a.temperature);
+  const SamplingParams sp = parse_sampling(a.sampling);
   const uint64_t seed = parse_u64("--seed", a.seed);
   PipelineOptions device = parse_device(a.device);
   const int per_class = parse_int("--per-class", a.per_class, 1);
   const int batch = parse_int("--batch", a.batch, 1);
   const int shard_size = parse_int("--shard-size", a.shard_size, 1);
-  const ModelChoice model = choose_model(a.var, a.vae, a.preset);
+  const ModelChoice model = choose_model(a.model);
   GenerateOptions opts;
   opts.fast = parse_fast_modes(a.fast);
   if (started_by_mpi_launcher() && !mpi_compiled())
@@ -281,10 +269,8 @@ int run_sample(const SampleArgs& a) {
     job.height = job.width = side;
     fs::create_directories(dir / "shards");
     if (a.png) fs::create_directories(dir / "png");
-    ShardWork work{job, pipe, opts, dir, batch, a.png, model_metadata(model, pipe), 0, kill_after()};
-    add_fast_mode_metadata(work.png_text, opts.fast, a.fast);
-    work.png_text.emplace_back("varps:version", kVersion);
-    work.png_text.emplace_back("Software", std::string("varps ") + kVersion);
+    ShardWork work{job, pipe, opts, dir, batch, a.png, model_metadata(model, pipe), vc.num_classes, 0, kill_after()};
+    add_fast_mode_metadata(work.png_model, opts.fast, a.fast);
     std::vector<int64_t> mine;
     for (int64_t k = world.rank(); k < job.shards(); k += world.size()) {
       if (shard_complete(dir, job, k)) ++resumed;

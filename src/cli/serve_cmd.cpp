@@ -49,10 +49,7 @@ void refuse_other_methods(httplib::Server& svr, const std::string& path, const s
 void add_serve(CLI::App& app, ServeArgs& a) {
   CLI::App* cmd = app.add_subcommand(
       "serve", "HTTP image server: concurrent requests run as the streams of one batched backbone pass per scale");
-  cmd->add_option("--var", a.var, "VAR transformer checkpoint (.pth or .safetensors)")->type_name("FILE");
-  cmd->add_option("--vae", a.vae, "VQVAE tokenizer checkpoint (.pth or .safetensors)")->type_name("FILE");
-  cmd->add_option("--preset", a.preset, "Instead of checkpoints: random weights of a released size (for timing)")
-      ->type_name("NAME");
+  add_model_flags(cmd, a.model);
   cmd->add_option("--adapter", a.adapter, "ParScale adapter (safetensors): every image runs as its P streams")
       ->type_name("FILE");
   cmd->add_option("--host", a.host, "Address to listen on")->type_name("ADDR")->capture_default_str();
@@ -101,7 +98,7 @@ void add_serve(CLI::App& app, ServeArgs& a) {
 
 int run_serve(const ServeArgs& a) {
   const PipelineOptions device = parse_device(a.device);
-  const ModelChoice model = choose_model(a.var, a.vae, a.preset);
+  const ModelChoice model = choose_model(a.model);
   const int port = parse_int("--port", a.port, 0);
   if (port > 65535) throw UsageError("--port " + a.port + ": must be in 0..65535");
   serve::BatchQueueOptions qo;

@@ -16,6 +16,18 @@
 
 namespace varps::testing {
 
+// A golden case with one checkpoint format on one device: the parameter of
+// the suites that run every case.
+struct CaseParam {
+  std::string case_name;
+  std::string ext;  // "pth" or "safetensors"
+  std::string device = "cpu";
+};
+
+inline std::string case_param_name(const ::testing::TestParamInfo<CaseParam>& info) {
+  return info.param.case_name + "_" + info.param.ext + (info.param.device == "cpu" ? "" : "_" + info.param.device);
+}
+
 struct GoldenCase {
   std::string name;
   std::filesystem::path dir;

@@ -12,15 +12,7 @@ namespace {
 // docs/tolerances.md; the shared ones are in golden_case.hpp.
 constexpr float kLatentTol = 1e-4f;  // encoder output, relative to its largest value
 
-struct Param {
-  std::string case_name;
-  std::string ext;  // "pth" or "safetensors"
-  std::string device = "cpu";
-};
-
-std::string param_name(const ::testing::TestParamInfo<Param>& info) {
-  return info.param.case_name + "_" + info.param.ext + (info.param.device == "cpu" ? "" : "_" + info.param.device);
-}
+using Param = CaseParam;
 
 class Golden : public ::testing::TestWithParam<Param> {
  protected:
@@ -136,13 +128,13 @@ INSTANTIATE_TEST_SUITE_P(Cases, Golden,
                                            Param{"small", "pth"}, Param{"small", "safetensors"},
                                            Param{"saln", "pth"}, Param{"saln", "safetensors"},
                                            Param{"fmnist", "pth"}),
-                         param_name);
+                         case_param_name);
 // The same cases on the GPU in float32, with the same tolerances and greedy
 // tokens exactly equal (skipped without a GPU).
 INSTANTIATE_TEST_SUITE_P(CasesCuda, Golden,
                          ::testing::Values(Param{"tiny", "safetensors", "cuda"}, Param{"small", "safetensors", "cuda"},
                                            Param{"saln", "safetensors", "cuda"}, Param{"fmnist", "pth", "cuda"}),
-                         param_name);
+                         case_param_name);
 
 }  // namespace
 }  // namespace varps::testing

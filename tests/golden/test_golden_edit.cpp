@@ -12,15 +12,7 @@
 namespace varps::testing {
 namespace {
 
-struct Param {
-  std::string case_name;
-  std::string ext;  // "pth" or "safetensors"
-  std::string device = "cpu";
-};
-
-std::string param_name(const ::testing::TestParamInfo<Param>& info) {
-  return info.param.case_name + "_" + info.param.ext + (info.param.device == "cpu" ? "" : "_" + info.param.device);
-}
+using Param = CaseParam;
 
 // One task of edit.json with its reference outputs.
 struct EditTask {
@@ -184,11 +176,11 @@ TEST_P(GoldenEdit, AnEditAloneAndAmongOthersIsBitIdentical) {
 INSTANTIATE_TEST_SUITE_P(Cases, GoldenEdit,
                          ::testing::Values(Param{"tiny", "pth"}, Param{"tiny", "safetensors"}, Param{"small", "pth"},
                                            Param{"small", "safetensors"}),
-                         param_name);
+                         case_param_name);
 // The same on the GPU in float32 (skipped without a GPU).
 INSTANTIATE_TEST_SUITE_P(CasesCuda, GoldenEdit,
                          ::testing::Values(Param{"tiny", "safetensors", "cuda"}, Param{"small", "safetensors", "cuda"}),
-                         param_name);
+                         case_param_name);
 
 }  // namespace
 }  // namespace varps::testing

@@ -99,7 +99,10 @@ TEST(CliSample, ArchiveHoldsTheLibrarysImagesAndLabelsClassMajor) {
     char name[32];
     std::snprintf(name, sizeof name, "s/png/%06d.png", i);
     EXPECT_EQ(read_png(dir / name).pixels, want.pixels) << name;
-    EXPECT_EQ(test::png_text(dir / name)["varps:seed"], std::to_string(40 + i));
+    auto text = test::png_text(dir / name);
+    EXPECT_EQ(text["varps:seed"], std::to_string(40 + i));
+    EXPECT_EQ(text["varps:num_classes"], "10") << "as generate writes it";
+    EXPECT_EQ(text["varps:index"], std::to_string(i));
   }
   const nlohmann::json m = read_json(dir / "s/manifest.json");
   EXPECT_EQ(m["images"], 9);
