@@ -143,7 +143,9 @@ def quality(args):
     OUT.mkdir(parents=True, exist_ok=True)
     for old in OUT.glob("*.png"):
         old.unlink()
-    cmd = [sys.executable, str(ROOT / "scripts" / "quality.py"), "--varps", args.varps, "--per-class",
+    # quality.py needs numpy: this interpreter's, or Debian's python3-numpy.
+    python = sys.executable if importlib.util.find_spec("numpy") else "/usr/bin/python3"
+    cmd = [python, str(ROOT / "scripts" / "quality.py"), "--varps", args.varps, "--per-class",
            str(args.per_class), "--json", str(OUT / "quality.json"), "--grid", str(OUT / "NAME.png")]
     for name, _, fm, _, _, _ in MODES:
         cmd += ["--setting", f"{name}={fm}"]

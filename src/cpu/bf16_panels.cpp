@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cpu/kernel_path.hpp"
+#include "cpu/panel_geometry.hpp"
 #include "cpu/tile_schedule.hpp"
 #include "cpu/vector_math.hpp"
 #include "varps/error.hpp"
@@ -18,10 +19,6 @@ namespace varps::cpu {
 
 namespace {
 
-constexpr int kRows = 6;   // rows of an A panel
-constexpr int kCols = 16;  // columns of a B panel
-
-int64_t panels_of(int64_t n, int64_t width) { return (n + width - 1) / width; }
 int64_t pairs_of(int64_t K) { return (K + 1) / 2; }
 
 uint32_t pair_word(const float* row, int64_t k, int64_t K) {
@@ -46,13 +43,13 @@ void fma_tile(const float* a, const uint32_t* b, int64_t k2, float* t) {
   for (int64_t k = 0; k < k2; ++k) {
     const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + k * 16));
     const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + k * 16 + 8));
-    const float* x = a + 2 * k * kRows;  // row r's even k at x[r], odd k at x[kRows + r]
+    const float* x = a + 2 * k * kTileRows;  // row r's even k at x[r], odd k at x[kTileRows + r]
     {
       const __m256 odd0 = _mm256_castsi256_ps(_mm256_and_si256(w0, high_mask));
       const __m256 odd1 = _mm256_castsi256_ps(_mm256_and_si256(w1, high_mask));
 #pragma GCC unroll 6
       for (int r = 0; r < R; ++r) {
-        const __m256 v = _mm256_broadcast_ss(x + kRows + r);
+        const __m256 v = _mm256_broadcast_ss(x + kTileRows + r);
         lo[r] = _mm256_fmadd_ps(v, odd0, lo[r]);
         hi[r] = _mm256_fmadd_ps(v, odd1, hi[r]);
       }
@@ -83,18 +80,18 @@ float high_half(uint32_t w) { return bf16_to_float(static_cast<uint16_t>(w >> 16
 
 template <int R>
 void fma_tile(const float* a, const uint32_t* b, int64_t k2, float* t) {
-  float acc[R][kCols] = {};
+  float acc[R][kTileCols] = {};
   for (int64_t k = 0; k < k2; ++k) {
-    const float* x = a + 2 * k * kRows;
+    const float* x = a + 2 * k * kTileRows;
     for (int r = 0; r < R; ++r)
-      for (int j = 0; j < kCols; ++j) {
-        const uint32_t w = b[k * kCols + j];
-        acc[r][j] = std::fma(x[kRows + r], high_half(w), acc[r][j]);
+      for (int j = 0; j < kTileCols; ++j) {
+        const uint32_t w = b[k * kTileCols + j];
+        acc[r][j] = std::fma(x[kTileRows + r], high_half(w), acc[r][j]);
         acc[r][j] = std::fma(x[r], low_half(w), acc[r][j]);
       }
   }
   for (int r = 0; r < R; ++r)
-    for (int j = 0; j < kCols; ++j) t[r * 32 + j] = acc[r][j];
+    for (int j = 0; j < kTileCols; ++j) t[r * 32 + j] = acc[r][j];
 }
 
 #endif
@@ -114,22 +111,22 @@ void fma_tile_rows(int rows, const float* a, const uint32_t* b, int64_t k2, floa
 // beforehand: words for the AVX512_BF16 tile, rounded floats for the FMA one.
 void multiply_tile(const void* a, const uint32_t* b, int64_t M, int64_t N, int64_t K, const ProductOutput& out,
                    bool avx512, int64_t i, int64_t j, int panels) {
-  alignas(64) float tile[kRows * 32];
+  alignas(64) float tile[kTileRows * 32];
   const int64_t k2 = pairs_of(K);
-  const uint32_t* b0 = b + j * k2 * kCols;
-  const uint32_t* b1 = b0 + k2 * kCols;
-  const int64_t n0 = j * kCols;
-  const int cols = static_cast<int>(std::min<int64_t>(kCols * panels, N - n0));
-  const int rows = static_cast<int>(std::min<int64_t>(kRows, M - i * kRows));
-  const void* ap = static_cast<const char*>(a) + i * (avx512 ? 4 : 8) * kRows * k2;
+  const uint32_t* b0 = b + j * k2 * kTileCols;
+  const uint32_t* b1 = b0 + k2 * kTileCols;
+  const int64_t n0 = j * kTileCols;
+  const int cols = static_cast<int>(std::min<int64_t>(kTileCols * panels, N - n0));
+  const int rows = static_cast<int>(std::min<int64_t>(kTileRows, M - i * kTileRows));
+  const void* ap = static_cast<const char*>(a) + i * (avx512 ? 4 : 8) * kTileRows * k2;
   if (avx512) {
     bf16_tile_avx512(rows, panels, static_cast<const uint32_t*>(ap), b0, b1, k2, tile);
   } else {
     fma_tile_rows(rows, static_cast<const float*>(ap), b0, k2, tile);
-    if (panels == 2) fma_tile_rows(rows, static_cast<const float*>(ap), b1, k2, tile + kCols);
+    if (panels == 2) fma_tile_rows(rows, static_cast<const float*>(ap), b1, k2, tile + kTileCols);
   }
   for (int r = 0; r < rows; ++r) {
-    float* c = out.c + (i * kRows + r) * out.ldc + n0;
+    float* c = out.c + (i * kTileRows + r) * out.ldc + n0;
     const float* s = tile + r * 32;
     if (out.column_bias)
       for (int n = 0; n < cols; ++n) c[n] = s[n] + out.column_bias[n0 + n];
@@ -141,24 +138,24 @@ void multiply_tile(const void* a, const uint32_t* b, int64_t M, int64_t N, int64
 
 }  // namespace
 
-size_t bf16_b_panel_words(int64_t N, int64_t K) { return static_cast<size_t>(panels_of(N, kCols) * kCols * pairs_of(K)); }
-size_t bf16_a_panel_words(int64_t M, int64_t K) { return static_cast<size_t>(panels_of(M, kRows) * kRows * pairs_of(K)); }
+size_t bf16_b_panel_words(int64_t N, int64_t K) { return static_cast<size_t>(panels_of(N, kTileCols) * kTileCols * pairs_of(K)); }
+size_t bf16_a_panel_words(int64_t M, int64_t K) { return static_cast<size_t>(panels_of(M, kTileRows) * kTileRows * pairs_of(K)); }
 size_t bf16_a_panel_floats(int64_t M, int64_t K) { return 2 * bf16_a_panel_words(M, K); }
 
 void pack_bf16_b_panels_from_rows(const float* w, int64_t N, int64_t K, int64_t ldw, uint32_t* panels) {
-  const int64_t np = panels_of(N, kCols), k2 = pairs_of(K);
+  const int64_t np = panels_of(N, kTileCols), k2 = pairs_of(K);
 #pragma omp parallel for schedule(static) if (N * K > 65536)
   for (int64_t j = 0; j < np; ++j) {
-    uint32_t* dst = panels + j * k2 * kCols;
-    for (int c = 0; c < kCols; ++c) {
-      const int64_t n = j * kCols + c;
-      for (int64_t k = 0; k < k2; ++k) dst[k * kCols + c] = n < N ? pair_word(w + n * ldw, 2 * k, K) : 0u;
+    uint32_t* dst = panels + j * k2 * kTileCols;
+    for (int c = 0; c < kTileCols; ++c) {
+      const int64_t n = j * kTileCols + c;
+      for (int64_t k = 0; k < k2; ++k) dst[k * kTileCols + c] = n < N ? pair_word(w + n * ldw, 2 * k, K) : 0u;
     }
   }
 }
 
 void pack_bf16_a_panels(const float* x, int64_t M, int64_t K, int64_t ldx, uint32_t* panels) {
-  const int64_t k2 = pairs_of(K), mp = panels_of(M, kRows);
+  const int64_t k2 = pairs_of(K), mp = panels_of(M, kTileRows);
   // A row rounded into consecutive halves is its words (little-endian: the
   // even k in the low half), written into the panel's column.
 #pragma omp parallel if (!omp_in_parallel() && M * K > 65536)
@@ -166,9 +163,9 @@ void pack_bf16_a_panels(const float* x, int64_t M, int64_t K, int64_t ldx, uint3
   std::vector<uint16_t> halves(static_cast<size_t>(2 * k2), 0);
 #pragma omp for schedule(static)
   for (int64_t i = 0; i < mp; ++i) {
-    uint32_t* dst = panels + i * k2 * kRows;
-    for (int r = 0; r < kRows; ++r) {
-      const int64_t m = i * kRows + r;
+    uint32_t* dst = panels + i * k2 * kTileRows;
+    for (int r = 0; r < kTileRows; ++r) {
+      const int64_t m = i * kTileRows + r;
       if (m < M) {
         const float* row = x + m * ldx;
         for (int64_t k = 0; k < K; ++k) halves[k] = round_to_bf16(row[k]);
@@ -178,7 +175,7 @@ void pack_bf16_a_panels(const float* x, int64_t M, int64_t K, int64_t ldx, uint3
       uint32_t word;
       for (int64_t k = 0; k < k2; ++k) {
         std::memcpy(&word, halves.data() + 2 * k, sizeof word);
-        dst[k * kRows + r] = word;
+        dst[k * kTileRows + r] = word;
       }
     }
   }
@@ -186,13 +183,13 @@ void pack_bf16_a_panels(const float* x, int64_t M, int64_t K, int64_t ldx, uint3
 }
 
 void pack_bf16_a_panels_as_floats(const float* x, int64_t M, int64_t K, int64_t ldx, float* panels) {
-  const int64_t k2 = pairs_of(K), mp = panels_of(M, kRows);
+  const int64_t k2 = pairs_of(K), mp = panels_of(M, kTileRows);
 #pragma omp parallel for schedule(static) if (!omp_in_parallel() && M * K > 65536)
   for (int64_t i = 0; i < mp; ++i) {
-    float* dst = panels + i * 2 * k2 * kRows;
-    for (int r = 0; r < kRows; ++r) {
-      const int64_t m = i * kRows + r;
-      for (int64_t k = 0; k < 2 * k2; ++k) dst[k * kRows + r] = m < M && k < K ? rounded(x[m * ldx + k]) : 0.0f;
+    float* dst = panels + i * 2 * k2 * kTileRows;
+    for (int r = 0; r < kTileRows; ++r) {
+      const int64_t m = i * kTileRows + r;
+      for (int64_t k = 0; k < 2 * k2; ++k) dst[k * kTileRows + r] = m < M && k < K ? rounded(x[m * ldx + k]) : 0.0f;
     }
   }
 }
@@ -200,7 +197,7 @@ void pack_bf16_a_panels_as_floats(const float* x, int64_t M, int64_t K, int64_t 
 void bf16_tile_fma(int rows, int panels, const float* a, const uint32_t* b0, const uint32_t* b1, int64_t k2,
                    float* t) {
   fma_tile_rows(rows, a, b0, k2, t);
-  if (panels == 2) fma_tile_rows(rows, a, b1, k2, t + kCols);
+  if (panels == 2) fma_tile_rows(rows, a, b1, k2, t + kTileCols);
 }
 
 size_t bf16_product_scratch_floats(int64_t M, int64_t K) { return bf16_a_panel_floats(M, K); }
@@ -219,7 +216,7 @@ void multiply_bf16_panels(const float* a, int64_t lda, const uint32_t* b_panels,
   else
     pack_bf16_a_panels_as_floats(a, M, K, lda, lease.data());
   const float* a_panels = lease.data();
-  run_tile_schedule(TileSchedule{panels_of(M, kRows), panels_of(N, kCols), (avx512 ? 4 : 8) * kRows * k2, 4 * kCols * k2},
+  run_tile_schedule(TileSchedule{panels_of(M, kTileRows), panels_of(N, kTileCols), (avx512 ? 4 : 8) * kTileRows * k2, 4 * kTileCols * k2},
                     [&](int64_t i, int64_t j, int panels) {
                       multiply_tile(a_panels, b_panels, M, N, K, out, avx512, i, j, panels);
                     });

@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "cpu/kernel_path.hpp"
+#include "cpu/panel_geometry.hpp"
 #include "cpu/vector_math.hpp"
 
 #if VARPS_CPU_AVX2
@@ -23,9 +24,6 @@
 #endif
 
 namespace varps::cpu {
-
-inline constexpr int kTileRows = 6;   // rows of an A panel
-inline constexpr int kTileCols = 16;  // columns of a B panel
 
 // What the last k block does to a tile before it is stored.
 struct TileEpilogue {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cpu/kernel_path.hpp"
+#include "cpu/panel_geometry.hpp"
 #include "cpu/tile_schedule.hpp"
 #include "cpu/vector_math.hpp"
 #include "varps/error.hpp"
@@ -20,24 +21,20 @@ namespace varps::cpu {
 
 namespace {
 
-constexpr int kRows = 6;   // rows of an A panel
-constexpr int kCols = 16;  // columns of a B panel
-
-int64_t panels_of(int64_t n, int64_t width) { return (n + width - 1) / width; }
 int64_t quads_of(int64_t K) { return (K + 3) / 4; }
 
 // A weight's int8 panels: every panel's words, then every column's scale,
 // then every column's sum of its q.
 struct WeightLayout {
   int64_t np, k4;
-  size_t words() const { return static_cast<size_t>(np * k4 * kCols); }
-  size_t columns() const { return static_cast<size_t>(np * kCols); }
-  const uint32_t* panel(const void* base, int64_t j) const { return static_cast<const uint32_t*>(base) + j * k4 * kCols; }
+  size_t words() const { return static_cast<size_t>(np * k4 * kTileCols); }
+  size_t columns() const { return static_cast<size_t>(np * kTileCols); }
+  const uint32_t* panel(const void* base, int64_t j) const { return static_cast<const uint32_t*>(base) + j * k4 * kTileCols; }
   const float* scales(const void* base) const { return reinterpret_cast<const float*>(static_cast<const uint32_t*>(base) + words()); }
   const int32_t* sums(const void* base) const { return reinterpret_cast<const int32_t*>(scales(base) + columns()); }
 };
 
-WeightLayout layout_of(int64_t N, int64_t K) { return {panels_of(N, kCols), quads_of(K)}; }
+WeightLayout layout_of(int64_t N, int64_t K) { return {panels_of(N, kTileCols), quads_of(K)}; }
 
 int8_t quantize(float x, float inv) {
   return static_cast<int8_t>(std::clamp(std::nearbyint(x * inv), -127.0f, 127.0f));
@@ -59,10 +56,10 @@ void signed_tile(const uint32_t* a, const uint32_t* b, int64_t k4, int32_t* t) {
   for (int r = 0; r < R; ++r) lo[r] = hi[r] = _mm256_setzero_si256();
   const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t k = 0; k < k4; ++k) {
-    const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + k * kCols));
-    const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + k * kCols + 8));
+    const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + k * kTileCols));
+    const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + k * kTileCols + 8));
     for (int r = 0; r < R; ++r) {
-      const __m256i x = _mm256_set1_epi32(static_cast<int>(a[k * kRows + r]));
+      const __m256i x = _mm256_set1_epi32(static_cast<int>(a[k * kTileRows + r]));
       const __m256i ax = _mm256_abs_epi8(x);
       lo[r] = _mm256_add_epi32(lo[r], _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(w0, x)), ones));
       hi[r] = _mm256_add_epi32(hi[r], _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(w1, x)), ones));
@@ -88,12 +85,12 @@ void signed_tile_rows(int rows, const uint32_t* a, const uint32_t* b, int64_t k4
 
 void signed_tile_rows(int rows, const uint32_t* a, const uint32_t* b, int64_t k4, int32_t* t) {
   for (int r = 0; r < rows; ++r)
-    for (int c = 0; c < kCols; ++c) {
+    for (int c = 0; c < kTileCols; ++c) {
       int32_t sum = 0;
       for (int64_t k = 0; k < k4; ++k) {
         int8_t x[4], w[4];
-        std::memcpy(x, a + k * kRows + r, 4);
-        std::memcpy(w, b + k * kCols + c, 4);
+        std::memcpy(x, a + k * kTileRows + r, 4);
+        std::memcpy(w, b + k * kTileCols + c, 4);
         for (int i = 0; i < 4; ++i) sum += static_cast<int32_t>(x[i]) * w[i];
       }
       t[r * 32 + c] = sum;
@@ -106,15 +103,15 @@ void signed_tile_rows(int rows, const uint32_t* a, const uint32_t* b, int64_t k4
 // `offset`), their scales into `scales`; the panels spread over the OpenMP
 // threads unless called inside a parallel region.
 void pack_a(const float* x, int64_t M, int64_t K, int64_t ldx, bool offset, uint32_t* panels, float* scales) {
-  const int64_t k4 = quads_of(K), mp = panels_of(M, kRows);
+  const int64_t k4 = quads_of(K), mp = panels_of(M, kTileRows);
 #pragma omp parallel if (!omp_in_parallel() && M * K > 65536)
   {
     std::vector<int8_t> q(static_cast<size_t>(4 * k4), 0);
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < mp; ++i) {
-      uint32_t* dst = panels + i * k4 * kRows;
-      for (int r = 0; r < kRows; ++r) {
-        const int64_t m = i * kRows + r;
+      uint32_t* dst = panels + i * k4 * kTileRows;
+      for (int r = 0; r < kTileRows; ++r) {
+        const int64_t m = i * kTileRows + r;
         if (m < M)
           scales[m] = quantize_row(x + m * ldx, K, q.data());
         else
@@ -122,7 +119,7 @@ void pack_a(const float* x, int64_t M, int64_t K, int64_t ldx, bool offset, uint
         for (int64_t k = 0; k < k4; ++k) {
           uint32_t w = word_of(q.data() + 4 * k);
           if (offset) w ^= 0x80808080u;  // q + 128 as an unsigned byte
-          dst[k * kRows + r] = w;
+          dst[k * kTileRows + r] = w;
         }
       }
     }
@@ -133,25 +130,25 @@ void pack_a(const float* x, int64_t M, int64_t K, int64_t ldx, bool offset, uint
 // the integer sums, then the scales, the bias and GELU.
 void multiply_tile(const uint32_t* a, const float* row_scales, const void* b, const WeightLayout& wl, int64_t M,
                    int64_t N, const ProductOutput& out, bool vnni, int64_t i, int64_t j, int panels) {
-  alignas(64) int32_t tile[kRows * 32];
+  alignas(64) int32_t tile[kTileRows * 32];
   const int64_t k4 = wl.k4;
   const uint32_t* b0 = wl.panel(b, j);
   const uint32_t* b1 = wl.panel(b, j + panels - 1);
-  const int64_t n0 = j * kCols;
-  const int cols = static_cast<int>(std::min<int64_t>(kCols * panels, N - n0));
-  const int rows = static_cast<int>(std::min<int64_t>(kRows, M - i * kRows));
-  const uint32_t* ap = a + i * kRows * k4;
+  const int64_t n0 = j * kTileCols;
+  const int cols = static_cast<int>(std::min<int64_t>(kTileCols * panels, N - n0));
+  const int rows = static_cast<int>(std::min<int64_t>(kTileRows, M - i * kTileRows));
+  const uint32_t* ap = a + i * kTileRows * k4;
   if (vnni) {
     int8_tile_vnni(rows, panels, ap, b0, b1, k4, tile);
   } else {
     signed_tile_rows(rows, ap, b0, k4, tile);
-    if (panels == 2) signed_tile_rows(rows, ap, b1, k4, tile + kCols);
+    if (panels == 2) signed_tile_rows(rows, ap, b1, k4, tile + kTileCols);
   }
   const float* col_scales = wl.scales(b);
   const int32_t* col_sums = wl.sums(b);
   for (int r = 0; r < rows; ++r) {
-    const float sx = row_scales[i * kRows + r];
-    float* c = out.c + (i * kRows + r) * out.ldc + n0;
+    const float sx = row_scales[i * kTileRows + r];
+    float* c = out.c + (i * kTileRows + r) * out.ldc + n0;
     const int32_t* s = tile + r * 32;
     for (int n = 0; n < cols; ++n) {
       // vpdpbusd summed (q_x + 128)·q_w: the column's sum ·128 too.
@@ -210,8 +207,8 @@ void pack_int8_b_panels_from_rows(const float* w, int64_t N, int64_t K, int64_t 
   for (int64_t j = 0; j < wl.np; ++j) {
     uint32_t* dst = const_cast<uint32_t*>(wl.panel(panels, j));
     std::vector<int8_t> q(static_cast<size_t>(4 * wl.k4), 0);
-    for (int c = 0; c < kCols; ++c) {
-      const int64_t n = j * kCols + c;
+    for (int c = 0; c < kTileCols; ++c) {
+      const int64_t n = j * kTileCols + c;
       std::fill(q.begin(), q.end(), int8_t{0});
       float scale = 0.0f;
       if (n < N) scale = quantize_row(w + n * ldw, K, q.data());
@@ -219,13 +216,13 @@ void pack_int8_b_panels_from_rows(const float* w, int64_t N, int64_t K, int64_t 
       for (int64_t k = 0; k < 4 * wl.k4; ++k) sum += q[k];
       scales[n] = scale;
       sums[n] = sum;
-      for (int64_t k = 0; k < wl.k4; ++k) dst[k * kCols + c] = word_of(q.data() + 4 * k);
+      for (int64_t k = 0; k < wl.k4; ++k) dst[k * kTileCols + c] = word_of(q.data() + 4 * k);
     }
   }
 }
 
 size_t int8_product_scratch_floats(int64_t M, int64_t K) {
-  return static_cast<size_t>(panels_of(M, kRows) * kRows * (quads_of(K) + 1));
+  return static_cast<size_t>(panels_of(M, kTileRows) * kTileRows * (quads_of(K) + 1));
 }
 
 void multiply_int8_panels(const float* a, int64_t lda, const void* b_panels, int64_t M, int64_t N, int64_t K,
@@ -233,15 +230,15 @@ void multiply_int8_panels(const float* a, int64_t lda, const void* b_panels, int
   if (out.accumulate) throw Error("int8 products cannot add to their output");
   if (M <= 0 || N <= 0) return;
   const WeightLayout wl = layout_of(N, K);
-  const int64_t mp = panels_of(M, kRows);
+  const int64_t mp = panels_of(M, kTileRows);
   const bool vnni = isa.avx512_vnni;
   // A quantised once, for every thread: its panels, then its rows' scales.
   ScratchPool local;
   const ScratchPool::Lease lease = (scratch ? *scratch : local).take(int8_product_scratch_floats(M, K));
   const uint32_t* a_panels = reinterpret_cast<uint32_t*>(lease.data());
-  float* row_scales = lease.data() + mp * kRows * wl.k4;
+  float* row_scales = lease.data() + mp * kTileRows * wl.k4;
   pack_a(a, M, K, lda, vnni, reinterpret_cast<uint32_t*>(lease.data()), row_scales);
-  run_tile_schedule(TileSchedule{mp, wl.np, 4 * kRows * wl.k4, 4 * kCols * wl.k4},
+  run_tile_schedule(TileSchedule{mp, wl.np, 4 * kTileRows * wl.k4, 4 * kTileCols * wl.k4},
                     [&](int64_t i, int64_t j, int panels) {
                       multiply_tile(a_panels, row_scales, b_panels, wl, M, N, out, vnni, i, j, panels);
                     });

@@ -31,7 +31,6 @@ constexpr int64_t kWholeABytes = 256 << 10;
 // its weights being read from memory once per 12 rows).
 constexpr int64_t kBlockBBytes = 6 << 20;
 
-int64_t panels_of(int64_t n, int64_t width) { return (n + width - 1) / width; }
 
 void run_tile(int rows, const float* a, const float* b, int64_t ldb, int64_t kc, float* c, int64_t ldc, bool resume,
               bool last, const TileEpilogue& epi) {

@@ -14,6 +14,8 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "cpu/panel_geometry.hpp"
+
 namespace varps::cpu {
 
 struct TileSchedule {

@@ -25,20 +25,9 @@
 #include "varps/image.hpp"
 #include "varps/pipeline.hpp"
 
-namespace varps {
+namespace varps::test {
 namespace {
 
-using test::CliRun;
-using test::describe;
-using test::expect_error;
-using test::expect_ok;
-using test::json_tokens;
-using test::Json;
-using test::png_text;
-using test::read_json;
-using test::run_cli;
-using test::run_cli_tiny;
-using test::TempDir;
 namespace fs = std::filesystem;
 
 const fs::path kData = fs::path(VARPS_TEST_DATA);
@@ -516,11 +505,11 @@ TEST(CliReconstruct, WrongImageSizeAndPatchNums) {
 }
 
 }  // namespace
-}  // namespace varps
+}  // namespace varps::test
 
 // ---------------------------------------------------------------- streams
 
-namespace varps {
+namespace varps::test {
 namespace {
 
 TEST(CliStreams, StreamsPerClassWithConsecutiveSeeds) {
@@ -664,4 +653,4 @@ TEST(CliBench, BadFlags) {
 }
 
 }  // namespace
-}  // namespace varps
+}  // namespace varps::test

@@ -10,18 +10,9 @@
 #include "varps/image.hpp"
 #include "varps/pipeline.hpp"
 
-namespace varps {
+namespace varps::test {
 namespace {
 
-using test::CliRun;
-using test::expect_error;
-using test::expect_ok;
-using test::json_tokens;
-using test::png_text;
-using test::read_json;
-using test::run_cli;
-using test::run_cli_tiny;
-using test::TempDir;
 namespace fs = std::filesystem;
 
 const fs::path kSmall = fs::path(VARPS_TEST_DATA) / "golden" / "small";
@@ -217,4 +208,4 @@ TEST(CliEdit, HelpExplainsTheModesAndShowsExamples) {
 }
 
 }  // namespace
-}  // namespace varps
+}  // namespace varps::test

@@ -8,16 +8,9 @@
 #include "varps/checkpoint.hpp"
 #include "varps/config.hpp"
 
-namespace varps {
+namespace varps::test {
 namespace {
 
-using test::expect_error;
-using test::expect_ok;
-using test::Json;
-using test::read_json;
-using test::run_cli;
-using test::run_cli_tiny;
-using test::TempDir;
 namespace fs = std::filesystem;
 
 const fs::path kSaln = fs::path(VARPS_TEST_DATA) / "golden" / "saln";
@@ -198,4 +191,4 @@ TEST(CliAdapter, CompareBadFlags) {
 }
 
 }  // namespace
-}  // namespace varps
+}  // namespace varps::test

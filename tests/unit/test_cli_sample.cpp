@@ -13,16 +13,9 @@
 #include "varps/image.hpp"
 #include "varps/pipeline.hpp"
 
-namespace varps {
+namespace varps::test {
 namespace {
 
-using test::expect_error;
-using test::expect_ok;
-using test::read_bytes;
-using test::read_json;
-using test::run_cli;
-using test::run_cli_tiny;
-using test::TempDir;
 namespace fs = std::filesystem;
 
 const fs::path kTiny = fs::path(VARPS_TEST_DATA) / "golden" / "tiny";
@@ -233,4 +226,4 @@ TEST(CliSample, MpirunWithTwoRanksEqualsOneProcess) {
 }
 
 }  // namespace
-}  // namespace varps
+}  // namespace varps::test

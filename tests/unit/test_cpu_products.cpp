@@ -13,20 +13,15 @@
 #include "backend_extents.hpp"
 #include "cpu/cpu_isa.hpp"
 #include "cpu/panel_gemm.hpp"
+#include "product_test_data.hpp"
 #include "test_files.hpp"
 
 namespace varps {
 namespace {
 
-std::vector<float> random_vector(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(-scale, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
+using test::gelu;
+using test::random_vector;
 
-double gelu(double v) { return 0.5 * v * (1.0 + std::tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
 
 struct Product {
   int64_t M, N, K;

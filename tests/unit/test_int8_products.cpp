@@ -17,26 +17,16 @@
 #include "backend_extents.hpp"
 #include "cpu/cpu_isa.hpp"
 #include "cpu/int8_panels.hpp"
+#include "product_test_data.hpp"
 #include "test_files.hpp"
 
 namespace varps {
 namespace {
 
-std::vector<float> random_vector(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(-scale, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
+using test::bits_of;
+using test::gelu;
+using test::random_vector;
 
-double gelu(double v) { return 0.5 * v * (1.0 + std::tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
-
-uint32_t bits_of(float x) {
-  uint32_t b;
-  std::memcpy(&b, &x, sizeof b);
-  return b;
-}
 
 cpu::CpuIsa without_vnni() {
   cpu::CpuIsa isa = cpu::detect_cpu_isa();
@@ -166,19 +156,9 @@ void expect_rows_independent(const cpu::CpuIsa& isa) {
   const auto x = random_vector(M * K, 7), w = random_vector(N * K, 8), bias = random_vector(N, 9);
   std::vector<unsigned char> panels(cpu::int8_b_panel_bytes(N, K));
   cpu::pack_int8_b_panels_from_rows(w.data(), N, K, K, panels.data());
-  const int saved = omp_get_max_threads();
-  std::vector<float> all(M * N);
-  omp_set_num_threads(2);
-  cpu::multiply_int8_panels(x.data(), K, panels.data(), M, N, K, cpu::ProductOutput{all.data(), N, false, bias.data(), true},
-                            isa);
-  omp_set_num_threads(1);
-  for (int64_t m : {int64_t{0}, int64_t{7}, M - 1}) {
-    std::vector<float> one(N);
-    cpu::multiply_int8_panels(x.data() + m * K, K, panels.data(), 1, N, K,
-                              cpu::ProductOutput{one.data(), N, false, bias.data(), true}, isa);
-    for (int64_t n = 0; n < N; ++n) ASSERT_EQ(bits_of(one[n]), bits_of(all[m * N + n])) << "row " << m << " col " << n;
-  }
-  omp_set_num_threads(saved);
+  test::expect_rows_independent(x, M, N, K, [&](const float* a, int64_t rows, float* c) {
+    cpu::multiply_int8_panels(a, K, panels.data(), rows, N, K, cpu::ProductOutput{c, N, false, bias.data(), true}, isa);
+  });
 }
 
 TEST(Int8Product, ARowsBitsIgnoreItsNeighboursTheThreadsAndTheTile) {

@@ -12,17 +12,12 @@
 #include "backend_extents.hpp"
 #include "cpu/panel_gemm.hpp"
 #include "cpu/winograd.hpp"
+#include "product_test_data.hpp"
 
 namespace varps {
 namespace {
 
-std::vector<float> random_vector(size_t n, uint32_t seed, float scale = 1.0f, float mean = 0.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(mean - scale, mean + scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
+using test::random_vector;
 
 struct Case {
   int64_t N, Ci, Co, H, W;
