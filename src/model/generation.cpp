@@ -234,6 +234,10 @@ int64_t Generation::rows_at(int si) const {
   return until > 0 && si + 1 > until ? shape_.images : shape_.image_rows;
 }
 
+bool Generation::draws_next_pruned(const ModelRun& m) const {
+  return si_ + 1 < impl_.var->config().num_scales() && pruned_at(si_ + 1) && &drawer(si_ + 1) == &m;
+}
+
 bool Generation::pruned_at(int si) const {
   return opts_.fast.prune > 0.0 && si >= impl_.var->config().num_scales() - opts_.fast.prune_scales;
 }
@@ -250,7 +254,6 @@ VarTransformer::ScalePass Generation::pass_of(ModelRun& m, bool draws) {
   const int64_t rows = rows_at(si) == shape_.image_rows ? m.session->rows : rows_at(si);
   const int64_t l = m.var->scale_tokens(1, si), C = cfg.embed_dim;
   VarTransformer::ScalePass p{m.session, m.x, si, draws ? state_->logits.data() : nullptr, rows, l, m.cached};
-  const int K = cfg.num_scales();
   if (draws && pruned_at(si)) {
     Backend& be = *impl_.backend;
     std::vector<float> x(static_cast<size_t>(rows * l * C));
@@ -260,7 +263,7 @@ VarTransformer::ScalePass Generation::pass_of(ModelRun& m, bool draws) {
     p.tokens = pruned_->keep();
     p.logits = nullptr;
     p.hidden_out = state_->hidden.data();
-  } else if (si + 1 < K && pruned_at(si + 1) && &drawer(si + 1) == &m) {
+  } else if (draws_next_pruned(m)) {
     p.hidden_out = state_->hidden.data();
   }
   return p;
@@ -269,9 +272,9 @@ VarTransformer::ScalePass Generation::pass_of(ModelRun& m, bool draws) {
 void Generation::after_pass(ModelRun& m, const VarTransformer::ScalePass& p, bool draws) {
   Backend& be = *impl_.backend;
   const VarConfig& cfg = m.var->config();
-  const int si = si_, K = cfg.num_scales();
+  const int si = si_;
   const int64_t C = cfg.embed_dim, side = cfg.patch_nums[si];
-  const bool keep_hidden = si + 1 < K && pruned_at(si + 1) && &drawer(si + 1) == &m;
+  const bool keep_hidden = draws_next_pruned(m);
   if (draws && pruned_) {
     std::vector<float> h(static_cast<size_t>(p.rows * p.tokens * C)), full(static_cast<size_t>(p.rows * side * side * C));
     be.download(p.hidden_out, h.size(), h.data());
@@ -303,7 +306,7 @@ std::optional<VarTransformer::ScalePass> Generation::begin_pass() {
 void Generation::forward() {
   const std::optional<VarTransformer::ScalePass> p = begin_pass();
   if (p) {
-    const auto pass = [&] { impl_.var->forward_scales({*p}, p->session->work); };
+    const auto pass = [&] { impl_.var->forward_scale(*p); };
     // A pruned scale's tokens are chosen on the host: that step runs as it is.
     if (pruned_) {
       pass();
@@ -320,7 +323,7 @@ void Generation::end_pass() {
   if (refiner_) {
     const bool draws = refiner_draws(si_);
     const VarTransformer::ScalePass p = pass_of(*refiner_, draws);
-    refiner_->var->forward_scales({p}, p.session->work);
+    refiner_->var->forward_scale(p);
     after_pass(*refiner_, p, draws);
   }
   clock_->lap(StageClock::Stage::Transformer, si_);

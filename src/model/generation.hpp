@@ -97,6 +97,9 @@ class Generation {
   const ModelRun& drawer(int si) const { return refiner_draws(si) ? *refiner_ : main_; }
   int64_t rows_at(int si) const;  // N, or B once the unconditional rows stop
   bool pruned_at(int si) const;
+  // `m` draws the next scale, and it is pruned: this scale's head input is
+  // what its pruned tokens are restored from.
+  bool draws_next_pruned(const ModelRun& m) const;
   // A pass of `m` at the next scale; `draws`: its logits are sampled.
   VarTransformer::ScalePass pass_of(ModelRun& m, bool draws);
   void after_pass(ModelRun& m, const VarTransformer::ScalePass& p, bool draws);

@@ -313,9 +313,7 @@ void VarTransformer::aggregate_streams(const VarSession& s, const float* h, int6
   be_.weighted_stream_sum(streams, s.agg_weights.as({M, P}), view(out, {M, C}));
 }
 
-void VarTransformer::forward_scale(const VarSession& s, float* x, int si, float* logits) const {
-  forward_scales({{&s, x, si, logits}}, s.work);
-}
+void VarTransformer::forward_scale(const ScalePass& p) const { forward_scales({p}, p.session->work); }
 
 VarTransformer::ScalePass VarTransformer::resolved(ScalePass p) const {
   const VarSession& s = *p.session;

@@ -1,7 +1,7 @@
 #pragma once
 // The VAR transformer, mirroring the checkpoint's names: class embedding,
 // AdaLN blocks with L2-normalised attention over a per-row KV cache, and the
-// AdaLN head. One call of `forward_scale` runs every block on the new tokens
+// AdaLN head. One call of `forward_scale` (or `forward_scales`) runs every block on the new tokens
 // of one scale for all rows at once.
 #include <vector>
 
@@ -111,13 +111,8 @@ class VarTransformer {
   // row_image[j] (N entries); every stream's rows read the same input.
   void scale_input(const VarSession& s, const float* f_tokens, int64_t images, int si,
                    const std::vector<int64_t>& row_image, float* x) const;
-  // Every block on x[R, l, C] (in place) for scale si, after scales 0..si-1
-  // filled the KV cache; logits[N, l, V] (the streams aggregated per image
-  // row under an adapter). Only enqueues backend ops on the session's arrays,
-  // so a backend may record it once and replay it.
-  void forward_scale(const VarSession& s, float* x, int si, float* logits) const;
-
-  // One session's rows in a pass over several: forward_scale's arguments.
+  // One session's rows in a pass, alone (forward_scale) or beside others'
+  // (forward_scales).
   // By default a pass runs every row of the session on all of scale si's
   // tokens, its keys after the earlier scales'. The fast modes
   // (varps/fast_modes.hpp) narrow it: the first `rows` rows only (the
@@ -137,6 +132,12 @@ class VarTransformer {
   ScalePass resolved(ScalePass p) const;
   // Token rows the pass puts through the backbone.
   int64_t pass_tokens(const ScalePass& p) const;
+  // Every block on p.x [rows, tokens, C] (in place) for scale p.si, after the
+  // earlier scales filled the KV cache; p.logits [N, l, V] (the streams
+  // aggregated per image row under an adapter), in the session's own
+  // workspace. Only enqueues backend ops on the session's arrays, so a
+  // backend may record it once and replay it.
+  void forward_scale(const ScalePass& p) const;
   // The head alone on its input h [rows·l, C] (as hidden_out gives it):
   // logits [rows·l, V]. Without an adapter.
   void head(const float* h, int64_t tokens, float* logits) const;
