@@ -109,13 +109,18 @@ def torch_build(python, isa):
     return run([python, '-c', code], env=isa_env(isa, official=True)).strip()
 
 
-def time_varps(args, precision, depth, batch, scratch):
-    out = os.path.join(scratch, f'varps-{precision}-d{depth}-b{batch}')
-    run([args.varps, 'bench', '--preset', f'd{depth}', '--streams', str(batch), '--schedule', 'batched',
-         '--precision', precision, '--warmup', '1', '--repeats', str(args.repeats), '--threads', str(args.threads),
-         '--out', out, '-q'], env=isa_env(args.isa, official=False))
+def varps_bench(varps, flags, repeats, threads, out, env=None):
+    """One `varps bench` process, batched, one warm-up and `repeats` timed requests; its bench.json."""
+    run([varps, 'bench', '--schedule', 'batched', '--warmup', '1', '--repeats', str(repeats), '--threads',
+         str(threads), '--out', out, '-q'] + flags, env=env)
     with open(os.path.join(out, 'bench.json')) as f:
-        report = json.load(f)
+        return json.load(f)
+
+
+def time_varps(args, precision, depth, batch, scratch):
+    report = varps_bench(args.varps, ['--preset', f'd{depth}', '--streams', str(batch), '--precision', precision],
+                         args.repeats, args.threads, os.path.join(scratch, f'varps-{precision}-d{depth}-b{batch}'),
+                         env=isa_env(args.isa, official=False))
     r = next(r for r in report['runs'] if r['schedule'] == 'batched' and r['streams'] == batch)
     return {
         'samples_s': [ms / 1000 for ms in r['latency_samples_ms']],

@@ -30,7 +30,6 @@ import importlib.util
 import json
 import os
 import pathlib
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,14 +38,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "fast-modes"
 
 
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name.replace("-", "_").removesuffix(".py"), ROOT / "scripts" / name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-compare = load_script("compare-official.py")
+sys.path.insert(0, str(ROOT / "scripts"))
+compare = importlib.import_module("compare-official")  # the timing helpers
 
 FMNIST_TOKENS = [1, 4, 9, 16]
 RELEASED_TOKENS = [1, 4, 9, 16, 25, 36, 64, 100, 169, 256]
@@ -88,10 +81,8 @@ def share(tokens, last):
 
 
 def time_varps(varps, depth, flags, repeats, threads, scratch):
-    out = os.path.join(scratch, f"varps-d{depth}")
-    compare.run([varps, "bench", "--preset", f"d{depth}", "--streams", "1", "--schedule", "batched", "--warmup", "1",
-                 "--repeats", str(repeats), "--threads", str(threads), "--out", out, "-q"] + flags.split())
-    report = json.loads(pathlib.Path(out, "bench.json").read_text())
+    report = compare.varps_bench(varps, ["--preset", f"d{depth}", "--streams", "1"] + flags.split(), repeats, threads,
+                                 os.path.join(scratch, f"varps-d{depth}"))
     r = report["runs"][0]
     return [ms / 1000 for ms in r["latency_samples_ms"]], report["machine"].get("backend_info", "")
 

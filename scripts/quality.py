@@ -23,7 +23,6 @@ each, seeds --seed + i, the same for every setting) with that setting's flags (a
 Needs only numpy. The classifier runs from classifier.safetensors (written by training/train.py).
 """
 import argparse
-import gzip
 import json
 import os
 import pathlib
@@ -35,14 +34,8 @@ import tempfile
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-MEAN, STD = 0.2860, 0.3530
-
-
-def read_idx(path):
-    with gzip.open(path, "rb") as f:
-        magic = struct.unpack(">I", f.read(4))[0]
-        dims = struct.unpack(">" + "I" * (magic & 0xFF), f.read(4 * (magic & 0xFF)))
-        return np.frombuffer(f.read(), dtype=np.uint8).reshape(dims)
+sys.path.insert(0, str(ROOT / "training"))
+import fmnist_data  # noqa: E402  (the data set's reader; numpy only)
 
 
 def conv3x3_relu(x, w, b):
@@ -63,7 +56,7 @@ def maxpool2(x):
 
 
 def read_safetensors(path):
-    """The float32 tensors of a safetensors file."""
+    """The float32 tensors of a safetensors file, and its metadata."""
     raw = pathlib.Path(path).read_bytes()
     n = int.from_bytes(raw[:8], "little")
     header = json.loads(raw[8:8 + n])
@@ -75,20 +68,25 @@ def read_safetensors(path):
             raise SystemExit(f"{path}: tensor {name} is {h['dtype']}, expected F32")
         a, b = h["data_offsets"]
         out[name] = np.frombuffer(raw[8 + n + a:8 + n + b], dtype="<f4").reshape(h["shape"])
-    return out
+    return out, header.get("__metadata__", {})
 
 
 class Classifier:
     """The small CNN of training/train_classifier.py, forward only."""
 
     def __init__(self, path):
-        self.p = read_safetensors(path)
+        self.p, meta = read_safetensors(path)
+        try:  # the input standardisation it was trained with (training/export.py)
+            self.mean, self.std = float(meta["input_mean"]), float(meta["input_std"])
+        except (KeyError, ValueError):
+            raise SystemExit(f"{path}: no numeric 'input_mean' and 'input_std' in the metadata; not the garment "
+                             "classifier training/export.py writes")
 
     def features_and_logits(self, grey01, batch=500):
         feats, logits = [], []
         p = self.p
         for i in range(0, len(grey01), batch):
-            x = ((grey01[i:i + batch] - MEAN) / STD).astype(np.float32)[:, None]
+            x = ((grey01[i:i + batch] - self.mean) / self.std).astype(np.float32)[:, None]
             x = maxpool2(conv3x3_relu(x, p["conv1.weight"], p["conv1.bias"]))
             x = maxpool2(conv3x3_relu(x, p["conv2.weight"], p["conv2.bias"]))
             x = maxpool2(conv3x3_relu(x, p["conv3.weight"], p["conv3.bias"]))
@@ -96,12 +94,6 @@ class Classifier:
             feats.append(f)
             logits.append(f @ p["fc2.weight"].T + p["fc2.bias"])
         return np.concatenate(feats), np.concatenate(logits)
-
-
-def padded(images_u8_28):
-    x = np.zeros((len(images_u8_28), 32, 32), dtype=np.float32)
-    x[:, 2:30, 2:30] = images_u8_28 / 255.0
-    return x
 
 
 def grey_of_rgb(images_u8_hw3):
@@ -192,7 +184,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--varps", default=str(ROOT / "build" / "varps"))
     ap.add_argument("--model-dir", default=str(ROOT / "models" / "fmnist"))
-    ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    ap.add_argument("--data", default=fmnist_data.DEFAULT_ROOT)
     ap.add_argument("--samples", help="measure this samples.npz instead of sampling")
     ap.add_argument("--setting", action="append", default=[], metavar="NAME=FLAGS",
                     help="a named setting: the flags given to varps sample (repeat; default: one, 'default', "
@@ -213,13 +205,10 @@ def main():
         settings.append((name, flags.split()))
     model = pathlib.Path(args.model_dir)
     clf = Classifier(model / "classifier.safetensors")
-    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz"):
-        if not os.path.exists(os.path.join(args.data, name)):
-            raise SystemExit(f"{os.path.join(args.data, name)}: missing (install Debian's dataset-fashion-mnist)")
-    test_imgs = read_idx(os.path.join(args.data, "t10k-images-idx3-ubyte.gz"))
-    test_labels = read_idx(os.path.join(args.data, "t10k-labels-idx1-ubyte.gz")).astype(np.int64)
-    test_feats, test_logits = clf.features_and_logits(padded(test_imgs))
-    train_feats, _ = clf.features_and_logits(padded(read_idx(os.path.join(args.data, "train-images-idx3-ubyte.gz"))[:10000]))
+    test_imgs, test_labels = fmnist_data.load_split(args.data, "test")
+    train_imgs, _ = fmnist_data.load_split(args.data, "train")
+    test_feats, test_logits = clf.features_and_logits(fmnist_data.padded_grey01(test_imgs))
+    train_feats, _ = clf.features_and_logits(fmnist_data.padded_grey01(train_imgs[:10000]))
     reference = {"classifier_test_accuracy": float((test_logits.argmax(1) == test_labels).mean()),
                  "fd_fmnist_train_vs_test": frechet_distance(train_feats, test_feats)}
     manifest = model / "manifest.json"

@@ -6,7 +6,6 @@ import torch.nn.functional as F
 
 import fmnist_data
 import official_models
-from loop import ResumableState
 
 
 def load_trained_vqvae(work):

@@ -40,8 +40,9 @@ def run(args, work):
     clf = train_classifier.Classifier()
     st = torch.load(work / "classifier.state", map_location="cpu", weights_only=False)
     clf.load_state_dict(st["modules"]["classifier"])
-    from make_golden import write_safetensors
-    write_safetensors(out / "classifier.safetensors", clf.state_dict())
+    from safetensors_io import write_safetensors
+    write_safetensors(out / "classifier.safetensors", clf.state_dict(),
+                      {"input_mean": repr(fmnist_data.CLASSIFIER_MEAN), "input_std": repr(fmnist_data.CLASSIFIER_STD)})
     te_img, te_lab = fmnist_data.load_split(args.data, "test")
     manifest["classifier"] = {"test_accuracy": round(train_classifier.accuracy(
         clf, train_classifier.classifier_input(te_img), torch.from_numpy(te_lab)), 4)}

@@ -13,6 +13,10 @@ DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
 CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 IMAGE_SIDE = 32
+# The classifier's input standardisation: the training images' grey mean and
+# standard deviation (rounded). export.py writes them into
+# classifier.safetensors, which is where varps and scripts/quality.py read them.
+CLASSIFIER_MEAN, CLASSIFIER_STD = 0.2860, 0.3530
 
 
 def _read_idx(path):
@@ -36,14 +40,19 @@ def load_split(root, split):
     return images, labels
 
 
-def to_tokenizer_input(images_u8):
-    """uint8 [N, 28, 28] -> float32 [N, 3, 32, 32] in [-1, 1]."""
+def padded_grey01(images_u8):
+    """uint8 [N, 28, 28] -> float32 [N, 32, 32] in [0, 1], 2 pixels of black each side."""
     x = np.zeros((images_u8.shape[0], IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32)
     x[:, 2:30, 2:30] = images_u8.astype(np.float32) / 255.0
-    x = x * 2.0 - 1.0
+    return x
+
+
+def to_tokenizer_input(images_u8):
+    """uint8 [N, 28, 28] -> float32 [N, 3, 32, 32] in [-1, 1]."""
+    x = padded_grey01(images_u8) * 2.0 - 1.0
     return np.repeat(x[:, None], 3, axis=1)
 
 
 def to_classifier_input(images01_gray32):
     """float [N, 32, 32] grey in [0, 1] -> float32 [N, 1, 32, 32] standardised as in training."""
-    return ((images01_gray32 - 0.2860) / 0.3530).astype(np.float32)[:, None]
+    return ((images01_gray32 - CLASSIFIER_MEAN) / CLASSIFIER_STD).astype(np.float32)[:, None]

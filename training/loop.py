@@ -24,6 +24,18 @@ def cosine_lr(step, total, peak, warmup):
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
+def optimiser_step(opt, loss, lr, clip_params=None, clip=2.0):
+    """One update at learning rate `lr` from the gradients of `loss`, their
+    norm over `clip_params` clipped to `clip` when those are given."""
+    for g in opt.param_groups:
+        g["lr"] = lr
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip_params is not None:
+        torch.nn.utils.clip_grad_norm_(clip_params, clip)
+    opt.step()
+
+
 def batch_order(n, batch, seed, epoch):
     """Indices of every batch of one epoch; the same for a given seed and epoch,
     so a resumed run sees the batches an uninterrupted one would."""

@@ -14,35 +14,17 @@ import json
 import pathlib
 import sys
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import fmnist_data  # noqa: E402
 import official_models  # noqa: E402
+from safetensors_io import write_safetensors  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 LABELS = [7, 0, 9, 10]           # sneaker, T-shirt, ankle boot, unconditional
 TEST_IMAGES = [0, 1, 2, 3]       # test-split images behind the teacher-forcing and encoder inputs
 CFGS = {"cfg0p0": 0.0, "cfg1p5": 1.5, "cfg4p0": 4.0}
-
-
-def write_safetensors(path, tensors):
-    header, blobs, at = {}, [], 0
-    for name, t in tensors.items():
-        a = t.detach().cpu().contiguous().numpy()
-        dt = {np.dtype("float32"): "F32", np.dtype("int64"): "I64"}[a.dtype]
-        b = a.tobytes()
-        header[name] = {"dtype": dt, "shape": list(a.shape), "data_offsets": [at, at + len(b)]}
-        blobs.append(b)
-        at += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(len(h).to_bytes(8, "little"))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
 
 
 def vq_gaps(vae, x):

@@ -9,9 +9,6 @@ import os
 import sys
 import types
 
-import torch
-import torch.nn as nn
-
 # The tokenizer: 32x32 RGB in, three halvings to a 4x4 latent.
 VQVAE_CONFIG = dict(vocab_size=512, z_channels=16, ch=32, ch_mult=(1, 2, 2, 4), num_res_blocks=1,
                     patch_nums=(1, 2, 3, 4))

@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import fmnist_data
-from loop import Deadline, Progress, ResumableState, batch_order, cosine_lr
+from loop import Deadline, Progress, ResumableState, batch_order, cosine_lr, optimiser_step
 
 EPOCHS = 6
 BATCH = 128
@@ -75,13 +75,9 @@ def train(args, work):
     while step < steps and not deadline.passed():
         epoch, k = divmod(step, per_epoch)
         idx = torch.from_numpy(batch_order(len(x_tr), BATCH, args.seed + 11, epoch)[k])
-        for g in opt.param_groups:
-            g["lr"] = cosine_lr(step, steps, PEAK_LR, 100)
         gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step)  # the same on a resumed run
         loss = F.cross_entropy(model(shift_and_mirror(x_tr[idx], gen)), y_tr[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        optimiser_step(opt, loss, cosine_lr(step, steps, PEAK_LR, 100))
         step += 1
         bar.update(step, loss=loss.item())
     bar.close()

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 import official_models
 from encode_tokens import load_trained_vqvae
-from loop import Deadline, Progress, ResumableState, batch_order, cosine_lr
+from loop import Deadline, Progress, ResumableState, batch_order, cosine_lr, optimiser_step
 
 BATCH = 128
 PEAK_LR = 1e-3
@@ -21,6 +21,11 @@ def split_maps(maps, patch_nums):
         out.append(maps[:, at:at + pn * pn].long())
         at += pn * pn
     return out
+
+
+def token_cross_entropy(logits, maps, reduction="mean"):
+    """VAR's objective: cross-entropy of logits [B, L, V] against token maps [B, L]."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), maps.reshape(-1), reduction=reduction)
 
 
 def train(args, work, name):
@@ -49,15 +54,8 @@ def train(args, work, name):
     while step < steps and not deadline.passed():
         epoch, k = divmod(step, per_epoch)
         idx = torch.from_numpy(batch_order(len(maps), BATCH, args.seed + 7, epoch)[k])
-        gt = maps[idx].long()
-        for g in opt.param_groups:
-            g["lr"] = cosine_lr(step, steps, PEAK_LR, 300)
-        logits = var(labels[idx], x_all[idx])
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), gt.reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(var.parameters(), 2.0)
-        opt.step()
+        loss = token_cross_entropy(var(labels[idx], x_all[idx]), maps[idx].long())
+        optimiser_step(opt, loss, cosine_lr(step, steps, PEAK_LR, 300), var.parameters())
         step += 1
         bar.update(step, loss=loss.item())
         if step % 500 == 0:

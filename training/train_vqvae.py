@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 import fmnist_data
 import official_models
-from loop import Deadline, Progress, ResumableState, batch_order, cosine_lr
+from loop import Deadline, Progress, ResumableState, batch_order, cosine_lr, optimiser_step
 
 STEPS = 3000
 BATCH = 64
@@ -70,15 +70,10 @@ def train(args, work):
         epoch, k = divmod(step, per_epoch)
         idx = batch_order(len(x_all), BATCH, args.seed, epoch)[k]
         x = x_all[idx]
-        for g in opt.param_groups:
-            g["lr"] = cosine_lr(step, STEPS, PEAK_LR, 200)
         rec, _, vq_loss = vae(x)
         rec_loss = F.mse_loss(rec, x) + F.l1_loss(rec, x)
         loss = rec_loss + vq_loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 2.0)
-        opt.step()
+        optimiser_step(opt, loss, cosine_lr(step, STEPS, PEAK_LR, 200), vae.parameters())
         step += 1
         if step <= RESTART_UNTIL:
             with torch.no_grad():

@@ -3,15 +3,14 @@
 #include "bench/garment_features.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <string>
 
 #include "varps/checkpoint.hpp"
 #include "varps/error.hpp"
 
 namespace varps::bench {
 namespace {
-
-// Channel statistics of the training images (train_classifier.py).
-constexpr float kMean = 0.2860f, kStd = 0.3530f;
 
 Tensor need(const Checkpoint& ck, const std::string& name, const Shape& shape) {
   const TensorRecord* rec = ck.find(name);
@@ -20,6 +19,22 @@ Tensor need(const Checkpoint& ck, const std::string& name, const Shape& shape) {
     throw Error(ck.path().string() + ": tensor '" + name + "' has shape " + shape_str(rec->shape) + ", expected " +
                 shape_str(shape));
   return ck.read_f32(*rec);
+}
+
+// The input standardisation the classifier was trained with, carried in the
+// file's metadata (training/export.py).
+float metadata_number(const Checkpoint& ck, const std::string& key) {
+  const auto it = ck.metadata().find(key);
+  if (it == ck.metadata().end())
+    throw Error(ck.path().string() + ": not the garment classifier: metadata '" + key + "' is missing");
+  try {
+    size_t used = 0;
+    const float v = std::stof(it->second, &used);
+    if (used == it->second.size() && std::isfinite(v) && (key != "input_std" || v > 0.0f)) return v;
+  } catch (const std::exception&) {
+  }
+  throw Error(ck.path().string() + ": classifier metadata '" + key + "' is '" + it->second +
+              "', expected a finite number" + (key == "input_std" ? " > 0" : ""));
 }
 
 // 3x3 convolution, zero padding 1, then ReLU and 2x2 max pooling:
@@ -78,6 +93,8 @@ GarmentFeatures GarmentFeatures::load(const std::filesystem::path& file) {
   g.fc1_b_ = need(ck, "fc1.bias", {kFeatures});
   g.fc2_w_ = need(ck, "fc2.weight", {kClasses, kFeatures});
   g.fc2_b_ = need(ck, "fc2.bias", {kClasses});
+  g.input_mean_ = metadata_number(ck, "input_mean");
+  g.input_std_ = metadata_number(ck, "input_std");
   return g;
 }
 
@@ -85,7 +102,7 @@ std::vector<float> GarmentFeatures::features(const float* rgb01, std::vector<flo
   constexpr int plane = kSide * kSide;
   std::vector<float> grey(plane);
   for (int i = 0; i < plane; ++i)
-    grey[i] = ((rgb01[i] + rgb01[plane + i] + rgb01[2 * plane + i]) / 3.0f - kMean) / kStd;
+    grey[i] = ((rgb01[i] + rgb01[plane + i] + rgb01[2 * plane + i]) / 3.0f - input_mean_) / input_std_;
   std::vector<float> x = conv_relu_pool(grey, 1, kSide, conv1_w_, conv1_b_);
   x = conv_relu_pool(x, 32, kSide / 2, conv2_w_, conv2_b_);
   x = conv_relu_pool(x, 64, kSide / 4, conv3_w_, conv3_b_);

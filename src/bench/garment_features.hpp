@@ -27,6 +27,7 @@ class GarmentFeatures {
 
  private:
   Tensor conv1_w_, conv1_b_, conv2_w_, conv2_b_, conv3_w_, conv3_b_, fc1_w_, fc1_b_, fc2_w_, fc2_b_;
+  float input_mean_ = 0.0f, input_std_ = 1.0f;  // grey-level standardisation, from the file
 };
 
 }  // namespace varps::bench

@@ -7,8 +7,10 @@
 
 #include "bench/garment_features.hpp"
 #include "golden/golden_case.hpp"
+#include "unit/test_files.hpp"
 #include "varps/bench.hpp"
 #include "varps/builtin_models.hpp"
+#include "varps/checkpoint.hpp"
 #include "varps/error.hpp"
 
 namespace varps::bench {
@@ -70,6 +72,37 @@ TEST(GarmentFeatures, AnotherFileIsRefusedNamingTheTensor) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("conv1.weight"), std::string::npos) << e.what();
   }
+}
+
+// The classifier's input standardisation lives in its file: without it, or
+// with a value that is no number, the file is refused naming the key.
+TEST(GarmentFeatures, MissingOrBadInputStatisticsAreRefusedNamingTheKey) {
+  const Checkpoint ck = Checkpoint::open(find_builtin_model("fmnist").classifier);
+  std::vector<Tensor> tensors;
+  tensors.reserve(ck.tensors().size());
+  std::vector<NamedTensor> named;
+  for (const TensorRecord& r : ck.tensors()) {
+    tensors.push_back(ck.read_f32(r));
+    named.push_back({r.name, &tensors.back()});
+  }
+  const test::TempDir dir;
+  const struct {
+    std::map<std::string, std::string> metadata;
+    std::string expected;
+  } cases[] = {{{}, "metadata 'input_mean' is missing"},
+               {{{"input_mean", "0.286"}}, "metadata 'input_std' is missing"},
+               {{{"input_mean", "0.286"}, {"input_std", "0"}}, "'input_std' is '0', expected a finite number > 0"},
+               {{{"input_mean", "grey"}, {"input_std", "0.353"}}, "'input_mean' is 'grey'"}};
+  for (const auto& c : cases) {
+    write_safetensors(dir / "clf.safetensors", named, c.metadata);
+    try {
+      GarmentFeatures::load(dir / "clf.safetensors");
+      ADD_FAILURE() << "no error for " << c.expected;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(c.expected), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(ck.metadata().at("input_mean"), "0.286");  // the shipped file carries them
 }
 
 }  // namespace
