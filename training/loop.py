@@ -25,10 +25,11 @@ def cosine_lr(step, total, peak, warmup):
 
 
 def optimiser_step(opt, loss, lr, clip_params=None, clip=2.0):
-    """One update at learning rate `lr` from the gradients of `loss`, their
-    norm over `clip_params` clipped to `clip` when those are given."""
+    """One update at learning rate `lr` (times a group's "lr_scale" where it
+    has one) from the gradients of `loss`, their norm over `clip_params`
+    clipped to `clip` when those are given."""
     for g in opt.param_groups:
-        g["lr"] = lr
+        g["lr"] = lr * g.get("lr_scale", 1.0)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     if clip_params is not None:

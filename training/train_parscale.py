@@ -39,7 +39,8 @@ from train_var import split_maps, token_cross_entropy  # noqa: E402
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BATCH = 64            # images per step; the backbone sees P times as many rows
 STEPS = 2000
-PEAK_LR = 1e-2
+PEAK_LR = 1e-2        # the prefixes'
+AGGREGATE_LR_SCALE = 0.1  # the aggregation learns 10x slower: faster, its softmax saturates at one stream per token
 WARMUP = 100
 COND_DROP = 0.1
 HELD_OUT = 2000       # test-split token maps behind the held-out loss
@@ -120,7 +121,9 @@ def train_streams(args, var, data, P, report):
     adapter = parscale.StreamAdapter.for_model(var, P, args.prefix_tokens, args.smooth)
     first = torch.from_numpy(batch_order(len(maps), BATCH, args.seed + 11, 0)[0])
     parscale.init_prefixes_from_model(var, adapter, labels[first], x_all[first], seed=args.seed + 200 + P)
-    opt = torch.optim.AdamW(adapter.parameters(), lr=PEAK_LR, betas=(0.9, 0.95), weight_decay=0.0)
+    opt = torch.optim.AdamW([{"params": [adapter.prefix_k, adapter.prefix_v]},
+                             {"params": adapter.aggregate.parameters(), "lr_scale": AGGREGATE_LR_SCALE}],
+                            lr=PEAK_LR, betas=(0.9, 0.95), weight_decay=0.0)
     state = ResumableState(work / f"parscale-{args.depth}-p{P}.state")
     step = state.load({"adapter": adapter}, opt)
     entry = report.setdefault(f"p{P}", {"seconds": 0.0})
@@ -202,7 +205,8 @@ def main():
     report_path = args.out / f"parscale_{args.depth}.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
     report.update({"backbone": f"var_{args.depth}.pth", "prefix_tokens": args.prefix_tokens, "smooth": args.smooth,
-                   "batch_images": BATCH, "steps": args.steps, "peak_lr": PEAK_LR, "seed": args.seed,
+                   "batch_images": BATCH, "steps": args.steps, "peak_lr": PEAK_LR,
+                   "aggregate_lr_scale": AGGREGATE_LR_SCALE, "seed": args.seed,
                    "held_out": f"first {HELD_OUT} test-split token maps, conditional, mean cross-entropy per token"})
     if "plain_held_out_loss" not in report:
         report["plain_held_out_loss"] = round(held_out_loss(var, None, *data["test"]), 5)
