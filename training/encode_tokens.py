@@ -34,21 +34,27 @@ def reconstruction_psnr(vae, x, batch=500):
     return 10 * torch.log10(torch.tensor(4.0 / mse)).item()  # the range [-1, 1] spans 2
 
 
+def token_maps(vae, data_root):
+    """The token maps of every training image and of its mirror image, with
+    their labels, and of the test split; and the test split's tokenizer input."""
+    tr_img, tr_lab = fmnist_data.load_split(data_root, "train")
+    te_img, te_lab = fmnist_data.load_split(data_root, "test")
+    x_tr = torch.from_numpy(fmnist_data.to_tokenizer_input(tr_img))
+    x_te = torch.from_numpy(fmnist_data.to_tokenizer_input(te_img))
+    maps = {"train_maps": torch.cat([encode(vae, x_tr), encode(vae, torch.flip(x_tr, dims=[3]))]),
+            "train_labels": torch.cat([torch.from_numpy(tr_lab)] * 2),
+            "test_maps": encode(vae, x_te), "test_labels": torch.from_numpy(te_lab)}
+    return maps, x_te
+
+
 def run(args, work):
     out = work / "tokens.pt"
     if out.exists():
         return True
     vae = load_trained_vqvae(work)
-    tr_img, tr_lab = fmnist_data.load_split(args.data, "train")
-    te_img, te_lab = fmnist_data.load_split(args.data, "test")
-    x_tr = torch.from_numpy(fmnist_data.to_tokenizer_input(tr_img))
-    x_te = torch.from_numpy(fmnist_data.to_tokenizer_input(te_img))
-    train_maps = torch.cat([encode(vae, x_tr), encode(vae, torch.flip(x_tr, dims=[3]))])
-    train_labels = torch.cat([torch.from_numpy(tr_lab)] * 2)
-    test_maps = encode(vae, x_te)
+    maps, x_te = token_maps(vae, args.data)
     psnr = reconstruction_psnr(vae, x_te)
-    print(f"tokens: {len(train_maps)} training maps, {len(test_maps)} test maps; test reconstruction PSNR "
-          f"{psnr:.2f} dB", flush=True)
-    torch.save({"train_maps": train_maps, "train_labels": train_labels, "test_maps": test_maps,
-                "test_labels": torch.from_numpy(te_lab), "test_psnr": psnr}, out)
+    print(f"tokens: {len(maps['train_maps'])} training maps, {len(maps['test_maps'])} test maps; test "
+          f"reconstruction PSNR {psnr:.2f} dB", flush=True)
+    torch.save(dict(maps, test_psnr=psnr), out)
     return True

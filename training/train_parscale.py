@@ -65,13 +65,7 @@ def token_maps(args, work, vae):
         return torch.load(path, map_location="cpu", weights_only=False)
     import encode_tokens
     print(f"{path}: missing; encoding Fashion-MNIST with {args.models / 'vae.pth'}", file=sys.stderr)
-    tr_img, tr_lab = fmnist_data.load_split(args.data, "train")
-    te_img, te_lab = fmnist_data.load_split(args.data, "test")
-    x_tr = torch.from_numpy(fmnist_data.to_tokenizer_input(tr_img))
-    x_te = torch.from_numpy(fmnist_data.to_tokenizer_input(te_img))
-    maps = torch.cat([encode_tokens.encode(vae, x_tr), encode_tokens.encode(vae, torch.flip(x_tr, dims=[3]))])
-    return {"train_maps": maps, "train_labels": torch.cat([torch.from_numpy(tr_lab)] * 2),
-            "test_maps": encode_tokens.encode(vae, x_te), "test_labels": torch.from_numpy(te_lab)}
+    return encode_tokens.token_maps(vae, args.data)[0]
 
 
 @torch.no_grad()
