@@ -129,9 +129,10 @@ BENCHMARK(BM_Conv3x3)
 
 // One block's attention at a scale of d16 (16 heads of 64; l queries per
 // row over the cached tokens and their own): rows = 2 per guided image.
-void BM_Attention(benchmark::State& state) {
+// With precision bf16 (and int8) the attention's operands are bf16.
+void BM_Attention(benchmark::State& state, const char* precision) {
   const int64_t rows = state.range(0), l = state.range(1), len = state.range(2), H = 16, hd = 64, capacity = 680;
-  auto be = make_cpu_backend(threads());
+  auto be = make_cpu_backend(threads(), precision);
   auto q = be->upload(Tensor({rows * H * l * hd}, wave(rows * H * l * hd, 0.3f, 0.5f)));
   auto k = be->upload(Tensor({rows * H * capacity * hd}, wave(rows * H * capacity * hd, 0.7f, 0.5f)));
   auto v = be->upload(Tensor({rows * H * capacity * hd}, wave(rows * H * capacity * hd, 0.9f, 0.5f)));
@@ -140,7 +141,18 @@ void BM_Attention(benchmark::State& state) {
     extents::attention(*be, q.data(), k.data(), v.data(), rows, H, l, hd, capacity, len, 1.0f, KvPrefix{}, out.data());
   set_flops(state, 4.0 * rows * H * l * len * hd);
 }
-BENCHMARK(BM_Attention)->Args({2, 256, 680})->Args({2, 100, 255})->Args({8, 256, 680})->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Attention, fp32, "fp32")
+    ->Args({2, 256, 680})
+    ->Args({2, 100, 255})
+    ->Args({8, 256, 680})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Attention, bf16, "bf16")
+    ->Args({2, 256, 680})
+    ->Args({2, 100, 255})
+    ->Args({8, 256, 680})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 // The machine's compute ceiling: AVX2 FMAs on registers only, 12
 // independent chains per thread (enough to hide the FMA latency), on every

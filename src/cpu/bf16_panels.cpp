@@ -30,6 +30,20 @@ uint32_t pair_word(const float* row, int64_t k, int64_t K) {
 float rounded(float x) { return bf16_to_float(round_to_bf16(x)); }
 
 #if VARPS_CPU_AVX2
+// round_to_bf16 in 8 lanes, each lane's bf16 in its high half (the low half
+// zero): to nearest, ties to even, a NaN made quiet with its sign kept.
+inline __m256i round8_to_bf16_high(__m256 x) {
+  const __m256i bits = _mm256_castps_si256(x);
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
+  const __m256i rounded = _mm256_add_epi32(bits, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), lsb));
+  const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(bits, _mm256_set1_epi32(0x7fffffff)),
+                                         _mm256_set1_epi32(0x7f800000));
+  const __m256i quiet = _mm256_or_si256(bits, _mm256_set1_epi32(0x00400000));
+  return _mm256_and_si256(_mm256_blendv_epi8(rounded, quiet, nan), _mm256_set1_epi32(static_cast<int>(0xffff0000u)));
+}
+#endif
+
+#if VARPS_CPU_AVX2
 
 // One 16-column panel for R rows: 12 ymm accumulators for 6 rows; the odd
 // k's products of every row first, then the even k's, so that only two
@@ -138,6 +152,34 @@ void multiply_tile(const void* a, const uint32_t* b, int64_t M, int64_t N, int64
 
 }  // namespace
 
+void round_to_bf16_pairs(const float* x, int64_t K, uint32_t* words) {
+  int64_t k = 0;
+#if VARPS_CPU_AVX2
+  // 16 values: their high halves packed to 16 bits (each below 2^16, so
+  // packus keeps it) are the 8 words, in 128-bit lanes 0, 2, 1, 3.
+  for (; k + 16 <= K; k += 16) {
+    const __m256i lo = _mm256_srli_epi32(round8_to_bf16_high(_mm256_loadu_ps(x + k)), 16);
+    const __m256i hi = _mm256_srli_epi32(round8_to_bf16_high(_mm256_loadu_ps(x + k + 8)), 16);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(words + k / 2),
+                        _mm256_permute4x64_epi64(_mm256_packus_epi32(lo, hi), 0xd8));
+  }
+#endif
+  for (; k < K; k += 2) words[k / 2] = pair_word(x, k, K);
+}
+
+void round_to_bf16_rows(const float* even, const float* odd, int64_t n, uint32_t* words) {
+  int64_t i = 0;
+#if VARPS_CPU_AVX2
+  for (; i + 8 <= n; i += 8) {
+    const __m256i lo = _mm256_srli_epi32(round8_to_bf16_high(_mm256_loadu_ps(even + i)), 16);
+    const __m256i hi = odd ? round8_to_bf16_high(_mm256_loadu_ps(odd + i)) : _mm256_setzero_si256();
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(words + i), _mm256_or_si256(lo, hi));
+  }
+#endif
+  for (; i < n; ++i)
+    words[i] = static_cast<uint32_t>(round_to_bf16(even[i])) | (odd ? static_cast<uint32_t>(round_to_bf16(odd[i])) << 16 : 0u);
+}
+
 size_t bf16_b_panel_words(int64_t N, int64_t K) { return static_cast<size_t>(panels_of(N, kTileCols) * kTileCols * pairs_of(K)); }
 size_t bf16_a_panel_words(int64_t M, int64_t K) { return static_cast<size_t>(panels_of(M, kTileRows) * kTileRows * pairs_of(K)); }
 size_t bf16_a_panel_floats(int64_t M, int64_t K) { return 2 * bf16_a_panel_words(M, K); }
@@ -160,23 +202,17 @@ void pack_bf16_a_panels(const float* x, int64_t M, int64_t K, int64_t ldx, uint3
   // even k in the low half), written into the panel's column.
 #pragma omp parallel if (!omp_in_parallel() && M * K > 65536)
   {
-  std::vector<uint16_t> halves(static_cast<size_t>(2 * k2), 0);
+  std::vector<uint32_t> words(static_cast<size_t>(k2), 0);
 #pragma omp for schedule(static)
   for (int64_t i = 0; i < mp; ++i) {
     uint32_t* dst = panels + i * k2 * kTileRows;
     for (int r = 0; r < kTileRows; ++r) {
       const int64_t m = i * kTileRows + r;
-      if (m < M) {
-        const float* row = x + m * ldx;
-        for (int64_t k = 0; k < K; ++k) halves[k] = round_to_bf16(row[k]);
-      } else {
-        std::fill(halves.begin(), halves.end(), uint16_t{0});
-      }
-      uint32_t word;
-      for (int64_t k = 0; k < k2; ++k) {
-        std::memcpy(&word, halves.data() + 2 * k, sizeof word);
-        dst[k * kTileRows + r] = word;
-      }
+      if (m < M)
+        round_to_bf16_pairs(x + m * ldx, K, words.data());
+      else
+        std::fill(words.begin(), words.end(), 0u);
+      for (int64_t k = 0; k < k2; ++k) dst[k * kTileRows + r] = words[k];
     }
   }
   }

@@ -38,6 +38,13 @@ inline float bf16_to_float(uint16_t h) {
   return x;
 }
 
+// x[0, K) rounded as word pairs: words[i] holds x[2i] in its low half and
+// x[2i + 1] (0 past K) in its high half; (K + 1) / 2 words.
+void round_to_bf16_pairs(const float* x, int64_t K, uint32_t* words);
+// words[i] = even[i] in the low half, odd[i] in the high half (0 when odd
+// is null), for i < n: two rows interleaved.
+void round_to_bf16_rows(const float* even, const float* odd, int64_t n, uint32_t* words);
+
 // Words of N columns (or M rows) of depth K packed as B (or A) panels; the
 // last panel is zero-padded, and so is an odd K's last pair.
 size_t bf16_b_panel_words(int64_t N, int64_t K);

@@ -6,8 +6,9 @@
 // the readable reference every other backend is tested against. With
 // precision "bf16" the x·wᵀ products of uploaded weights take bf16 operands
 // with float32 sums (cpu/bf16_panels.hpp), with "int8" int8 operands with
-// int32 sums and float32 scales (cpu/int8_panels.hpp); everything else
-// stays float32.
+// int32 sums and float32 scales (cpu/int8_panels.hpp), and with either the
+// attention's two products take bf16 operands; everything else stays
+// float32.
 #include <vector>
 
 #include "backend.hpp"
@@ -122,6 +123,11 @@ class CpuBackend final : public Backend {
   void convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const NormOnRead* norm, const float* w,
                 const float* b, int64_t Co, int k, int stride, int pad_t, int pad_l, int pad_b, int pad_r,
                 bool add_to_out, float* out);
+  // do_attention in bf16 and int8: q, K, the probabilities and V rounded to
+  // bf16 as they are packed, float32 sums and softmax.
+  void attention_bf16(const float* q, const float* k_cache, const float* v_cache, int64_t rows, int64_t H,
+                      int64_t tokens, int64_t hd, int64_t capacity, int64_t len, float scale, const KvPrefix& prefix,
+                      float* out);
   // Throws when the calling thread is inside a step that run_recorded holds
   // to a recording's rules; `what` names the refused call.
   void check_outside_recorded_step(const char* what) const;

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "cpu/bf16_panels.hpp"
 #include "cpu/cpu_backend.hpp"
 #include "cpu/gemm_kernel.hpp"
 #include "cpu/panel_gemm.hpp"
@@ -112,12 +113,56 @@ void pack_tokens_as_rows(const float* prefix, int64_t T, const float* cache, int
     }
 }
 
+// Token t of one head: the stream's prefix, then the row's cache; null
+// past the last.
+const float* token_row(const float* prefix, int64_t T, const float* cache, int64_t len, int64_t hd, int64_t t) {
+  return t < T ? prefix + t * hd : t < T + len ? cache + (t - T) * hd : nullptr;
+}
+
+// The keys as bf16 B panels of scores = q·Kᵀ (lane = token, a word = two
+// consecutive of the hd columns; cpu/bf16_panels.hpp).
+void pack_keys_bf16(const float* prefix, int64_t T, const float* cache, int64_t len, int64_t hd, uint32_t* panels,
+                    std::vector<uint32_t>& words) {
+  const int64_t n = T + len, k2 = (hd + 1) / 2;
+  words.resize(static_cast<size_t>(k2));
+  for (int64_t j = 0; j < (n + cpu::kTileCols - 1) / cpu::kTileCols; ++j)
+    for (int c = 0; c < cpu::kTileCols; ++c) {
+      const float* src = token_row(prefix, T, cache, len, hd, j * cpu::kTileCols + c);
+      if (src)
+        cpu::round_to_bf16_pairs(src, hd, words.data());
+      else
+        std::fill(words.begin(), words.end(), 0u);
+      uint32_t* dst = panels + j * k2 * cpu::kTileCols + c;
+      for (int64_t k = 0; k < k2; ++k) dst[k * cpu::kTileCols] = words[k];
+    }
+}
+
+// The values as bf16 B panels of out = P·V (lane = one of the hd columns, a
+// word = that column of two consecutive tokens).
+void pack_values_bf16(const float* prefix, int64_t T, const float* cache, int64_t len, int64_t hd,
+                      uint32_t* panels) {
+  const int64_t k2 = (T + len + 1) / 2;
+  for (int64_t j = 0; j < (hd + cpu::kTileCols - 1) / cpu::kTileCols; ++j)
+    for (int64_t k = 0; k < k2; ++k) {
+      const float* even = token_row(prefix, T, cache, len, hd, 2 * k);
+      const float* odd = token_row(prefix, T, cache, len, hd, 2 * k + 1);
+      uint32_t* dst = panels + (j * k2 + k) * cpu::kTileCols;
+      const int64_t d0 = j * cpu::kTileCols, d1 = std::min(hd, d0 + cpu::kTileCols);
+      cpu::round_to_bf16_rows(even + d0, odd ? odd + d0 : nullptr, d1 - d0, dst);
+      std::fill(dst + (d1 - d0), dst + cpu::kTileCols, 0u);
+    }
+}
+
 }  // namespace
 
 void CpuBackend::do_attention(const float* q, const float* k_cache, const float* v_cache, int64_t rows, int64_t H,
                            int64_t tokens, int64_t hd, int64_t capacity, int64_t len, float scale,
                            const KvPrefix& prefix, float* out) {
   const int64_t C = H * hd, T = prefix.tokens, width = T + len;
+  if (products_ != cpu::PackedMatrix::Element::F32) {
+    attention_bf16(q, k_cache, v_cache, rows, H, tokens, hd, capacity, len, scale, prefix, out);
+    return;
+  }
   // V serves as the B of P·V as it is when its rows are whole panels.
   const bool values_as_stored = hd % cpu::kTileCols == 0;
   const size_t key_floats = cpu::b_panel_floats(width, hd);
@@ -160,6 +205,37 @@ void CpuBackend::do_attention(const float* q, const float* k_cache, const float*
         own.accumulate = T > 0;
         cpu::multiply_panels(cpu::AOperand{scores + T, width, false}, cpu::BOperand::rows(vv, hd), tokens, hd, len,
                              own, isa_);
+      }
+  }
+}
+
+void CpuBackend::attention_bf16(const float* q, const float* k_cache, const float* v_cache, int64_t rows, int64_t H,
+                                int64_t tokens, int64_t hd, int64_t capacity, int64_t len, float scale,
+                                const KvPrefix& prefix, float* out) {
+  const int64_t C = H * hd, T = prefix.tokens, width = T + len;
+  const size_t key_words = cpu::bf16_b_panel_words(width, hd), value_words = cpu::bf16_b_panel_words(hd, width);
+  const size_t score_floats = static_cast<size_t>(tokens * width);
+#pragma omp parallel
+  {
+    const cpu::ScratchPool::Lease lease = scratch_->take(key_words + value_words + score_floats);
+    uint32_t* const keys = reinterpret_cast<uint32_t*>(lease.data());
+    uint32_t* const values = keys + key_words;
+    float* const scores = lease.data() + key_words + value_words;
+    std::vector<uint32_t> token_words;
+#pragma omp for collapse(2) schedule(dynamic)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t stream = T > 0 ? r / prefix.rows_per_stream : 0;
+        const float* pk = T > 0 ? prefix.k + (stream * H + h) * T * hd : nullptr;
+        const float* pv = T > 0 ? prefix.v + (stream * H + h) * T * hd : nullptr;
+        pack_keys_bf16(pk, T, k_cache + (r * H + h) * capacity * hd, len, hd, keys, token_words);
+        pack_values_bf16(pv, T, v_cache + (r * H + h) * capacity * hd, len, hd, values);
+        cpu::multiply_bf16_panels(q + (r * H + h) * tokens * hd, hd, keys, tokens, width, hd,
+                                  cpu::ProductOutput{scores, width, false, nullptr, false}, isa_, scratch_.get());
+        for (int64_t i = 0; i < tokens; ++i) cpu::softmax_span(scores + i * width, static_cast<size_t>(width), scale);
+        cpu::multiply_bf16_panels(scores, width, values, tokens, hd, width,
+                                  cpu::ProductOutput{out + r * tokens * C + h * hd, C, false, nullptr, false}, isa_,
+                                  scratch_.get());
       }
   }
 }

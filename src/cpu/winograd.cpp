@@ -339,7 +339,15 @@ void transform_output_row(const GroupBuffers& buf, const Tiling& t, int64_t H, i
         alignas(32) float px[kOut * kLanes];
         interleave4(y, px);
         float* dst = plane + oy * W + x0;
-        for (int64_t c = 0; c < cols; ++c) {
+        int64_t c = 0;
+        for (; c + kLanes <= cols; c += kLanes) {  // the loop below, a vector at a time
+          const v8 p = load8(px + c);
+          if (add_to_out)
+            store8(dst + c, (b ? load8(dst + c) + bias : load8(dst + c)) + p);
+          else
+            store8(dst + c, b ? bias + p : p);
+        }
+        for (; c < cols; ++c) {
           if (add_to_out)
             dst[c] = (b ? dst[c] + bias[0] : dst[c]) + px[c];
           else

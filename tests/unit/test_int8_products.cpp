@@ -56,6 +56,18 @@ TEST(Int8, QuantisesARowToItsLargestMagnitude) {
   EXPECT_TRUE(std::isnan(quantised(bad.data(), 3).scale));
   bad[1] = INFINITY;
   EXPECT_TRUE(std::isnan(quantised(bad.data(), 3).scale));
+  // In a row long enough for the vector path: a NaN or an infinity in its
+  // vectors or in its tail, and the largest magnitude in either.
+  for (const int64_t at : {0, 5, 12, 17}) {
+    for (const float v : {NAN, -INFINITY}) {
+      std::vector<float> row = random_vector(19, 32);
+      row[at] = v;
+      EXPECT_TRUE(std::isnan(quantised(row.data(), 19).scale)) << at;
+    }
+    std::vector<float> row = random_vector(19, 33, 0.5f);
+    row[at] = -3.0f;
+    EXPECT_EQ(quantised(row.data(), 19).scale, 3.0f / 127) << at;
+  }
 }
 
 // The vector path against the formula, value by value: ties to even, the
