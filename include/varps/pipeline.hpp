@@ -149,8 +149,8 @@ struct PipelineOptions {
   int threads = 0;             // CPU threads; 0: all cores
   std::string device = "cpu";  // "cpu", or "cuda" in builds with VARPS_CUDA=ON
   int device_index = 0;        // which CUDA device (see cuda_device_count())
-  // Matrix-product operands on CUDA: "fp32", "bf16" or "fp16" (float32
-  // accumulation); the CPU computes in fp32 only.
+  // Matrix-product operands: "fp32", "bf16" (float32 sums), "int8" (CPU
+  // only; int32 sums) or "fp16" (CUDA only; float32 sums).
   std::string precision = "fp32";
   // CUDA: each scale's transformer step is captured once as a graph and
   // replayed by later requests of the same shape; false runs every op as it
