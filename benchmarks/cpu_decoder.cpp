@@ -26,6 +26,8 @@ void BM_Decode(benchmark::State& state, const char* precision) {
   for (auto _ : state) benchmark::DoNotOptimize(pipeline.decode(f_hat));
 }
 BENCHMARK_CAPTURE(BM_Decode, fp32, "fp32")->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Decode, bf16, "bf16")->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Decode, int8, "int8")->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace varps

@@ -142,7 +142,9 @@ void multiply_tile(const void* a, const uint32_t* b, int64_t M, int64_t N, int64
   for (int r = 0; r < rows; ++r) {
     float* c = out.c + (i * kTileRows + r) * out.ldc + n0;
     const float* s = tile + r * 32;
-    if (out.column_bias)
+    if (out.accumulate)
+      for (int n = 0; n < cols; ++n) c[n] += out.column_bias ? s[n] + out.column_bias[n0 + n] : s[n];
+    else if (out.column_bias)
       for (int n = 0; n < cols; ++n) c[n] = s[n] + out.column_bias[n0 + n];
     else
       std::copy(s, s + cols, c);
@@ -238,24 +240,47 @@ void bf16_tile_fma(int rows, int panels, const float* a, const uint32_t* b0, con
 
 size_t bf16_product_scratch_floats(int64_t M, int64_t K) { return bf16_a_panel_floats(M, K); }
 
-void multiply_bf16_panels(const float* a, int64_t lda, const uint32_t* b_panels, int64_t M, int64_t N, int64_t K,
-                          const ProductOutput& out, const CpuIsa& isa, ScratchPool* scratch) {
-  if (out.accumulate) throw Error("bf16 products cannot add to their output");
+size_t bf16_a_panel_bytes(const CpuIsa& isa, int64_t M, int64_t K) {
+  return 4 * (isa.avx512_bf16 ? bf16_a_panel_words(M, K) : bf16_a_panel_floats(M, K));
+}
+
+void pack_bf16_a_panels_for(const CpuIsa& isa, const float* x, int64_t M, int64_t K, int64_t ldx, void* panels) {
+  if (isa.avx512_bf16)
+    pack_bf16_a_panels(x, M, K, ldx, static_cast<uint32_t*>(panels));
+  else
+    pack_bf16_a_panels_as_floats(x, M, K, ldx, static_cast<float*>(panels));
+}
+
+void pack_bf16_b_panels_from_float_panels(const float* panels, int64_t N, int64_t K, uint32_t* words) {
+  const int64_t np = panels_of(N, kTileCols), k2 = pairs_of(K);
+#pragma omp parallel for schedule(static) if (!omp_in_parallel() && N * K > 65536)
+  for (int64_t j = 0; j < np; ++j)
+    for (int64_t k = 0; k < k2; ++k) {
+      const float* even = panels + (j * K + 2 * k) * kTileCols;
+      round_to_bf16_rows(even, 2 * k + 1 < K ? even + kTileCols : nullptr, kTileCols, words + (j * k2 + k) * kTileCols);
+    }
+}
+
+void multiply_bf16_prepacked(const void* a_panels, const uint32_t* b_panels, int64_t M, int64_t N, int64_t K,
+                             const ProductOutput& out, const CpuIsa& isa) {
   if (M <= 0 || N <= 0) return;
   const int64_t k2 = pairs_of(K);
   const bool avx512 = isa.avx512_bf16;
-  // A rounded and packed once, for every thread.
-  ScratchPool local;
-  const ScratchPool::Lease lease = (scratch ? *scratch : local).take(bf16_product_scratch_floats(M, K));
-  if (avx512)
-    pack_bf16_a_panels(a, M, K, lda, reinterpret_cast<uint32_t*>(lease.data()));
-  else
-    pack_bf16_a_panels_as_floats(a, M, K, lda, lease.data());
-  const float* a_panels = lease.data();
   run_tile_schedule(TileSchedule{panels_of(M, kTileRows), panels_of(N, kTileCols), (avx512 ? 4 : 8) * kTileRows * k2, 4 * kTileCols * k2},
                     [&](int64_t i, int64_t j, int panels) {
                       multiply_tile(a_panels, b_panels, M, N, K, out, avx512, i, j, panels);
                     });
+}
+
+void multiply_bf16_panels(const float* a, int64_t lda, const uint32_t* b_panels, int64_t M, int64_t N, int64_t K,
+                          const ProductOutput& out, const CpuIsa& isa, ScratchPool* scratch) {
+  if (out.accumulate) throw Error("bf16 products cannot add to their output");
+  if (M <= 0 || N <= 0) return;
+  // A rounded and packed once, for every thread.
+  ScratchPool local;
+  const ScratchPool::Lease lease = (scratch ? *scratch : local).take(bf16_product_scratch_floats(M, K));
+  pack_bf16_a_panels_for(isa, a, M, K, lda, lease.data());
+  multiply_bf16_prepacked(lease.data(), b_panels, M, N, K, out, isa);
 }
 
 }  // namespace varps::cpu

@@ -70,6 +70,20 @@ size_t bf16_product_scratch_floats(int64_t M, int64_t K);
 void multiply_bf16_panels(const float* a, int64_t lda, const uint32_t* b_panels, int64_t M, int64_t N, int64_t K,
                           const ProductOutput& out, const CpuIsa& isa, ScratchPool* scratch = nullptr);
 
+// A packed once for many products (a convolution's weight), in the form
+// the tile `isa` chooses takes: words for the AVX512_BF16 tile, rounded
+// floats for the FMA one.
+size_t bf16_a_panel_bytes(const CpuIsa& isa, int64_t M, int64_t K);
+void pack_bf16_a_panels_for(const CpuIsa& isa, const float* x, int64_t M, int64_t K, int64_t ldx, void* panels);
+// Float32 B panels (cpu/panel_gemm.hpp, [K][16] each) rounded into bf16
+// word panels ([K/2][16] each).
+void pack_bf16_b_panels_from_float_panels(const float* panels, int64_t N, int64_t K, uint32_t* words);
+// C[M, N] (+)= A·B from A packed by pack_bf16_a_panels_for(isa) and B's word
+// panels; out.accumulate adds the sums to C. Spreads over the OpenMP
+// threads, unless called inside a parallel region.
+void multiply_bf16_prepacked(const void* a_panels, const uint32_t* b_panels, int64_t M, int64_t N, int64_t K,
+                             const ProductOutput& out, const CpuIsa& isa);
+
 // The register tiles: t[r·32 + c] for r < rows (at most 6) and c < 16·panels
 // (panels 1 or 2) from an A panel and the B panels b0 (and b1) over k2 word
 // pairs. bf16_tile_avx512 takes the A panel as words and runs vdpbf16ps

@@ -8,6 +8,7 @@
 #include <limits>
 #include <vector>
 
+#include "cpu/bf16_panels.hpp"
 #include "cpu/channel_norm.hpp"
 #include "cpu/cpu_backend.hpp"
 #include "cpu/gemm_kernel.hpp"
@@ -40,6 +41,9 @@ uint64_t CpuBackend::workspace_bytes(const WorkspaceDemand& demand) const {
   // A bf16 or int8 product holds its x packed whole (a float per element in
   // the FMA tile's bf16 form, a byte for int8), its rows and depth rounded
   // up to the panels: at most 6 rows of the widest depth (16 Ki) more.
+  // In the reduced precisions a bf16 convolution holds its band rounded to
+  // word pairs beside it: half a band more.
+  if (products_ != cpu::PackedMatrix::Element::F32) floats += band / 2 + 16 * 4096;
   const uint64_t padded_input = demand.linear_input + 6 * (uint64_t{1} << 14);
   if (products_ == cpu::PackedMatrix::Element::Bf16) floats += padded_input;
   if (products_ == cpu::PackedMatrix::Element::Int8) floats += padded_input / 4 + padded_input / 6;
@@ -61,9 +65,16 @@ void CpuBackend::convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int6
   const int64_t Wo = (W + pad_l + pad_r - k) / stride + 1;
   const int64_t P = Ho * Wo;
   const int64_t Kdim = Ci * k * k;
+  // A weight kept in bf16 (cpu_memory.cpp says which) multiplies the
+  // columns rounded to bf16 too.
+  const std::optional<cpu::PackedMatrix> kept = packed_->find(w);
+  const bool bf16 = kept && kept->element == cpu::PackedMatrix::Element::Bf16;
+  if (bf16 && (kept->role != cpu::PackedMatrix::Role::A || kept->rows != Co || kept->depth != Kdim))
+    throw Error("a bf16 convolution weight of " + std::to_string(kept->rows) + "x" + std::to_string(kept->depth) +
+                " used as one of " + std::to_string(Co) + "x" + std::to_string(Kdim));
   cpu::ScratchPool::Lease weight_scratch;
-  const float* a = panels_of(w, Co, Kdim, true, weight_scratch);
-  if (cpu::winograd_takes(Ci, Co, H, W, k, stride, pad_t, pad_l, pad_b, pad_r)) {
+  const float* a = bf16 ? w : panels_of(w, Co, Kdim, true, weight_scratch);
+  if (!bf16 && cpu::winograd_takes(Ci, Co, H, W, k, stride, pad_t, pad_l, pad_b, pad_r)) {
     cpu::winograd_convolve(x, N, Ci, H, W, norm, a, b, Co, add_to_out, out, *scratch_, isa_);
     return;
   }
@@ -72,6 +83,7 @@ void CpuBackend::convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int6
   const int64_t max_cols = std::max<int64_t>(Wo, kIm2colBandFloats / std::max<int64_t>(Kdim, 1));
   const int64_t band_rows = std::max<int64_t>(1, std::min<int64_t>(Ho, max_cols / Wo));
   const cpu::ScratchPool::Lease band = scratch_->take(cpu::b_panel_floats(band_rows * Wo, Kdim));
+  const cpu::ScratchPool::Lease band_words = scratch_->take(bf16 ? cpu::bf16_b_panel_words(band_rows * Wo, Kdim) : 0);
   // With a norm, the input rows a band reads are normalised once into
   // `normed` (each feeds k·k columns; normalising per column would repeat
   // the SiLU k·k times).
@@ -130,8 +142,15 @@ void CpuBackend::convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int6
             }
           }
         }
-      cpu::multiply_panels(cpu::AOperand{a, 0, true}, cpu::BOperand::panels(band.data(), Kdim), Co, cols, Kdim,
-                           cpu::ProductOutput{on + oy0 * Wo, P, accumulate, nullptr, false}, isa_);
+      const cpu::ProductOutput into{on + oy0 * Wo, P, accumulate, nullptr, false};
+      if (bf16) {
+        uint32_t* words = reinterpret_cast<uint32_t*>(band_words.data());
+        cpu::pack_bf16_b_panels_from_float_panels(band.data(), cols, Kdim, words);
+        cpu::multiply_bf16_prepacked(a, words, Co, cols, Kdim, into, isa_);
+      } else {
+        cpu::multiply_panels(cpu::AOperand{a, 0, true}, cpu::BOperand::panels(band.data(), Kdim), Co, cols, Kdim, into,
+                             isa_);
+      }
     }
   }
 }

@@ -19,6 +19,7 @@
 #include "cpu/packed_matrices.hpp"
 #include "cpu/panel_gemm.hpp"
 #include "cpu/vector_math.hpp"
+#include "cpu/winograd.hpp"
 #include "varps/error.hpp"
 
 namespace varps {
@@ -161,14 +162,15 @@ CpuBackend::~CpuBackend() = default;
 
 std::string CpuBackend::info() const {
   std::string s;
+  const std::string bf16_tile = isa_.avx512_bf16 ? "AVX512_BF16 vdpbf16ps" : "float32 FMA";
   if (products_ == cpu::PackedMatrix::Element::Bf16)
-    s = std::string("bf16 weights and activations in x·wᵀ products (") +
-        (isa_.avx512_bf16 ? "AVX512_BF16 vdpbf16ps" : "float32 FMA") + ", float32 sums), ";
+    s = "bf16 operands in x·wᵀ products, attention and large direct convolutions (" + bf16_tile +
+        ", float32 sums), ";
   if (products_ == cpu::PackedMatrix::Element::Int8)
     s = std::string("int8 weights (per output channel) and activations (per row) in x·wᵀ products (") +
         (isa_.avx512_vnni ? "AVX512_VNNI vpdpbusd" : isa_.avx2_fma ? "AVX2 vpmaddubsw" : "portable") +
-        ", int32 sums), ";
-  s += "float32 " + std::string(isa_.avx2_fma ? "AVX2" : "portable") +
+        ", int32 sums), bf16 operands in attention and large direct convolutions (" + bf16_tile + "), ";
+  s += "float32 " + std::string(isa_.avx512 ? "AVX-512" : isa_.avx2_fma ? "AVX2" : "portable") +
        " products and Winograd 3x3 convolutions, CPU " + isa_.name() + ", ";
   s += openblas_get_config();
   s += ", kernels ";
@@ -227,20 +229,36 @@ Array<float> CpuBackend::upload(const Tensor& t) {
 }
 namespace {
 
+// Convolutions whose weights have at least this many elements and that the
+// Winograd path never takes (a 3×3 of 640 channels, a 1×1 ...) run with
+// bf16 operands in the reduced precisions: there they cost most of their
+// time (the released decoder's 16×16 and 32×32 levels), and a direct sum
+// in bf16 has the error of PyTorch's bf16 autocast. The others stay
+// float32: Winograd's transforms amplify bf16's rounding tenfold
+// (docs/tolerances.md), and the small ones (the residual path's Phi) are
+// summed over every scale.
+constexpr int64_t kBf16ConvolutionWeights = int64_t{1} << 20;
+
 // The layout upload_matrix() keeps a weight of this shape in, if any: the
 // B panels of x·wᵀ for [N, K] (of `products` elements), the A panels of a
-// convolution for [Co, Ci, k, k] (float32 always).
+// convolution for [Co, Ci, k, k]: bf16 in the form `isa`'s tile takes for
+// the large convolutions above in the reduced precisions, else float32.
 std::optional<cpu::PackedMatrix> packed_layout(const Shape& shape, cpu::PackedMatrix::Element products) {
   if ((shape.size() != 2 && shape.size() != 4) || numel(shape) == 0) return std::nullopt;
-  const auto role = shape.size() == 2 ? cpu::PackedMatrix::Role::B : cpu::PackedMatrix::Role::A;
-  return cpu::PackedMatrix{role, shape[0], numel(shape) / shape[0],
-                           role == cpu::PackedMatrix::Role::B ? products : cpu::PackedMatrix::Element::F32};
+  if (shape.size() == 2) return cpu::PackedMatrix{cpu::PackedMatrix::Role::B, shape[0], shape[1], products};
+  const bool bf16 = products != cpu::PackedMatrix::Element::F32 && shape[2] == shape[3] &&
+                    numel(shape) >= kBf16ConvolutionWeights &&
+                    !cpu::winograd_takes_weight(shape[1], shape[0], static_cast<int>(shape[2]));
+  return cpu::PackedMatrix{cpu::PackedMatrix::Role::A, shape[0], numel(shape) / shape[0],
+                           bf16 ? cpu::PackedMatrix::Element::Bf16 : cpu::PackedMatrix::Element::F32};
 }
 
 // 4-byte words: floats, bf16 pairs, or int8 quads with their scales and sums.
-size_t packed_words(const cpu::PackedMatrix& m) {
+size_t packed_words(const cpu::PackedMatrix& m, const cpu::CpuIsa& isa) {
   switch (m.element) {
-    case cpu::PackedMatrix::Element::Bf16: return cpu::bf16_b_panel_words(m.rows, m.depth);
+    case cpu::PackedMatrix::Element::Bf16:
+      return m.role == cpu::PackedMatrix::Role::A ? cpu::bf16_a_panel_bytes(isa, m.rows, m.depth) / 4
+                                                  : cpu::bf16_b_panel_words(m.rows, m.depth);
     case cpu::PackedMatrix::Element::Int8: return cpu::int8_b_panel_bytes(m.rows, m.depth) / 4;
     case cpu::PackedMatrix::Element::F32: break;
   }
@@ -254,9 +272,11 @@ Array<MatrixElement> CpuBackend::upload_matrix(const Tensor& t) {
   const std::optional<cpu::PackedMatrix> layout = packed_layout(t.shape, products_);
   if (!layout) return upload(t).reinterpret_as<MatrixElement>(t.data.size());
   check_outside_recorded_step("an allocation");
-  const size_t n = packed_words(*layout), bytes = padded_bytes(n, sizeof(float));
+  const size_t n = packed_words(*layout, isa_), bytes = padded_bytes(n, sizeof(float));
   float* p = static_cast<float*>(pool_->get(bytes));
-  if (layout->element == cpu::PackedMatrix::Element::Bf16)
+  if (layout->element == cpu::PackedMatrix::Element::Bf16 && layout->role == cpu::PackedMatrix::Role::A)
+    cpu::pack_bf16_a_panels_for(isa_, t.data.data(), layout->rows, layout->depth, layout->depth, p);
+  else if (layout->element == cpu::PackedMatrix::Element::Bf16)
     cpu::pack_bf16_b_panels_from_rows(t.data.data(), layout->rows, layout->depth, layout->depth,
                                       reinterpret_cast<uint32_t*>(p));
   else if (layout->element == cpu::PackedMatrix::Element::Int8)
@@ -290,7 +310,7 @@ size_t CpuBackend::matrix_element_bytes() const {
 
 uint64_t CpuBackend::matrix_bytes(const Shape& shape) const {
   const std::optional<cpu::PackedMatrix> layout = packed_layout(shape, products_);
-  return array_bytes(layout ? packed_words(*layout) : static_cast<size_t>(numel(shape)), sizeof(float));
+  return array_bytes(layout ? packed_words(*layout, isa_) : static_cast<size_t>(numel(shape)), sizeof(float));
 }
 
 Array<SampleJob> CpuBackend::alloc_sample_jobs(size_t n) { return pooled<SampleJob>(n); }

@@ -364,10 +364,14 @@ void transform_output_row(const GroupBuffers& buf, const Tiling& t, int64_t H, i
 
 }  // namespace
 
+bool winograd_takes_weight(int64_t Ci, int64_t Co, int k) {
+  return k == 3 && static_cast<size_t>(kFreq) * a_panel_floats(Co, Ci) <= kMaxWeightFloats;
+}
+
 bool winograd_takes(int64_t Ci, int64_t Co, int64_t H, int64_t W, int k, int stride, int pad_t, int pad_l, int pad_b,
                     int pad_r) {
-  return k == 3 && stride == 1 && pad_t == 1 && pad_l == 1 && pad_b == 1 && pad_r == 1 && H >= kMinSide && W >= kMinSide &&
-         static_cast<size_t>(kFreq) * a_panel_floats(Co, Ci) <= kMaxWeightFloats;
+  return stride == 1 && pad_t == 1 && pad_l == 1 && pad_b == 1 && pad_r == 1 && H >= kMinSide && W >= kMinSide &&
+         winograd_takes_weight(Ci, Co, k);
 }
 
 size_t winograd_workspace_floats(int64_t Ci, int64_t Co, int64_t W, int threads) {

@@ -22,6 +22,10 @@ namespace varps::cpu {
 bool winograd_takes(int64_t Ci, int64_t Co, int64_t H, int64_t W, int k, int stride, int pad_t, int pad_l, int pad_b,
                     int pad_r);
 
+// Whether winograd_takes() can take a convolution of this weight on some
+// map: 3×3, and transformed weights of at most 16 MiB.
+bool winograd_takes_weight(int64_t Ci, int64_t Co, int k);
+
 // Floats winograd_convolve() holds while it runs, with `threads` threads.
 size_t winograd_workspace_floats(int64_t Ci, int64_t Co, int64_t W, int threads);
 
