@@ -163,9 +163,11 @@ void multiply_tile(const uint32_t* a, const float* row_scales, const void* b, co
             sum, _mm256_slli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(col_sums + n0 + n)), 7));
       __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(vsx, _mm256_loadu_ps(col_scales + n0 + n)));
       if (out.column_bias) v = _mm256_add_ps(v, _mm256_loadu_ps(out.column_bias + n0 + n));
-      _mm256_storeu_ps(c + n, v);
+      // GELU on the vector before it is stored: gelu_tanh_span's 8 lanes.
+      _mm256_storeu_ps(c + n, out.gelu ? gelu_tanh8(v) : v);
     }
 #endif
+    const int vectors_done = n;
     for (; n < cols; ++n) {
       // vpdpbusd summed (q_x + 128)·q_w: the column's sum ·128 too.
       const int32_t sum = vnni ? s[n] - 128 * col_sums[n0 + n] : s[n];
@@ -173,7 +175,7 @@ void multiply_tile(const uint32_t* a, const float* row_scales, const void* b, co
       if (out.column_bias) v += out.column_bias[n0 + n];
       c[n] = v;
     }
-    if (out.gelu) gelu_tanh_span(c, static_cast<size_t>(cols));
+    if (out.gelu) gelu_tanh_span(c + vectors_done, static_cast<size_t>(cols - vectors_done));
   }
 }
 
