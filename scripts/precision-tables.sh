@@ -3,7 +3,9 @@
 # gives it: `varps precision-error` on d16 random weights, 8 images, with the
 # default sampling (cfg 4, top-k 900, top-p 0.95) and greedy (top-k 1), for
 # bf16 and int8. Each run holds two d16 models (about 3 GiB) and takes a
-# minute or two on 2 cores; nothing else should run beside it.
+# minute or two on 2 cores; nothing else should run beside it. It prints the
+# table of docs/tolerances.md (scripts/precision-summary.py), then each run's
+# report.
 #
 #   scripts/precision-tables.sh [OUT]     # OUT defaults to docs/precision-cpu
 set -euo pipefail
@@ -22,6 +24,9 @@ for precision in bf16 int8; do
       --out "$dir" -q
   done
 done
+# The table docs/tolerances.md gives, then each run's own report.
+python3 scripts/precision-summary.py "$out"
+echo
 for f in "$out"/*/precision-error.md; do
   echo "### ${f#"$out"/}"
   echo
