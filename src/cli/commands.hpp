@@ -125,6 +125,8 @@ struct ServeArgs {
   std::string adapter;
   std::string host = "127.0.0.1", port = "8080", max_batch = "16", max_wait_ms = "5", max_queue = "64";
   std::string join = "next-scale";
+  std::string token_file;
+  bool insecure_public = false;
   DeviceArgs device;
   FastModeArgs fast;
   bool quiet = false;

@@ -16,8 +16,9 @@ void add_device_flags(CLI::App* cmd, DeviceArgs& a) {
   cmd->add_option("--precision", a.precision,
                   "Matrix-product operands: fp32; bf16 (cpu and cuda: weights and activations rounded to bf16, "
                   "float32 sums); int8 (cpu only: weights quantised per output channel, activations per row, "
-                  "int32 sums); fp16 (cuda only). On the CPU the transformer's products take them (the attention's "
-                  "bf16 with either) and everything else stays float32. The error of each against fp32 is in docs/tolerances.md")
+                  "int32 sums); fp16 (cuda only). On the CPU the transformer's x·wᵀ products take them, the attention "
+                  "and the decoder's large direct convolutions take bf16 with either, and everything else stays "
+                  "float32. The error of each against fp32 is in docs/tolerances.md")
       ->type_name("P")
       ->capture_default_str();
   cmd->add_option("--cuda-graphs", a.cuda_graphs,

@@ -13,6 +13,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/serve_page.hpp"
+#include "serve/access_tokens.hpp"
 #include "serve/batch_queue.hpp"
 #include "serve/metrics.hpp"
 #include "serve/request_body.hpp"
@@ -71,6 +72,13 @@ void add_serve(CLI::App& app, ServeArgs& a) {
   cmd->add_option("--max-queue", a.max_queue, "Requests that may wait; more are answered 503 with Retry-After")
       ->type_name("Q")
       ->capture_default_str();
+  cmd->add_option("--token-file", a.token_file,
+                  "Bearer tokens, one a line ('#' starts a comment): every endpoint but GET /healthz and GET / then "
+                  "asks for 'Authorization: Bearer TOKEN', answering 401 without it and 403 for another token")
+      ->type_name("FILE");
+  cmd->add_flag("--insecure-public", a.insecure_public,
+                "Listen on an address other than loopback without --token-file: anyone who reaches the port may "
+                "generate and read the metrics");
   add_device_flags(cmd, a.device);
   add_fast_mode_flags(cmd, a.fast);
   cmd->add_flag("--quiet,-q", a.quiet, "Print nothing but the listening address and errors");
@@ -80,7 +88,7 @@ void add_serve(CLI::App& app, ServeArgs& a) {
       "\"temperature\", \"format\": \"png\" | \"tokens\"}; unset fields take generate's defaults. Answers "
       "image/png (with generate's tEXt metadata) or the --tokens-out JSON; 400 {\"error\"} naming a bad field, "
       "413 for a body over 64 KiB, 503 when the queue is full.\n"
-      "  GET /healthz  200 ok\n"
+      "  GET /healthz  200 ok (never asks for a token)\n"
       "  GET /metrics  Prometheus text: varps_requests_total{code}, varps_images_total, "
       "varps_backbone_passes_total, varps_batches_total, varps_queue_depth, varps_request_seconds\n"
       "  GET /  a web page to generate images and watch them arrive\n\n"
@@ -89,6 +97,10 @@ void add_serve(CLI::App& app, ServeArgs& a) {
       "running ones as a cohort with its own KV cache, every step one backbone pass over all cohorts' rows; with "
       "next-batch they wait for the running batch to finish. An image is bit-identical to `varps generate`'s "
       "for the same class, seed and parameters, whatever else was in its batch.\n\n"
+      "Access: without --token-file the server listens on loopback addresses only (127.0.0.1, ::1, localhost) "
+      "unless --insecure-public is given. With it, a request needs 'Authorization: Bearer TOKEN' with a token of "
+      "the file (compared in constant time); the page at / has a field for it. docs/serving.md says how to put "
+      "the server on a network.\n\n"
       "SIGINT or SIGTERM: stop accepting, finish the queued and running requests, exit 0.\n\n"
       "Example:\n"
       "  varps serve --var var_d16.pth --vae vae_ch160v4096z32.pth --port 8080 &\n"
@@ -109,6 +121,12 @@ int run_serve(const ServeArgs& a) {
   else if (a.join == "next-batch") qo.joining = serve::Joining::NextBatch;
   else throw UsageError("--join " + a.join + ": must be next-scale or next-batch");
   qo.fast = parse_fast_modes(a.fast);
+  if (a.token_file.empty() && !a.insecure_public && !serve::is_loopback_host(a.host))
+    throw UsageError("--host " + a.host +
+                     " is not a loopback address: give --token-file FILE so that only its tokens' holders may use "
+                     "the server, or --insecure-public to serve anyone who can reach it");
+  const std::optional<serve::AccessTokens> tokens =
+      a.token_file.empty() ? std::nullopt : std::optional<serve::AccessTokens>(serve::AccessTokens::load(a.token_file));
   Console con(false, a.quiet);
 
   // SIGINT and SIGTERM go to one thread that stops the server; blocked in
@@ -140,6 +158,21 @@ int run_serve(const ServeArgs& a) {
   const size_t pool = static_cast<size_t>(qo.max_queue) + 8;
   svr.new_task_queue = [pool] { return new httplib::ThreadPool(pool); };
   svr.set_logger([&metrics](const httplib::Request&, const httplib::Response& res) { metrics.record_code(res.status); });
+  // Tokens are checked before routing, so an unknown path or method asks
+  // for them too; only the health check and the page's static HTML do not.
+  if (tokens)
+    svr.set_pre_routing_handler([&tokens](const httplib::Request& req, httplib::Response& res) {
+      if (req.method == "GET" && (req.path == "/healthz" || req.path == "/")) return httplib::Server::HandlerResponse::Unhandled;
+      switch (tokens->check(req.get_header_value("Authorization"))) {
+        case serve::Access::Granted: return httplib::Server::HandlerResponse::Unhandled;
+        case serve::Access::Missing:
+          res.set_header("WWW-Authenticate", "Bearer");
+          json_error(res, 401, "this server asks for 'Authorization: Bearer TOKEN'");
+          break;
+        case serve::Access::Refused: json_error(res, 403, "the token given is not one of this server's"); break;
+      }
+      return httplib::Server::HandlerResponse::Handled;
+    });
   svr.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
     if (res.status == 404) json_error(res, 404, "no such path: " + req.path + " (see GET / and POST /v1/generate)");

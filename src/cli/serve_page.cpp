@@ -37,6 +37,7 @@ const char* serve_page_html() {
   <label>top-k <input name="top_k" type="number" min="0" value="900"></label>
   <label>top-p <input name="top_p" type="number" step="0.01" min="0" max="1" value="0.95"></label>
   <label>streams <input name="streams" type="number" min="1" max="64" value="4"></label>
+  <label>access token <input name="token" type="password" autocomplete="off"></label>
   <button type="submit">Generate</button>
 </form>
 <p id="status">ready</p>
@@ -47,7 +48,8 @@ const form = document.getElementById("form");
 const statusLine = document.getElementById("status");
 const images = document.getElementById("images");
 const params = new URLSearchParams(location.search);
-for (const [k, v] of params) if (form.elements[k]) form.elements[k].value = v;
+// The token is typed, never taken from the address (which logs and history keep).
+for (const [k, v] of params) if (form.elements[k] && k !== "token") form.elements[k].value = v;
 
 async function one(body, index, total, done) {
   const t0 = performance.now();
@@ -57,8 +59,9 @@ async function one(body, index, total, done) {
   images.appendChild(fig);
   cap.textContent = "seed " + body.seed + ": waiting";
   try {
-    const r = await fetch("/v1/generate", {method: "POST", headers: {"Content-Type": "application/json"},
-                                           body: JSON.stringify(body)});
+    const headers = {"Content-Type": "application/json"};
+    if (form.elements.token.value) headers.Authorization = "Bearer " + form.elements.token.value;
+    const r = await fetch("/v1/generate", {method: "POST", headers, body: JSON.stringify(body)});
     const ms = (performance.now() - t0).toFixed(0);
     if (!r.ok) {
       const e = await r.json().catch(() => ({error: r.statusText}));

@@ -40,9 +40,19 @@ constexpr bool kAddressSanitizer = false;
 
 ImageRequest request(int c, uint64_t seed) { return {c, seed, SamplingParams{2.0, 20, 0.9}}; }
 
+serve::BatchQueueOptions queue_options(int max_batch, int max_wait_ms, int max_queue,
+                                       serve::Joining joining = serve::Joining::NextScale) {
+  serve::BatchQueueOptions o;
+  o.max_batch = max_batch;
+  o.max_wait = std::chrono::milliseconds(max_wait_ms);
+  o.max_queue = max_queue;
+  o.joining = joining;
+  return o;
+}
+
 TEST(BatchQueue, WaitingRequestsJoinOnePassAndGetTheirOwnImages) {
   const Pipeline pipe = Pipeline::from_preset("tiny");
-  serve::BatchQueue q(pipe, {8, std::chrono::milliseconds(500), 64});
+  serve::BatchQueue q(pipe, queue_options(8, 500, 64));
   std::vector<std::future<serve::ImageResult>> results;
   for (int i = 0; i < 6; ++i) results.push_back(*q.submit(request(i, 100 + i)));
   for (int i = 0; i < 6; ++i) {
@@ -65,7 +75,7 @@ TEST(BatchQueue, WaitingRequestsJoinOnePassAndGetTheirOwnImages) {
 void staggered_arrivals(serve::Joining joining) {
   const Pipeline pipe = Pipeline::from_preset("tiny");
   const int64_t K = pipe.var_config().num_scales();
-  serve::BatchQueue q(pipe, {64, std::chrono::milliseconds(0), 64, joining});
+  serve::BatchQueue q(pipe, queue_options(64, 0, 64, joining));
   std::vector<std::future<serve::ImageResult>> results;
   const int n = 24;
   for (int i = 0; i < n; ++i) {
@@ -93,7 +103,7 @@ TEST(BatchQueue, ArrivalsMidGenerationWaitForTheNextBatch) { staggered_arrivals(
 
 TEST(BatchQueue, MaxBatchOneRunsThemOneByOneAndAFullQueueRefuses) {
   const Pipeline pipe = Pipeline::from_preset("tiny");
-  serve::BatchQueue q(pipe, {1, std::chrono::milliseconds(0), 3});
+  serve::BatchQueue q(pipe, queue_options(1, 0, 3));
   std::vector<std::future<serve::ImageResult>> results;
   int refused = 0;
   for (int i = 0; i < 20; ++i) {
@@ -301,6 +311,50 @@ TEST(Serve, ImagesAreTheCommandLinesBitForBitAndErrorsAreJson) {
   EXPECT_NE(page->body.find("/v1/generate"), std::string::npos);
   EXPECT_EQ(page->body.find("http://"), std::string::npos) << "the page loads nothing from elsewhere";
   EXPECT_EQ(server.stop(), 0);
+}
+
+// With --token-file every endpoint but the health check and the page asks
+// for a token: 401 without one, 403 for another, the image with one; the
+// refusals are counted in /metrics (which asks for the token too).
+TEST(Serve, TokenFileGuardsEveryEndpointButHealthAndPage) {
+  TempDir dir;
+  test::write_bytes(dir / "tokens", "# clients\nfirst-token\nsecond-token\n");
+  ServerProcess server(dir, {"-q", "--token-file", (dir / "tokens").string()});
+  ASSERT_GT(server.port(), 0) << server.stderr_text();
+  test::expect_ok(test::run_cli_tiny(dir, {"generate", "--class", "2", "--seed", "5", "--out", "g", "--quiet"}));
+  httplib::Client c("127.0.0.1", server.port());
+  const std::string body = R"({"class": 2, "seed": 5})";
+  auto none = c.Post("/v1/generate", body, "application/json");
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->status, 401);
+  EXPECT_EQ(none->get_header_value("WWW-Authenticate"), "Bearer");
+  EXPECT_NE(nlohmann::json::parse(none->body)["error"].get<std::string>().find("Bearer"), std::string::npos);
+  auto wrong = c.Post("/v1/generate", {{"Authorization", "Bearer third-token"}}, body, "application/json");
+  EXPECT_EQ(wrong->status, 403);
+  EXPECT_TRUE(nlohmann::json::parse(wrong->body).contains("error"));
+  auto right = c.Post("/v1/generate", {{"Authorization", "Bearer second-token"}}, body, "application/json");
+  EXPECT_EQ(right->status, 200);
+  EXPECT_EQ(right->body, test::read_bytes(dir / "g/000000.png"));
+  EXPECT_EQ(c.Get("/healthz")->status, 200);
+  EXPECT_EQ(c.Get("/")->status, 200);
+  EXPECT_EQ(c.Get("/nope")->status, 401) << "an unknown path asks for the token before saying it is unknown";
+  EXPECT_EQ(c.Get("/metrics")->status, 401);
+  auto metrics = c.Get("/metrics", {{"Authorization", "Bearer first-token"}});
+  EXPECT_EQ(metrics->status, 200);
+  EXPECT_NE(metrics->body.find("varps_requests_total{code=\"401\"} 3"), std::string::npos) << metrics->body;
+  EXPECT_NE(metrics->body.find("varps_requests_total{code=\"403\"} 1"), std::string::npos) << metrics->body;
+  EXPECT_EQ(server.stop(), 0);
+}
+
+TEST(Serve, RefusesToFaceANetworkWithoutTokensUnlessTold) {
+  TempDir dir;
+  test::expect_error(test::run_cli_tiny(dir, {"serve", "--host", "0.0.0.0", "--port", "0"}), 2,
+                     {"--host 0.0.0.0", "--token-file", "--insecure-public"});
+  test::expect_error(test::run_cli_tiny(dir, {"serve", "--port", "0", "--token-file", "absent.txt"}), 1,
+                     {"--token-file", "absent.txt"});
+  test::write_bytes(dir / "empty", "# no tokens yet\n");
+  test::expect_error(test::run_cli_tiny(dir, {"serve", "--port", "0", "--token-file", "empty"}), 1,
+                     {"holds no token"});
 }
 
 // The web page in a real headless browser (Debian's chromium): load it with
