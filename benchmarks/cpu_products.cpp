@@ -141,18 +141,13 @@ void BM_Attention(benchmark::State& state, const char* precision) {
     extents::attention(*be, q.data(), k.data(), v.data(), rows, H, l, hd, capacity, len, 1.0f, KvPrefix{}, out.data());
   set_flops(state, 4.0 * rows * H * l * len * hd);
 }
-BENCHMARK_CAPTURE(BM_Attention, fp32, "fp32")
-    ->Args({2, 256, 680})
-    ->Args({2, 100, 255})
-    ->Args({8, 256, 680})
-    ->UseRealTime()
-    ->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_Attention, bf16, "bf16")
-    ->Args({2, 256, 680})
-    ->Args({2, 100, 255})
-    ->Args({8, 256, 680})
-    ->UseRealTime()
-    ->Unit(benchmark::kMillisecond);
+// rows, queries per row, keys: the last scale of one and of four guided
+// images, and a middle one.
+void AttentionShapes(benchmark::internal::Benchmark* b) {
+  b->Args({2, 256, 680})->Args({2, 100, 255})->Args({8, 256, 680})->UseRealTime()->Unit(benchmark::kMillisecond);
+}
+BENCHMARK_CAPTURE(BM_Attention, fp32, "fp32")->Apply(AttentionShapes);
+BENCHMARK_CAPTURE(BM_Attention, bf16, "bf16")->Apply(AttentionShapes);
 
 // The machine's compute ceiling: AVX2 FMAs on registers only, 12
 // independent chains per thread (enough to hide the FMA latency), on every

@@ -81,6 +81,12 @@ void CpuBackend::do_split_qkv_to_cache(const float* qkv, int64_t rows, int64_t t
 
 namespace {
 
+// Token t of one head: the stream's prefix, then the row's cache; null
+// past the last.
+const float* token_row(const float* prefix, int64_t T, const float* cache, int64_t len, int64_t hd, int64_t t) {
+  return t < T ? prefix + t * hd : t < T + len ? cache + (t - T) * hd : nullptr;
+}
+
 // Rows of one head (keys or values, [tokens, hd] each), the stream's prefix
 // then the row's cache, as the B panels of a product over their hd columns
 // (lane = token): the keys of scores = q·Kᵀ.
@@ -89,8 +95,7 @@ void pack_tokens_as_columns(const float* prefix, int64_t T, const float* cache, 
   const int64_t n = T + len;
   for (int64_t j = 0; j < (n + cpu::kTileCols - 1) / cpu::kTileCols; ++j)
     for (int c = 0; c < cpu::kTileCols; ++c) {
-      const int64_t t = j * cpu::kTileCols + c;
-      const float* src = t < T ? prefix + t * hd : t < n ? cache + (t - T) * hd : nullptr;
+      const float* src = token_row(prefix, T, cache, len, hd, j * cpu::kTileCols + c);
       float* dst = panels + j * hd * cpu::kTileCols + c;
       for (int64_t d = 0; d < hd; ++d) dst[d * cpu::kTileCols] = src ? src[d] : 0.0f;
     }
@@ -104,19 +109,13 @@ void pack_tokens_as_rows(const float* prefix, int64_t T, const float* cache, int
   const int64_t n = T + len;
   for (int64_t j = 0; j < (hd + cpu::kTileCols - 1) / cpu::kTileCols; ++j)
     for (int64_t t = 0; t < n; ++t) {
-      const float* src = t < T ? prefix + t * hd : cache + (t - T) * hd;
+      const float* src = token_row(prefix, T, cache, len, hd, t);
       float* dst = panels + (j * n + t) * cpu::kTileCols;
       for (int c = 0; c < cpu::kTileCols; ++c) {
         const int64_t d = j * cpu::kTileCols + c;
         dst[c] = d < hd ? src[d] : 0.0f;
       }
     }
-}
-
-// Token t of one head: the stream's prefix, then the row's cache; null
-// past the last.
-const float* token_row(const float* prefix, int64_t T, const float* cache, int64_t len, int64_t hd, int64_t t) {
-  return t < T ? prefix + t * hd : t < T + len ? cache + (t - T) * hd : nullptr;
 }
 
 // The keys as bf16 B panels of scores = q·Kᵀ (lane = token, a word = two
