@@ -16,6 +16,8 @@
 
 #include "backend.hpp"
 #include "backend_extents.hpp"
+#include "cpu/cpu_backend.hpp"
+#include "cpu/cpu_isa.hpp"
 #include "varps/tensor.hpp"
 
 namespace varps {
@@ -54,10 +56,13 @@ void BM_Linear(benchmark::State& state) {
 }
 
 // The same with reduced-precision weights and activations (--precision
-// bf16 or int8), weights of `weight_bytes` each.
-void BM_ReducedLinear(benchmark::State& state, const char* precision, double weight_bytes) {
+// bf16 or int8), weights of `weight_bytes` each; int8 through oneDNN where
+// it serves (the backend's choice), or on the int8 panels (`panels`).
+void BM_ReducedLinear(benchmark::State& state, const char* precision, double weight_bytes, bool panels = false) {
   const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
-  auto be = make_cpu_backend(threads(), precision);
+  cpu::CpuIsa isa = cpu::cpu_isa_from_environment();
+  if (panels) isa.onednn = false;
+  auto be = std::make_unique<CpuBackend>(threads(), precision, isa);
   const int64_t copies = copies_beyond_cache(static_cast<int64_t>(weight_bytes * N * K));
   std::vector<Array<MatrixElement>> w;
   for (int64_t c = 0; c < copies; ++c) w.push_back(be->upload_matrix(Tensor({N, K}, wave(N * K, 0.11f + c, 0.01f))));
@@ -103,6 +108,10 @@ BENCHMARK(BM_Linear)->Apply(TransformerShapes)->UseRealTime()->Unit(benchmark::k
 BENCHMARK(BM_OpenBlasLinear)->Apply(TransformerShapes)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_ReducedLinear, bf16, "bf16", 2.0)->Apply(TransformerShapes)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_ReducedLinear, int8, "int8", 1.0)->Apply(TransformerShapes)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_ReducedLinear, int8_panels, "int8", 1.0, true)
+    ->Apply(TransformerShapes)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 // One image's 3×3 convolution, C → C channels on a side×side map.
 void BM_Conv3x3(benchmark::State& state) {

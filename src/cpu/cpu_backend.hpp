@@ -6,13 +6,15 @@
 // the readable reference every other backend is tested against. With
 // precision "bf16" the x·wᵀ products of uploaded weights take bf16 operands
 // with float32 sums (cpu/bf16_panels.hpp), with "int8" int8 operands with
-// int32 sums and float32 scales (cpu/int8_panels.hpp), and with either the
+// int32 sums and float32 scales (cpu/int8_panels.hpp; through oneDNN,
+// cpu/onednn_int8.hpp, on VNNI and AMX hosts), and with either the
 // attention's two products take bf16 operands; everything else stays
 // float32.
 #include <vector>
 
 #include "backend.hpp"
 #include "cpu/cpu_isa.hpp"
+#include "cpu/onednn_int8.hpp"
 #include "cpu/packed_matrices.hpp"
 #include "cpu/scratch_pool.hpp"
 
@@ -113,6 +115,8 @@ class CpuBackend final : public Backend {
  private:
   template <typename T>
   Array<T> pooled(size_t n);
+  // 4-byte words of a weight kept in layout m.
+  size_t packed_words(const cpu::PackedMatrix& m) const;
   // y = x·wᵀ + b, then GELU when `gelu`.
   void product(const float* x, int64_t M, int64_t K, const float* w, const float* b, int64_t N, bool gelu, float* y);
   // w's panels in the given role: its own when upload_matrix() packed it so,
@@ -136,6 +140,8 @@ class CpuBackend final : public Backend {
   // The element upload_matrix() keeps x·wᵀ weights in.
   cpu::PackedMatrix::Element products_;
   cpu::CpuIsa isa_;
+  // The int8 products through oneDNN, where OnednnInt8::serves(isa_).
+  std::unique_ptr<cpu::OnednnInt8> onednn_int8_;
   std::shared_ptr<CpuBufferPool> pool_;
   std::shared_ptr<cpu::PackedMatrices> packed_;
   std::unique_ptr<cpu::ScratchPool> scratch_;

@@ -152,6 +152,8 @@ CpuBackend::CpuBackend(int threads, const std::string& precision, const cpu::Cpu
       recorded_steps_(std::make_unique<RecordedStepThreads>()) {
   if (precision != "fp32" && precision != "bf16" && precision != "int8")
     throw Error("the CPU backend computes in fp32, bf16 or int8, not '" + precision + "'");
+  if (products_ == cpu::PackedMatrix::Element::Int8 && cpu::OnednnInt8::serves(isa_))
+    onednn_int8_ = std::make_unique<cpu::OnednnInt8>(isa_);
   // One thread count for both pools; OpenBLAS (OpenMP build) runs
   // single-threaded when called inside one of our parallel regions.
   omp_set_num_threads(threads_);
@@ -168,7 +170,10 @@ std::string CpuBackend::info() const {
         ", float32 sums), ";
   if (products_ == cpu::PackedMatrix::Element::Int8)
     s = std::string("int8 weights (per output channel) and activations (per row) in x·wᵀ products (") +
-        (isa_.avx512_vnni ? "AVX512_VNNI vpdpbusd" : isa_.avx2_fma ? "AVX2 vpmaddubsw" : "portable") +
+        (onednn_int8_        ? onednn_int8_->name()
+         : isa_.avx512_vnni ? "AVX512_VNNI vpdpbusd"
+         : isa_.avx2_fma    ? "AVX2 vpmaddubsw"
+                            : "portable") +
         ", int32 sums), bf16 operands in attention and large direct convolutions (" + bf16_tile + "), ";
   s += "float32 " + std::string(isa_.avx512 ? "AVX-512" : isa_.avx2_fma ? "AVX2" : "portable") +
        " products and Winograd 3x3 convolutions, CPU " + isa_.name() + ", ";
@@ -253,32 +258,37 @@ std::optional<cpu::PackedMatrix> packed_layout(const Shape& shape, cpu::PackedMa
                            bf16 ? cpu::PackedMatrix::Element::Bf16 : cpu::PackedMatrix::Element::F32};
 }
 
-// 4-byte words: floats, bf16 pairs, or int8 quads with their scales and sums.
-size_t packed_words(const cpu::PackedMatrix& m, const cpu::CpuIsa& isa) {
+}  // namespace
+
+// 4-byte words: floats, bf16 pairs, or int8 quads (or oneDNN's layout) with
+// their scales and sums.
+size_t CpuBackend::packed_words(const cpu::PackedMatrix& m) const {
   switch (m.element) {
     case cpu::PackedMatrix::Element::Bf16:
-      return m.role == cpu::PackedMatrix::Role::A ? cpu::bf16_a_panel_bytes(isa, m.rows, m.depth) / 4
+      return m.role == cpu::PackedMatrix::Role::A ? cpu::bf16_a_panel_bytes(isa_, m.rows, m.depth) / 4
                                                   : cpu::bf16_b_panel_words(m.rows, m.depth);
-    case cpu::PackedMatrix::Element::Int8: return cpu::int8_b_panel_bytes(m.rows, m.depth) / 4;
+    case cpu::PackedMatrix::Element::Int8:
+      return ((onednn_int8_ ? onednn_int8_->weight_bytes(m.rows, m.depth) : cpu::int8_b_panel_bytes(m.rows, m.depth)) +
+              3) / 4;
     case cpu::PackedMatrix::Element::F32: break;
   }
   return m.role == cpu::PackedMatrix::Role::B ? cpu::b_panel_floats(m.rows, m.depth)
                                               : cpu::a_panel_floats(m.rows, m.depth);
 }
 
-}  // namespace
-
 Array<MatrixElement> CpuBackend::upload_matrix(const Tensor& t) {
   const std::optional<cpu::PackedMatrix> layout = packed_layout(t.shape, products_);
   if (!layout) return upload(t).reinterpret_as<MatrixElement>(t.data.size());
   check_outside_recorded_step("an allocation");
-  const size_t n = packed_words(*layout, isa_), bytes = padded_bytes(n, sizeof(float));
+  const size_t n = packed_words(*layout), bytes = padded_bytes(n, sizeof(float));
   float* p = static_cast<float*>(pool_->get(bytes));
   if (layout->element == cpu::PackedMatrix::Element::Bf16 && layout->role == cpu::PackedMatrix::Role::A)
     cpu::pack_bf16_a_panels_for(isa_, t.data.data(), layout->rows, layout->depth, layout->depth, p);
   else if (layout->element == cpu::PackedMatrix::Element::Bf16)
     cpu::pack_bf16_b_panels_from_rows(t.data.data(), layout->rows, layout->depth, layout->depth,
                                       reinterpret_cast<uint32_t*>(p));
+  else if (layout->element == cpu::PackedMatrix::Element::Int8 && onednn_int8_)
+    onednn_int8_->pack_weight(t.data.data(), layout->rows, layout->depth, layout->depth, p);
   else if (layout->element == cpu::PackedMatrix::Element::Int8)
     cpu::pack_int8_b_panels_from_rows(t.data.data(), layout->rows, layout->depth, layout->depth, p);
   else if (layout->role == cpu::PackedMatrix::Role::B)
@@ -310,7 +320,7 @@ size_t CpuBackend::matrix_element_bytes() const {
 
 uint64_t CpuBackend::matrix_bytes(const Shape& shape) const {
   const std::optional<cpu::PackedMatrix> layout = packed_layout(shape, products_);
-  return array_bytes(layout ? packed_words(*layout, isa_) : static_cast<size_t>(numel(shape)), sizeof(float));
+  return array_bytes(layout ? packed_words(*layout) : static_cast<size_t>(numel(shape)), sizeof(float));
 }
 
 Array<SampleJob> CpuBackend::alloc_sample_jobs(size_t n) { return pooled<SampleJob>(n); }

@@ -42,6 +42,8 @@ void CpuBackend::product(const float* x, int64_t M, int64_t K, const float* w, c
     const cpu::ProductOutput out{y, N, false, b, gelu};
     if (bf16)
       cpu::multiply_bf16_panels(x, K, reinterpret_cast<const uint32_t*>(w), M, N, K, out, isa_, scratch_.get());
+    else if (onednn_int8_)
+      onednn_int8_->multiply(x, K, w, M, N, K, out, *scratch_);
     else
       cpu::multiply_int8_panels(x, K, w, M, N, K, out, isa_, scratch_.get());
     return;

@@ -20,6 +20,35 @@
 
 namespace varps::cpu {
 
+void dequantize_row(const int32_t* s, int cols, float sx, const float* col_scales, const int32_t* offset_sums,
+                    const float* bias, bool gelu, float* c) {
+  int n = 0;
+#if VARPS_CPU_AVX2
+  // The loop below, 8 columns at a time: the same operations in the same
+  // order (the build does not contract them into FMAs).
+  const __m256 vsx = _mm256_set1_ps(sx);
+  for (; n + 8 <= cols; n += 8) {
+    __m256i sum = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + n));
+    if (offset_sums)
+      sum = _mm256_sub_epi32(sum,
+                             _mm256_slli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(offset_sums + n)), 7));
+    __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(vsx, _mm256_loadu_ps(col_scales + n)));
+    if (bias) v = _mm256_add_ps(v, _mm256_loadu_ps(bias + n));
+    // GELU on the vector before it is stored: gelu_tanh_span's 8 lanes.
+    _mm256_storeu_ps(c + n, gelu ? gelu_tanh8(v) : v);
+  }
+#endif
+  const int vectors_done = n;
+  for (; n < cols; ++n) {
+    // With unsigned A bytes the sums hold (q_x + 128)·q_w: the column's sum ·128 too.
+    const int32_t sum = offset_sums ? s[n] - 128 * offset_sums[n] : s[n];
+    float v = static_cast<float>(sum) * (sx * col_scales[n]);
+    if (bias) v += bias[n];
+    c[n] = v;
+  }
+  if (gelu) gelu_tanh_span(c + vectors_done, static_cast<size_t>(cols - vectors_done));
+}
+
 namespace {
 
 int64_t quads_of(int64_t K) { return (K + 3) / 4; }
@@ -147,36 +176,10 @@ void multiply_tile(const uint32_t* a, const float* row_scales, const void* b, co
   }
   const float* col_scales = wl.scales(b);
   const int32_t* col_sums = wl.sums(b);
-  for (int r = 0; r < rows; ++r) {
-    const float sx = row_scales[i * kTileRows + r];
-    float* c = out.c + (i * kTileRows + r) * out.ldc + n0;
-    const int32_t* s = tile + r * 32;
-    int n = 0;
-#if VARPS_CPU_AVX2
-    // The loop below, 8 columns at a time: the same operations in the same
-    // order (the build does not contract them into FMAs).
-    const __m256 vsx = _mm256_set1_ps(sx);
-    for (; n + 8 <= cols; n += 8) {
-      __m256i sum = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + n));
-      if (vnni)
-        sum = _mm256_sub_epi32(
-            sum, _mm256_slli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(col_sums + n0 + n)), 7));
-      __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(vsx, _mm256_loadu_ps(col_scales + n0 + n)));
-      if (out.column_bias) v = _mm256_add_ps(v, _mm256_loadu_ps(out.column_bias + n0 + n));
-      // GELU on the vector before it is stored: gelu_tanh_span's 8 lanes.
-      _mm256_storeu_ps(c + n, out.gelu ? gelu_tanh8(v) : v);
-    }
-#endif
-    const int vectors_done = n;
-    for (; n < cols; ++n) {
-      // vpdpbusd summed (q_x + 128)·q_w: the column's sum ·128 too.
-      const int32_t sum = vnni ? s[n] - 128 * col_sums[n0 + n] : s[n];
-      float v = static_cast<float>(sum) * (sx * col_scales[n0 + n]);
-      if (out.column_bias) v += out.column_bias[n0 + n];
-      c[n] = v;
-    }
-    if (out.gelu) gelu_tanh_span(c + vectors_done, static_cast<size_t>(cols - vectors_done));
-  }
+  for (int r = 0; r < rows; ++r)
+    dequantize_row(tile + r * 32, cols, row_scales[i * kTileRows + r], col_scales + n0, vnni ? col_sums + n0 : nullptr,
+                   out.column_bias ? out.column_bias + n0 : nullptr, out.gelu,
+                   out.c + (i * kTileRows + r) * out.ldc + n0);
 }
 
 }  // namespace

@@ -28,6 +28,14 @@ size_t int8_b_panel_bytes(int64_t N, int64_t K);
 // The B of x·wᵀ: column n is row n of w (w[n·ldw + k]).
 void pack_int8_b_panels_from_rows(const float* w, int64_t N, int64_t K, int64_t ldw, void* panels);
 
+// One row of C from its integer sums s[0, cols): c[n] = float(s[n] −
+// 128·offset_sums[n]) · (sx·col_scales[n]) (+ bias[n]), then GELU where
+// `gelu`. offset_sums: the columns' sums of q where A's bytes were taken
+// unsigned (q_x + 128), else null. Every int8 product ends here, so equal
+// sums give equal bits.
+void dequantize_row(const int32_t* s, int cols, float sx, const float* col_scales, const int32_t* offset_sums,
+                    const float* bias, bool gelu, float* c);
+
 // Row m of x quantised: q[k] in [−127, 127] and the scale s with x ≈ s·q.
 float quantize_row(const float* x, int64_t K, int8_t* q);
 

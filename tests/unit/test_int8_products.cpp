@@ -209,7 +209,8 @@ TEST(Int8Backend, KeepsLinearWeightsInInt8) {
   const int64_t M = 4, N = 40, K = 96;
   const auto be32 = make_cpu_backend(1, "fp32"), be8 = make_cpu_backend(1, "int8");
   EXPECT_EQ(be8->matrix_element_bytes(), 1u);
-  EXPECT_LT(be8->matrix_bytes({N, K}), be32->matrix_bytes({N, K}) * 3 / 10);
+  // (oneDNN's layout pads a small weight's sides to its blocks.)
+  EXPECT_LT(be8->matrix_bytes({256, 256}), be32->matrix_bytes({256, 256}) * 3 / 10);
   EXPECT_EQ(be8->matrix_bytes({8, 4, 3, 3}), be32->matrix_bytes({8, 4, 3, 3})) << "convolution weights stay float32";
   EXPECT_NE(be8->info().find("int8"), std::string::npos);
   Tensor xt{{M, K}, random_vector(M * K, 14)}, wt{{N, K}, random_vector(N * K, 15)}, bt{{N}, random_vector(N, 16)};
