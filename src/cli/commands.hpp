@@ -127,6 +127,7 @@ struct ServeArgs {
   std::string join = "next-scale";
   std::string token_file;
   bool insecure_public = false;
+  std::string tls_cert, tls_key;
   DeviceArgs device;
   FastModeArgs fast;
   bool quiet = false;

@@ -8,6 +8,9 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -45,6 +48,22 @@ void refuse_other_methods(httplib::Server& svr, const std::string& path, const s
   svr.Patch(path, refuse);
 }
 
+// The server: HTTPS with the PEM certificate (chain) and private key given,
+// else HTTP. A file that cannot be read, or a pair OpenSSL refuses (not
+// PEM, a key that does not match the certificate), is an Error naming it.
+std::unique_ptr<httplib::Server> make_server(const std::string& cert, const std::string& key) {
+  if (cert.empty() != key.empty())
+    throw UsageError(cert.empty() ? "--tls-key needs --tls-cert" : "--tls-cert needs --tls-key");
+  if (cert.empty()) return std::make_unique<httplib::Server>();
+  for (const auto& [flag, file] : {std::pair{"--tls-cert", &cert}, std::pair{"--tls-key", &key}})
+    if (!std::ifstream(*file)) throw Error(std::string(flag) + " " + *file + ": cannot read it");
+  auto server = std::make_unique<httplib::SSLServer>(cert.c_str(), key.c_str());
+  if (!server->is_valid())
+    throw Error("--tls-cert " + cert + " and --tls-key " + key +
+                ": OpenSSL refused them (each must be PEM, and the key the certificate's)");
+  return server;
+}
+
 }  // namespace
 
 void add_serve(CLI::App& app, ServeArgs& a) {
@@ -79,6 +98,10 @@ void add_serve(CLI::App& app, ServeArgs& a) {
   cmd->add_flag("--insecure-public", a.insecure_public,
                 "Listen on an address other than loopback without --token-file: anyone who reaches the port may "
                 "generate and read the metrics");
+  cmd->add_option("--tls-cert", a.tls_cert,
+                  "Serve HTTPS with this PEM certificate (or chain, the server's first); needs --tls-key")
+      ->type_name("FILE");
+  cmd->add_option("--tls-key", a.tls_key, "The certificate's PEM private key (unencrypted)")->type_name("FILE");
   add_device_flags(cmd, a.device);
   add_fast_mode_flags(cmd, a.fast);
   cmd->add_flag("--quiet,-q", a.quiet, "Print nothing but the listening address and errors");
@@ -99,8 +122,9 @@ void add_serve(CLI::App& app, ServeArgs& a) {
       "for the same class, seed and parameters, whatever else was in its batch.\n\n"
       "Access: without --token-file the server listens on loopback addresses only (127.0.0.1, ::1, localhost) "
       "unless --insecure-public is given. With it, a request needs 'Authorization: Bearer TOKEN' with a token of "
-      "the file (compared in constant time); the page at / has a field for it. docs/serving.md says how to put "
-      "the server on a network.\n\n"
+      "the file (compared in constant time); the page at / has a field for it. With --tls-cert and --tls-key it "
+      "speaks HTTPS only, so tokens cannot be read on the way. docs/serving.md says how to put the server on a "
+      "network.\n\n"
       "SIGINT or SIGTERM: stop accepting, finish the queued and running requests, exit 0.\n\n"
       "Example:\n"
       "  varps serve --var var_d16.pth --vae vae_ch160v4096z32.pth --port 8080 &\n"
@@ -127,11 +151,19 @@ int run_serve(const ServeArgs& a) {
                      "the server, or --insecure-public to serve anyone who can reach it");
   const std::optional<serve::AccessTokens> tokens =
       a.token_file.empty() ? std::nullopt : std::optional<serve::AccessTokens>(serve::AccessTokens::load(a.token_file));
+  // Before the model loads: a bad certificate fails at once.
+  const std::unique_ptr<httplib::Server> server = make_server(a.tls_cert, a.tls_key);
+  httplib::Server& svr = *server;
+  const char* scheme = a.tls_cert.empty() ? "http" : "https";
   Console con(false, a.quiet);
 
   // SIGINT and SIGTERM go to one thread that stops the server; blocked in
   // every other thread (they inherit this mask).
   sigset_t stop_signals;
+  // OpenSSL writes to a socket with write(): a TLS client that hangs up
+  // would otherwise end the server with SIGPIPE (plain HTTP sends with
+  // MSG_NOSIGNAL). The write fails with EPIPE instead.
+  std::signal(SIGPIPE, SIG_IGN);
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
@@ -151,7 +183,6 @@ int run_serve(const ServeArgs& a) {
 
   serve::BatchQueue queue(pipe, qo);
   serve::ServerMetrics metrics;
-  httplib::Server svr;
   svr.set_payload_max_length(kMaxBody);
   // Handlers wait for their pass, so the pool holds every request the queue
   // may hold, and some for the other endpoints.
@@ -228,7 +259,7 @@ int run_serve(const ServeArgs& a) {
   const int bound = port == 0 ? svr.bind_to_any_port(a.host) : (svr.bind_to_port(a.host, port) ? port : -1);
   if (bound < 0) throw Error("cannot listen on " + a.host + ":" + std::to_string(port) + " (in use, or not an address here)");
   if (listen_socket != INVALID_SOCKET) ::listen(listen_socket, SOMAXCONN);
-  std::fprintf(stderr, "varps: listening on http://%s:%d\n", a.host.c_str(), bound);
+  std::fprintf(stderr, "varps: listening on %s://%s:%d\n", scheme, a.host.c_str(), bound);
   std::fflush(stderr);
 
   std::atomic<bool> signalled{false};

@@ -163,8 +163,9 @@ class ServerProcess {
     for (int i = 0; i < 200 && port_ == 0; ++i) {  // up to 20 s for the address line
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
       const std::string err = test::read_bytes(err_);
-      const size_t at = err.find("listening on http://127.0.0.1:");
-      if (at != std::string::npos) port_ = std::stoi(err.substr(at + 30));
+      // http:// or https://
+      const size_t at = err.find("://127.0.0.1:", err.find("listening on "));
+      if (err.find("listening on ") != std::string::npos && at != std::string::npos) port_ = std::stoi(err.substr(at + 13));
     }
   }
   ~ServerProcess() {
@@ -356,6 +357,69 @@ TEST(Serve, TokenFileGuardsEveryEndpointButHealthAndPage) {
   EXPECT_NE(metrics.find("varps_requests_total{code=\"401\"} 3"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("varps_requests_total{code=\"403\"} 1"), std::string::npos) << metrics;
   EXPECT_EQ(server.stop(), 0);
+}
+
+fs::path tls_file(const char* name) { return fs::path(VARPS_TEST_DATA) / "tls" / name; }
+
+TEST(Serve, SpeaksHttpsWithACertificateAndKey) {
+  // OpenSSL's client writes with write(): a server hanging up must not end
+  // this process.
+  signal(SIGPIPE, SIG_IGN);
+  TempDir dir;
+  test::write_bytes(dir / "tokens", "secret-token\n");
+  ServerProcess server(dir, {"-q", "--token-file", (dir / "tokens").string(), "--tls-cert",
+                             tls_file("server.crt").string(), "--tls-key", tls_file("server.key").string()});
+  ASSERT_GT(server.port(), 0) << server.stderr_text();
+  EXPECT_NE(server.stderr_text().find("listening on https://127.0.0.1:"), std::string::npos) << server.stderr_text();
+  test::expect_ok(test::run_cli_tiny(dir, {"generate", "--class", "4", "--seed", "9", "--out", "g", "--quiet"}));
+  // The client checks the certificate (its own issuer) and the address.
+  httplib::SSLClient c("127.0.0.1", server.port());
+  c.set_ca_cert_path(tls_file("server.crt").c_str());
+  c.enable_server_certificate_verification(true);
+  auto r = c.Post("/v1/generate", {{"Authorization", "Bearer secret-token"}}, R"({"class": 4, "seed": 9})",
+                  "application/json");
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, test::read_bytes(dir / "g/000000.png"));
+  auto refused = c.Post("/v1/generate", R"({"class": 4})", "application/json");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 401);
+  // Plain HTTP to the same port gets no HTTP answer.
+  httplib::Client plain("127.0.0.1", server.port());
+  plain.set_read_timeout(5, 0);
+  auto p = plain.Get("/healthz");
+  EXPECT_TRUE(!p || p->status != 200);
+  // Clients that give up after a millisecond and hang up, mid-handshake or
+  // mid-request.
+  for (int i = 0; i < 5; ++i) {
+    httplib::SSLClient impatient("127.0.0.1", server.port());
+    impatient.enable_server_certificate_verification(false);
+    impatient.set_read_timeout(0, 1000);
+    impatient.Post("/v1/generate", {{"Authorization", "Bearer secret-token"}}, R"({"class": 1})", "application/json");
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // None of that ended the server.
+  httplib::SSLClient again("127.0.0.1", server.port());
+  again.set_ca_cert_path(tls_file("server.crt").c_str());
+  again.enable_server_certificate_verification(true);
+  auto health = again.Get("/healthz");
+  ASSERT_TRUE(health) << httplib::to_string(health.error());
+  EXPECT_EQ(health->status, 200);
+  EXPECT_EQ(server.stop(), 0);
+}
+
+TEST(Serve, RefusesTlsMaterialItCannotUse) {
+  TempDir dir;
+  const std::string cert = tls_file("server.crt").string(), key = tls_file("server.key").string();
+  test::expect_error(test::run_cli_tiny(dir, {"serve", "--port", "0", "--tls-cert", cert}), 2, {"--tls-cert needs --tls-key"});
+  test::expect_error(test::run_cli_tiny(dir, {"serve", "--port", "0", "--tls-key", key}), 2, {"--tls-key needs --tls-cert"});
+  test::expect_error(test::run_cli_tiny(dir, {"serve", "--port", "0", "--tls-cert", "absent.crt", "--tls-key", key}), 1,
+                     {"--tls-cert absent.crt", "cannot read"});
+  test::expect_error(
+      test::run_cli_tiny(dir, {"serve", "--port", "0", "--tls-cert", cert, "--tls-key", tls_file("other.key").string()}),
+      1, {"other.key", "OpenSSL refused", "the key the certificate's"});
+  test::expect_error(test::run_cli_tiny(dir, {"serve", "--port", "0", "--tls-cert", key, "--tls-key", key}), 1,
+                     {"OpenSSL refused"});
 }
 
 TEST(Serve, RefusesToFaceANetworkWithoutTokensUnlessTold) {
