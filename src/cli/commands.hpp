@@ -128,6 +128,7 @@ struct ServeArgs {
   std::string token_file;
   bool insecure_public = false;
   std::string tls_cert, tls_key;
+  std::string io_timeout_s = "5";
   DeviceArgs device;
   FastModeArgs fast;
   bool quiet = false;

@@ -102,6 +102,11 @@ void add_serve(CLI::App& app, ServeArgs& a) {
                   "Serve HTTPS with this PEM certificate (or chain, the server's first); needs --tls-key")
       ->type_name("FILE");
   cmd->add_option("--tls-key", a.tls_key, "The certificate's PEM private key (unencrypted)")->type_name("FILE");
+  cmd->add_option("--io-timeout-s", a.io_timeout_s,
+                  "A connection silent this long while the server reads a request from it or writes an answer to "
+                  "it, or idle this long between keep-alive requests, is closed, freeing its worker")
+      ->type_name("S")
+      ->capture_default_str();
   add_device_flags(cmd, a.device);
   add_fast_mode_flags(cmd, a.fast);
   cmd->add_flag("--quiet,-q", a.quiet, "Print nothing but the listening address and errors");
@@ -145,6 +150,7 @@ int run_serve(const ServeArgs& a) {
   else if (a.join == "next-batch") qo.joining = serve::Joining::NextBatch;
   else throw UsageError("--join " + a.join + ": must be next-scale or next-batch");
   qo.fast = parse_fast_modes(a.fast);
+  const int io_timeout_s = parse_int("--io-timeout-s", a.io_timeout_s, 1);
   if (a.token_file.empty() && !a.insecure_public && !serve::is_loopback_host(a.host))
     throw UsageError("--host " + a.host +
                      " is not a loopback address: give --token-file FILE so that only its tokens' holders may use "
@@ -184,6 +190,9 @@ int run_serve(const ServeArgs& a) {
   serve::BatchQueue queue(pipe, qo);
   serve::ServerMetrics metrics;
   svr.set_payload_max_length(kMaxBody);
+  svr.set_read_timeout(io_timeout_s);
+  svr.set_write_timeout(io_timeout_s);
+  svr.set_keep_alive_timeout(io_timeout_s);
   // Handlers wait for their pass, so the pool holds every request the queue
   // may hold, and some for the other endpoints.
   const size_t pool = static_cast<size_t>(qo.max_queue) + 8;

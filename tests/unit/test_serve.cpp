@@ -5,7 +5,11 @@
 #include <httplib.h>
 #include <signal.h>
 #include <spawn.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <fstream>
@@ -420,6 +424,57 @@ TEST(Serve, RefusesTlsMaterialItCannotUse) {
       1, {"other.key", "OpenSSL refused", "the key the certificate's"});
   test::expect_error(test::run_cli_tiny(dir, {"serve", "--port", "0", "--tls-cert", key, "--tls-key", key}), 1,
                      {"OpenSSL refused"});
+}
+
+// Seconds until the server closes a connection that sent `bytes` and then
+// fell silent (at most 15, then -1).
+double seconds_until_dropped(int port, const std::string& bytes) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  timeval wait{15, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
+  char buf[4096];
+  ssize_t got = 0;
+  while ((got = ::recv(fd, buf, sizeof buf, 0)) > 0) {
+  }
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ::close(fd);
+  return got == 0 || errno == ECONNRESET ? s : -1;
+}
+
+TEST(Serve, DropsAConnectionSilentPastTheIoTimeout) {
+  TempDir dir;
+  test::expect_error(test::run_cli_tiny(dir, {"serve", "--port", "0", "--io-timeout-s", "0"}), 2, {"--io-timeout-s"});
+  ServerProcess server(dir, {"-q", "--io-timeout-s", "1"});
+  ASSERT_GT(server.port(), 0) << server.stderr_text();
+  // Half the headers, then silence; all the headers and half the body.
+  std::atomic<double> headers{-2}, body{-2};
+  std::thread slow_headers([&] { headers = seconds_until_dropped(server.port(), "POST /v1/generate HTTP/1.1\r\nHost: x\r\n"); });
+  std::thread slow_body([&] {
+    body = seconds_until_dropped(server.port(),
+                                 "POST /v1/generate HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\n{\"class\": 1");
+  });
+  // Meanwhile the server answers others.
+  httplib::Client c("127.0.0.1", server.port());
+  auto r = c.Post("/v1/generate", R"({"class": 1, "seed": 3})", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  slow_headers.join();
+  slow_body.join();
+  EXPECT_GE(headers, 0.5);
+  EXPECT_LE(headers, 3.0);
+  EXPECT_GE(body, 0.5);
+  EXPECT_LE(body, 3.0);
+  EXPECT_EQ(server.stop(), 0);
 }
 
 TEST(Serve, RefusesToFaceANetworkWithoutTokensUnlessTold) {
