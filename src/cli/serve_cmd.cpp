@@ -8,7 +8,6 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
-#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -163,13 +162,13 @@ int run_serve(const ServeArgs& a) {
   const char* scheme = a.tls_cert.empty() ? "http" : "https";
   Console con(false, a.quiet);
 
-  // SIGINT and SIGTERM go to one thread that stops the server; blocked in
-  // every other thread (they inherit this mask).
-  sigset_t stop_signals;
   // OpenSSL writes to a socket with write(): a TLS client that hangs up
   // would otherwise end the server with SIGPIPE (plain HTTP sends with
   // MSG_NOSIGNAL). The write fails with EPIPE instead.
   std::signal(SIGPIPE, SIG_IGN);
+  // SIGINT and SIGTERM go to one thread that stops the server; blocked in
+  // every other thread (they inherit this mask).
+  sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
