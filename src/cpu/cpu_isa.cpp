@@ -28,17 +28,25 @@ std::string CpuIsa::name() const {
 
 namespace {
 
-// CPUID leaf 7's AMX bits (EDX 22 AMX-BF16, 24 AMX-TILE, 25 AMX-INT8), and
-// Linux's grant of the tile data state (XFEATURE_XTILEDATA, 18), which a
-// process must ask for before its first tile instruction.
-void detect_amx(CpuIsa& isa) {
-#if defined(__x86_64__) && defined(__linux__)
+// CPUID leaf 7's EDX: its AMX bits are 22 (AMX-BF16), 24 (AMX-TILE) and 25
+// (AMX-INT8); 0 where there is no such leaf.
+unsigned cpuid_leaf7_edx() {
+#if defined(__x86_64__)
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-  if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return;
-  const bool tile = (edx >> 24) & 1u;
-  if (!tile) return;
+  if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return edx;
+#endif
+  return 0;
+}
+
+// The AMX bits, once Linux has granted the tile data state
+// (XFEATURE_XTILEDATA, 18), which a process must ask for before its first
+// tile instruction.
+void detect_amx(CpuIsa& isa) {
+#if defined(__linux__)
+  if (!processor_has_amx_tiles()) return;
   constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
   if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) != 0) return;
+  const unsigned edx = cpuid_leaf7_edx();
   isa.amx_int8 = (edx >> 25) & 1u;
   isa.amx_bf16 = (edx >> 22) & 1u;
 #else
@@ -47,6 +55,8 @@ void detect_amx(CpuIsa& isa) {
 }
 
 }  // namespace
+
+bool processor_has_amx_tiles() { return (cpuid_leaf7_edx() >> 24) & 1u; }
 
 CpuIsa detect_cpu_isa() {
   CpuIsa isa;

@@ -32,6 +32,10 @@ struct CpuIsa {
 // has AMX: a process must ask before its first tile instruction.
 CpuIsa detect_cpu_isa();
 
+// Whether the processor has AMX tiles (CPUID), whatever the operating
+// system grants or a cap allows.
+bool processor_has_amx_tiles();
+
 // detect_cpu_isa() capped by `cap`: "" (no cap), "avx2", "avx512" (no AMX)
 // or "amx" (no cap). Throws varps::Error for another name.
 CpuIsa capped_cpu_isa(const CpuIsa& host, const std::string& cap);

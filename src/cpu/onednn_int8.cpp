@@ -13,25 +13,10 @@
 #if VARPS_HAVE_ONEDNN
 #include <oneapi/dnnl/dnnl.hpp>
 #endif
-#if defined(__x86_64__)
-#include <cpuid.h>
-#endif
 
 namespace varps::cpu {
 
 namespace {
-
-// Whether the processor has AMX tiles at all, granted or capped or not:
-// oneDNN would use them on its own, so a host capped below AMX keeps to the
-// panels.
-bool processor_has_amx() {
-#if defined(__x86_64__)
-  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-  return __get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) && ((edx >> 24) & 1u);
-#else
-  return false;
-#endif
-}
 
 size_t aligned64(size_t bytes) { return (bytes + 63) / 64 * 64; }
 
@@ -39,7 +24,9 @@ size_t aligned64(size_t bytes) { return (bytes + 63) / 64 * 64; }
 
 bool OnednnInt8::serves(const CpuIsa& isa) {
 #if VARPS_HAVE_ONEDNN
-  return isa.onednn && (isa.amx_int8 || (isa.avx512_vnni && !processor_has_amx()));
+  // oneDNN would use a host's AMX tiles on its own, so a host capped below
+  // AMX keeps to the panels.
+  return isa.onednn && (isa.amx_int8 || (isa.avx512_vnni && !processor_has_amx_tiles()));
 #else
   (void)isa;
   return false;
@@ -76,8 +63,8 @@ struct OnednnInt8::State {
     return chosen;
   }
 
-  dnnl::matmul product(int64_t M, int64_t N, int64_t K, int64_t ldc) {
-    const memory::desc w = weight_desc(N, K);
+  // w: weight_desc(N, K).
+  dnnl::matmul product(int64_t M, int64_t N, int64_t K, int64_t ldc, const memory::desc& w) {
     std::lock_guard<std::mutex> lock(mutex);
     const auto key = std::tuple{M, N, K, ldc};
     auto it = products.find(key);
@@ -150,7 +137,7 @@ void OnednnInt8::multiply(const float* a, int64_t lda, const void* weight, int64
 
   // The int32 sums go into C itself (an int32 per float), each row then
   // dequantised in place: dequantize_row reads a value before it writes it.
-  const dnnl::matmul product = state_->product(M, N, K, out.ldc);
+  const dnnl::matmul product = state_->product(M, N, K, out.ldc, blocked);
   memory src(memory::desc({M, K}, Type::u8, Tag::ab), state_->engine, x);
   memory wts(blocked, state_->engine, const_cast<void*>(weight));
   memory dst(memory::desc({M, N}, Type::s32, memory::dims{out.ldc, 1}), state_->engine, out.c);
