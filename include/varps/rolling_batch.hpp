@@ -39,6 +39,10 @@ class RollingBatch {
   // returned. Does nothing without cohorts. When it throws, the cohorts'
   // states are unknown: clear() them.
   std::vector<Finished> step();
+  // Stops a cohort between steps: its rows leave the next pass, its state
+  // is freed, and nothing is returned for it. Throws varps::Error for a
+  // cohort that is not in flight.
+  void leave(uint64_t cohort);
   void clear();
 
   int64_t images_in_flight() const;

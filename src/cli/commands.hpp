@@ -129,6 +129,7 @@ struct ServeArgs {
   bool insecure_public = false;
   std::string tls_cert, tls_key;
   std::string io_timeout_s = "5";
+  std::string max_connections = "128", max_request_ms = "0";
   DeviceArgs device;
   FastModeArgs fast;
   bool quiet = false;

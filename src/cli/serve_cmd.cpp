@@ -14,9 +14,11 @@
 #include <thread>
 
 #include "cli/commands.hpp"
+#include "cli/connection_limit.hpp"
 #include "cli/serve_page.hpp"
 #include "serve/access_tokens.hpp"
 #include "serve/batch_queue.hpp"
+#include "serve/client_socket.hpp"
 #include "serve/metrics.hpp"
 #include "serve/request_body.hpp"
 #include "varps/adapter.hpp"
@@ -28,6 +30,9 @@ namespace varps::cli {
 namespace {
 
 constexpr size_t kMaxBody = 64 * 1024;
+// How often a handler waiting for its image looks whether its client is
+// still there: a withdrawn request leaves at the scale boundary after.
+constexpr std::chrono::milliseconds kClientCheck{20};
 
 void json_error(httplib::Response& res, int status, const std::string& message) {
   res.status = status;
@@ -61,6 +66,34 @@ std::unique_ptr<httplib::Server> make_server(const std::string& cert, const std:
     throw Error("--tls-cert " + cert + " and --tls-key " + key +
                 ": OpenSSL refused them (each must be PEM, and the key the certificate's)");
   return server;
+}
+
+// The socket of the connection a request came on (TLS or not), or -1 when
+// it cannot be found: then a client that goes away is not noticed.
+int request_socket(const httplib::Request& req) {
+  return serve::find_connection_socket({req.local_addr, req.local_port, req.remote_addr, req.remote_port});
+}
+
+// Why a handler stopped waiting for its result.
+enum class Waited { Ready, PastDeadline, ClientGone };
+
+// Until the result is ready, the deadline (time_point::max() for none)
+// passes or the client goes away.
+Waited wait_for_result(const std::future<serve::ImageResult>& result, std::chrono::steady_clock::time_point deadline,
+                       int socket) {
+  for (;;) {
+    const auto wake = std::min(deadline, std::chrono::steady_clock::now() + kClientCheck);
+    if (result.wait_until(wake) == std::future_status::ready) return Waited::Ready;
+    if (std::chrono::steady_clock::now() >= deadline) return Waited::PastDeadline;
+    if (socket >= 0 && serve::peer_has_gone(socket)) return Waited::ClientGone;
+  }
+}
+
+// The deadline of a request from its own timeout_ms and --max-request-ms,
+// 0 for none: the nearer of those given.
+int64_t request_deadline_ms(int64_t asked, int64_t server_max) {
+  if (asked > 0 && server_max > 0) return std::min(asked, server_max);
+  return asked > 0 ? asked : server_max;
 }
 
 }  // namespace
@@ -101,6 +134,17 @@ void add_serve(CLI::App& app, ServeArgs& a) {
                   "Serve HTTPS with this PEM certificate (or chain, the server's first); needs --tls-key")
       ->type_name("FILE");
   cmd->add_option("--tls-key", a.tls_key, "The certificate's PEM private key (unencrypted)")->type_name("FILE");
+  cmd->add_option("--max-connections", a.max_connections,
+                  "Connections served at a time, each by a thread of its own; one more is answered 503 with "
+                  "Retry-After and closed")
+      ->type_name("N")
+      ->capture_default_str();
+  cmd->add_option("--max-request-ms", a.max_request_ms,
+                  "A generation not answered this long after it arrived is given up: 503 if it never started, 504 "
+                  "if it was running (its rows leave at the next scale boundary when no request of its cohort "
+                  "remains); a request's own \"timeout_ms\" may ask for less. 0: no limit")
+      ->type_name("MS")
+      ->capture_default_str();
   cmd->add_option("--io-timeout-s", a.io_timeout_s,
                   "A connection silent this long while the server reads a request from it or writes an answer to "
                   "it, or idle this long between keep-alive requests, is closed, freeing its worker")
@@ -112,12 +156,16 @@ void add_serve(CLI::App& app, ServeArgs& a) {
   cmd->footer(
       "Endpoints:\n"
       "  POST /v1/generate  JSON {\"class\": 207 | \"uncond\" (required), \"seed\", \"cfg\", \"top_k\", \"top_p\", "
-      "\"temperature\", \"format\": \"png\" | \"tokens\"}; unset fields take generate's defaults. Answers "
-      "image/png (with generate's tEXt metadata) or the --tokens-out JSON; 400 {\"error\"} naming a bad field, "
-      "413 for a body over 64 KiB, 503 when the queue is full.\n"
+      "\"temperature\", \"format\": \"png\" | \"tokens\", \"timeout_ms\"}; unset fields take generate's defaults. "
+      "Answers image/png (with generate's tEXt metadata) or the --tokens-out JSON; 400 {\"error\"} naming a bad "
+      "field, 413 for a body over 64 KiB, 503 when the queue or the connections are full or the deadline passed "
+      "before the generation started, 504 when it passed during it. A request whose client closes its connection "
+      "is withdrawn (logged as 499).\n"
       "  GET /healthz  200 ok (never asks for a token)\n"
-      "  GET /metrics  Prometheus text: varps_requests_total{code}, varps_images_total, "
-      "varps_backbone_passes_total, varps_batches_total, varps_queue_depth, varps_request_seconds\n"
+      "  GET /metrics  Prometheus text: varps_requests_total{code}, varps_requests_withdrawn_total{reason,stage}, "
+      "varps_connections_over_limit_total, varps_images_total, varps_images_stopped_total, "
+      "varps_images_discarded_total, varps_cohorts_stopped_total, varps_backbone_passes_total, "
+      "varps_batches_total, varps_queue_depth, varps_request_seconds\n"
       "  GET /  a web page to generate images and watch them arrive\n\n"
       "Batching: up to --max-batch images are in flight; when none is, the first request waits at most "
       "--max-wait-ms for company. With --join next-scale the requests waiting at each scale boundary join the "
@@ -150,6 +198,8 @@ int run_serve(const ServeArgs& a) {
   else throw UsageError("--join " + a.join + ": must be next-scale or next-batch");
   qo.fast = parse_fast_modes(a.fast);
   const int io_timeout_s = parse_int("--io-timeout-s", a.io_timeout_s, 1);
+  const int max_connections = parse_int("--max-connections", a.max_connections, 1);
+  const int64_t max_request_ms = parse_int("--max-request-ms", a.max_request_ms, 0);
   if (a.token_file.empty() && !a.insecure_public && !serve::is_loopback_host(a.host))
     throw UsageError("--host " + a.host +
                      " is not a loopback address: give --token-file FILE so that only its tokens' holders may use "
@@ -192,26 +242,33 @@ int run_serve(const ServeArgs& a) {
   svr.set_read_timeout(io_timeout_s);
   svr.set_write_timeout(io_timeout_s);
   svr.set_keep_alive_timeout(io_timeout_s);
-  // Handlers wait for their pass, so the pool holds every request the queue
-  // may hold, and some for the other endpoints.
-  const size_t pool = static_cast<size_t>(qo.max_queue) + 8;
-  svr.new_task_queue = [pool] { return new httplib::ThreadPool(pool); };
+  // A connection's handler waits for its pass, so each has a thread.
+  svr.new_task_queue = [max_connections] { return new ConnectionLimit(static_cast<size_t>(max_connections)); };
   svr.set_logger([&metrics](const httplib::Request&, const httplib::Response& res) { metrics.record_code(res.status); });
-  // Tokens are checked before routing, so an unknown path or method asks
-  // for them too; only the health check and the page's static HTML do not.
-  if (tokens)
-    svr.set_pre_routing_handler([&tokens](const httplib::Request& req, httplib::Response& res) {
-      if (req.method == "GET" && (req.path == "/healthz" || req.path == "/")) return httplib::Server::HandlerResponse::Unhandled;
-      switch (tokens->check(req.get_header_value("Authorization"))) {
-        case serve::Access::Granted: return httplib::Server::HandlerResponse::Unhandled;
-        case serve::Access::Missing:
-          res.set_header("WWW-Authenticate", "Bearer");
-          json_error(res, 401, "this server asks for 'Authorization: Bearer TOKEN'");
-          break;
-        case serve::Access::Refused: json_error(res, 403, "the token given is not one of this server's"); break;
-      }
+  // Before routing: connections over the limit are refused, and tokens are
+  // checked, so an unknown path or method asks for them too; only the
+  // health check and the page's static HTML do not.
+  svr.set_pre_routing_handler([&](const httplib::Request& req, httplib::Response& res) {
+    if (ConnectionLimit::over_limit()) {
+      metrics.record_over_limit();
+      res.set_header("Retry-After", "1");
+      res.set_header("Connection", "close");
+      json_error(res, 503, "the server is serving its " + std::to_string(max_connections) +
+                               " connections (--max-connections); retry later");
       return httplib::Server::HandlerResponse::Handled;
-    });
+    }
+    if (!tokens || (req.method == "GET" && (req.path == "/healthz" || req.path == "/")))
+      return httplib::Server::HandlerResponse::Unhandled;
+    switch (tokens->check(req.get_header_value("Authorization"))) {
+      case serve::Access::Granted: return httplib::Server::HandlerResponse::Unhandled;
+      case serve::Access::Missing:
+        res.set_header("WWW-Authenticate", "Bearer");
+        json_error(res, 401, "this server asks for 'Authorization: Bearer TOKEN'");
+        break;
+      case serve::Access::Refused: json_error(res, 403, "the token given is not one of this server's"); break;
+    }
+    return httplib::Server::HandlerResponse::Handled;
+  });
   svr.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
     if (res.status == 404) json_error(res, 404, "no such path: " + req.path + " (see GET / and POST /v1/generate)");
@@ -224,12 +281,33 @@ int run_serve(const ServeArgs& a) {
     auto parsed = serve::parse_generate_body(req.body, vc);
     if (auto* why = std::get_if<std::string>(&parsed)) return json_error(res, 400, *why);
     const serve::GenerateBody body = std::get<serve::GenerateBody>(parsed);
-    std::optional<std::future<serve::ImageResult>> f = queue.submit(body.request);
-    if (!f) {
+    std::optional<serve::Ticket> ticket = queue.submit(body.request);
+    if (!ticket) {
       res.set_header("Retry-After", "1");
       return json_error(res, 503, "the queue is full (" + std::to_string(qo.max_queue) + " requests); retry later");
     }
-    const serve::ImageResult r = f->get();
+    const int64_t deadline_ms = request_deadline_ms(body.timeout_ms, max_request_ms);
+    const auto deadline =
+        deadline_ms > 0 ? t0 + std::chrono::milliseconds(deadline_ms) : std::chrono::steady_clock::time_point::max();
+    const Waited waited = wait_for_result(ticket->result, deadline, request_socket(req));
+    if (waited != Waited::Ready) {
+      const serve::Withdrawal where = queue.withdraw(ticket->id);
+      if (where != serve::Withdrawal::Finished) {
+        metrics.record_withdrawn(waited == Waited::ClientGone ? "disconnect" : "deadline", where);
+        if (waited == Waited::ClientGone) return json_error(res, 499, "the client closed the connection");
+        const std::string limit = std::to_string(deadline_ms) + " ms";
+        if (where == serve::Withdrawal::Running)
+          return json_error(res, 504, "the deadline (" + limit + ") passed while the image was being generated");
+        res.set_header("Retry-After", "1");
+        return json_error(res, 503, "the deadline (" + limit + ") passed before the generation started; retry later");
+      }
+    }
+    serve::ImageResult r;
+    try {
+      r = ticket->result.get();
+    } catch (const std::future_error& e) {
+      r.error = std::string("the request was lost: ") + e.what();
+    }
     if (!r.error.empty()) return json_error(res, 500, r.error);
     res.set_header("X-Varps-Batch", std::to_string(r.batch_images));
     const ImageRequest& q = body.request;

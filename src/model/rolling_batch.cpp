@@ -120,6 +120,13 @@ std::vector<RollingBatch::Finished> RollingBatch::step() {
   return done;
 }
 
+void RollingBatch::leave(uint64_t cohort) {
+  std::vector<Impl::Cohort>& cs = impl_->cohorts;
+  const auto it = std::find_if(cs.begin(), cs.end(), [&](const Impl::Cohort& c) { return c.id == cohort; });
+  if (it == cs.end()) throw Error("cohort " + std::to_string(cohort) + " is not in flight");
+  cs.erase(it);
+}
+
 void RollingBatch::clear() { impl_->cohorts.clear(); }
 
 int64_t RollingBatch::images_in_flight() const { return impl_->in_flight(); }

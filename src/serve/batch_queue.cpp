@@ -1,5 +1,6 @@
 #include "serve/batch_queue.hpp"
 
+#include <algorithm>
 #include <map>
 
 namespace varps::serve {
@@ -10,14 +11,41 @@ BatchQueue::BatchQueue(const Pipeline& pipe, BatchQueueOptions opts) : pipe_(pip
 
 BatchQueue::~BatchQueue() { drain(); }
 
-std::optional<std::future<ImageResult>> BatchQueue::submit(const ImageRequest& request) {
+std::optional<Ticket> BatchQueue::submit(const ImageRequest& request) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (closing_ || static_cast<int>(queue_.size()) >= opts_.max_queue) return std::nullopt;
-  queue_.push_back({request, {}});
-  std::future<ImageResult> f = queue_.back().result.get_future();
+  queue_.push_back({next_id_++, request, {}});
+  Ticket t{queue_.back().id, queue_.back().result.get_future()};
   stats_.queue_depth = static_cast<int64_t>(queue_.size());
   wake_.notify_all();
-  return f;
+  return t;
+}
+
+Withdrawal BatchQueue::withdraw(uint64_t id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const auto queued = std::find_if(queue_.begin(), queue_.end(), [&](const Pending& p) { return p.id == id; });
+  if (queued != queue_.end()) {
+    queue_.erase(queued);
+    stats_.queue_depth = static_cast<int64_t>(queue_.size());
+    return Withdrawal::Queued;
+  }
+  if (running_.count(id)) {
+    withdrawn_.insert(id);
+    return Withdrawal::Running;
+  }
+  return Withdrawal::Finished;
+}
+
+bool BatchQueue::all_withdrawn(const std::vector<Pending>& batch) {
+  for (const Pending& p : batch)
+    if (!withdrawn_.count(p.id)) return false;
+  for (const Pending& p : batch) {
+    withdrawn_.erase(p.id);
+    running_.erase(p.id);
+  }
+  stats_.images_stopped += static_cast<int64_t>(batch.size());
+  ++stats_.cohorts_stopped;
+  return true;
 }
 
 BatchQueueStats BatchQueue::stats() const {
@@ -45,6 +73,7 @@ std::vector<BatchQueue::Pending> BatchQueue::take(int64_t room, bool running) {
     wake_.wait_until(lock, deadline, [&] { return closing_ || static_cast<int64_t>(queue_.size()) >= room; });
   }
   while (!queue_.empty() && static_cast<int64_t>(batch.size()) < room) {
+    running_.insert(queue_.front().id);
     batch.push_back(std::move(queue_.front()));
     queue_.pop_front();
   }
@@ -58,6 +87,10 @@ void BatchQueue::answer(std::vector<Pending>& batch, const GeneratedImages& g, i
     std::lock_guard<std::mutex> lock(mutex_);
     ++stats_.passes;
     stats_.images += g.count;
+    for (const Pending& p : batch) {
+      running_.erase(p.id);
+      stats_.images_discarded += static_cast<int64_t>(withdrawn_.erase(p.id));
+    }
   }
   for (size_t i = 0; i < batch.size(); ++i) {
     ImageResult r;
@@ -72,6 +105,13 @@ void BatchQueue::answer(std::vector<Pending>& batch, const GeneratedImages& g, i
 }
 
 void BatchQueue::fail(std::vector<Pending>& batch, const std::string& error) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const Pending& p : batch) {
+      running_.erase(p.id);
+      withdrawn_.erase(p.id);
+    }
+  }
   for (Pending& p : batch) {
     ImageResult r;
     r.error = error;
@@ -118,6 +158,17 @@ void BatchQueue::work_by_scale() {
           fail(joining, e.what());
         }
       }
+    }
+    {
+      // Cohorts whose every client gave up leave before the next pass.
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (auto it = running.begin(); it != running.end();)
+        if (!withdrawn_.empty() && all_withdrawn(it->second)) {
+          rolling.leave(it->first);
+          it = running.erase(it);
+        } else {
+          ++it;
+        }
     }
     if (rolling.empty()) continue;
     try {

@@ -7,7 +7,9 @@
 // what is running (RollingBatch), with Joining::NextBatch only when the
 // running batch has finished. Each request's image depends only on its own
 // class, seed and sampling (batch invariance), so it is the image a request
-// alone would get.
+// alone would get. A request its client gave up on is withdrawn: it leaves
+// the queue at once, and a cohort all of whose requests were withdrawn
+// leaves the running batch at the next scale boundary.
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -17,6 +19,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "varps/pipeline.hpp"
@@ -51,6 +54,25 @@ struct BatchQueueStats {
   int64_t backbone_passes = 0;  // transformer passes: one per step, whatever scales it held
   int64_t images = 0;
   int64_t queue_depth = 0;
+  // Withdrawn requests that had started: those whose cohort was stopped at
+  // a scale boundary, and those generated to the end beside requests of
+  // their cohort that were not withdrawn, their images thrown away.
+  int64_t images_stopped = 0;
+  int64_t images_discarded = 0;
+  int64_t cohorts_stopped = 0;
+};
+
+// A submitted request: its id, for withdraw(), and its result to come.
+struct Ticket {
+  uint64_t id = 0;
+  std::future<ImageResult> result;
+};
+
+// Where a withdrawn request was.
+enum class Withdrawal {
+  Queued,   // it left the queue and will not run
+  Running,  // its cohort leaves at the next scale boundary if no request of it remains, else runs on
+  Finished  // its result is ready (or already taken): nothing was withdrawn
 };
 
 class BatchQueue {
@@ -61,13 +83,17 @@ class BatchQueue {
   BatchQueue& operator=(const BatchQueue&) = delete;
 
   // nullopt when the queue is full (or closing).
-  std::optional<std::future<ImageResult>> submit(const ImageRequest& request);
+  std::optional<Ticket> submit(const ImageRequest& request);
+  // Gives up on a submitted request; its ticket's result is then never set
+  // (Queued) or not waited for (Running).
+  Withdrawal withdraw(uint64_t id);
   BatchQueueStats stats() const;
   // Stops taking requests; those queued still run. Returns once they have.
   void drain();
 
  private:
   struct Pending {
+    uint64_t id;
     ImageRequest request;
     std::promise<ImageResult> result;
   };
@@ -78,12 +104,18 @@ class BatchQueue {
   std::vector<Pending> take(int64_t room, bool running);
   void answer(std::vector<Pending>& batch, const GeneratedImages& g, int64_t batch_images);
   void fail(std::vector<Pending>& batch, const std::string& error);
+  // Whether every request of a running batch was withdrawn; if so they are
+  // forgotten and counted as stopped. Under mutex_.
+  bool all_withdrawn(const std::vector<Pending>& batch);
 
   const Pipeline& pipe_;
   BatchQueueOptions opts_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<Pending> queue_;
+  std::unordered_set<uint64_t> running_;    // taken by the worker, not yet answered
+  std::unordered_set<uint64_t> withdrawn_;  // of those, the ones withdrawn
+  uint64_t next_id_ = 1;
   bool closing_ = false;
   BatchQueueStats stats_;
   std::thread worker_;

@@ -20,6 +20,16 @@ void ServerMetrics::record_latency(double seconds) {
     if (seconds <= kBuckets[i]) ++bucket_counts_[i];
 }
 
+void ServerMetrics::record_withdrawn(const std::string& reason, Withdrawal where) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++withdrawn_[{reason, where == Withdrawal::Queued ? "queued" : "running"}];
+}
+
+void ServerMetrics::record_over_limit() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++over_limit_;
+}
+
 std::string ServerMetrics::render(const BatchQueueStats& q) const {
   std::lock_guard<std::mutex> lock(mutex_);
   std::string s;
@@ -29,10 +39,25 @@ std::string ServerMetrics::render(const BatchQueueStats& q) const {
     std::snprintf(line, sizeof line, "varps_requests_total{code=\"%d\"} %lld\n", code, static_cast<long long>(n));
     s += line;
   }
+  s += "# HELP varps_requests_withdrawn_total Generations given up on: the client went away, or the deadline "
+       "passed.\n# TYPE varps_requests_withdrawn_total counter\n";
+  for (const auto& [key, n] : withdrawn_)
+    s += "varps_requests_withdrawn_total{reason=\"" + key.first + "\",stage=\"" + key.second + "\"} " +
+         std::to_string(n) + "\n";
   const auto counter = [&](const std::string& name, const std::string& help, const std::string& type, long long v) {
     s += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name + " " + std::to_string(v) + "\n";
   };
+  counter("varps_connections_over_limit_total", "Connections answered 503 because the server had --max-connections.",
+          "counter", over_limit_);
   counter("varps_images_total", "Images generated.", "counter", q.images);
+  counter("varps_images_stopped_total",
+          "Images of withdrawn requests stopped at a scale boundary, their whole cohort withdrawn.", "counter",
+          q.images_stopped);
+  counter("varps_images_discarded_total",
+          "Images of withdrawn requests generated to the end beside requests of their cohort, and thrown away.",
+          "counter", q.images_discarded);
+  counter("varps_cohorts_stopped_total", "Cohorts stopped at a scale boundary, every request of them withdrawn.",
+          "counter", q.cohorts_stopped);
   counter("varps_backbone_passes_total",
           "Transformer passes: one per step, over the next scale of every cohort in flight.", "counter",
           q.backbone_passes);

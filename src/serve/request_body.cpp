@@ -71,8 +71,12 @@ std::variant<GenerateBody, std::string> parse_generate_body(const std::string& b
         if (!v.is_string() || (v.get<std::string>() != "png" && v.get<std::string>() != "tokens"))
           refuse(key, "must be \"png\" or \"tokens\"");
         out.tokens = v.get<std::string>() == "tokens";
+      } else if (key == "timeout_ms") {
+        if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > kMaxTimeoutMs)
+          refuse(key, "must be an integer number of milliseconds in 1.." + std::to_string(kMaxTimeoutMs));
+        out.timeout_ms = v.get<int64_t>();
       } else {
-        refuse(key, "unknown (known: class, seed, cfg, top_k, top_p, temperature, format)");
+        refuse(key, "unknown (known: class, seed, cfg, top_k, top_p, temperature, format, timeout_ms)");
       }
     }
     if (!doc.contains("class")) throw Refusal{"field 'class': required (an integer class id or \"uncond\")"};

@@ -99,6 +99,31 @@ TEST(RollingBatch, StatesOfFinishedCohortsServeLaterOnesOfTheirShape) {
   }
 }
 
+// A cohort stopped between steps leaves the next pass and frees its room;
+// the cohort beside it still gets the images it gets alone.
+TEST(RollingBatch, ACohortThatLeavesMidWayTakesItsRowsAndNotTheOthersImages) {
+  const Pipeline pipe = Pipeline::from_preset("tiny");
+  const int K = pipe.var_config().num_scales();
+  RollingBatch batch(pipe, 5);
+  const std::vector<ImageRequest> stays = cohort(2, 40, 2);
+  const uint64_t kept = batch.join(stays);
+  const uint64_t gone = batch.join(cohort(5, 50, 3));
+  batch.step();
+  EXPECT_EQ(batch.free_images(), 0);
+  batch.leave(gone);
+  EXPECT_EQ(batch.free_images(), 3);
+  EXPECT_EQ(batch.cohorts(), 1);
+  EXPECT_THROW(batch.leave(gone), Error);
+  std::vector<RollingBatch::Finished> done;
+  while (!batch.empty())
+    for (RollingBatch::Finished& f : batch.step()) done.push_back(std::move(f));
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].cohort, kept);
+  EXPECT_EQ(done[0].most_images, 5);  // the first pass held both
+  EXPECT_EQ(batch.backbone_passes(), K);
+  expect_alone(pipe, stays, done[0]);
+}
+
 TEST(RollingBatch, RefusesWhatDoesNotFitOrIsOutOfRange) {
   const Pipeline pipe = Pipeline::from_preset("tiny");
   EXPECT_THROW(RollingBatch(pipe, 0), Error);

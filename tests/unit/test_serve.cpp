@@ -59,7 +59,7 @@ TEST(BatchQueue, WaitingRequestsJoinOnePassAndGetTheirOwnImages) {
   const Pipeline pipe = Pipeline::from_preset("tiny");
   serve::BatchQueue q(pipe, queue_options(8, 500, 64));
   std::vector<std::future<serve::ImageResult>> results;
-  for (int i = 0; i < 6; ++i) results.push_back(*q.submit(request(i, 100 + i)));
+  for (int i = 0; i < 6; ++i) results.push_back(std::move(q.submit(request(i, 100 + i))->result));
   for (int i = 0; i < 6; ++i) {
     const serve::ImageResult r = results[i].get();
     ASSERT_TRUE(r.error.empty()) << r.error;
@@ -84,7 +84,7 @@ void staggered_arrivals(serve::Joining joining) {
   std::vector<std::future<serve::ImageResult>> results;
   const int n = 24;
   for (int i = 0; i < n; ++i) {
-    results.push_back(*q.submit(request(i % 10, 500 + i)));
+    results.push_back(std::move(q.submit(request(i % 10, 500 + i))->result));
     std::this_thread::sleep_for(std::chrono::microseconds(300));
   }
   for (int i = 0; i < n; ++i) {
@@ -112,13 +112,80 @@ TEST(BatchQueue, MaxBatchOneRunsThemOneByOneAndAFullQueueRefuses) {
   std::vector<std::future<serve::ImageResult>> results;
   int refused = 0;
   for (int i = 0; i < 20; ++i) {
-    auto f = q.submit(request(1, i));
-    if (f) results.push_back(std::move(*f));
+    auto t = q.submit(request(1, i));
+    if (t) results.push_back(std::move(t->result));
     else ++refused;
   }
   for (auto& f : results) EXPECT_EQ(f.get().batch_images, 1);
   EXPECT_EQ(q.stats().passes, static_cast<int64_t>(results.size()));
   EXPECT_GT(refused, 0) << "a queue of 3 took 20 requests submitted at once";
+}
+
+// Until the worker has taken every queued request.
+void wait_until_taken(const serve::BatchQueue& q) {
+  for (int i = 0; i < 20000 && q.stats().queue_depth > 0; ++i) std::this_thread::sleep_for(std::chrono::microseconds(50));
+}
+
+// A request withdrawn while it waits leaves the queue and never runs; the
+// others run as if it had never come.
+TEST(BatchQueue, AWithdrawnWaitingRequestNeverRuns) {
+  const Pipeline pipe = Pipeline::from_preset("tiny");
+  serve::BatchQueue q(pipe, queue_options(4, 60000, 8));  // the first waits until 4 are queued
+  serve::Ticket gone = *q.submit(request(1, 1));
+  EXPECT_EQ(q.withdraw(gone.id), serve::Withdrawal::Queued);
+  EXPECT_EQ(q.stats().queue_depth, 0);
+  std::vector<serve::Ticket> stay;
+  for (int i = 0; i < 4; ++i) stay.push_back(*q.submit(request(i, 200 + i)));
+  for (int i = 0; i < 4; ++i) {
+    const serve::ImageResult r = stay[i].result.get();
+    EXPECT_EQ(r.batch_images, 4);
+    EXPECT_EQ(r.pixels, pipe.generate({request(i, 200 + i)}).pixels) << "request " << i;
+  }
+  EXPECT_THROW(gone.result.get(), std::future_error);  // never set
+  EXPECT_EQ(q.withdraw(stay[0].id), serve::Withdrawal::Finished);
+  const serve::BatchQueueStats st = q.stats();
+  EXPECT_EQ(st.images, 4);
+  EXPECT_EQ(st.images_stopped + st.images_discarded, 0);
+}
+
+// A running cohort all of whose requests were withdrawn stops at the next
+// scale boundary (fewer than K passes, no images); one with a request left
+// runs to its end, that request getting its own image and the withdrawn
+// ones' images counted as thrown away.
+TEST(BatchQueue, AWithdrawnCohortStopsAtTheNextScaleAndAPartlyWithdrawnOneRunsOn) {
+  const Pipeline pipe = Pipeline::from_preset("tiny");
+  const int64_t K = pipe.var_config().num_scales();
+  constexpr int kImages = 48;  // a cohort long enough to withdraw from while it runs
+  bool stopped = false, discarded = false;
+  for (int attempt = 0; attempt < 5 && !(stopped && discarded); ++attempt) {
+    serve::BatchQueue q(pipe, queue_options(kImages, 60000, kImages));
+    std::vector<serve::Ticket> t;
+    for (int i = 0; i < kImages; ++i) t.push_back(*q.submit(request(i % 10, 300 + i)));
+    wait_until_taken(q);
+    const bool keep_one = attempt % 2 == 1;
+    int running = 0;
+    for (int i = keep_one ? 1 : 0; i < kImages; ++i) running += q.withdraw(t[i].id) == serve::Withdrawal::Running;
+    if (running != kImages - (keep_one ? 1 : 0)) continue;  // the cohort finished first: try again
+    if (keep_one) {
+      const serve::ImageResult r = t[0].result.get();
+      EXPECT_EQ(r.pixels, pipe.generate({request(0, 300)}).pixels);
+    }
+    q.drain();
+    const serve::BatchQueueStats st = q.stats();
+    if (keep_one) {
+      EXPECT_EQ(st.images, kImages);
+      EXPECT_EQ(st.images_discarded, kImages - 1);
+      EXPECT_EQ(st.cohorts_stopped, 0);
+      discarded = true;
+    } else {
+      EXPECT_EQ(st.images, 0);
+      EXPECT_EQ(st.images_stopped, kImages);
+      EXPECT_EQ(st.cohorts_stopped, 1);
+      EXPECT_LT(st.backbone_passes, K);
+      stopped = true;
+    }
+  }
+  EXPECT_TRUE(stopped && discarded) << "no attempt withdrew the cohort while it ran";
 }
 
 TEST(RequestBody, DefaultsFieldsAndRefusalsNamingTheField) {
@@ -131,6 +198,9 @@ TEST(RequestBody, DefaultsFieldsAndRefusalsNamingTheField) {
   EXPECT_EQ(b.request.sampling.top_p, 0.5);
   EXPECT_EQ(b.request.sampling.cfg, 4.0);  // generate's default
   EXPECT_TRUE(b.tokens);
+  EXPECT_EQ(b.timeout_ms, 0);
+  EXPECT_EQ(std::get<serve::GenerateBody>(serve::parse_generate_body(R"({"class": 1, "timeout_ms": 250})", vc)).timeout_ms,
+            250);
   for (const auto& [body, needle] : std::vector<std::pair<std::string, std::string>>{
            {"{", "malformed JSON"},
            {"[1]", "JSON object"},
@@ -143,6 +213,9 @@ TEST(RequestBody, DefaultsFieldsAndRefusalsNamingTheField) {
            {R"({"class": 1, "top_k": "9"})", "field 'top_k'"},
            {R"({"class": 1, "temperature": 0})", "field 'temperature'"},
            {R"({"class": 1, "format": "gif"})", "field 'format'"},
+           {R"({"class": 1, "timeout_ms": 0})", "field 'timeout_ms'"},
+           {R"({"class": 1, "timeout_ms": 1.5})", "field 'timeout_ms'"},
+           {R"({"class": 1, "timeout_ms": 100000000})", "field 'timeout_ms'"},
            {R"({"class": 1, "clas": 2})", "field 'clas': unknown"}}) {
     const auto r = serve::parse_generate_body(body, vc);
     ASSERT_TRUE(std::holds_alternative<std::string>(r)) << body;
@@ -427,9 +500,8 @@ TEST(Serve, RefusesTlsMaterialItCannotUse) {
                      {"OpenSSL refused"});
 }
 
-// Seconds until the server closes a connection that sent `bytes` and then
-// fell silent (at most 15, then -1).
-double seconds_until_dropped(int port, const std::string& bytes) {
+// A TCP connection to the loopback port, or -1.
+int connect_loopback(int port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -439,6 +511,14 @@ double seconds_until_dropped(int port, const std::string& bytes) {
     ::close(fd);
     return -1;
   }
+  return fd;
+}
+
+// Seconds until the server closes a connection that sent `bytes` and then
+// fell silent (at most 15, then -1).
+double seconds_until_dropped(int port, const std::string& bytes) {
+  const int fd = connect_loopback(port);
+  if (fd < 0) return -1;
   timeval wait{15, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
   const auto t0 = std::chrono::steady_clock::now();
@@ -476,6 +556,110 @@ TEST(Serve, DropsAConnectionSilentPastTheIoTimeout) {
   EXPECT_GE(body, 0.5);
   EXPECT_LE(body, 3.0);
   EXPECT_EQ(server.stop(), 0);
+}
+
+// The metric's value from /metrics, polled until it is `want` (for at most
+// 5 s); the last value seen.
+int64_t metric_reaching(int port, const std::string& name, int64_t want) {
+  httplib::Client c("127.0.0.1", port);
+  int64_t v = -1;
+  for (int i = 0; i < 250 && v != want; ++i) {
+    if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const auto r = c.Get("/metrics");
+    if (r) v = metric(r->body, name);
+  }
+  return v;
+}
+
+// A request past its deadline while it waits is answered 503 (the nearer
+// of its timeout_ms and --max-request-ms); one whose client hangs up is
+// withdrawn and logged 499; the requests after them run as if they had not
+// come. (The first request waits 60 s for 4 to batch, so both wait queued.)
+TEST(Serve, WithdrawsRequestsPastTheirDeadlineOrWhoseClientLeft) {
+  TempDir dir;
+  test::expect_error(test::run_cli_tiny(dir, {"serve", "--port", "0", "--max-request-ms", "-1"}), 2,
+                     {"--max-request-ms"});
+  ServerProcess server(dir, {"-q", "--max-batch", "4", "--max-wait-ms", "60000", "--max-request-ms", "400"});
+  ASSERT_GT(server.port(), 0) << server.stderr_text();
+  httplib::Client c("127.0.0.1", server.port());
+  for (const auto& [body, least, most] : {std::tuple{R"({"class": 1})", 0.4, 3.0},
+                                          std::tuple{R"({"class": 1, "timeout_ms": 100})", 0.1, 0.35},
+                                          std::tuple{R"({"class": 1, "timeout_ms": 5000})", 0.4, 3.0}}) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = c.Post("/v1/generate", body, "application/json");
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ASSERT_TRUE(r) << body;
+    EXPECT_EQ(r->status, 503) << body;
+    EXPECT_EQ(r->get_header_value("Retry-After"), "1");
+    EXPECT_NE(nlohmann::json::parse(r->body)["error"].get<std::string>().find("deadline"), std::string::npos)
+        << r->body;
+    EXPECT_GE(s, least) << body;
+    EXPECT_LE(s, most) << body;
+  }
+  // A whole request, then the client goes away while it waits.
+  const int fd = connect_loopback(server.port());
+  ASSERT_GE(fd, 0);
+  const std::string post = "POST /v1/generate HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n{\"class\": 2}";
+  ASSERT_EQ(::send(fd, post.data(), post.size(), MSG_NOSIGNAL), static_cast<ssize_t>(post.size()));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ::close(fd);
+  EXPECT_EQ(metric_reaching(server.port(), "varps_requests_withdrawn_total{reason=\"disconnect\",stage=\"queued\"}", 1),
+            1);
+  // Four at once fill the batch: each gets its own image.
+  const Pipeline pipe = Pipeline::from_preset("tiny");
+  std::vector<std::thread> four;
+  std::atomic<int> right{0};
+  for (int i = 0; i < 4; ++i)
+    four.emplace_back([&, i] {
+      httplib::Client mine("127.0.0.1", server.port());
+      auto r = mine.Post("/v1/generate", "{\"class\": " + std::to_string(i) + ", \"seed\": 8, \"format\": \"tokens\"}",
+                         "application/json");
+      if (r && r->status == 200 &&
+          nlohmann::json::parse(r->body)["images"][0]["tokens"] == nlohmann::json(pipe.generate({{i, 8, {}}}).tokens[0]))
+        ++right;
+    });
+  for (auto& t : four) t.join();
+  EXPECT_EQ(right, 4);
+  const std::string m = c.Get("/metrics")->body;
+  EXPECT_EQ(metric(m, "varps_requests_withdrawn_total{reason=\"deadline\",stage=\"queued\"}"), 3) << m;
+  EXPECT_EQ(metric(m, "varps_requests_total{code=\"499\"}"), 1) << m;
+  EXPECT_EQ(metric(m, "varps_requests_total{code=\"503\"}"), 3) << m;
+  EXPECT_EQ(metric(m, "varps_images_total"), 4) << m;
+  EXPECT_EQ(server.stop(), 0) << server.stderr_text();
+}
+
+// Connections beyond --max-connections are answered 503 and closed; once
+// the ones held go, the server answers again.
+TEST(Serve, AnswersConnectionsOverTheLimit503) {
+  TempDir dir;
+  test::expect_error(test::run_cli_tiny(dir, {"serve", "--port", "0", "--max-connections", "0"}), 2,
+                     {"--max-connections"});
+  ServerProcess server(dir, {"-q", "--max-connections", "2"});
+  ASSERT_GT(server.port(), 0) << server.stderr_text();
+  // Two connections that say nothing hold both workers.
+  const int held[2] = {connect_loopback(server.port()), connect_loopback(server.port())};
+  ASSERT_GE(held[0], 0);
+  ASSERT_GE(held[1], 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  httplib::Client c("127.0.0.1", server.port());
+  auto r = c.Post("/v1/generate", R"({"class": 1})", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 503);
+  EXPECT_EQ(r->get_header_value("Retry-After"), "1");
+  EXPECT_NE(r->body.find("--max-connections"), std::string::npos) << r->body;
+  for (int fd : held) ::close(fd);
+  int status = 0;
+  for (int i = 0; i < 100 && status != 200; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    httplib::Client again("127.0.0.1", server.port());
+    auto h = again.Get("/healthz");
+    status = h ? h->status : 0;
+  }
+  EXPECT_EQ(status, 200);
+  httplib::Client last("127.0.0.1", server.port());
+  const std::string m = last.Get("/metrics")->body;
+  EXPECT_GE(metric(m, "varps_connections_over_limit_total"), 1) << m;
+  EXPECT_EQ(server.stop(), 0) << server.stderr_text();
 }
 
 TEST(Serve, RefusesToFaceANetworkWithoutTokensUnlessTold) {
