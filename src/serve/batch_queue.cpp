@@ -27,6 +27,7 @@ Withdrawal BatchQueue::withdraw(uint64_t id) {
   if (queued != queue_.end()) {
     queue_.erase(queued);
     stats_.queue_depth = static_cast<int64_t>(queue_.size());
+    wake_.notify_all();  // the worker may be waiting with it for company
     return Withdrawal::Queued;
   }
   if (running_.count(id)) {
@@ -65,12 +66,16 @@ void BatchQueue::drain() {
 std::vector<BatchQueue::Pending> BatchQueue::take(int64_t room, bool running) {
   std::vector<Pending> batch;
   std::unique_lock<std::mutex> lock(mutex_);
-  if (!running) {
+  while (!running) {
     wake_.wait(lock, [&] { return closing_ || !queue_.empty(); });
     if (queue_.empty()) return batch;  // closing, nothing left
     // The first request waits at most max_wait for others to join.
     const auto deadline = std::chrono::steady_clock::now() + opts_.max_wait;
-    wake_.wait_until(lock, deadline, [&] { return closing_ || static_cast<int64_t>(queue_.size()) >= room; });
+    wake_.wait_until(lock, deadline, [&] {
+      return closing_ || queue_.empty() || static_cast<int64_t>(queue_.size()) >= room;
+    });
+    if (!queue_.empty() || closing_) break;
+    // Every waiting request was withdrawn: wait for the next one.
   }
   while (!queue_.empty() && static_cast<int64_t>(batch.size()) < room) {
     running_.insert(queue_.front().id);

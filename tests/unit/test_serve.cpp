@@ -148,6 +148,20 @@ TEST(BatchQueue, AWithdrawnWaitingRequestNeverRuns) {
   EXPECT_EQ(st.images_stopped + st.images_discarded, 0);
 }
 
+// The worker waiting with a lone request for company goes on waiting for
+// the next one when that request is withdrawn.
+TEST(BatchQueue, AWorkerLeftAloneByAWithdrawalServesTheNextRequest) {
+  const Pipeline pipe = Pipeline::from_preset("tiny");
+  serve::BatchQueue q(pipe, queue_options(2, 50, 8));
+  serve::Ticket gone = *q.submit(request(1, 1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(10));  // the worker waits with it
+  EXPECT_EQ(q.withdraw(gone.id), serve::Withdrawal::Queued);
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));  // past the wait for company
+  serve::Ticket next = *q.submit(request(2, 2));
+  ASSERT_EQ(next.result.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_EQ(next.result.get().pixels, pipe.generate({request(2, 2)}).pixels);
+}
+
 // A running cohort all of whose requests were withdrawn stops at the next
 // scale boundary (fewer than K passes, no images); one with a request left
 // runs to its end, that request getting its own image and the withdrawn
