@@ -78,14 +78,16 @@ int request_socket(const httplib::Request& req) {
 enum class Waited { Ready, PastDeadline, ClientGone };
 
 // Until the result is ready, the deadline (time_point::max() for none)
-// passes or the client goes away.
+// passes or the request's client goes away.
 Waited wait_for_result(const std::future<serve::ImageResult>& result, std::chrono::steady_clock::time_point deadline,
-                       int socket) {
+                       const httplib::Request& req) {
+  std::optional<int> socket;  // looked for once the result is not there at once
   for (;;) {
     const auto wake = std::min(deadline, std::chrono::steady_clock::now() + kClientCheck);
     if (result.wait_until(wake) == std::future_status::ready) return Waited::Ready;
     if (std::chrono::steady_clock::now() >= deadline) return Waited::PastDeadline;
-    if (socket >= 0 && serve::peer_has_gone(socket)) return Waited::ClientGone;
+    if (!socket) socket = request_socket(req);
+    if (*socket >= 0 && serve::peer_has_gone(*socket)) return Waited::ClientGone;
   }
 }
 
@@ -289,7 +291,7 @@ int run_serve(const ServeArgs& a) {
     const int64_t deadline_ms = request_deadline_ms(body.timeout_ms, max_request_ms);
     const auto deadline =
         deadline_ms > 0 ? t0 + std::chrono::milliseconds(deadline_ms) : std::chrono::steady_clock::time_point::max();
-    const Waited waited = wait_for_result(ticket->result, deadline, request_socket(req));
+    const Waited waited = wait_for_result(ticket->result, deadline, req);
     if (waited != Waited::Ready) {
       const serve::Withdrawal where = queue.withdraw(ticket->id);
       if (where != serve::Withdrawal::Finished) {
