@@ -164,16 +164,18 @@ void BatchQueue::work_by_scale() {
         }
       }
     }
+    // Cohorts whose every client gave up leave before the next pass (their
+    // state freed outside the lock the handlers take).
+    std::vector<uint64_t> stopped;
     {
-      // Cohorts whose every client gave up leave before the next pass.
       std::lock_guard<std::mutex> lock(mutex_);
-      for (auto it = running.begin(); it != running.end();)
-        if (!withdrawn_.empty() && all_withdrawn(it->second)) {
-          rolling.leave(it->first);
-          it = running.erase(it);
-        } else {
-          ++it;
-        }
+      if (!withdrawn_.empty())
+        for (const auto& [id, batch] : running)
+          if (all_withdrawn(batch)) stopped.push_back(id);
+    }
+    for (uint64_t id : stopped) {
+      rolling.leave(id);
+      running.erase(id);
     }
     if (rolling.empty()) continue;
     try {

@@ -84,8 +84,8 @@ class BatchQueue {
 
   // nullopt when the queue is full (or closing).
   std::optional<Ticket> submit(const ImageRequest& request);
-  // Gives up on a submitted request; its ticket's result is then never set
-  // (Queued) or not waited for (Running).
+  // Gives up on a submitted request. Its ticket's result is then not to be
+  // waited for: a broken promise, or an image no one reads.
   Withdrawal withdraw(uint64_t id);
   BatchQueueStats stats() const;
   // Stops taking requests; those queued still run. Returns once they have.
