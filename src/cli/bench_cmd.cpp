@@ -84,10 +84,9 @@ void add_bench(CLI::App& app, BenchArgs& a) {
   add_sampling_flags(cmd, a.sampling);
   add_device_flags(cmd, a.device);
   add_fast_mode_flags(cmd, a.fast);
-  cmd->add_option("--adapter", a.adapter,
-                  "ParScale adapter (safetensors): every image runs as the adapter's P aggregated streams; "
-                  "--streams then counts images per request")
-      ->type_name("FILE");
+  add_adapter_flag(cmd, a.adapter,
+                   "every image runs as the adapter's P aggregated streams; --streams then counts images per "
+                   "request");
   cmd->add_flag("--compare-parscale", a.compare,
                 "Instead of the streams table: the base model without an adapter, then with untrained adapters "
                 "of each P in --streams, then each --larger model, side by side (latency, peak memory, and their "
@@ -247,16 +246,12 @@ int run_bench(const BenchArgs& a) {
   const VarConfig vc = peek_var_config(model);
   cfg.class_id = cls ? check_class(*cls, vc) : vc.num_classes;
   check_fast_modes(cfg.fast, vc, !a.fast.refiner.empty());
-  std::optional<ParScaleAdapter> adapter;
-  if (!a.adapter.empty()) {
-    adapter = ParScaleAdapter::load(a.adapter);
-    adapter->check_fits(vc);
-  }
+  const std::optional<ParScaleAdapter> adapter = read_adapter(a.adapter, vc);
   prepare_output_dir(a.out);
 
   Console con(false, a.quiet);
   Pipeline pipe = load_model(model, device, con);
-  if (adapter) pipe.attach_adapter(*adapter);
+  attach_adapter(pipe, adapter, a.adapter, con);
   attach_refiner(pipe, a.fast, model, con);
   std::optional<bench::GarmentFeatures> garment;
   if (!model.builtin.empty()) {

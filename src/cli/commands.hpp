@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "varps/adapter.hpp"
 #include "varps/pipeline.hpp"
 
 namespace CLI {
@@ -298,5 +299,18 @@ void add_fast_mode_metadata(std::vector<std::pair<std::string, std::string>>& fi
                             const FastModeArgs& args);
 // What the weights are, for metadata: checkpoint paths or preset.
 std::vector<std::pair<std::string, std::string>> model_metadata(const ModelChoice& m, const Pipeline& pipe);
+
+// --adapter FILE, a ParScale adapter: `what` says what becomes its P
+// streams in the command.
+void add_adapter_flag(CLI::App* cmd, std::string& file, const std::string& what);
+// The adapter the flag names, checked against the model's configuration
+// before the model loads; nullopt without the flag.
+std::optional<ParScaleAdapter> read_adapter(const std::string& file, const VarConfig& vc);
+// Attaches it to the loaded model, saying so with --verbose.
+void attach_adapter(Pipeline& pipe, const std::optional<ParScaleAdapter>& adapter, const std::string& file,
+                    const Console& con);
+// varps:adapter and varps:parscale_n, when the flag was given.
+void add_adapter_metadata(std::vector<std::pair<std::string, std::string>>& fields, const std::string& file,
+                          const Pipeline& pipe);
 
 }  // namespace varps::cli

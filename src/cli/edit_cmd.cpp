@@ -92,8 +92,7 @@ void add_edit(CLI::App& app, EditArgs& a) {
                   "per scale")
       ->type_name("P")
       ->capture_default_str();
-  cmd->add_option("--adapter", a.adapter, "ParScale adapter (safetensors): every edit runs as the adapter's P streams")
-      ->type_name("FILE");
+  add_adapter_flag(cmd, a.adapter, "every edit runs as the adapter's P streams");
   cmd->add_option("--out,-o", a.out, "Output directory (created if missing); writes 000000.png, 000001.png, ...")
       ->type_name("DIR")
       ->required();
@@ -150,11 +149,7 @@ int run_edit(const EditArgs& a) {
   }
   std::vector<int> class_ids;
   for (const auto& c : classes) class_ids.push_back(c ? check_class(*c, vc) : vc.num_classes);
-  std::optional<ParScaleAdapter> adapter;
-  if (!a.adapter.empty()) {
-    adapter = ParScaleAdapter::load(a.adapter);
-    adapter->check_fits(vc);
-  }
+  const std::optional<ParScaleAdapter> adapter = read_adapter(a.adapter, vc);
   const fs::path out_dir = a.out;
   prepare_output_dir(out_dir);
   if (!a.tokens_out.empty()) check_output_file_dir(a.tokens_out, "--tokens-out");
@@ -162,7 +157,7 @@ int run_edit(const EditArgs& a) {
   // ---- load ----
   const auto t_load = std::chrono::steady_clock::now();
   Pipeline pipe = load_model(model, device, con, /*with_encoder=*/!a.image.empty());
-  if (adapter) pipe.attach_adapter(*adapter);
+  attach_adapter(pipe, adapter, a.adapter, con);
   attach_refiner(pipe, a.fast, model, con);
   const int64_t image_side = token_side * pipe.vae_config().downsample();
   const EditMask mask = box ? edit_mask : read_mask(a.mask, image_side, token_side);
@@ -208,7 +203,7 @@ int run_edit(const EditArgs& a) {
   const int64_t H = imgs.height, W = imgs.width;
   const std::string kind = box ? (a.outpaint ? "outpaint" : "inpaint") : "mask";
   std::vector<std::pair<std::string, std::string>> png_model = model_metadata(model, pipe);
-  if (adapter) png_model.emplace_back("varps:adapter", a.adapter);
+  add_adapter_metadata(png_model, a.adapter, pipe);
   add_fast_mode_metadata(png_model, fast, a.fast);
   for (size_t i = 0; i < edits.size(); ++i) {
     const ImageRequest& r = edits[i].image;

@@ -38,11 +38,10 @@ void add_generate(CLI::App& app, GenerateArgs& a) {
                   "\"top_k\", \"top_p\", \"temperature\" (parameter-based diversity); unset fields come from the "
                   "flags (seed: --seed + index, class: the single --class). Replaces --class/--streams")
       ->type_name("FILE");
-  cmd->add_option("--adapter", a.adapter,
-                  "ParScale adapter (safetensors): every image becomes the adapter's P streams, each with its own "
-                  "learned prefix, run in the same batched pass and aggregated into one token map per image "
-                  "(combines with --streams/--stream-params, which count images)")
-      ->type_name("FILE");
+  add_adapter_flag(cmd, a.adapter,
+                   "every image becomes the adapter's P streams, each with its own learned prefix, run in the same "
+                   "batched pass and aggregated into one token map per image (combines with "
+                   "--streams/--stream-params, which count images)");
   cmd->add_option("--out,-o", a.out, "Output directory (created if missing); writes 000000.png, 000001.png, ...")
       ->type_name("DIR")
       ->required();
@@ -104,11 +103,7 @@ int run_generate(const GenerateArgs& a) {
     for (const auto& c : classes) ids.push_back(c ? check_class(*c, vc) : vc.num_classes);
     requests = expand_streams(ids, streams, seed, sp);
   }
-  std::optional<ParScaleAdapter> adapter;
-  if (!a.adapter.empty()) {
-    adapter = ParScaleAdapter::load(a.adapter);
-    adapter->check_fits(vc);
-  }
+  const std::optional<ParScaleAdapter> adapter = read_adapter(a.adapter, vc);
   const fs::path out_dir = a.out;
   prepare_output_dir(out_dir);
   if (!a.tokens_out.empty()) check_output_file_dir(a.tokens_out, "--tokens-out");
@@ -116,11 +111,7 @@ int run_generate(const GenerateArgs& a) {
   // ---- load ----
   const auto t_load = std::chrono::steady_clock::now();
   Pipeline pipe = load_model(model, device, con);
-  if (adapter) {
-    pipe.attach_adapter(*adapter);
-    con.info("adapter: " + a.adapter + " (P=" + std::to_string(adapter->streams) + " streams per image, T=" +
-             std::to_string(adapter->prefix_tokens) + " prefix tokens, s=" + format_double(adapter->smooth) + ")");
-  }
+  attach_adapter(pipe, adapter, a.adapter, con);
   attach_refiner(pipe, a.fast, model, con);
   const double load_ms = ms_since(t_load);
 
@@ -137,10 +128,7 @@ int run_generate(const GenerateArgs& a) {
   const int64_t H = imgs.height, W = imgs.width;
   const std::vector<int>& pn = pipe.var_config().patch_nums;
   std::vector<std::pair<std::string, std::string>> png_model = model_metadata(model, pipe);
-  if (adapter) {
-    png_model.emplace_back("varps:adapter", a.adapter);
-    png_model.emplace_back("varps:parscale_n", std::to_string(adapter->streams));
-  }
+  add_adapter_metadata(png_model, a.adapter, pipe);
   add_fast_mode_metadata(png_model, fast, a.fast);
   for (size_t i = 0; i < requests.size(); ++i) {
     const ImageRequest& r = requests[i];

@@ -118,8 +118,7 @@ void add_sample(CLI::App& app, SampleArgs& a) {
       "Sample a FID set: N images per class into samples.npz (uint8 [N, H, W, 3]) in resumable shards, spread over "
       "the ranks of an MPI job under mpirun");
   add_model_flags(cmd, a.model);
-  cmd->add_option("--adapter", a.adapter, "ParScale adapter (safetensors): every image runs as its P streams")
-      ->type_name("FILE");
+  add_adapter_flag(cmd, a.adapter, "every image runs as its P streams");
   cmd->add_option("--out,-o", a.out, "Job directory (created if missing; a rerun of the same command resumes it)")
       ->type_name("DIR")
       ->required();
@@ -208,6 +207,7 @@ int run_sample(const SampleArgs& a) {
   job.shard_size = shard_size;
   if (static_cast<uint64_t>(job.images()) - 1 > std::numeric_limits<uint64_t>::max() - seed)
     throw UsageError("--seed " + a.seed + " + " + std::to_string(job.images() - 1) + " does not fit in 64 bits");
+  const std::optional<ParScaleAdapter> adapter = read_adapter(a.adapter, vc);
   const fs::path dir = a.out;
   prepare_output_dir(dir);
 
@@ -263,13 +263,14 @@ int run_sample(const SampleArgs& a) {
       device.device_index = devices > 0 ? world.local_rank() % devices : 0;
     }
     Pipeline pipe = load_model(model, device, con);
-    if (!a.adapter.empty()) pipe.attach_adapter(ParScaleAdapter::load(a.adapter));
+    attach_adapter(pipe, adapter, a.adapter, con);
     attach_refiner(pipe, a.fast, model, con);
     const int64_t side = static_cast<int64_t>(vc.patch_nums.back()) * pipe.vae_config().downsample();
     job.height = job.width = side;
     fs::create_directories(dir / "shards");
     if (a.png) fs::create_directories(dir / "png");
     ShardWork work{job, pipe, opts, dir, batch, a.png, model_metadata(model, pipe), vc.num_classes, 0, kill_after()};
+    add_adapter_metadata(work.png_model, a.adapter, pipe);
     add_fast_mode_metadata(work.png_model, opts.fast, a.fast);
     std::vector<int64_t> mine;
     for (int64_t k = world.rank(); k < job.shards(); k += world.size()) {

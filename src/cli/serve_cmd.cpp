@@ -104,8 +104,7 @@ void add_serve(CLI::App& app, ServeArgs& a) {
   CLI::App* cmd = app.add_subcommand(
       "serve", "HTTP image server: concurrent requests run as the streams of one batched backbone pass per scale");
   add_model_flags(cmd, a.model);
-  cmd->add_option("--adapter", a.adapter, "ParScale adapter (safetensors): every image runs as its P streams")
-      ->type_name("FILE");
+  add_adapter_flag(cmd, a.adapter, "every image runs as its P streams");
   cmd->add_option("--host", a.host, "Address to listen on")->type_name("ADDR")->capture_default_str();
   cmd->add_option("--port", a.port, "Port to listen on; 0 picks a free one (printed on stderr)")
       ->type_name("PORT")
@@ -226,16 +225,14 @@ int run_serve(const ServeArgs& a) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
+  const std::optional<ParScaleAdapter> adapter = read_adapter(a.adapter, peek_var_config(model));
   Pipeline pipe = load_model(model, device, con);
-  if (!a.adapter.empty()) pipe.attach_adapter(ParScaleAdapter::load(a.adapter));
+  attach_adapter(pipe, adapter, a.adapter, con);
   attach_refiner(pipe, a.fast, model, con);
   const VarConfig vc = pipe.var_config();
   check_fast_modes(qo.fast, vc, pipe.has_refiner());
   std::vector<std::pair<std::string, std::string>> png_model = model_metadata(model, pipe);
-  if (!a.adapter.empty()) {
-    png_model.emplace_back("varps:adapter", a.adapter);
-    png_model.emplace_back("varps:parscale_n", std::to_string(pipe.adapter_streams()));
-  }
+  add_adapter_metadata(png_model, a.adapter, pipe);
   add_fast_mode_metadata(png_model, qo.fast, a.fast);
 
   serve::BatchQueue queue(pipe, qo);

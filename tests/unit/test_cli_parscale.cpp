@@ -93,6 +93,35 @@ TEST(CliAdapter, GenerateMatchesTheLibrary) {
   }
 }
 
+// Every command that takes --adapter records it in its PNGs as generate
+// does, and refuses one that does not fit the model before writing or
+// listening.
+TEST(CliAdapter, EveryCommandRecordsAndChecksItAlike) {
+  TempDir dir;
+  expect_ok(run_cli(dir, {"adapter", "init", "--preset", "tiny", "-P", "3", "-T", "2", "--out", "a.safetensors"}));
+  expect_ok(run_cli_tiny(dir, {"generate", "--class", "1", "--out", "g", "--tokens-out", "in.json", "-q"}));
+  expect_ok(run_cli_tiny(dir, {"edit", "--adapter", "a.safetensors", "--input-tokens", "in.json", "--box", "0,0,0.5,1",
+                          "--class", "4", "--out", "e", "-q"}));
+  expect_ok(run_cli_tiny(dir, {"sample", "--adapter", "a.safetensors", "--classes", "2:3", "--per-class", "1",
+                          "--png", "--out", "s", "-q"}));
+  for (const fs::path& png : {dir / "e/000000.png", dir / "s/png/000000.png"}) {
+    auto text = test::png_text(png);
+    EXPECT_EQ(text["varps:parscale_n"], "3") << png;
+    EXPECT_EQ(text["varps:adapter"], "a.safetensors") << png;
+  }
+  const std::string unfit = (kSaln / "parscale_p2.safetensors").string();
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"edit", "--input-tokens", "in.json", "--box", "0,0,0.5,1", "--class", "4", "--out", "x"},
+        std::vector<std::string>{"sample", "--classes", "2:3", "--per-class", "1", "--out", "x"},
+        std::vector<std::string>{"bench", "--streams", "1", "--repeats", "1", "--out", "x"},
+        std::vector<std::string>{"serve", "--port", "0"}}) {
+    std::vector<std::string> with = args;
+    with.insert(with.begin() + 1, {"--adapter", unfit});
+    expect_error(run_cli_tiny(dir, with), 1, {"does not fit the model"});
+    EXPECT_FALSE(fs::exists(dir / "x")) << args[0] << " wrote before the adapter was checked";
+  }
+}
+
 TEST(CliAdapter, GenerateReproducesTheGoldenParScaleTokens) {
   TempDir dir;
   for (const char* ext : {"pth", "safetensors"}) {
