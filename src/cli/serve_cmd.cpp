@@ -30,6 +30,8 @@ namespace varps::cli {
 namespace {
 
 constexpr size_t kMaxBody = 64 * 1024;
+// A thread per connection: more than this many is a mistake, not a setting.
+constexpr int kMaxConnections = 4096;
 // How often a handler waiting for its image looks whether its client is
 // still there: a withdrawn request leaves at the scale boundary after.
 constexpr std::chrono::milliseconds kClientCheck{20};
@@ -136,8 +138,8 @@ void add_serve(CLI::App& app, ServeArgs& a) {
       ->type_name("FILE");
   cmd->add_option("--tls-key", a.tls_key, "The certificate's PEM private key (unencrypted)")->type_name("FILE");
   cmd->add_option("--max-connections", a.max_connections,
-                  "Connections served at a time, each by a thread of its own; one more is answered 503 with "
-                  "Retry-After and closed")
+                  "Connections served at a time (1..4096), each by a thread of its own; one more is answered 503 "
+                  "with Retry-After and closed")
       ->type_name("N")
       ->capture_default_str();
   cmd->add_option("--max-request-ms", a.max_request_ms,
@@ -200,6 +202,9 @@ int run_serve(const ServeArgs& a) {
   qo.fast = parse_fast_modes(a.fast);
   const int io_timeout_s = parse_int("--io-timeout-s", a.io_timeout_s, 1);
   const int max_connections = parse_int("--max-connections", a.max_connections, 1);
+  if (max_connections > kMaxConnections)
+    throw UsageError("--max-connections " + a.max_connections + ": at most " + std::to_string(kMaxConnections) +
+                     " (each connection is served by a thread of its own)");
   const int64_t max_request_ms = parse_int("--max-request-ms", a.max_request_ms, 0);
   if (a.token_file.empty() && !a.insecure_public && !serve::is_loopback_host(a.host))
     throw UsageError("--host " + a.host +

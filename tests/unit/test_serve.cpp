@@ -648,6 +648,8 @@ TEST(Serve, AnswersConnectionsOverTheLimit503) {
   TempDir dir;
   test::expect_error(test::run_cli_tiny(dir, {"serve", "--port", "0", "--max-connections", "0"}), 2,
                      {"--max-connections"});
+  test::expect_error(test::run_cli_tiny(dir, {"serve", "--port", "0", "--max-connections", "100000"}), 2,
+                     {"--max-connections 100000", "at most 4096"});
   ServerProcess server(dir, {"-q", "--max-connections", "2"});
   ASSERT_GT(server.port(), 0) << server.stderr_text();
   // Two connections that say nothing hold both workers.
