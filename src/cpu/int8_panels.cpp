@@ -247,6 +247,14 @@ size_t int8_b_panel_bytes(int64_t N, int64_t K) {
   return (wl.words() + 2 * wl.columns()) * 4;
 }
 
+float quantize_weight_row(const float* w, int64_t K, int8_t* q, int32_t* sum) {
+  const float scale = quantize_row(w, K, q);
+  int32_t s = 0;
+  for (int64_t k = 0; k < K; ++k) s += q[k];
+  *sum = s;
+  return scale;
+}
+
 void pack_int8_b_panels_from_rows(const float* w, int64_t N, int64_t K, int64_t ldw, void* panels) {
   const WeightLayout wl = layout_of(N, K);
   float* scales = const_cast<float*>(wl.scales(panels));
@@ -258,12 +266,12 @@ void pack_int8_b_panels_from_rows(const float* w, int64_t N, int64_t K, int64_t 
     for (int c = 0; c < kTileCols; ++c) {
       const int64_t n = j * kTileCols + c;
       std::fill(q.begin(), q.end(), int8_t{0});
-      float scale = 0.0f;
-      if (n < N) scale = quantize_row(w + n * ldw, K, q.data());
-      int32_t sum = 0;
-      for (int64_t k = 0; k < 4 * wl.k4; ++k) sum += q[k];
-      scales[n] = scale;
-      sums[n] = sum;
+      if (n < N) {
+        scales[n] = quantize_weight_row(w + n * ldw, K, q.data(), &sums[n]);
+      } else {  // a padding column: zero
+        scales[n] = 0.0f;
+        sums[n] = 0;
+      }
       for (int64_t k = 0; k < wl.k4; ++k) dst[k * kTileCols + c] = word_of(q.data() + 4 * k);
     }
   }

@@ -38,6 +38,10 @@ void dequantize_row(const int32_t* s, int cols, float sx, const float* col_scale
 
 // Row m of x quantised: q[k] in [−127, 127] and the scale s with x ≈ s·q.
 float quantize_row(const float* x, int64_t K, int8_t* q);
+// A weight's row (a column of B) quantised, and the sum of its q: what an
+// int8 weight keeps beside its bytes, as products of unsigned activations
+// (q + 128) take 128·sum off their sums.
+float quantize_weight_row(const float* w, int64_t K, int8_t* q, int32_t* sum);
 
 // C[M, N] = A·B (+ bias, then GELU, as `out` says; out.accumulate must be
 // false) from the rows of a (a[m·lda + k]) and a weight's int8 panels. The

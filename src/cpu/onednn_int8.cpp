@@ -101,11 +101,7 @@ void OnednnInt8::pack_weight(const float* w, int64_t N, int64_t K, int64_t ldw, 
   std::vector<int8_t> q(static_cast<size_t>(N * K));
 #pragma omp parallel for schedule(static) if (N * K > 65536)
   for (int64_t n = 0; n < N; ++n) {
-    int8_t* row = q.data() + n * K;
-    scales[n] = quantize_row(w + n * ldw, K, row);
-    int32_t sum = 0;
-    for (int64_t k = 0; k < K; ++k) sum += row[k];
-    sums[n] = sum;
+    scales[n] = quantize_weight_row(w + n * ldw, K, q.data() + n * K, &sums[n]);
   }
   memory plain(memory::desc({K, N}, Type::s8, Tag::ba), state_->engine, q.data());
   memory packed(blocked, state_->engine, weight);
