@@ -34,6 +34,7 @@ import argparse
 import collections
 import json
 import os
+import pathlib
 import random
 import signal
 import socket
@@ -99,8 +100,9 @@ class Expected:
         classes = ",".join(str(k % 10) for k in range(POOL))
         subprocess.run([varps, "generate", "--preset", "tiny", "--class", classes, "--seed", str(SEED0), "--out",
                         folder, "--tokens-out", os.path.join(folder, "tokens.json"), "--quiet"], check=True)
-        self.png = [open(os.path.join(folder, f"{k:06d}.png"), "rb").read() for k in range(POOL)]
-        self.tokens = [img["tokens"] for img in json.load(open(os.path.join(folder, "tokens.json")))["images"]]
+        out = pathlib.Path(folder)
+        self.png = [(out / f"{k:06d}.png").read_bytes() for k in range(POOL)]
+        self.tokens = [img["tokens"] for img in json.loads((out / "tokens.json").read_text())["images"]]
 
 
 def good_body(k, **more):
@@ -193,7 +195,7 @@ def soak(args, folder):
     try:
         port = 0
         for _ in range(200):
-            text = open(err_path).read()
+            text = pathlib.Path(err_path).read_text()
             if "listening on http://127.0.0.1:" in text:
                 port = int(text.split("listening on http://127.0.0.1:")[1].split()[0])
                 break

@@ -37,7 +37,7 @@ Withdrawal BatchQueue::withdraw(uint64_t id) {
   return Withdrawal::Finished;
 }
 
-bool BatchQueue::all_withdrawn(const std::vector<Pending>& batch) {
+bool BatchQueue::stop_if_all_withdrawn(const std::vector<Pending>& batch) {
   for (const Pending& p : batch)
     if (!withdrawn_.count(p.id)) return false;
   for (const Pending& p : batch) {
@@ -171,7 +171,7 @@ void BatchQueue::work_by_scale() {
       std::lock_guard<std::mutex> lock(mutex_);
       if (!withdrawn_.empty())
         for (const auto& [id, batch] : running)
-          if (all_withdrawn(batch)) stopped.push_back(id);
+          if (stop_if_all_withdrawn(batch)) stopped.push_back(id);
     }
     for (uint64_t id : stopped) {
       rolling.leave(id);

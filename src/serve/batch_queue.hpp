@@ -104,9 +104,9 @@ class BatchQueue {
   std::vector<Pending> take(int64_t room, bool running);
   void answer(std::vector<Pending>& batch, const GeneratedImages& g, int64_t batch_images);
   void fail(std::vector<Pending>& batch, const std::string& error);
-  // Whether every request of a running batch was withdrawn; if so they are
-  // forgotten and counted as stopped. Under mutex_.
-  bool all_withdrawn(const std::vector<Pending>& batch);
+  // When every request of a running batch was withdrawn: forgets them,
+  // counts them as stopped and returns true. Under mutex_.
+  bool stop_if_all_withdrawn(const std::vector<Pending>& batch);
 
   const Pipeline& pipe_;
   BatchQueueOptions opts_;
