@@ -12,6 +12,18 @@
 #include "cpu/panel_gemm.hpp"
 #include "cpu/vector_math.hpp"
 
+#if !VARPS_CPU_AVX2
+// Without AVX, GCC warns that returning a v8 by value has another ABI than
+// with AVX (the portable helpers take it by reference for the same reason);
+// these functions are internal to this file, so no call crosses that ABI.
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+// The row transforms, 8 tiles at a time under the build's own flags.
+#define VARPS_WINOGRAD_TARGET
+#include "cpu/winograd_rows.hpp"
+#undef VARPS_WINOGRAD_TARGET
+
 #if VARPS_CPU_AVX2
 #include <immintrin.h>
 #endif
@@ -20,10 +32,14 @@ namespace varps::cpu {
 
 namespace {
 
-constexpr int kOut = 4;     // output pixels per block side
-constexpr int kPatch = 6;   // input pixels per patch side
-constexpr int kFreq = 36;   // kPatch²
-constexpr int kLanes = 8;   // tiles transformed together (one AVX2 vector)
+using winograd::GroupRows;
+using winograd::kFreq;
+using winograd::kOut;
+using winograd::kPatch;
+using winograd::Tiling;
+
+constexpr int kLanes = 8;         // tiles transformed together by the AVX2 transforms
+constexpr int kWideLanes = 16;    // by the AVX-512 ones
 constexpr int64_t kBlockTiles = 64;
 constexpr size_t kMaxWeightFloats = size_t{4} << 20;
 // Smaller maps have too few tiles to pay for the transforms, and keeping
@@ -32,36 +48,36 @@ constexpr size_t kMaxWeightFloats = size_t{4} << 20;
 // accuracy.
 constexpr int64_t kMinSide = 32;
 
-// The blocks ("tiles") of a map: th rows of tw, each row padded to whole
-// vectors (tw8 lanes) so that kLanes tiles of one row are transformed
-// together; a thread takes `rows_per_group` tile rows of one image at a
-// time, about kBlockTiles tiles, whose 36 products are then wide enough
-// for the register tile. Tile (r, tx) of a group is column r·tw8 + tx of
-// its products.
-struct Tiling {
-  int64_t th = 0, tw = 0, tw8 = 0, rows_per_group = 0, groups = 0, padded_tiles = 0, row_width = 0;
-};
-
 int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
-// Tile rows a group takes on a map with tw8 padded tiles per row (at most).
-int64_t rows_per_group(int64_t tw8) { return std::max<int64_t>(1, kBlockTiles / tw8); }
+// Tile rows a group takes on a map of `tiles_per_row` padded tiles per row.
+int64_t rows_per_group(int64_t tiles_per_row) { return std::max<int64_t>(1, kBlockTiles / tiles_per_row); }
+
+// The tiles of an H×W map transformed `lanes` at a time: 16 where `isa`
+// has AVX-512 and a row padded to 16 tiles holds no more than one padded
+// to 8 (else the padding would cost more than the wider vectors save).
+int transform_lanes(int64_t W, const CpuIsa& isa) {
+  const int64_t tw = (W + kOut - 1) / kOut;
+  return isa.avx512 && round_up(tw, kWideLanes) == round_up(tw, kLanes) ? kWideLanes : kLanes;
+}
 
 // With `images` images and `threads` threads; a small map's rows are split
 // into as many groups as there are threads (else one thread would take a
 // 32×32 map alone).
-Tiling tiling(int64_t H, int64_t W, int64_t images, int threads) {
+Tiling tiling(int64_t H, int64_t W, int lanes, int64_t images, int threads) {
   Tiling t;
+  t.lanes = lanes;
   t.th = (H + kOut - 1) / kOut;
   t.tw = (W + kOut - 1) / kOut;
-  t.tw8 = round_up(t.tw, kLanes);
+  t.tiles_per_row = round_up(t.tw, lanes);
   const int64_t groups_per_image = (threads + images - 1) / images;
-  t.rows_per_group = std::min({t.th, rows_per_group(t.tw8), std::max<int64_t>(1, t.th / groups_per_image)});
+  t.rows_per_group =
+      std::min({t.th, rows_per_group(t.tiles_per_row), std::max<int64_t>(1, t.th / groups_per_image)});
   t.groups = (t.th + t.rows_per_group - 1) / t.rows_per_group;
-  t.padded_tiles = round_up(t.rows_per_group * t.tw8, kTileCols);
-  // Input columns −1 … 4·tw8 + 6: a vector of tiles reads 4·kLanes + 2
-  // columns from its first, and whole vectors.
-  t.row_width = kOut * t.tw8 + kLanes;
+  t.padded_tiles = round_up(t.rows_per_group * t.tiles_per_row, kTileCols);
+  // Input columns −1 … 4·tiles_per_row + 6: a vector of tiles reads
+  // 4·lanes + 2 columns from its first, and whole vectors.
+  t.row_width = kOut * t.tiles_per_row + lanes;
   return t;
 }
 
@@ -145,12 +161,6 @@ void transform_weights(const float* w_panels, int64_t Ci, int64_t Co, float* U) 
 // Eight lanes of float32, for the transforms' arithmetic.
 typedef float v8 __attribute__((vector_size(32)));
 
-#if !VARPS_CPU_AVX2
-// Without AVX, GCC warns that returning a v8 by value has another ABI than
-// with AVX (the portable helpers take it by reference for the same reason);
-// these functions are internal to this file, so no call crosses that ABI.
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
 
 #if VARPS_CPU_AVX2
 inline v8 load8(const float* p) { return (v8)_mm256_loadu_ps(p); }
@@ -163,26 +173,6 @@ inline v8 load8(const float* p) {
 }
 inline void store8(float* p, const v8& v) { std::memcpy(p, &v, sizeof v); }
 #endif
-
-// The 1-D transforms: Bᵀ·d (input) and Aᵀ·m (output), lane-wise.
-template <typename T>
-inline void input_transform_1d(const T d[kPatch], T v[kPatch]) {
-  v[0] = (d[0] * 4.0f - d[2] * 5.0f) + d[4];
-  v[1] = (d[3] + d[4]) - (d[1] + d[2]) * 4.0f;
-  v[2] = (d[4] - d[3]) + (d[1] - d[2]) * 4.0f;
-  v[3] = (d[4] - d[2]) + (d[3] - d[1]) * 2.0f;
-  v[4] = (d[4] - d[2]) - (d[3] - d[1]) * 2.0f;
-  v[5] = (d[1] * 4.0f - d[3] * 5.0f) + d[5];
-}
-
-template <typename T>
-inline void output_transform_1d(const T m[kPatch], T y[kOut]) {
-  const T s12 = m[1] + m[2], d12 = m[1] - m[2], s34 = m[3] + m[4], d34 = m[3] - m[4];
-  y[0] = (m[0] + s12) + s34;
-  y[1] = d12 + d34 * 2.0f;
-  y[2] = s12 + s34 * 4.0f;
-  y[3] = (d12 + d34 * 8.0f) + m[5];
-}
 
 #if VARPS_CPU_AVX2
 
@@ -243,29 +233,42 @@ inline v8 next_tile(const v8& v, float next) {
 
 #endif
 
-// A thread's buffers for one group of tiles: the input rows of a tile row,
-// their transform along y, the transformed inputs and the 36 products.
+// The AVX2 (or portable) vector of the row transforms.
+struct NarrowLanes {
+  using V = v8;
+  static constexpr int kWidth = kLanes;
+  static V load(const float* p) { return load8(p); }
+  static void store(float* p, const V& v) { store8(p, v); }
+  static void deinterleave4(const float* x, V p[4]) { cpu::deinterleave4(x, p); }
+  static void interleave4(const V p[4], float* x) { cpu::interleave4(p, x); }
+  static V next_tile(const V& v, float next) { return cpu::next_tile(v, next); }
+};
+
+// A thread's buffers for one group of tiles (winograd::GroupRows).
 struct GroupBuffers {
   size_t patch_floats = 0, rows_floats = 0, columns_floats = 0, products_floats = 0;
-  float *patch = nullptr, *rows = nullptr, *columns = nullptr, *products = nullptr;
+  GroupRows rows;
   ScratchPool::Lease lease;
 
   GroupBuffers(const Tiling& t, int64_t Ci, int64_t Co) {
     patch_floats = static_cast<size_t>(kPatch * t.row_width);
     rows_floats = static_cast<size_t>(kPatch * t.row_width);
-    columns_floats = static_cast<size_t>(kFreq) * b_panel_floats(t.padded_tiles, Ci);
-    products_floats = static_cast<size_t>(kFreq * Co * t.padded_tiles);
+    rows.column_freq = b_panel_floats(t.padded_tiles, Ci);
+    columns_floats = static_cast<size_t>(kFreq) * rows.column_freq;
+    rows.product_freq = static_cast<size_t>(Co * t.padded_tiles);
+    products_floats = static_cast<size_t>(kFreq) * rows.product_freq;
   }
   size_t floats() const { return patch_floats + rows_floats + columns_floats + products_floats; }
+  float* products() const { return lease.data() + patch_floats + rows_floats + columns_floats; }
   // The transformed inputs' padding lanes are multiplied too (their
   // products are not read): zero, not whatever the pool's memory held.
   void take(ScratchPool& pool) {
     lease = pool.take(floats());
-    patch = lease.data();
-    rows = patch + patch_floats;
-    columns = rows + rows_floats;
-    products = columns + columns_floats;
-    std::fill(columns, columns + columns_floats, 0.0f);
+    rows.patch = lease.data();
+    rows.rows = rows.patch + patch_floats;
+    rows.columns = rows.rows + rows_floats;
+    rows.products = products();
+    std::fill(rows.columns, rows.columns + columns_floats, 0.0f);
   }
 };
 
@@ -288,80 +291,6 @@ void read_patch_rows(const float* plane, int64_t H, int64_t W, int64_t ty, const
   }
 }
 
-// V_ξ[ci, tile] = (Bᵀ·d·B)_ξ for the tiles of tile row ty0 + r and channel
-// ci, into the group's B panels: Bᵀ along y over whole rows, then along x
-// a vector of tiles at a time.
-void transform_input_row(const float* plane, int64_t H, int64_t W, const Tiling& t, int64_t ty0, int64_t r,
-                         int64_t Ci, int64_t ci, const ChannelNorm* cn, bool silu, GroupBuffers& buf) {
-  read_patch_rows(plane, H, W, ty0 + r, cn, silu, t.row_width, buf.patch);
-  for (int64_t x = 0; x < t.row_width; x += kLanes) {
-    v8 d[kPatch], v[kPatch];
-    for (int k = 0; k < kPatch; ++k) d[k] = load8(buf.patch + k * t.row_width + x);
-    input_transform_1d(d, v);
-    for (int i = 0; i < kPatch; ++i) store8(buf.rows + i * t.row_width + x, v[i]);
-  }
-  const size_t per_freq = b_panel_floats(t.padded_tiles, Ci);
-  for (int64_t tx = 0; tx < t.tw8; tx += kLanes) {
-    const int64_t col = r * t.tw8 + tx;  // a multiple of kLanes: the vector lies in one panel
-    float* dst = buf.columns + ((col / kTileCols) * Ci + ci) * kTileCols + col % kTileCols;
-    for (int i = 0; i < kPatch; ++i) {
-      const float* z = buf.rows + i * t.row_width + kOut * tx;
-      v8 d[kPatch], v[kPatch];
-      deinterleave4(z, d);
-      d[4] = next_tile(d[0], z[4 * kLanes]);
-      d[5] = next_tile(d[1], z[4 * kLanes + 1]);
-      input_transform_1d(d, v);
-      for (int j = 0; j < kPatch; ++j) store8(dst + (i * kPatch + j) * per_freq, v[j]);
-    }
-  }
-}
-
-// The output pixels of the group's tile row r from the 36 products (Aᵀ·m·A),
-// plus the bias and what out held.
-void transform_output_row(const GroupBuffers& buf, const Tiling& t, int64_t H, int64_t W, int64_t ty0, int64_t r,
-                          int64_t Co, const float* b, bool add_to_out, float* out_n) {
-  const int64_t ld = t.padded_tiles, per_freq = Co * ld;
-  for (int64_t co = 0; co < Co; ++co) {
-    float* plane = out_n + co * H * W;
-    const v8 bias = b ? v8{} + b[co] : v8{};
-    for (int64_t tx = 0; tx < t.tw8; tx += kLanes) {
-      const float* m = buf.products + co * ld + r * t.tw8 + tx;
-      v8 s[kOut][kPatch];  // Aᵀ along the rows of m
-      for (int j = 0; j < kPatch; ++j) {
-        v8 col[kPatch], y[kOut];
-        for (int i = 0; i < kPatch; ++i) col[i] = load8(m + (i * kPatch + j) * per_freq);
-        output_transform_1d(col, y);
-        for (int a = 0; a < kOut; ++a) s[a][j] = y[a];
-      }
-      const int64_t x0 = kOut * tx, cols = std::min<int64_t>(kOut * kLanes, W - x0);
-      if (cols <= 0) break;
-      for (int a = 0; a < kOut; ++a) {
-        const int64_t oy = kOut * (ty0 + r) + a;
-        if (oy >= H) break;
-        v8 y[kOut];
-        output_transform_1d(s[a], y);
-        alignas(32) float px[kOut * kLanes];
-        interleave4(y, px);
-        float* dst = plane + oy * W + x0;
-        int64_t c = 0;
-        for (; c + kLanes <= cols; c += kLanes) {  // the loop below, a vector at a time
-          const v8 p = load8(px + c);
-          if (add_to_out)
-            store8(dst + c, (b ? load8(dst + c) + bias : load8(dst + c)) + p);
-          else
-            store8(dst + c, b ? bias + p : p);
-        }
-        for (; c < cols; ++c) {
-          if (add_to_out)
-            dst[c] = (b ? dst[c] + bias[0] : dst[c]) + px[c];
-          else
-            dst[c] = b ? bias[0] + px[c] : px[c];
-        }
-      }
-    }
-  }
-}
-
 }  // namespace
 
 bool winograd_takes_weight(int64_t Ci, int64_t Co, int k) {
@@ -375,39 +304,57 @@ bool winograd_takes(int64_t Ci, int64_t Co, int64_t H, int64_t W, int k, int str
 }
 
 size_t winograd_workspace_floats(int64_t Ci, int64_t Co, int64_t W, int threads) {
-  // The most tile rows a group of this width takes.
-  const GroupBuffers group(tiling(kOut * rows_per_group(round_up((W + kOut - 1) / kOut, kLanes)), W, 1, 1), Ci, Co);
-  return static_cast<size_t>(kFreq) * a_panel_floats(Co, Ci) + static_cast<size_t>(threads) * group.floats();
+  // The most tile rows a group of this width takes, with either vector.
+  size_t group_floats = 0;
+  for (const int lanes : {kLanes, kWideLanes}) {
+    const int64_t tiles_per_row = round_up((W + kOut - 1) / kOut, lanes);
+    const GroupBuffers group(tiling(kOut * rows_per_group(tiles_per_row), W, lanes, 1, 1), Ci, Co);
+    group_floats = std::max(group_floats, group.floats());
+  }
+  return static_cast<size_t>(kFreq) * a_panel_floats(Co, Ci) + static_cast<size_t>(threads) * group_floats;
 }
 
 void winograd_convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t W, const NormOnRead* norm,
                        const float* w_panels, const float* b, int64_t Co, bool add_to_out, float* out,
                        ScratchPool& scratch, const CpuIsa& isa) {
-  const Tiling t = tiling(H, W, N, omp_get_max_threads());
+  const Tiling t = tiling(H, W, transform_lanes(W, isa), N, omp_get_max_threads());
+  const bool wide = t.lanes == kWideLanes;
   const ScratchPool::Lease U = scratch.take(static_cast<size_t>(kFreq) * a_panel_floats(Co, Ci));
   transform_weights(w_panels, Ci, Co, U.data());
-  const size_t u_freq = a_panel_floats(Co, Ci), v_freq = b_panel_floats(t.padded_tiles, Ci);
+  const size_t u_freq = a_panel_floats(Co, Ci);
   const int64_t work = N * t.groups;
 #pragma omp parallel
   {
     GroupBuffers buf(t, Ci, Co);
     buf.take(scratch);
+    const GroupRows& g = buf.rows;
 #pragma omp for schedule(dynamic)
     for (int64_t item = 0; item < work; ++item) {
       const int64_t n = item / t.groups, ty0 = (item % t.groups) * t.rows_per_group;
-      const int64_t rows = std::min(t.rows_per_group, t.th - ty0), tiles = rows * t.tw8;
+      const int64_t rows = std::min(t.rows_per_group, t.th - ty0), tiles = rows * t.tiles_per_row;
       const float* xn = x + n * Ci * H * W;
       for (int64_t ci = 0; ci < Ci; ++ci) {
         const ChannelNorm cn = norm ? channel_norm(*norm, n, Ci, ci) : ChannelNorm{};
-        for (int64_t r = 0; r < rows; ++r)
-          transform_input_row(xn + ci * H * W, H, W, t, ty0, r, Ci, ci, norm ? &cn : nullptr, norm && norm->silu, buf);
+        for (int64_t r = 0; r < rows; ++r) {
+          read_patch_rows(xn + ci * H * W, H, W, ty0 + r, norm ? &cn : nullptr, norm && norm->silu, t.row_width,
+                          g.patch);
+          if (wide)
+            winograd::transform_input_row_avx512(g, t, r, Ci, ci);
+          else
+            winograd::transform_input_row<NarrowLanes>(g, t, r, Ci, ci);
+        }
       }
       for (int f = 0; f < kFreq; ++f)
-        multiply_panels(AOperand{U.data() + f * u_freq, 0, true}, BOperand::panels(buf.columns + f * v_freq, Ci), Co,
-                        tiles, Ci,
-                        ProductOutput{buf.products + f * Co * t.padded_tiles, t.padded_tiles, false, nullptr, false},
+        multiply_panels(AOperand{U.data() + f * u_freq, 0, true}, BOperand::panels(g.columns + f * g.column_freq, Ci),
+                        Co, tiles, Ci, ProductOutput{buf.products() + f * g.product_freq, t.padded_tiles, false, nullptr, false},
                         isa);
-      for (int64_t r = 0; r < rows; ++r) transform_output_row(buf, t, H, W, ty0, r, Co, b, add_to_out, out + n * Co * H * W);
+      for (int64_t r = 0; r < rows; ++r) {
+        float* out_n = out + n * Co * H * W;
+        if (wide)
+          winograd::transform_output_row_avx512(g, t, H, W, ty0, r, Co, b, add_to_out, out_n);
+        else
+          winograd::transform_output_row<NarrowLanes>(g, t, H, W, ty0, r, Co, b, add_to_out, out_n);
+      }
     }
   }
 }

@@ -7,9 +7,12 @@
 
 #include <cmath>
 #include <random>
+#include <string>
+#include <vector>
 
 #include "backend.hpp"
 #include "backend_extents.hpp"
+#include "cpu/cpu_isa.hpp"
 #include "cpu/panel_gemm.hpp"
 #include "cpu/winograd.hpp"
 #include "product_test_data.hpp"
@@ -74,33 +77,74 @@ TEST(Winograd, TakesThe3x3Stride1ConvolutionsOfLargeEnoughMaps) {
   EXPECT_FALSE(cpu::winograd_takes(640, 640, 32, 32, 3, 1, 1, 1, 1, 1)) << "59 MB of transformed weights";
 }
 
+// winograd_convolve() on x, w and b as the test data below makes them, with
+// what `isa` allows; the norm's statistics into `stats`.
+struct Convolved {
+  std::vector<float> x, w, b, start, gamma, beta, stats, got;
+  NormOnRead norm;
+};
+
+Convolved convolve(Backend& be, const Case& c, const cpu::CpuIsa& isa) {
+  Convolved r;
+  const int64_t HW = c.H * c.W;
+  r.x = random_vector(c.N * c.Ci * HW, 1, 1.0f, c.norm ? 2.0f : 0.0f);
+  r.w = random_vector(c.Co * c.Ci * 9, 2, 0.2f);
+  r.b = random_vector(c.Co, 3);
+  r.start = random_vector(c.N * c.Co * HW, 4);
+  r.got = r.start;
+  // The weights as the backend keeps a convolution's (A panels).
+  std::vector<float> panels(cpu::a_panel_floats(c.Co, c.Ci * 9));
+  cpu::pack_a_panels(r.w.data(), c.Co, c.Ci * 9, c.Ci * 9, panels.data());
+  const int groups = c.Ci % 2 == 0 ? 2 : 1;  // groups divide the channels
+  r.gamma = random_vector(c.Ci, 5, 0.5f, 1.0f);
+  r.beta = random_vector(c.Ci, 6, 0.5f);
+  r.stats.resize(c.N * groups * 2);
+  const Array<float> xa = be.upload(Tensor({static_cast<int64_t>(r.x.size())}, r.x));
+  Array<float> sa = be.alloc(r.stats.size());
+  extents::group_norm_stats(be, xa.data(), c.N, c.Ci, HW, groups, 1e-6f, sa.data());
+  be.download(sa.data(), r.stats.size(), r.stats.data());
+  r.norm = NormOnRead{r.stats.data(), r.gamma.data(), r.beta.data(), groups, true};
+  cpu::ScratchPool scratch;
+  cpu::winograd_convolve(r.x.data(), c.N, c.Ci, c.H, c.W, c.norm ? &r.norm : nullptr, panels.data(),
+                         c.bias ? r.b.data() : nullptr, c.Co, c.add, r.got.data(), scratch, isa);
+  return r;
+}
+
+std::string describe(const Case& c) {
+  return "N " + std::to_string(c.N) + " Ci " + std::to_string(c.Ci) + " Co " + std::to_string(c.Co) + " " +
+         std::to_string(c.H) + "x" + std::to_string(c.W);
+}
+
+// Widths of 8 … 25 tiles: rows of 2 to 25 tiles the 16-tile transforms take
+// (10 and 25: their vectors end past the map), and those they leave to the
+// 8-tile ones (4 and 18 tiles would be padded further).
+const Case kCases[] = {Case{1, 3, 5, 8, 8, true, false, false},     Case{2, 16, 7, 10, 13, false, true, false},
+                       Case{1, 32, 32, 17, 9, true, true, true},   Case{1, 8, 13, 9, 70, true, false, true},
+                       Case{3, 4, 6, 12, 12, false, false, false}, Case{1, 8, 5, 9, 40, true, true, true},
+                       Case{2, 6, 17, 13, 64, true, false, false}, Case{1, 5, 9, 6, 99, false, true, true}};
+
 TEST(Winograd, MatchesTheDirectSumInDouble) {
   const auto be = make_cpu_backend(2);
-  for (const Case& c : {Case{1, 3, 5, 8, 8, true, false, false}, Case{2, 16, 7, 10, 13, false, true, false},
-                        Case{1, 32, 32, 17, 9, true, true, true}, Case{1, 8, 13, 9, 70, true, false, true},
-                        Case{3, 4, 6, 12, 12, false, false, false}}) {
-    SCOPED_TRACE("Ci " + std::to_string(c.Ci) + " Co " + std::to_string(c.Co) + " " + std::to_string(c.H) + "x" +
-                 std::to_string(c.W));
-    const int64_t HW = c.H * c.W;
-    const auto x = random_vector(c.N * c.Ci * HW, 1, 1.0f, c.norm ? 2.0f : 0.0f);
-    const auto w = random_vector(c.Co * c.Ci * 9, 2, 0.2f), b = random_vector(c.Co, 3);
-    const auto start = random_vector(c.N * c.Co * HW, 4);
-    std::vector<float> got = start;
-    // The weights as the backend keeps a convolution's (A panels).
-    std::vector<float> panels(cpu::a_panel_floats(c.Co, c.Ci * 9));
-    cpu::pack_a_panels(w.data(), c.Co, c.Ci * 9, c.Ci * 9, panels.data());
-    const int groups = c.Ci % 2 == 0 ? 2 : 1;  // groups divide the channels
-    const auto gamma = random_vector(c.Ci, 5, 0.5f, 1.0f), beta = random_vector(c.Ci, 6, 0.5f);
-    std::vector<float> stats(c.N * groups * 2);
-    const Array<float> xa = be->upload(Tensor({static_cast<int64_t>(x.size())}, x));
-    Array<float> sa = be->alloc(stats.size());
-    extents::group_norm_stats(*be, xa.data(), c.N, c.Ci, HW, groups, 1e-6f, sa.data());
-    be->download(sa.data(), stats.size(), stats.data());
-    const NormOnRead norm{stats.data(), gamma.data(), beta.data(), groups, true};
-    cpu::ScratchPool scratch;
-    cpu::winograd_convolve(x.data(), c.N, c.Ci, c.H, c.W, c.norm ? &norm : nullptr, panels.data(),
-                           c.bias ? b.data() : nullptr, c.Co, c.add, got.data(), scratch);
-    EXPECT_LE(relative_to_terms(c, x, w, b, start, c.norm ? &norm : nullptr, got), kBound);
+  // The portable vectors and float32 tile, and what this processor allows.
+  for (const cpu::CpuIsa& isa : {cpu::CpuIsa{}, cpu::detect_cpu_isa()})
+    for (const Case& c : kCases) {
+      SCOPED_TRACE(describe(c) + " isa " + isa.name());
+      const Convolved r = convolve(*be, c, isa);
+      EXPECT_LE(relative_to_terms(c, r.x, r.w, r.b, r.start, c.norm ? &r.norm : nullptr, r.got), kBound);
+    }
+}
+
+// The AVX-512 path (16-tile transforms and the AVX-512 tile) computes each
+// output with the AVX2 path's operations: the same bits.
+TEST(Winograd, AVX512GivesTheAVX2PathsBits) {
+  const cpu::CpuIsa host = cpu::detect_cpu_isa();
+  if (!host.avx512) GTEST_SKIP() << "this processor has no AVX-512";
+  cpu::CpuIsa avx2 = host;
+  avx2.avx512 = avx2.avx512_bf16 = avx2.avx512_vnni = false;
+  const auto be = make_cpu_backend(2);
+  for (const Case& c : kCases) {
+    SCOPED_TRACE(describe(c));
+    EXPECT_EQ(convolve(*be, c, host).got, convolve(*be, c, avx2).got);
   }
 }
 
