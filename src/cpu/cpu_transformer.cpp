@@ -9,6 +9,7 @@
 #include "cpu/bf16_panels.hpp"
 #include "cpu/cpu_backend.hpp"
 #include "cpu/gemm_kernel.hpp"
+#include "cpu/group_stats.hpp"
 #include "cpu/panel_gemm.hpp"
 #include "cpu/vector_math.hpp"
 #include "ops/sampler.hpp"
@@ -25,19 +26,10 @@ void CpuBackend::do_adaln_modulate(const float* x, int64_t rows, int64_t tokens,
       float* yy = out + (r * tokens + i) * C;
       const float* sc = scale + r * mod_stride;
       const float* sh = shift + r * mod_stride;
-      // Two passes in double: the mean is exact enough that the variance
-      // does not lose digits to cancellation.
-      double mean = 0.0;
-      for (int64_t c = 0; c < C; ++c) mean += xx[c];
-      mean /= static_cast<double>(C);
-      double var = 0.0;
-      for (int64_t c = 0; c < C; ++c) {
-        double d = xx[c] - mean;
-        var += d * d;
-      }
-      var /= static_cast<double>(C);
-      const float m = static_cast<float>(mean);
-      const float rstd = static_cast<float>(1.0 / std::sqrt(var + static_cast<double>(eps)));
+      // LayerNorm's statistics are GroupNorm's of a single group: two
+      // passes in double, in vector lanes.
+      const cpu::GroupStats st = cpu::group_stats(xx, C, eps);
+      const float m = st.mean, rstd = st.rstd;
       for (int64_t c = 0; c < C; ++c) yy[c] = ((xx[c] - m) * rstd) * (1.0f + sc[c]) + sh[c];
     }
 }
