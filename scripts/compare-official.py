@@ -59,18 +59,41 @@ EXTENSIONS = ('avx2', 'fma', 'avx512f', 'avx512bw', 'avx512vl', 'avx512_bf16', '
               'amx_tile', 'amx_bf16', 'amx_int8')
 
 
+def amd_generation(family, model):
+    """The Zen generation of an AMD CPU family and model (a VM's model name often omits it), or None."""
+    if family == 0x17:
+        return 'Zen 2' if model >= 0x30 else 'Zen'
+    if family == 0x19:
+        return 'Zen 4' if 0x10 <= model <= 0x1f or 0x60 <= model <= 0x7f or 0xa0 <= model <= 0xaf else 'Zen 3'
+    if family == 0x1a:
+        return 'Zen 5'
+    return None
+
+
 def machine_line():
     model = 'unknown CPU'
     flags = set()
+    fields = {}
     try:
         with open('/proc/cpuinfo') as f:
             for line in f:
-                if line.startswith('model name') and model == 'unknown CPU':
-                    model = line.split(':', 1)[1].strip()
-                if line.startswith('flags') and not flags:
-                    flags = set(line.split(':', 1)[1].split())
+                key, _, value = line.partition(':')
+                key = key.strip()
+                if key == 'model name' and model == 'unknown CPU':
+                    model = value.strip()
+                if key == 'flags' and not flags:
+                    flags = set(value.split())
+                if key in ('vendor_id', 'cpu family', 'model') and key not in fields:
+                    fields[key] = value.strip()
     except OSError:
         pass
+    if 'cpu family' in fields and 'model' in fields:
+        try:
+            family, number = int(fields['cpu family']), int(fields['model'])
+            generation = amd_generation(family, number) if fields.get('vendor_id') == 'AuthenticAMD' else None
+            model += f' [{generation + ": " if generation else ""}family {family}, model {number}]'
+        except ValueError:
+            pass
     have = [e for e in EXTENSIONS if e in flags] or ['no AVX2']
     mem = ''
     try:
