@@ -24,12 +24,12 @@ inline double fp32_tol(int64_t K) {
 constexpr double kBf16Tol = 1e-2;
 constexpr double kFp16Tol = 2e-3;
 // SiLU, GELU and the softmax's exponentials: the CPU evaluates them eight
-// lanes at a time with glibc's vector expf and tanhf (libmvec), an emulated
-// kernel with the scalar libm ones (a device with CUDA's). Each is within a
-// few ulp of the exact function and the rest of the expression rounds
-// alike, so an element differs by a few ulp of its size (GELU's 1 + tanh
-// cancels near -1, but only where the output is small against the norm):
-// 8 ulp of the norm.
+// lanes at a time with glibc's vector expf (libmvec; GELU's tanh form as
+// x / (1 + exp(-2u))), an emulated kernel with the scalar libm tanhf and
+// expf (a device with CUDA's). Each is within a few ulp of the exact
+// function and the rest of the expression rounds alike, so an element
+// differs by a few ulp of its size (the kernels' 1 + tanh cancels near -1,
+// but only where the output is small against the norm): 8 ulp of the norm.
 constexpr double kVectorMathTol = 8 * FLT_EPSILON;
 
 inline std::vector<float> random_vector(size_t n, uint32_t seed, float scale = 1.0f) {
