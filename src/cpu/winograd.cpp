@@ -272,22 +272,40 @@ struct GroupBuffers {
   }
 };
 
+// dst[x] = silu(cn(src[x])) (or cn(src[x])) for x < n: the values
+// group_norm() and silu_span() would give, in one pass.
+void normalize_span(const float* src, int64_t n, const ChannelNorm& cn, bool silu, float* dst) {
+  int64_t x = 0;
+#if VARPS_CPU_AVX2
+  const __m256 mean = _mm256_set1_ps(cn.mean), scale = _mm256_set1_ps(cn.scale), shift = _mm256_set1_ps(cn.shift);
+  const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+  for (; x + 8 <= n; x += 8) {
+    __m256 v = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(src + x), mean), scale), shift);
+    if (silu) v = _mm256_div_ps(v, _mm256_add_ps(one, _ZGVdN8v_expf(_mm256_xor_ps(v, sign))));
+    _mm256_storeu_ps(dst + x, v);
+  }
+#endif
+  for (; x < n; ++x) dst[x] = silu ? cpu::silu(cn(src[x])) : cn(src[x]);
+}
+
 // Rows of input channel ci that tile row ty reads (4ty − 1 … 4ty + 4),
 // normalised when asked, column −1 first, zero outside the map.
 void read_patch_rows(const float* plane, int64_t H, int64_t W, int64_t ty, const ChannelNorm* cn, bool silu,
                      int64_t row_width, float* rows) {
   for (int k = 0; k < kPatch; ++k) {
     float* dst = rows + k * row_width;
-    std::fill(dst, dst + row_width, 0.0f);
     const int64_t iy = kOut * ty - 1 + k;
-    if (iy < 0 || iy >= H) continue;
-    const float* src = plane + iy * W;
-    if (cn) {
-      for (int64_t x = 0; x < W; ++x) dst[1 + x] = (*cn)(src[x]);
-      if (silu) silu_span(dst + 1, dst + 1, static_cast<size_t>(W));
-    } else {
-      std::memcpy(dst + 1, src, static_cast<size_t>(W) * sizeof(float));
+    if (iy < 0 || iy >= H) {
+      std::fill(dst, dst + row_width, 0.0f);
+      continue;
     }
+    dst[0] = 0.0f;
+    std::fill(dst + 1 + W, dst + row_width, 0.0f);
+    const float* src = plane + iy * W;
+    if (cn)
+      normalize_span(src, W, *cn, silu, dst + 1);
+    else
+      std::memcpy(dst + 1, src, static_cast<size_t>(W) * sizeof(float));
   }
 }
 
