@@ -161,7 +161,6 @@ void transform_weights(const float* w_panels, int64_t Ci, int64_t Co, float* U) 
 // Eight lanes of float32, for the transforms' arithmetic.
 typedef float v8 __attribute__((vector_size(32)));
 
-
 #if VARPS_CPU_AVX2
 inline v8 load8(const float* p) { return (v8)_mm256_loadu_ps(p); }
 inline void store8(float* p, v8 v) { _mm256_storeu_ps(p, (__m256)v); }
