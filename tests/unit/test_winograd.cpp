@@ -77,8 +77,8 @@ TEST(Winograd, TakesThe3x3Stride1ConvolutionsOfLargeEnoughMaps) {
   EXPECT_FALSE(cpu::winograd_takes(640, 640, 32, 32, 3, 1, 1, 1, 1, 1)) << "59 MB of transformed weights";
 }
 
-// winograd_convolve() on x, w and b as the test data below makes them, with
-// what `isa` allows; the norm's statistics into `stats`.
+// A case's data (x, weights, bias, what the output held, the norm and its
+// statistics) and winograd_convolve()'s output on it, with what `isa` allows.
 struct Convolved {
   std::vector<float> x, w, b, start, gamma, beta, stats, got;
   NormOnRead norm;
@@ -115,9 +115,10 @@ std::string describe(const Case& c) {
          std::to_string(c.H) + "x" + std::to_string(c.W);
 }
 
-// Widths of 8 … 25 tiles: rows of 2 to 25 tiles the 16-tile transforms take
-// (10 and 25: their vectors end past the map), and those they leave to the
-// 8-tile ones (4 and 18 tiles would be padded further).
+// Rows of 2 to 25 tiles. Where the processor has AVX-512 the 16-tile
+// transforms take those of 10, 16 and 25 (10 and 25 with vectors that end
+// past the map) and leave those that 16 would pad further (2, 3, 4 and 18
+// tiles) to the 8-tile ones.
 const Case kCases[] = {Case{1, 3, 5, 8, 8, true, false, false},     Case{2, 16, 7, 10, 13, false, true, false},
                        Case{1, 32, 32, 17, 9, true, true, true},   Case{1, 8, 13, 9, 70, true, false, true},
                        Case{3, 4, 6, 12, 12, false, false, false}, Case{1, 8, 5, 9, 40, true, true, true},
@@ -125,7 +126,8 @@ const Case kCases[] = {Case{1, 3, 5, 8, 8, true, false, false},     Case{2, 16, 
 
 TEST(Winograd, MatchesTheDirectSumInDouble) {
   const auto be = make_cpu_backend(2);
-  // The portable vectors and float32 tile, and what this processor allows.
+  // The build's own kernels (the 8-tile transforms, the AVX2 or portable
+  // tile), then what this processor allows.
   for (const cpu::CpuIsa& isa : {cpu::CpuIsa{}, cpu::detect_cpu_isa()})
     for (const Case& c : kCases) {
       SCOPED_TRACE(describe(c) + " isa " + isa.name());
