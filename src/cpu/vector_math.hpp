@@ -47,16 +47,16 @@ inline float sum_lanes_then_tail(const float (&lanes)[8], float* x, size_t i, si
 
 #if VARPS_CPU_AVX2
 
+// x / (1 + exp(-x)), 8 lanes.
+inline __m256 silu8(__m256 v) {
+  const __m256 e = _ZGVdN8v_expf(_mm256_xor_ps(v, _mm256_set1_ps(-0.0f)));
+  return _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+}
+
 // y = x / (1 + exp(-x))
 inline void silu_span(const float* x, float* y, size_t n) {
-  const __m256 one = _mm256_set1_ps(1.0f);
-  const __m256 neg = _mm256_set1_ps(-0.0f);
   size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 v = _mm256_loadu_ps(x + i);
-    const __m256 e = _ZGVdN8v_expf(_mm256_xor_ps(v, neg));
-    _mm256_storeu_ps(y + i, _mm256_div_ps(v, _mm256_add_ps(one, e)));
-  }
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, silu8(_mm256_loadu_ps(x + i)));
   for (; i < n; ++i) y[i] = silu(x[i]);
 }
 

@@ -258,7 +258,6 @@ struct GroupBuffers {
     products_floats = static_cast<size_t>(kFreq) * rows.product_freq;
   }
   size_t floats() const { return patch_floats + rows_floats + columns_floats + products_floats; }
-  float* products() const { return lease.data() + patch_floats + rows_floats + columns_floats; }
   // The transformed inputs' padding lanes are multiplied too (their
   // products are not read): zero, not whatever the pool's memory held.
   void take(ScratchPool& pool) {
@@ -266,7 +265,7 @@ struct GroupBuffers {
     rows.patch = lease.data();
     rows.rows = rows.patch + patch_floats;
     rows.columns = rows.rows + rows_floats;
-    rows.products = products();
+    rows.products = rows.columns + columns_floats;
     std::fill(rows.columns, rows.columns + columns_floats, 0.0f);
   }
 };
@@ -277,11 +276,9 @@ void normalize_span(const float* src, int64_t n, const ChannelNorm& cn, bool sil
   int64_t x = 0;
 #if VARPS_CPU_AVX2
   const __m256 mean = _mm256_set1_ps(cn.mean), scale = _mm256_set1_ps(cn.scale), shift = _mm256_set1_ps(cn.shift);
-  const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
   for (; x + 8 <= n; x += 8) {
-    __m256 v = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(src + x), mean), scale), shift);
-    if (silu) v = _mm256_div_ps(v, _mm256_add_ps(one, _ZGVdN8v_expf(_mm256_xor_ps(v, sign))));
-    _mm256_storeu_ps(dst + x, v);
+    const __m256 v = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(src + x), mean), scale), shift);
+    _mm256_storeu_ps(dst + x, silu ? silu8(v) : v);
   }
 #endif
   for (; x < n; ++x) dst[x] = silu ? cpu::silu(cn(src[x])) : cn(src[x]);
@@ -363,7 +360,7 @@ void winograd_convolve(const float* x, int64_t N, int64_t Ci, int64_t H, int64_t
       }
       for (int f = 0; f < kFreq; ++f)
         multiply_panels(AOperand{U.data() + f * u_freq, 0, true}, BOperand::panels(g.columns + f * g.column_freq, Ci),
-                        Co, tiles, Ci, ProductOutput{buf.products() + f * g.product_freq, t.padded_tiles, false, nullptr, false},
+                        Co, tiles, Ci, ProductOutput{g.products + f * g.product_freq, t.padded_tiles, false, nullptr, false},
                         isa);
       for (int64_t r = 0; r < rows; ++r) {
         float* out_n = out + n * Co * H * W;

@@ -42,7 +42,7 @@ struct GroupRows {
   float* rows = nullptr;
   float* columns = nullptr;
   size_t column_freq = 0;
-  const float* products = nullptr;
+  float* products = nullptr;
   size_t product_freq = 0;
 };
 
